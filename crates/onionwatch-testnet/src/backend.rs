@@ -1,0 +1,159 @@
+//! The built-in HTTP backend behind each test onion service.
+//!
+//! Deliberately tiny: one response per connection, enough to prove that a
+//! request crossed the Tor network and to show what tor put in front of it.
+
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio::time::{timeout, Duration};
+
+/// Longest request head we read; anything longer is answered with 431.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// A running backend; dropping it stops the server.
+#[derive(Debug)]
+pub struct Backend {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Backend {
+    /// Listen on a free 127.0.0.1 port and answer every request with
+    /// [`Backend::body_for`]`(name, path)`, preceded by `proxy: <line>` when
+    /// tor sent a PROXY header (`HiddenServiceExportCircuitID haproxy`).
+    pub async fn start(name: String) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let name = name.clone();
+                tokio::spawn(async move {
+                    // A stalled client must not pin a task forever.
+                    let _ = timeout(Duration::from_secs(30), serve(stream, &name)).await;
+                });
+            }
+        });
+        Ok(Self { addr, task })
+    }
+
+    /// The address tor's `HiddenServicePort` points at.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The body served for `path` by the backend called `name`.
+    pub fn body_for(name: &str, path: &str) -> String {
+        format!("onionwatch testnet backend {name}\npath: {path}\n")
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(mut stream: TcpStream, name: &str) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 2048];
+    let head_end = loop {
+        if let Some(end) = find(&buf, b"\r\n\r\n") {
+            break Some(end);
+        }
+        if buf.len() > MAX_HEAD {
+            break None;
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let Some(head_end) = head_end else {
+        return respond(
+            &mut stream,
+            "431 Request Header Fields Too Large",
+            "too large\n",
+        )
+        .await;
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]);
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next().unwrap_or_default();
+    let mut proxy = None;
+    if first.starts_with("PROXY ") {
+        proxy = Some(first.to_owned());
+        first = lines.next().unwrap_or_default();
+    }
+    let mut parts = first.split(' ');
+    let (Some(_method), Some(path)) = (parts.next(), parts.next()) else {
+        return respond(&mut stream, "400 Bad Request", "bad request line\n").await;
+    };
+    let mut body = String::new();
+    if let Some(proxy) = proxy {
+        body.push_str(&format!("proxy: {proxy}\n"));
+    }
+    body.push_str(&Backend::body_for(name, path));
+    respond(&mut stream, "200 OK", &body).await
+}
+
+async fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
+    let msg = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(msg.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(addr: SocketAddr, raw: &[u8]) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(raw).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn answers_with_name_path_and_proxy_line() {
+        let b = Backend::start("svc".into()).await.unwrap();
+        let out = get(b.addr(), b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
+        assert!(out.ends_with(&Backend::body_for("svc", "/x")), "{out}");
+
+        let out = get(
+            b.addr(),
+            b"PROXY TCP6 fc00:dead:beef:4dad::0:23 ::1 35 80\r\nGET / HTTP/1.1\r\n\r\n",
+        )
+        .await;
+        assert!(
+            out.contains("proxy: PROXY TCP6 fc00:dead:beef:4dad::0:23 ::1 35 80\n"),
+            "{out}"
+        );
+    }
+
+    #[tokio::test]
+    async fn hostile_requests_get_errors() {
+        let b = Backend::start("svc".into()).await.unwrap();
+        let out = get(b.addr(), b"\r\n\r\n").await;
+        assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+        // Exactly one byte over the limit, so the server reads all we send
+        // and closes without a reset.
+        let out = get(b.addr(), &vec![b'a'; MAX_HEAD + 1]).await;
+        assert!(out.starts_with("HTTP/1.1 431"), "{out}");
+    }
+}

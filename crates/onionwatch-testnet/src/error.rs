@@ -1,0 +1,70 @@
+//! Errors of the test network.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Why the test network could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The `tor` (or `tor-gencert`) program is not installed.
+    #[error("cannot run `{program}`: {source}. Install tor first: `sudo apt-get install -y tor` (Debian/Ubuntu)")]
+    TorMissing {
+        /// The program that could not be run.
+        program: String,
+        /// The I/O error from exec.
+        source: std::io::Error,
+    },
+    /// A helper command (key generation, fingerprint) failed.
+    #[error("`{command}` failed: {detail}")]
+    Command {
+        /// The command line.
+        command: String,
+        /// Its stderr/stdout or the reason.
+        detail: String,
+    },
+    /// A tor node exited while the network was starting or running.
+    #[error("tor node {node} exited ({status}); last lines of {log}:\n{tail}")]
+    NodeDied {
+        /// Node nickname.
+        node: String,
+        /// Exit status.
+        status: String,
+        /// Its log file.
+        log: PathBuf,
+        /// The last lines of that log.
+        tail: String,
+    },
+    /// A readiness wait ran out of time.
+    #[error("timed out after {waited:?} waiting for {what}; last lines of {log}:\n{tail}")]
+    Timeout {
+        /// What was awaited.
+        what: String,
+        /// How long.
+        waited: Duration,
+        /// The most relevant log file.
+        log: PathBuf,
+        /// The last lines of that log.
+        tail: String,
+    },
+    /// The network configuration is invalid.
+    #[error("invalid test network configuration: {0}")]
+    Config(String),
+    /// File-system or socket I/O failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+        let what = what.into();
+        move |source| Error::Io { what, source }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,479 @@
+//! Starting, waiting for and tearing down the whole network.
+
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use onionwatch_tor::socks::Isolation;
+use serde::Serialize;
+use tokio::time::sleep;
+
+use crate::backend::Backend;
+use crate::config::{BackendKind, ControlKind, NetworkConfig};
+use crate::error::{Error, Result};
+use crate::keys::make_authority;
+use crate::node::{private_dir, tail, Role, TorNode};
+use crate::ports::{free_port, loopback};
+use crate::torrc::{self, DirAuthorityLine};
+
+/// How often readiness waits look again. Polling is fine here: tor offers no
+/// cheaper signal for "consensus reached and descriptors reachable".
+const POLL: Duration = Duration::from_millis(200);
+
+/// The client tor's endpoints.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientInfo {
+    /// SOCKS5 port (`ExtendedErrors`, isolation by SOCKS auth).
+    pub socks: SocketAddr,
+    /// Control port (TCP).
+    pub control: SocketAddr,
+    /// Its cookie file (cookie or safecookie authentication).
+    pub cookie: PathBuf,
+}
+
+/// One onion service and the endpoints of the tor hosting it.
+#[derive(Debug, Clone, Serialize)]
+pub struct OnionInfo {
+    /// `<56 chars>.onion`.
+    pub address: String,
+    /// The hosting tor's control port: `127.0.0.1:P` or `unix:/path`.
+    pub control: String,
+    /// The hosting tor's cookie file.
+    pub cookie: PathBuf,
+    /// The hosting tor's MetricsPort, if enabled.
+    pub metrics: Option<SocketAddr>,
+    /// Where tor sends the onion service's connections.
+    pub backend: SocketAddr,
+    /// Nickname of the hosting tor (onion services sharing a tor share it).
+    pub tor: String,
+    /// Whether tor sends a PROXY v1 line with the circuit id first.
+    pub export_circuit_id: bool,
+}
+
+/// What a caller needs to use the network; `--format json` prints this.
+#[derive(Debug, Clone, Serialize)]
+pub struct NetworkInfo {
+    /// The client tor.
+    pub client: ClientInfo,
+    /// Every onion service, in configuration order.
+    pub onions: Vec<OnionInfo>,
+    /// The directory holding every node's data and logs.
+    pub dir: PathBuf,
+}
+
+/// A running private Tor network. Dropping it kills every tor it started.
+#[derive(Debug)]
+pub struct TestNetwork {
+    info: NetworkInfo,
+    nodes: Vec<TorNode>,
+    _backends: Vec<Backend>,
+    // Declared last so it is removed after the nodes are dead.
+    _tempdir: Option<tempfile::TempDir>,
+}
+
+impl TestNetwork {
+    /// Start the network and wait until the client has bootstrapped and a GET
+    /// through every onion service has succeeded.
+    ///
+    /// Must run inside a tokio runtime (the built-in backends are tasks).
+    pub async fn start(config: NetworkConfig) -> Result<Self> {
+        config.validate().map_err(Error::Config)?;
+        let started = Instant::now();
+        let deadline = started + config.ready_timeout;
+        let mut net = Self::launch(&config).await?;
+        net.wait_ready(&config, deadline).await?;
+        tracing::info!(elapsed = ?started.elapsed(), onions = net.info.onions.len(), "test network ready");
+        Ok(net)
+    }
+
+    /// Endpoints of the client and the onion services.
+    pub fn info(&self) -> &NetworkInfo {
+        &self.info
+    }
+
+    /// The tor processes.
+    pub fn nodes(&self) -> &[TorNode] {
+        &self.nodes
+    }
+
+    /// Pids of every tor still running.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().filter_map(TorNode::pid).collect()
+    }
+
+    /// `Err(NodeDied)` naming the first tor that has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        self.nodes.iter_mut().try_for_each(TorNode::check_alive)
+    }
+
+    /// Kill every tor and stop the backends (what `Drop` does, made explicit).
+    pub fn shutdown(mut self) {
+        self.nodes.iter_mut().for_each(TorNode::kill);
+    }
+
+    async fn launch(config: &NetworkConfig) -> Result<Self> {
+        let (tempdir, root) = match &config.dir {
+            Some(dir) => {
+                fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
+                (None, dir.clone())
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("onionwatch-testnet-")
+                    .tempdir()
+                    .map_err(Error::io("create a temporary directory"))?;
+                let root = t.path().to_owned();
+                (Some(t), root)
+            }
+        };
+        let tor = config.tor.clone();
+        let gencert = tor_gencert(&tor);
+        let port = || free_port().map_err(Error::io("pick a free port"));
+
+        // Authority keys: ~1 s of RSA each, so make them in parallel.
+        let mut auth_ports = Vec::new();
+        for _ in 0..3 {
+            auth_ports.push((port()?, port()?));
+        }
+        let auth_dirs: Vec<PathBuf> = (0..3).map(|i| root.join(format!("auth{i}"))).collect();
+        for d in &auth_dirs {
+            private_dir(d)?;
+        }
+        let identities = {
+            let (tor, dirs, ports) = (tor.clone(), auth_dirs.clone(), auth_ports.clone());
+            tokio::task::spawn_blocking(move || {
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = dirs
+                        .iter()
+                        .zip(&ports)
+                        .map(|(d, (_, dir_port))| {
+                            s.spawn(|| make_authority(&tor, &gencert, d, *dir_port))
+                        })
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| h.join().expect("key generation thread panicked"))
+                        .collect::<Result<Vec<_>>>()
+                })
+            })
+            .await
+            .expect("key generation task panicked")?
+        };
+        let authorities: Vec<DirAuthorityLine> = identities
+            .into_iter()
+            .zip(&auth_ports)
+            .enumerate()
+            .map(|(i, (id, (or_port, dir_port)))| DirAuthorityLine {
+                nickname: format!("auth{i}"),
+                or_port: *or_port,
+                dir_port: *dir_port,
+                v3ident: id.v3ident,
+                fingerprint: id.fingerprint,
+            })
+            .collect();
+
+        let mut nodes = Vec::new();
+        // If anything below fails, `nodes` drops and kills what started.
+        for (i, a) in authorities.iter().enumerate() {
+            let text = torrc::common(&a.nickname, &auth_dirs[i], &authorities)
+                + &torrc::relay(a.or_port, a.dir_port, true);
+            nodes.push(TorNode::spawn(
+                &tor,
+                &a.nickname,
+                Role::Authority,
+                &auth_dirs[i],
+                &text,
+            )?);
+        }
+        for i in 0..config.relays {
+            let nick = format!("relay{i}");
+            let dir = root.join(&nick);
+            private_dir(&dir)?;
+            let text =
+                torrc::common(&nick, &dir, &authorities) + &torrc::relay(port()?, port()?, false);
+            nodes.push(TorNode::spawn(&tor, &nick, Role::Relay, &dir, &text)?);
+        }
+
+        let mut backends = Vec::new();
+        let mut onions = Vec::new();
+        for (t, tor_cfg) in config.service_tors.iter().enumerate() {
+            let nick = format!("hs{t}");
+            let dir = root.join(&nick);
+            private_dir(&dir)?;
+            let control = match tor_cfg.control {
+                ControlKind::Tcp => format!("127.0.0.1:{}", port()?),
+                ControlKind::Unix => format!("unix:{}", dir.join("control.sock").display()),
+            };
+            let metrics = match tor_cfg.metrics_port {
+                true => Some(loopback(port()?)),
+                false => None,
+            };
+            let mut text = torrc::common(&nick, &dir, &authorities);
+            text.push_str("SocksPort 0\n");
+            text.push_str(&torrc::control(&control));
+            if let Some(m) = metrics {
+                text.push_str(&format!(
+                    "MetricsPort {m}\nMetricsPortPolicy {}\n",
+                    tor_cfg.metrics_policy
+                ));
+            }
+            for (s, svc) in tor_cfg.services.iter().enumerate() {
+                let backend = match &svc.backend {
+                    BackendKind::BuiltIn => {
+                        let b = Backend::start(format!("{nick}-{s}"))
+                            .await
+                            .map_err(Error::io("start the built-in backend"))?;
+                        let addr = b.addr();
+                        backends.push(b);
+                        addr
+                    }
+                    BackendKind::Address(a) => *a,
+                };
+                let hs_dir = dir.join(format!("hs{s}"));
+                private_dir(&hs_dir)?;
+                text.push_str(&format!(
+                    "HiddenServiceDir {}\nHiddenServicePort 80 {backend}\n",
+                    hs_dir.display()
+                ));
+                if svc.export_circuit_id {
+                    text.push_str("HiddenServiceExportCircuitID haproxy\n");
+                }
+                if svc.pow_defenses {
+                    text.push_str("HiddenServicePoWDefensesEnabled 1\n");
+                }
+                if let Some((rate, burst)) = svc.intro_dos {
+                    text.push_str(&format!(
+                        "HiddenServiceEnableIntroDoSDefense 1\nHiddenServiceEnableIntroDoSRatePerSec {rate}\nHiddenServiceEnableIntroDoSBurstPerSec {burst}\n"
+                    ));
+                }
+                onions.push((
+                    hs_dir,
+                    OnionInfo {
+                        address: String::new(),
+                        control: control.clone(),
+                        cookie: dir.join("control_auth_cookie"),
+                        metrics,
+                        backend,
+                        tor: nick.clone(),
+                        export_circuit_id: svc.export_circuit_id,
+                    },
+                ));
+            }
+            nodes.push(TorNode::spawn(
+                &tor,
+                &nick,
+                Role::OnionService,
+                &dir,
+                &text,
+            )?);
+        }
+
+        let dir = root.join("client");
+        private_dir(&dir)?;
+        let (socks, control) = (loopback(port()?), loopback(port()?));
+        let mut text = torrc::common("client", &dir, &authorities);
+        text.push_str(&format!("SocksPort {socks} ExtendedErrors\n"));
+        text.push_str(&torrc::control(&control.to_string()));
+        if let Some(password) = &config.client_password {
+            text.push_str(&format!(
+                "HashedControlPassword {}\n",
+                hash_password(&tor, password)?
+            ));
+        }
+        nodes.push(TorNode::spawn(&tor, "client", Role::Client, &dir, &text)?);
+
+        let mut net = Self {
+            info: NetworkInfo {
+                client: ClientInfo {
+                    socks,
+                    control,
+                    cookie: dir.join("control_auth_cookie"),
+                },
+                onions: Vec::new(),
+                dir: root,
+            },
+            nodes,
+            _backends: backends,
+            _tempdir: tempdir,
+        };
+        // tor writes `hostname` within a second of starting.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for (hs_dir, mut onion) in onions {
+            let hostname = hs_dir.join("hostname");
+            onion.address = net
+                .poll(
+                    deadline,
+                    &format!("{}", hostname.display()),
+                    &hostname,
+                    || read_hostname(&hostname),
+                )
+                .await?;
+            net.info.onions.push(onion);
+        }
+        Ok(net)
+    }
+
+    /// Poll `ready` until it yields, a node dies, or `deadline` passes.
+    async fn poll<T>(
+        &mut self,
+        deadline: Instant,
+        what: &str,
+        log: &Path,
+        mut ready: impl FnMut() -> Option<T>,
+    ) -> Result<T> {
+        let start = Instant::now();
+        loop {
+            if let Some(v) = ready() {
+                return Ok(v);
+            }
+            self.check_alive()?;
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: what.to_owned(),
+                    waited: start.elapsed(),
+                    log: log.to_owned(),
+                    tail: tail(log, 15),
+                });
+            }
+            sleep(POLL).await;
+        }
+    }
+
+    async fn wait_ready(&mut self, config: &NetworkConfig, deadline: Instant) -> Result<()> {
+        let client_log = self.info.dir.join("client").join("notice.log");
+        self.poll(
+            deadline,
+            "the client tor to bootstrap to 100%",
+            &client_log.clone(),
+            || {
+                fs::read_to_string(&client_log)
+                    .ok()
+                    .filter(|l| l.contains("Bootstrapped 100%"))
+                    .map(|_| ())
+            },
+        )
+        .await?;
+
+        let socks = self.info.client.socks;
+        for i in 0..self.info.onions.len() {
+            let onion = self.info.onions[i].clone();
+            let built_in = matches!(config_backend(config, i), BackendKind::BuiltIn);
+            let hs_log = self.info.dir.join(&onion.tor).join("notice.log");
+            let mut attempt = 0u32;
+            loop {
+                attempt += 1;
+                let left = deadline.saturating_duration_since(Instant::now());
+                let last_error = match tokio::time::timeout(
+                    left.min(Duration::from_secs(30)),
+                    reach(
+                        socks,
+                        &onion.address,
+                        built_in,
+                        &format!("ready-{i}-{attempt}"),
+                    ),
+                )
+                .await
+                {
+                    Ok(Ok(())) => break,
+                    Ok(Err(e)) => e,
+                    Err(_) => "timed out".into(),
+                };
+                tracing::debug!(onion = %onion.address, attempt, error = %last_error, "not reachable yet");
+                self.check_alive()?;
+                if Instant::now() >= deadline {
+                    return Err(Error::Timeout {
+                        what: format!(
+                            "onion service {} to be reachable (last error: {last_error})",
+                            onion.address
+                        ),
+                        waited: config.ready_timeout,
+                        log: hs_log.clone(),
+                        tail: tail(&hs_log, 15),
+                    });
+                }
+                sleep(POLL).await;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One reachability attempt, on a fresh circuit (`token` isolates it).
+/// A built-in backend must answer a GET with its own body; for any other
+/// backend an open stream is proof enough (it may not speak HTTP).
+async fn reach(
+    socks: SocketAddr,
+    address: &str,
+    built_in: bool,
+    token: &str,
+) -> Result<(), String> {
+    let iso = Isolation::new(token);
+    if !built_in {
+        return onionwatch_tor::socks::connect(socks, address, 80, Some(&iso))
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string());
+    }
+    let r = crate::http::get(socks, address, 80, "/", Some(&iso))
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status == 200 && r.body.contains("onionwatch testnet backend") {
+        Ok(())
+    } else {
+        Err(format!("unexpected answer: HTTP {} {:?}", r.status, r.body))
+    }
+}
+
+fn config_backend(config: &NetworkConfig, index: usize) -> &BackendKind {
+    config
+        .service_tors
+        .iter()
+        .flat_map(|t| &t.services)
+        .nth(index)
+        .map(|s| &s.backend)
+        .expect("onion index within the configuration")
+}
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        // Nodes kill themselves on drop; do it here first so the tempdir
+        // removal never races a tor still writing into it.
+        self.nodes.iter_mut().for_each(TorNode::kill);
+    }
+}
+
+fn read_hostname(path: &Path) -> Option<String> {
+    let text = fs::read_to_string(path).ok()?;
+    let host = text.trim();
+    (host.len() == 62 && host.ends_with(".onion")).then(|| host.to_owned())
+}
+
+/// `tor-gencert` next to the tor binary if there is one, else from PATH.
+fn tor_gencert(tor: &Path) -> PathBuf {
+    match tor.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() && dir.join("tor-gencert").exists() => {
+            dir.join("tor-gencert")
+        }
+        _ => PathBuf::from("tor-gencert"),
+    }
+}
+
+fn hash_password(tor: &Path, password: &str) -> Result<String> {
+    let out = std::process::Command::new(tor)
+        .args(["--quiet", "--hash-password", password])
+        .output()
+        .map_err(|source| Error::TorMissing {
+            program: tor.display().to_string(),
+            source,
+        })?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("16:"))
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Command {
+            command: "tor --hash-password".into(),
+            detail: text.into_owned(),
+        })
+}
