@@ -9,6 +9,8 @@
 //! every tor it started (and every tor also watches our pid through
 //! `__OwningControllerProcess`, so even a SIGKILLed test leaks nothing for long).
 //!
+//! Tests of one binary share one network with [`shared_network`].
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), onionwatch_testnet::Error> {
 //! use onionwatch_testnet::{NetworkConfig, TestNetwork};
@@ -27,6 +29,7 @@ mod keys;
 mod network;
 mod node;
 mod ports;
+mod shared;
 mod torrc;
 
 pub use backend::Backend;
@@ -35,3 +38,4 @@ pub use error::{Error, Result};
 pub use network::{ClientInfo, NetworkInfo, OnionInfo, TestNetwork};
 pub use node::{Role, TorNode};
 pub use ports::free_port;
+pub use shared::{shared_network, with_shared_network};

@@ -1,0 +1,758 @@
+//! The connection: reader task, command queue, typed commands.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::args::{tokenize, Token};
+use super::auth::{authenticate, Auth, ProtocolInfo};
+use super::events::Event;
+use super::reply::{read_line, LineError, ProtocolError, Reply, ReplyParser};
+use super::types::{
+    is_word, onion_service_id, AddOnion, AddOnionReply, BootstrapPhase, Circuit, ClientAuthAdded,
+    ListenerKind, Signal,
+};
+use super::{CloseReason, ConnectOptions, ControlAddr, ControlError};
+
+type Waiter = oneshot::Sender<Result<Reply, CloseReason>>;
+
+#[derive(Default)]
+struct State {
+    closed: Option<CloseReason>,
+    waiters: VecDeque<Waiter>,
+}
+
+/// State shared with the reader task.
+#[derive(Default)]
+struct Shared {
+    state: Mutex<State>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Mark the connection closed (the first reason wins) and fail every
+    /// waiting command.
+    fn close(&self, reason: CloseReason) {
+        let mut st = self.lock();
+        let reason = st.closed.get_or_insert(reason).clone();
+        for w in st.waiters.drain(..) {
+            let _ = w.send(Err(reason.clone()));
+        }
+    }
+}
+
+struct Inner {
+    addr: String,
+    writer: tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>,
+    shared: Arc<Shared>,
+    reader: tokio::task::AbortHandle,
+    command_timeout: Option<Duration>,
+    protocol_info: OnceLock<ProtocolInfo>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+/// A connection to tor's control port. Cheap to clone; clones share the
+/// connection, which closes when the last clone is dropped.
+#[derive(Clone)]
+pub struct ControlClient {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ControlClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlClient")
+            .field("addr", &self.inner.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The asynchronous events of one connection, in arrival order. Ends
+/// (`recv` gives `None`) when the connection closes.
+#[derive(Debug)]
+pub struct EventStream {
+    rx: mpsc::Receiver<Event>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl EventStream {
+    /// The next event, or `None` once the connection is closed and the
+    /// buffered events are consumed.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is buffered.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Events dropped so far because the buffer was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+/// Fails the connection if a command is cancelled half-written.
+struct WriteGuard<'a> {
+    shared: &'a Shared,
+    done: bool,
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared.close(CloseReason::Cancelled);
+        }
+    }
+}
+
+/// Keywords whose arguments may hold secrets and are left out of errors.
+const SECRET_COMMANDS: [&str; 4] = [
+    "AUTHENTICATE",
+    "AUTHCHALLENGE",
+    "ADD_ONION",
+    "ONION_CLIENT_AUTH_ADD",
+];
+
+fn command_label(line: &str) -> String {
+    let keyword = line.split(' ').next().unwrap_or("");
+    if SECRET_COMMANDS
+        .iter()
+        .any(|k| keyword.eq_ignore_ascii_case(k))
+    {
+        keyword.to_owned()
+    } else {
+        line.to_owned()
+    }
+}
+
+fn invalid(what: &'static str, value: &str, reason: &str) -> ControlError {
+    ControlError::InvalidArgument {
+        what,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn word(what: &'static str, value: &str) -> Result<(), ControlError> {
+    if is_word(value) {
+        Ok(())
+    } else {
+        Err(invalid(
+            what,
+            value,
+            "must be non-empty, without spaces, quotes or control characters",
+        ))
+    }
+}
+
+fn service_id(address: &str) -> Result<String, ControlError> {
+    onion_service_id(address).ok_or_else(|| {
+        invalid(
+            "onion address",
+            address,
+            "expected a v3 address: 56 base32 characters, with or without .onion",
+        )
+    })
+}
+
+impl ControlClient {
+    /// Connect to `addr`, authenticate, and return the client and its event
+    /// stream, with [`ConnectOptions::default`].
+    pub async fn connect(
+        addr: &ControlAddr,
+        auth: Auth,
+    ) -> Result<(Self, EventStream), ControlError> {
+        Self::connect_with(addr, auth, ConnectOptions::default()).await
+    }
+
+    /// [`ControlClient::connect`] with explicit options.
+    pub async fn connect_with(
+        addr: &ControlAddr,
+        auth: Auth,
+        opts: ConnectOptions,
+    ) -> Result<(Self, EventStream), ControlError> {
+        let label = addr.to_string();
+        let start = Instant::now();
+        let connect_err = |source| ControlError::Connect {
+            addr: label.clone(),
+            source,
+        };
+        let timed_out = || ControlError::Timeout {
+            addr: label.clone(),
+            stage: "connect".into(),
+            after: opts.timeout,
+        };
+        match addr {
+            ControlAddr::Tcp(sa) => {
+                let stream = tokio::time::timeout(opts.timeout, tokio::net::TcpStream::connect(sa))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(connect_err)?;
+                let _ = stream.set_nodelay(true);
+                Self::handshake(stream, label.clone(), auth, opts, start).await
+            }
+            #[cfg(unix)]
+            ControlAddr::Unix(path) => {
+                let stream =
+                    tokio::time::timeout(opts.timeout, tokio::net::UnixStream::connect(path))
+                        .await
+                        .map_err(|_| timed_out())?
+                        .map_err(connect_err)?;
+                Self::handshake(stream, label.clone(), auth, opts, start).await
+            }
+            #[cfg(not(unix))]
+            ControlAddr::Unix(_) => Err(connect_err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                "unix sockets are not supported on this platform",
+            ))),
+        }
+    }
+
+    /// Run `PROTOCOLINFO` and authentication over an already open stream
+    /// (any transport; `addr` only labels errors).
+    pub async fn from_stream<S>(
+        stream: S,
+        addr: impl Into<String>,
+        auth: Auth,
+        opts: ConnectOptions,
+    ) -> Result<(Self, EventStream), ControlError>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        Self::handshake(stream, addr.into(), auth, opts, Instant::now()).await
+    }
+
+    async fn handshake<S>(
+        stream: S,
+        addr: String,
+        auth: Auth,
+        opts: ConnectOptions,
+        start: Instant,
+    ) -> Result<(Self, EventStream), ControlError>
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let limit = opts.timeout;
+        let (client, events) = Self::unauthenticated(stream, addr.clone(), opts);
+        let mut stage = "PROTOCOLINFO";
+        let res = tokio::time::timeout_at(start + limit, async {
+            let reply = match client.raw_command("PROTOCOLINFO 1").await {
+                Ok(r) => r,
+                Err(ControlError::Closed { reason, .. }) => {
+                    let detail = match reason {
+                        CloseReason::Eof => {
+                            "it closed the connection without answering PROTOCOLINFO".to_owned()
+                        }
+                        other => {
+                            format!("its answer to PROTOCOLINFO is not control protocol ({other})")
+                        }
+                    };
+                    return Err(ControlError::NotControlPort {
+                        addr: addr.clone(),
+                        detail,
+                    });
+                }
+                Err(e) => return Err(e),
+            };
+            if !reply.is_ok() {
+                return Err(ControlError::Tor {
+                    status: reply.status,
+                    message: reply.message().to_owned(),
+                    command: "PROTOCOLINFO 1".into(),
+                });
+            }
+            let info = ProtocolInfo::parse(&reply).ok_or_else(|| ControlError::NotControlPort {
+                addr: addr.clone(),
+                detail: format!("unexpected answer to PROTOCOLINFO: {:?}", reply.message()),
+            })?;
+            stage = "authentication";
+            authenticate(&client, &auth, &info).await?;
+            let _ = client.inner.protocol_info.set(info);
+            Ok(())
+        })
+        .await;
+        match res {
+            Ok(Ok(())) => Ok((client, events)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(ControlError::Timeout {
+                addr,
+                stage: stage.into(),
+                after: limit,
+            }),
+        }
+    }
+
+    /// Start a client over `stream` without `PROTOCOLINFO` or
+    /// authentication (for tests and custom handshakes). Needs a tokio
+    /// runtime.
+    pub fn unauthenticated<S>(
+        stream: S,
+        addr: impl Into<String>,
+        opts: ConnectOptions,
+    ) -> (Self, EventStream)
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        let (read, write) = tokio::io::split(stream);
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = mpsc::channel(opts.event_capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let task = tokio::spawn(reader_task(
+            BufReader::new(read),
+            shared.clone(),
+            tx,
+            dropped.clone(),
+            ReplyParser::new(opts.max_line, opts.max_reply),
+            opts.max_line,
+        ));
+        let client = ControlClient {
+            inner: Arc::new(Inner {
+                addr: addr.into(),
+                writer: tokio::sync::Mutex::new(Box::new(write)),
+                shared,
+                reader: task.abort_handle(),
+                command_timeout: opts.command_timeout,
+                protocol_info: OnceLock::new(),
+            }),
+        };
+        (client, EventStream { rx, dropped })
+    }
+
+    /// What tor said to `PROTOCOLINFO` (tor version, auth methods); `None`
+    /// for a client made by [`ControlClient::unauthenticated`].
+    pub fn protocol_info(&self) -> Option<&ProtocolInfo> {
+        self.inner.protocol_info.get()
+    }
+
+    /// True once the connection is closed.
+    pub fn is_closed(&self) -> bool {
+        self.inner.shared.lock().closed.is_some()
+    }
+
+    /// Send one command line (without CRLF) and return tor's reply, whatever
+    /// its status.
+    ///
+    /// Dropping this future while the line is being written closes the
+    /// connection (a half-written command would corrupt the stream);
+    /// dropping it while it waits for the reply is harmless.
+    pub async fn raw_command(&self, line: &str) -> Result<Reply, ControlError> {
+        if line.contains(['\r', '\n']) {
+            return Err(invalid(
+                "command",
+                &command_label(line),
+                "contains a line break",
+            ));
+        }
+        let closed = |reason| ControlError::Closed {
+            addr: self.inner.addr.clone(),
+            reason,
+        };
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut w = self.inner.writer.lock().await;
+            {
+                let mut st = self.inner.shared.lock();
+                if let Some(reason) = &st.closed {
+                    return Err(closed(reason.clone()));
+                }
+                // Enqueue before writing so the reply cannot overtake us.
+                st.waiters.push_back(tx);
+            }
+            let mut guard = WriteGuard {
+                shared: &self.inner.shared,
+                done: false,
+            };
+            let mut buf = Vec::with_capacity(line.len() + 2);
+            buf.extend_from_slice(line.as_bytes());
+            buf.extend_from_slice(b"\r\n");
+            let res = async {
+                w.write_all(&buf).await?;
+                w.flush().await
+            }
+            .await;
+            guard.done = true;
+            if let Err(e) = res {
+                self.inner.shared.close(CloseReason::Io(e.to_string()));
+                self.inner.reader.abort();
+            }
+        }
+        let res = match self.inner.command_timeout {
+            Some(limit) => {
+                tokio::time::timeout(limit, rx)
+                    .await
+                    .map_err(|_| ControlError::Timeout {
+                        addr: self.inner.addr.clone(),
+                        stage: command_label(line),
+                        after: limit,
+                    })?
+            }
+            None => rx.await,
+        };
+        match res {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(reason)) => Err(closed(reason)),
+            Err(_) => {
+                let reason = self
+                    .inner
+                    .shared
+                    .lock()
+                    .closed
+                    .clone()
+                    .unwrap_or(CloseReason::Eof);
+                Err(closed(reason))
+            }
+        }
+    }
+
+    /// Send one command; a non-2xx reply becomes [`ControlError::Tor`].
+    pub async fn command(&self, line: &str) -> Result<Reply, ControlError> {
+        let reply = self.raw_command(line).await?;
+        if reply.is_ok() {
+            Ok(reply)
+        } else {
+            Err(ControlError::Tor {
+                status: reply.status,
+                message: reply.message().to_owned(),
+                command: command_label(line),
+            })
+        }
+    }
+
+    /// `GETINFO`: `(key, value)` pairs in reply order. Multi-line values
+    /// (`250+key=` data blocks) are joined with `\n`.
+    pub async fn get_info(&self, keys: &[&str]) -> Result<Vec<(String, String)>, ControlError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        for k in keys {
+            word("GETINFO key", k)?;
+        }
+        let reply = self.command(&format!("GETINFO {}", keys.join(" "))).await?;
+        info_pairs(&reply)
+    }
+
+    /// `GETINFO` of one key.
+    pub async fn get_info_one(&self, key: &str) -> Result<String, ControlError> {
+        self.get_info(&[key])
+            .await?
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .ok_or_else(|| ControlError::BadReply {
+                command: "GETINFO".into(),
+                detail: format!("no value for {key}"),
+            })
+    }
+
+    /// `GETINFO status/bootstrap-phase`.
+    pub async fn bootstrap_phase(&self) -> Result<BootstrapPhase, ControlError> {
+        let v = self.get_info_one("status/bootstrap-phase").await?;
+        BootstrapPhase::parse(&v).ok_or_else(|| ControlError::BadReply {
+            command: "GETINFO status/bootstrap-phase".into(),
+            detail: format!("not a bootstrap status: {v:?}"),
+        })
+    }
+
+    /// `GETINFO circuit-status`: every circuit tor knows.
+    pub async fn circuit_status(&self) -> Result<Vec<Circuit>, ControlError> {
+        let v = self.get_info_one("circuit-status").await?;
+        v.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                Circuit::parse(l).ok_or_else(|| ControlError::BadReply {
+                    command: "GETINFO circuit-status".into(),
+                    detail: format!("not a circuit line: {l:?}"),
+                })
+            })
+            .collect()
+    }
+
+    /// Service ids of the onion services added with `ADD_ONION`: those of
+    /// this connection (`onions/current`) then the detached ones
+    /// (`onions/detached`). Services from torrc are not listed.
+    pub async fn onions_current(&self) -> Result<Vec<String>, ControlError> {
+        let mut out = self.onion_list("onions/current").await?;
+        for id in self.onion_list("onions/detached").await? {
+            if !out.contains(&id) {
+                out.push(id);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn onion_list(&self, key: &str) -> Result<Vec<String>, ControlError> {
+        match self.get_info_one(key).await {
+            Ok(v) => Ok(v.split_whitespace().map(str::to_owned).collect()),
+            // Tor's way of saying "empty".
+            Err(ControlError::Tor {
+                status: 551,
+                message,
+                ..
+            }) if message.starts_with("No onion services") => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GETINFO net/listeners/<kind>`: the addresses tor listens on
+    /// (`127.0.0.1:9050`, `unix:/path`).
+    pub async fn listeners(&self, kind: ListenerKind) -> Result<Vec<String>, ControlError> {
+        let v = self
+            .get_info_one(&format!("net/listeners/{}", kind.as_str()))
+            .await?;
+        Ok(tokenize(&v)
+            .into_iter()
+            .map(|t| match t {
+                Token::Word(w) => w,
+                Token::Pair(k, v) => format!("{k}={v}"),
+            })
+            .collect())
+    }
+
+    /// `GETCONF`: `(key, value)` per reply line; keys may repeat (e.g.
+    /// `HiddenServiceDir`), `None` means unset/default.
+    pub async fn get_conf(
+        &self,
+        keys: &[&str],
+    ) -> Result<Vec<(String, Option<String>)>, ControlError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        for k in keys {
+            word("GETCONF key", k)?;
+        }
+        let reply = self.command(&format!("GETCONF {}", keys.join(" "))).await?;
+        Ok(reply
+            .lines
+            .iter()
+            .map(|l| match l.text.split_once('=') {
+                Some((k, v)) => {
+                    let v = if v.len() >= 2 && v.starts_with('"') && v.ends_with('"') {
+                        String::from_utf8_lossy(&super::args::unquote(v.as_bytes()).0).into_owned()
+                    } else {
+                        v.to_owned()
+                    };
+                    (k.to_owned(), Some(v))
+                }
+                None => (l.text.clone(), None),
+            })
+            .collect())
+    }
+
+    /// `SETEVENTS`: receive these events (e.g. `HS_DESC`, `CIRC`); all
+    /// others are turned off. An empty list turns every event off.
+    pub async fn set_events(&self, events: &[&str]) -> Result<(), ControlError> {
+        let mut line = String::from("SETEVENTS");
+        for e in events {
+            if e.is_empty()
+                || !e
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(invalid(
+                    "event name",
+                    e,
+                    "event names are upper-case words like HS_DESC",
+                ));
+            }
+            line.push(' ');
+            line.push_str(e);
+        }
+        self.command(&line).await.map(drop)
+    }
+
+    /// `SIGNAL`.
+    pub async fn signal(&self, signal: Signal) -> Result<(), ControlError> {
+        self.command(&format!("SIGNAL {}", signal.as_str()))
+            .await
+            .map(drop)
+    }
+
+    /// `HSFETCH`: fetch a v3 descriptor (address with or without `.onion`),
+    /// optionally from given HSDirs (`$FINGERPRINT~nick` or fingerprint).
+    /// Results arrive as `HS_DESC`/`HS_DESC_CONTENT` events.
+    pub async fn hs_fetch(&self, address: &str, servers: &[String]) -> Result<(), ControlError> {
+        let mut line = format!("HSFETCH {}", service_id(address)?);
+        for s in servers {
+            word("HSFETCH server", s)?;
+            line.push_str(" SERVER=");
+            line.push_str(s);
+        }
+        self.command(&line).await.map(drop)
+    }
+
+    /// `CLOSECIRCUIT`; an unknown circuit is a [`ControlError::Tor`] with
+    /// status 552.
+    pub async fn close_circuit(&self, id: u32) -> Result<(), ControlError> {
+        self.command(&format!("CLOSECIRCUIT {id}")).await.map(drop)
+    }
+
+    /// `ADD_ONION`.
+    pub async fn add_onion(&self, req: &AddOnion) -> Result<AddOnionReply, ControlError> {
+        let line = req
+            .to_command()
+            .map_err(|reason| invalid("ADD_ONION", "(request)", &reason))?;
+        let reply = self.command(&line).await?;
+        let mut out = AddOnionReply {
+            service_id: String::new(),
+            private_key: None,
+            client_auth_v3: Vec::new(),
+        };
+        for l in &reply.lines {
+            match l.text.split_once('=') {
+                Some(("ServiceID", v)) => out.service_id = v.to_owned(),
+                Some(("PrivateKey", v)) => out.private_key = Some(v.to_owned()),
+                Some(("ClientAuthV3", v)) => out.client_auth_v3.push(v.to_owned()),
+                _ => {}
+            }
+        }
+        if out.service_id.is_empty() {
+            return Err(ControlError::BadReply {
+                command: "ADD_ONION".into(),
+                detail: "no ServiceID".into(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// `DEL_ONION`.
+    pub async fn del_onion(&self, service_id: &str) -> Result<(), ControlError> {
+        self.command(&format!("DEL_ONION {}", self::service_id(service_id)?))
+            .await
+            .map(drop)
+    }
+
+    /// `ONION_CLIENT_AUTH_ADD <addr> x25519:<key> [ClientName=] [Flags=Permanent]`,
+    /// with the base64 x25519 private key.
+    pub async fn onion_client_auth_add(
+        &self,
+        address: &str,
+        private_key_base64: &str,
+        nickname: Option<&str>,
+        permanent: bool,
+    ) -> Result<ClientAuthAdded, ControlError> {
+        let key_ok = !private_key_base64.is_empty()
+            && private_key_base64
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b));
+        if !key_ok {
+            return Err(invalid("x25519 private key", "(secret)", "not base64"));
+        }
+        let mut line = format!(
+            "ONION_CLIENT_AUTH_ADD {} x25519:{private_key_base64}",
+            service_id(address)?
+        );
+        if let Some(n) = nickname {
+            word("client name", n)?;
+            line.push_str(" ClientName=");
+            line.push_str(n);
+        }
+        if permanent {
+            line.push_str(" Flags=Permanent");
+        }
+        let reply = self.command(&line).await?;
+        Ok(match reply.status {
+            251 => ClientAuthAdded::Replaced,
+            252 => ClientAuthAdded::AddedAndDecrypted,
+            _ => ClientAuthAdded::Added,
+        })
+    }
+
+    /// `ONION_CLIENT_AUTH_REMOVE`.
+    pub async fn onion_client_auth_remove(&self, address: &str) -> Result<(), ControlError> {
+        self.command(&format!(
+            "ONION_CLIENT_AUTH_REMOVE {}",
+            service_id(address)?
+        ))
+        .await
+        .map(drop)
+    }
+}
+
+/// `key=value` lines of a GETINFO reply; the final `OK` is skipped.
+fn info_pairs(reply: &Reply) -> Result<Vec<(String, String)>, ControlError> {
+    let mut out = Vec::new();
+    for (i, l) in reply.lines.iter().enumerate() {
+        if i + 1 == reply.lines.len() && l.text == "OK" && l.data.is_none() {
+            break;
+        }
+        let Some((k, v)) = l.text.split_once('=') else {
+            return Err(ControlError::BadReply {
+                command: "GETINFO".into(),
+                detail: format!("line without '=': {:?}", l.text),
+            });
+        };
+        let value = match &l.data {
+            Some(d) if v.is_empty() => d.clone(),
+            Some(d) => format!("{v}\n{d}"),
+            None => v.to_owned(),
+        };
+        out.push((k.to_owned(), value));
+    }
+    Ok(out)
+}
+
+async fn reader_task<R: AsyncRead + Unpin>(
+    mut r: BufReader<R>,
+    shared: Arc<Shared>,
+    events: mpsc::Sender<Event>,
+    dropped: Arc<AtomicU64>,
+    mut parser: ReplyParser,
+    max_line: usize,
+) {
+    let mut line = Vec::new();
+    let reason = loop {
+        match read_line(&mut r, &mut line, max_line).await {
+            Ok(true) => {}
+            Ok(false) if parser.in_progress() => {
+                break CloseReason::Protocol(ProtocolError::Truncated)
+            }
+            Ok(false) => break CloseReason::Eof,
+            Err(LineError::Io(e)) => break CloseReason::Io(e.to_string()),
+            Err(LineError::Protocol(e)) => break CloseReason::Protocol(e),
+        }
+        let reply = match parser.push(&line) {
+            Ok(Some(reply)) => reply,
+            Ok(None) => continue,
+            Err(e) => break CloseReason::Protocol(e),
+        };
+        if reply.is_event() {
+            match events.try_send(Event::parse(&reply)) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    if dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                        tracing::warn!(
+                            "tor control events are not consumed fast enough; dropping some"
+                        );
+                    }
+                }
+            }
+            continue;
+        }
+        let waiter = shared.lock().waiters.pop_front();
+        match waiter {
+            // A waiter that gave up (timeout) is skipped silently.
+            Some(w) => drop(w.send(Ok(reply))),
+            None => {
+                break CloseReason::Protocol(ProtocolError::Unsolicited {
+                    status: reply.status,
+                });
+            }
+        }
+    };
+    tracing::debug!(%reason, "tor control connection closed");
+    shared.close(reason);
+}

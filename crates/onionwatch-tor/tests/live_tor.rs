@@ -1,0 +1,310 @@
+//! The control-port client, circuit-id codec and SOCKS dialer against real
+//! tor: one private network shared by every test of this binary.
+
+use std::time::Duration;
+
+use onionwatch_testnet::{
+    shared_network, ControlKind, NetworkConfig, NetworkInfo, ServiceConfig, ServiceTorConfig,
+};
+use onionwatch_tor::control::{
+    AddOnion, Auth, ConnectOptions, ControlAddr, ControlClient, ControlError, Event, EventStream,
+    HsDescAction, ListenerKind, Signal,
+};
+use onionwatch_tor::proxy::ProxyHeader;
+use onionwatch_tor::socks::{self, Isolation};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
+
+const PASSWORD: &str = "correct horse battery staple";
+/// A real v3 address (the Tor Project's website) that this private network
+/// has never seen: valid checksum, never published here.
+const UNPUBLISHED: &str = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid";
+const WAIT: Duration = Duration::from_secs(90);
+
+/// hs0: a plain onion service, TCP control port. hs1: circuit-id export,
+/// control port on a unix socket. The client also takes a password.
+fn net() -> &'static NetworkInfo {
+    shared_network(|| NetworkConfig {
+        service_tors: vec![
+            ServiceTorConfig::default(),
+            ServiceTorConfig {
+                services: vec![ServiceConfig {
+                    export_circuit_id: true,
+                    ..ServiceConfig::default()
+                }],
+                control: ControlKind::Unix,
+                ..ServiceTorConfig::default()
+            },
+        ],
+        client_password: Some(PASSWORD.into()),
+        ..NetworkConfig::default()
+    })
+}
+
+fn client_addr() -> ControlAddr {
+    ControlAddr::Tcp(net().client.control)
+}
+
+async fn client(auth: Auth) -> Result<(ControlClient, EventStream), ControlError> {
+    ControlClient::connect(&client_addr(), auth).await
+}
+
+#[tokio::test]
+async fn cookie_safecookie_and_password_authenticate_and_a_wrong_password_fails() {
+    for auth in [
+        Auth::Cookie { path: None },
+        Auth::SafeCookie { path: None },
+        Auth::Password(PASSWORD.into()),
+        Auth::Auto { password: None },
+    ] {
+        let label = format!("{auth:?}");
+        let (tor, _events) = client(auth)
+            .await
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        let phase = tor.bootstrap_phase().await.unwrap();
+        assert_eq!(phase.progress, 100, "{label}: {phase:?}");
+        assert_eq!(phase.tag, "done");
+        let info = tor.protocol_info().expect("PROTOCOLINFO was read");
+        assert!(format!("{info:?}").contains("0.4"), "{info:?}");
+    }
+
+    let err = client(Auth::Password("wrong".into())).await.unwrap_err();
+    assert!(matches!(err, ControlError::AuthFailed { .. }), "{err:?}");
+    assert!(err.to_string().contains("password"), "{err}");
+
+    // An explicit cookie path that is not readable is named in the error.
+    let err = client(Auth::Cookie {
+        path: Some("/nonexistent/control_auth_cookie".into()),
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("/nonexistent/control_auth_cookie"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_port_that_is_not_a_control_port_fails_clearly() {
+    // tor's MetricsPort speaks HTTP and waits for a whole request, so the
+    // client's bounded PROTOCOLINFO wait is what catches it.
+    let metrics = net().onions[0].metrics.expect("hs0 has a MetricsPort");
+    let opts = ConnectOptions {
+        timeout: Duration::from_secs(2),
+        ..ConnectOptions::default()
+    };
+    let res = timeout(
+        WAIT,
+        ControlClient::connect_with(&ControlAddr::Tcp(metrics), Auth::default(), opts.clone()),
+    )
+    .await
+    .expect("no hang");
+    let err = res.unwrap_err();
+    assert!(matches!(err, ControlError::Timeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("ControlPort"), "{err}");
+
+    // tor's SocksPort answers at once, and not in the control protocol.
+    let socks = net().client.socks;
+    let err = ControlClient::connect_with(&ControlAddr::Tcp(socks), Auth::default(), opts)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ControlError::NotControlPort { .. } | ControlError::Closed { .. }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn hsfetch_of_a_live_onion_service_yields_received_and_the_descriptor() {
+    let (tor, mut events) = client(Auth::default()).await.unwrap();
+    tor.set_events(&["HS_DESC", "HS_DESC_CONTENT"])
+        .await
+        .unwrap();
+    let address = &net().onions[0].address;
+    let id = address.trim_end_matches(".onion");
+    tor.hs_fetch(address, &[]).await.unwrap();
+
+    let (mut received, mut content) = (false, None);
+    timeout(WAIT, async {
+        while !(received && content.is_some()) {
+            match events.recv().await.expect("event stream open") {
+                Event::HsDesc(d) if d.address == id && d.action == HsDescAction::Received => {
+                    assert!(d.hsdir.as_deref().unwrap_or("").starts_with('$'), "{d:?}");
+                    received = true;
+                }
+                Event::HsDescContent(c) if c.address == id && !c.content.is_empty() => {
+                    content = Some(c.content)
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("RECEIVED and HS_DESC_CONTENT within the wait");
+    let content = content.unwrap();
+    assert!(content.starts_with("hs-descriptor 3"), "{content}");
+    assert!(content.contains("\nrevision-counter "), "{content}");
+}
+
+#[tokio::test]
+async fn hsfetch_of_an_unpublished_onion_service_fails_with_a_reason() {
+    let (tor, mut events) = client(Auth::default()).await.unwrap();
+    tor.set_events(&["HS_DESC"]).await.unwrap();
+    tor.hs_fetch(UNPUBLISHED, &[]).await.unwrap();
+    let reason = timeout(WAIT, async {
+        loop {
+            if let Some(Event::HsDesc(d)) = events.recv().await {
+                if d.address == UNPUBLISHED && d.action == HsDescAction::Failed {
+                    return d.reason;
+                }
+            }
+        }
+    })
+    .await
+    .expect("FAILED within the wait");
+    assert_eq!(reason.as_deref(), Some("NOT_FOUND"));
+
+    // A bad checksum is refused by tor itself.
+    let bad = format!("{}a", &UNPUBLISHED[..55]);
+    let err = tor.hs_fetch(&bad, &[]).await.unwrap_err();
+    assert!(err.is_invalid_argument(), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_real_proxy_header_decodes_to_a_live_circuit_that_closecircuit_cuts() {
+    let info = net();
+    let onion = &info.onions[1];
+    assert!(onion.export_circuit_id);
+    let iso = Isolation::new("circuit-test");
+
+    // The built-in backend echoes tor's PROXY line.
+    let r = onionwatch_testnet::http::get(info.client.socks, &onion.address, 80, "/", Some(&iso))
+        .await
+        .unwrap();
+    let line = r
+        .body
+        .lines()
+        .next()
+        .unwrap()
+        .strip_prefix("proxy: ")
+        .unwrap();
+    let header = ProxyHeader::parse(format!("{line}\r\n").as_bytes()).unwrap();
+    let id = header
+        .circuit_id()
+        .expect("a circuit id in the source address")
+        .0;
+
+    let control: ControlAddr = onion.control.parse().unwrap();
+    assert!(matches!(control, ControlAddr::Unix(_)));
+    let (tor, _events) = ControlClient::connect(&control, Auth::default())
+        .await
+        .unwrap();
+    let circuits = tor.circuit_status().await.unwrap();
+    assert!(
+        circuits.iter().any(|c| c.id == id),
+        "circuit {id} not in {circuits:?}"
+    );
+
+    // A second stream on the same isolation rides the same circuit; leave
+    // its request unfinished so only a circuit close can end it in time.
+    let mut stream = socks::connect(info.client.socks, &onion.address, 80, Some(&iso))
+        .await
+        .unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+    tor.close_circuit(id).await.unwrap();
+    let mut buf = [0u8; 64];
+    // The backend's own idle timeout is 30 s: an end before 10 s is the close.
+    let read = timeout(Duration::from_secs(10), stream.read(&mut buf))
+        .await
+        .expect("the client's stream ends when its circuit is closed");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let circuits = tor.circuit_status().await.unwrap();
+    assert!(!circuits
+        .iter()
+        .any(|c| c.id == id && c.status.as_str() == "BUILT"));
+
+    let err = tor.close_circuit(u32::MAX).await.unwrap_err();
+    assert!(err.tor_status().is_some(), "{err:?}");
+}
+
+#[tokio::test]
+async fn getinfo_getconf_signal_and_listeners_have_typed_results() {
+    let (tor, _events) = client(Auth::default()).await.unwrap();
+    let socks_listeners = tor.listeners(ListenerKind::Socks).await.unwrap();
+    assert_eq!(socks_listeners, vec![net().client.socks.to_string()]);
+    let conf = tor
+        .get_conf(&["SocksPort", "TestingTorNetwork"])
+        .await
+        .unwrap();
+    assert!(
+        conf.iter()
+            .any(|(k, v)| k == "TestingTorNetwork" && v.as_deref() == Some("1")),
+        "{conf:?}"
+    );
+    let version = tor.get_info_one("version").await.unwrap();
+    assert!(version.starts_with("0.4."), "{version}");
+    tor.signal(Signal::NewNym).await.unwrap();
+    let err = tor.get_info(&["no/such/key"]).await.unwrap_err();
+    assert!(err.tor_status().is_some(), "{err:?}");
+}
+
+#[tokio::test]
+async fn add_onion_del_onion_and_client_auth_round_trip() {
+    let onion = &net().onions[0];
+    let control: ControlAddr = onion.control.parse().unwrap();
+    let (tor, _events) = ControlClient::connect(&control, Auth::default())
+        .await
+        .unwrap();
+    let target = onion.backend.to_string();
+    let reply = tor
+        .add_onion(&AddOnion::new(80, Some(&target)))
+        .await
+        .unwrap();
+    assert_eq!(reply.service_id.len(), 56);
+    assert!(tor
+        .onions_current()
+        .await
+        .unwrap()
+        .contains(&reply.service_id));
+    tor.del_onion(&reply.service_id).await.unwrap();
+    assert!(!tor
+        .onions_current()
+        .await
+        .unwrap()
+        .contains(&reply.service_id));
+
+    let (client, _events) = client(Auth::default()).await.unwrap();
+    // Any 32 bytes are an x25519 private key.
+    let key = "yPGUxgKaC5ACyEzsdANHJEJzt5DIqDRBlAFaAWWQn0o=";
+    client
+        .onion_client_auth_add(UNPUBLISHED, key, Some("test"), false)
+        .await
+        .unwrap();
+    client.onion_client_auth_remove(UNPUBLISHED).await.unwrap();
+}
+
+#[tokio::test]
+async fn socks_failures_carry_tors_extended_error_codes() {
+    use onionwatch_tor::socks::SocksReply;
+    let socks_addr = net().client.socks;
+    let iso = Isolation::new("socks-errors");
+    let host = format!("{UNPUBLISHED}.onion");
+    let err = timeout(WAIT, socks::connect(socks_addr, &host, 80, Some(&iso)))
+        .await
+        .expect("tor answers within the wait")
+        .unwrap_err();
+    assert_eq!(
+        err.reply(),
+        Some(SocksReply::OnionDescriptorNotFound),
+        "{err}"
+    );
+
+    let bad = format!("{}a.onion", &UNPUBLISHED[..55]);
+    let err = socks::connect(socks_addr, &bad, 80, Some(&iso))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reply(), Some(SocksReply::OnionInvalidAddress), "{err}");
+}
