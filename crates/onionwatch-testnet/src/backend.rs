@@ -13,6 +13,9 @@ use tokio::time::{timeout, Duration};
 /// Longest request head we read; anything longer is answered with 431.
 const MAX_HEAD: usize = 16 * 1024;
 
+/// Requests for this path get their answer but no close from the backend.
+pub const HOLD_PATH: &str = "/hold";
+
 /// A running backend; dropping it stops the server.
 #[derive(Debug)]
 pub struct Backend {
@@ -24,6 +27,9 @@ impl Backend {
     /// Listen on a free 127.0.0.1 port and answer every request with
     /// [`Backend::body_for`]`(name, path)`, preceded by `proxy: <line>` when
     /// tor sent a PROXY header (`HiddenServiceExportCircuitID haproxy`).
+    ///
+    /// For the path [`HOLD_PATH`] the connection then stays open (until the
+    /// client closes it, or 30 s), so a test can act on a live stream.
     pub async fn start(name: String) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
@@ -93,14 +99,20 @@ async fn serve(mut stream: TcpStream, name: &str) -> std::io::Result<()> {
     }
     let mut parts = first.split(' ');
     let (Some(_method), Some(path)) = (parts.next(), parts.next()) else {
-        return respond(&mut stream, "400 Bad Request", "bad request line\n").await;
+        respond(&mut stream, "400 Bad Request", "bad request line\n").await?;
+        return stream.shutdown().await;
     };
     let mut body = String::new();
     if let Some(proxy) = proxy {
         body.push_str(&format!("proxy: {proxy}\n"));
     }
     body.push_str(&Backend::body_for(name, path));
-    respond(&mut stream, "200 OK", &body).await
+    respond(&mut stream, "200 OK", &body).await?;
+    if path == HOLD_PATH {
+        // Wait for the client to close (or the caller's timeout).
+        let _ = stream.read(&mut chunk).await;
+    }
+    stream.shutdown().await
 }
 
 async fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::Result<()> {
@@ -109,7 +121,7 @@ async fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::R
         body.len()
     );
     stream.write_all(msg.as_bytes()).await?;
-    stream.shutdown().await
+    stream.flush().await
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -144,6 +156,24 @@ mod tests {
             out.contains("proxy: PROXY TCP6 fc00:dead:beef:4dad::0:23 ::1 35 80\n"),
             "{out}"
         );
+    }
+
+    #[tokio::test]
+    async fn hold_keeps_the_connection_open_until_the_client_closes() {
+        let b = Backend::start("svc".into()).await.unwrap();
+        let mut s = TcpStream::connect(b.addr()).await.unwrap();
+        s.write_all(b"GET /hold HTTP/1.1\r\n\r\n").await.unwrap();
+        let want = Backend::body_for("svc", HOLD_PATH);
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 512];
+        while !String::from_utf8_lossy(&seen).ends_with(&want) {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before the whole answer");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        // Still open: a read does not end within a short bound.
+        let still_open = timeout(Duration::from_millis(300), s.read(&mut buf)).await;
+        assert!(still_open.is_err(), "{still_open:?}");
     }
 
     #[tokio::test]

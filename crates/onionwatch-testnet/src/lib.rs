@@ -32,7 +32,7 @@ mod ports;
 mod shared;
 mod torrc;
 
-pub use backend::Backend;
+pub use backend::{Backend, HOLD_PATH};
 pub use config::{BackendKind, ControlKind, NetworkConfig, ServiceConfig, ServiceTorConfig};
 pub use error::{Error, Result};
 pub use network::{ClientInfo, NetworkInfo, OnionInfo, TestNetwork};

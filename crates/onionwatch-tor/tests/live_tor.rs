@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use onionwatch_testnet::{
-    shared_network, ControlKind, NetworkConfig, NetworkInfo, ServiceConfig, ServiceTorConfig,
+    shared_network, Backend, ControlKind, NetworkConfig, NetworkInfo, ServiceConfig,
+    ServiceTorConfig, HOLD_PATH,
 };
 use onionwatch_tor::control::{
     AddOnion, Auth, ConnectOptions, ControlAddr, ControlClient, ControlError, Event, EventStream,
@@ -180,17 +181,34 @@ async fn a_real_proxy_header_decodes_to_a_live_circuit_that_closecircuit_cuts() 
     assert!(onion.export_circuit_id);
     let iso = Isolation::new("circuit-test");
 
-    // The built-in backend echoes tor's PROXY line.
-    let r = onionwatch_testnet::http::get(info.client.socks, &onion.address, 80, "/", Some(&iso))
+    // The built-in backend echoes tor's PROXY line and, for HOLD_PATH,
+    // keeps the stream open so the circuit can be closed under it.
+    let mut stream = socks::connect(info.client.socks, &onion.address, 80, Some(&iso))
         .await
         .unwrap();
-    let line = r
-        .body
+    let request = format!("GET {HOLD_PATH} HTTP/1.1\r\nHost: x\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    let want = Backend::body_for("hs1-0", HOLD_PATH);
+    timeout(WAIT, async {
+        while !String::from_utf8_lossy(&seen).ends_with(&want) {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "stream closed early: {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the held answer within the wait");
+    let seen = String::from_utf8_lossy(&seen).into_owned();
+    let line = seen
         .lines()
-        .next()
-        .unwrap()
-        .strip_prefix("proxy: ")
-        .unwrap();
+        .find_map(|l| l.strip_prefix("proxy: "))
+        .unwrap_or_else(|| panic!("no PROXY line echoed in {seen:?}"));
     let header = ProxyHeader::parse(format!("{line}\r\n").as_bytes()).unwrap();
     let id = header
         .circuit_id()
@@ -208,15 +226,8 @@ async fn a_real_proxy_header_decodes_to_a_live_circuit_that_closecircuit_cuts() 
         "circuit {id} not in {circuits:?}"
     );
 
-    // A second stream on the same isolation rides the same circuit; leave
-    // its request unfinished so only a circuit close can end it in time.
-    let mut stream = socks::connect(info.client.socks, &onion.address, 80, Some(&iso))
-        .await
-        .unwrap();
-    stream.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
     tor.close_circuit(id).await.unwrap();
-    let mut buf = [0u8; 64];
-    // The backend's own idle timeout is 30 s: an end before 10 s is the close.
+    // The backend holds the stream for 30 s: an end before 10 s is the close.
     let read = timeout(Duration::from_secs(10), stream.read(&mut buf))
         .await
         .expect("the client's stream ends when its circuit is closed");
@@ -246,7 +257,8 @@ async fn getinfo_getconf_signal_and_listeners_have_typed_results() {
     );
     let version = tor.get_info_one("version").await.unwrap();
     assert!(version.starts_with("0.4."), "{version}");
-    tor.signal(Signal::NewNym).await.unwrap();
+    // Not NEWNYM: it would move other tests' streams to new circuits.
+    tor.signal(Signal::ClearDnsCache).await.unwrap();
     let err = tor.get_info(&["no/such/key"]).await.unwrap_err();
     assert!(err.tor_status().is_some(), "{err:?}");
 }

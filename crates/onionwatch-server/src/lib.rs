@@ -1,0 +1,259 @@
+//! The one HTTP endpoint of onionwatch.
+//!
+//! Every component registers a [`Collect`] source with a [`Registry`]; the
+//! server renders all of them at `/metrics` (Prometheus text, or OpenMetrics
+//! when the scraper's `Accept` asks for it) and answers `/healthz`.
+//! Components add their own routes (e.g. `/api/v1/targets`) by merging an
+//! axum [`Router`] into [`router`]'s.
+//!
+//! Metrics derived from tor's MetricsPort can help deanonymise Tor users, so
+//! [`check_listen`] refuses any address that is not loopback unless the
+//! caller states the endpoint is protected (TLS and authentication).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), onionwatch_server::ServeError> {
+//! use std::sync::Arc;
+//! use onionwatch_server::{router, serve, Registry};
+//! let registry = Arc::new(Registry::default());
+//! let app = router(registry.clone());
+//! serve("127.0.0.1:9925".parse().unwrap(), false, app, std::future::pending()).await
+//! # }
+//! ```
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+pub use onionwatch_metrics::Collect;
+use onionwatch_metrics::{merge, render, Family, Format};
+
+/// The metric sources of one process.
+#[derive(Default)]
+pub struct Registry {
+    sources: RwLock<Vec<Arc<dyn Collect>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.sources.read().map(|s| s.len()).unwrap_or(0);
+        f.debug_struct("Registry").field("sources", &n).finish()
+    }
+}
+
+impl Registry {
+    /// Add a source; it is asked for its families at every scrape.
+    pub fn register(&self, source: Arc<dyn Collect>) {
+        self.sources
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(source);
+    }
+
+    /// Every source's families, merged by name.
+    pub fn gather(&self) -> Vec<Family> {
+        let sources = self
+            .sources
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut families = Vec::new();
+        for s in sources {
+            s.collect(&mut families);
+        }
+        merge(families)
+    }
+
+    /// The rendered exposition in `format`.
+    pub fn render(&self, format: Format) -> String {
+        render(&self.gather(), format)
+    }
+}
+
+/// Why the server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A non-loopback address without TLS and authentication.
+    #[error(
+        "refusing to serve metrics on {0}: it is not a loopback address and the endpoint has no TLS and \
+         authentication. Metrics from tor's MetricsPort can help deanonymise Tor users if anyone can \
+         read them. Listen on 127.0.0.1 (and reach it over SSH or an authenticated onion service), \
+         or configure TLS and authentication"
+    )]
+    Exposed(SocketAddr),
+    /// Binding the address failed.
+    #[error("cannot listen on {addr}: {source} (is another process using the port?)")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("the HTTP server on {addr} failed: {source}")]
+    Serve {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// Refuse `addr` unless it is loopback or the endpoint is `protected`
+/// (TLS and authentication configured).
+pub fn check_listen(addr: SocketAddr, protected: bool) -> Result<(), ServeError> {
+    if addr.ip().is_loopback() || protected {
+        Ok(())
+    } else {
+        Err(ServeError::Exposed(addr))
+    }
+}
+
+/// `/metrics` and `/healthz` over `registry`.
+pub fn router(registry: Arc<Registry>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(registry)
+}
+
+async fn metrics(State(registry): State<Arc<Registry>>, headers: HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = Format::from_accept(accept);
+    // Collectors may lock and format a lot: keep that off the async workers.
+    match tokio::task::spawn_blocking(move || registry.render(format)).await {
+        Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a metrics collector panicked");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "a metrics collector failed\n",
+            )
+                .into_response()
+        }
+    }
+}
+
+/// Bind `addr` (after [`check_listen`]) and serve `app` until `shutdown` resolves.
+pub async fn serve(
+    addr: SocketAddr,
+    protected: bool,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let listener = bind(addr, protected).await?;
+    serve_on(listener, app, shutdown).await
+}
+
+/// Check and bind `addr`; split from [`serve_on`] so callers can learn the
+/// port of `127.0.0.1:0` before serving.
+pub async fn bind(
+    addr: SocketAddr,
+    protected: bool,
+) -> Result<tokio::net::TcpListener, ServeError> {
+    check_listen(addr, protected)?;
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Serve `app` on a bound listener until `shutdown` resolves.
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let addr = listener.local_addr().map_err(|source| ServeError::Serve {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
+    tracing::info!(%addr, "serving /metrics and /healthz");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| ServeError::Serve { addr, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    struct Fixed(f64);
+    impl Collect for Fixed {
+        fn collect(&self, out: &mut Vec<Family>) {
+            let mut f = Family::gauge("onionwatch_test_value", "A test value.");
+            f.push(&[("project", "p")], self.0);
+            out.push(f);
+        }
+    }
+
+    async fn get_raw(addr: SocketAddr, path: &str, accept: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_in_both_formats_and_healthz() {
+        let registry = Arc::new(Registry::default());
+        registry.register(Arc::new(Fixed(1.0)));
+        registry.register(Arc::new(Fixed(2.0)));
+        let listener = bind("127.0.0.1:0".parse().unwrap(), false).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve_on(listener, router(registry), async {
+            let _ = rx.await;
+        }));
+
+        let text = get_raw(addr, "/metrics", "text/plain").await;
+        assert!(
+            text.contains("content-type: text/plain; version=0.0.4"),
+            "{text}"
+        );
+        // Two sources, one family: merged, one TYPE line.
+        assert_eq!(
+            text.matches("# TYPE onionwatch_test_value gauge").count(),
+            1,
+            "{text}"
+        );
+        assert_eq!(
+            text.matches("onionwatch_test_value{project=\"p\"}").count(),
+            2
+        );
+
+        let om = get_raw(
+            addr,
+            "/metrics",
+            "application/openmetrics-text;version=1.0.0",
+        )
+        .await;
+        assert!(om.contains("application/openmetrics-text"), "{om}");
+        assert!(om.trim_end().ends_with("# EOF"), "{om}");
+
+        assert!(get_raw(addr, "/healthz", "*/*").await.ends_with("ok\n"));
+        assert!(get_raw(addr, "/nope", "*/*")
+            .await
+            .starts_with("HTTP/1.1 404"));
+        tx.send(()).unwrap();
+        task.await.unwrap().unwrap();
+    }
+
+    #[test]
+    fn refuses_exposed_addresses_unless_protected() {
+        check_listen("127.0.0.1:9925".parse().unwrap(), false).unwrap();
+        check_listen("[::1]:9925".parse().unwrap(), false).unwrap();
+        let err = check_listen("0.0.0.0:9925".parse().unwrap(), false).unwrap_err();
+        assert!(err.to_string().contains("deanonymise"), "{err}");
+        check_listen("0.0.0.0:9925".parse().unwrap(), true).unwrap();
+    }
+}
