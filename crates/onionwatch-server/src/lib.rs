@@ -24,6 +24,12 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
+mod security;
+
+pub use security::{
+    require_auth, server_config, AuthConfig, Authenticator, BasicUser, SecurityError, TlsConfig,
+};
+
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -93,6 +99,9 @@ pub enum ServeError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// TLS or authentication settings are unusable.
+    #[error(transparent)]
+    Security(#[from] SecurityError),
     /// The server failed while running.
     #[error("the HTTP server on {addr} failed: {source}")]
     Serve {
@@ -176,6 +185,151 @@ pub async fn serve_on(
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|source| ServeError::Serve { addr, source })
+}
+
+/// Where and how the endpoint listens.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointConfig {
+    /// Address to listen on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Serve HTTPS with these files (reloaded by [`RunningServer::reload_tls`]).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// Credentials required for everything but `/healthz`.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Listen on a non-loopback address without TLS and authentication
+    /// anyway. Logged loudly at every start.
+    #[serde(default)]
+    pub i_understand_the_risk: bool,
+}
+
+/// The default listen address, `127.0.0.1:9925`.
+pub fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9925))
+}
+
+impl Default for EndpointConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            tls: None,
+            auth: AuthConfig::default(),
+            i_understand_the_risk: false,
+        }
+    }
+}
+
+impl EndpointConfig {
+    /// TLS plus either credentials or client certificates.
+    pub fn is_protected(&self) -> bool {
+        self.tls
+            .as_ref()
+            .is_some_and(|t| t.client_ca.is_some() || !self.auth.is_empty())
+    }
+
+    /// Refuse an exposed address unless protected or explicitly overridden.
+    pub fn check(&self) -> Result<(), ServeError> {
+        match check_listen(self.listen, self.is_protected()) {
+            Err(e) if self.i_understand_the_risk => {
+                tracing::warn!(
+                    "{e}. Serving anyway because i_understand_the_risk is set: anyone who can \
+                     reach this address can read these metrics"
+                );
+                Ok(())
+            }
+            other => other,
+        }
+    }
+}
+
+/// A server started by [`start`].
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    handle: axum_server::Handle<SocketAddr>,
+    tls: Option<(TlsConfig, axum_server::tls_rustls::RustlsConfig)>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Re-read the TLS files (on SIGHUP); existing connections keep theirs.
+    /// A broken new file leaves the old configuration in place.
+    pub fn reload_tls(&self) -> Result<(), SecurityError> {
+        if let Some((files, rustls)) = &self.tls {
+            rustls.reload_from_config(server_config(files)?);
+            tracing::info!(cert = %files.cert.display(), "reloaded TLS certificate");
+        }
+        Ok(())
+    }
+
+    /// Stop accepting, let in-flight requests finish for up to `grace`.
+    pub async fn shutdown(self, grace: std::time::Duration) -> Result<(), ServeError> {
+        self.handle.graceful_shutdown(Some(grace));
+        let addr = self.addr;
+        match self.task.await {
+            Ok(res) => res.map_err(|source| ServeError::Serve { addr, source }),
+            Err(e) => Err(ServeError::Serve {
+                addr,
+                source: std::io::Error::other(e.to_string()),
+            }),
+        }
+    }
+}
+
+/// Check `config`, bind, and serve `app` in the background with TLS and
+/// authentication as configured.
+pub async fn start(config: &EndpointConfig, app: Router) -> Result<RunningServer, ServeError> {
+    config.check()?;
+    let app = if config.auth.is_empty() {
+        app
+    } else {
+        let auth = Authenticator::new(&config.auth).map_err(ServeError::Security)?;
+        app.layer(axum::middleware::from_fn_with_state(auth, require_auth))
+    };
+    let addr = config.listen;
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|_| l))
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let handle = axum_server::Handle::new();
+    let service = app.into_make_service();
+    let (task, tls) = match &config.tls {
+        None => {
+            let server = axum_server::from_tcp(listener)
+                .map_err(|source| ServeError::Bind { addr, source })?
+                .handle(handle.clone());
+            (tokio::spawn(server.serve(service)), None)
+        }
+        Some(files) => {
+            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(
+                server_config(files).map_err(ServeError::Security)?,
+            );
+            let server = axum_server::from_tcp_rustls(listener, rustls.clone())
+                .map_err(|source| ServeError::Bind { addr, source })?
+                .handle(handle.clone());
+            (
+                tokio::spawn(server.serve(service)),
+                Some((files.clone(), rustls)),
+            )
+        }
+    };
+    tracing::info!(addr = %local, tls = tls.is_some(), auth = !config.auth.is_empty(), "serving /metrics");
+    Ok(RunningServer {
+        addr: local,
+        handle,
+        tls,
+        task,
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,264 @@
+//! TLS, mutual TLS, bearer and basic authentication, checked with a real
+//! client (curl) against the real server.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use onionwatch_metrics::{Collect, Family};
+use onionwatch_server::{
+    router, start, AuthConfig, BasicUser, EndpointConfig, Registry, TlsConfig,
+};
+use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use sha2::{Digest, Sha256};
+
+struct Up;
+impl Collect for Up {
+    fn collect(&self, out: &mut Vec<Family>) {
+        let mut f = Family::gauge("onionwatch_secure_test_up", "Test series.");
+        f.push(&[], 1.0);
+        out.push(f);
+    }
+}
+
+struct Ca {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+fn ca(name: &str) -> Ca {
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, name);
+    Ca {
+        cert: params.self_signed(&key).unwrap(),
+        key,
+    }
+}
+
+/// Write a leaf certificate signed by `ca` and return (cert, key) paths.
+fn leaf(dir: &Path, name: &str, ca: &Ca, client: bool) -> (PathBuf, PathBuf) {
+    let key = KeyPair::generate().unwrap();
+    let mut params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    if client {
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    }
+    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let (c, k) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+fn write_ca(dir: &Path, name: &str, ca: &Ca) -> PathBuf {
+    let p = dir.join(format!("{name}-ca.pem"));
+    std::fs::write(&p, ca.cert.pem()).unwrap();
+    p
+}
+
+/// curl's HTTP status, or its exit code as a negative number when it failed
+/// before HTTP (TLS refused, connection reset).
+fn curl(url: &str, args: &[&str]) -> i32 {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl is installed (apt-get install curl)");
+    let code: i32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
+    if out.status.success() {
+        code
+    } else {
+        -out.status.code().unwrap_or(1)
+    }
+}
+
+fn sha_hex(s: &str) -> String {
+    Sha256::digest(s.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_mtls_bearer_and_basic_succeed_with_credentials_and_fail_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server_ca = ca("server ca");
+    let client_ca = ca("client ca");
+    let stranger_ca = ca("stranger ca");
+    let (cert, key) = leaf(d, "server", &server_ca, false);
+    let (client_cert, client_key) = leaf(d, "client", &client_ca, true);
+    let (bad_cert, bad_key) = leaf(d, "stranger", &stranger_ca, true);
+    let server_ca_pem = write_ca(d, "server", &server_ca);
+    let config = EndpointConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: Some(TlsConfig {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: Some(write_ca(d, "client", &client_ca)),
+        }),
+        auth: AuthConfig {
+            bearer_token_sha256: vec![sha_hex("scrape-token")],
+            basic: vec![BasicUser {
+                username: "prometheus".into(),
+                password_bcrypt: bcrypt::hash("hunter2", 4).unwrap(),
+            }],
+        },
+        i_understand_the_risk: false,
+    };
+    let registry = Arc::new(Registry::default());
+    registry.register(Arc::new(Up));
+    let server = start(&config, router(registry)).await.unwrap();
+    let url = format!("https://localhost:{}/metrics", server.local_addr().port());
+    let resolve = format!("localhost:{}:127.0.0.1", server.local_addr().port());
+    let ca_arg = server_ca_pem.to_str().unwrap();
+    let (cc, ck) = (client_cert.to_str().unwrap(), client_key.to_str().unwrap());
+
+    let base = ["--resolve", &resolve, "--cacert", ca_arg];
+    let with = |extra: &[&str]| {
+        let mut a = base.to_vec();
+        a.extend_from_slice(extra);
+        // curl blocks: hand this worker's tasks to the other one meanwhile.
+        tokio::task::block_in_place(|| curl(&url, &a))
+    };
+    let (bc, bk) = (bad_cert.to_str().unwrap(), bad_key.to_str().unwrap());
+    let bearer = "Authorization: Bearer scrape-token";
+    let results = [
+        (
+            "mtls+bearer",
+            with(&["--cert", cc, "--key", ck, "-H", bearer]),
+        ),
+        (
+            "mtls+basic",
+            with(&["--cert", cc, "--key", ck, "-u", "prometheus:hunter2"]),
+        ),
+        ("mtls, no credentials", with(&["--cert", cc, "--key", ck])),
+        (
+            "mtls, wrong token",
+            with(&[
+                "--cert",
+                cc,
+                "--key",
+                ck,
+                "-H",
+                "Authorization: Bearer nope",
+            ]),
+        ),
+        (
+            "mtls, wrong password",
+            with(&["--cert", cc, "--key", ck, "-u", "prometheus:hunter3"]),
+        ),
+        ("bearer, no client cert", with(&["-H", bearer])),
+        (
+            "bearer, foreign client cert",
+            with(&["--cert", bc, "--key", bk, "-H", bearer]),
+        ),
+    ];
+    let get = |name: &str| results.iter().find(|(n, _)| *n == name).unwrap().1;
+    assert_eq!(get("mtls+bearer"), 200, "{results:?}");
+    assert_eq!(get("mtls+basic"), 200, "{results:?}");
+    assert_eq!(get("mtls, no credentials"), 401, "{results:?}");
+    assert_eq!(get("mtls, wrong token"), 401, "{results:?}");
+    assert_eq!(get("mtls, wrong password"), 401, "{results:?}");
+    // Without an acceptable client certificate the TLS handshake fails.
+    assert!(get("bearer, no client cert") < 0, "{results:?}");
+    assert!(get("bearer, foreign client cert") < 0, "{results:?}");
+
+    // Reload: a certificate from another CA replaces the old one.
+    let new_ca = ca("new server ca");
+    let (new_cert, new_key) = leaf(d, "server-new", &new_ca, false);
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    server.reload_tls().unwrap();
+    let new_ca_pem = write_ca(d, "new-server", &new_ca);
+    let fetch = |ca: &Path| {
+        let ca = ca.to_str().unwrap();
+        let args = [
+            "--resolve",
+            &resolve,
+            "--cacert",
+            ca,
+            "--cert",
+            cc,
+            "--key",
+            ck,
+            "-H",
+            bearer,
+        ];
+        tokio::task::block_in_place(|| curl(&url, &args))
+    };
+    let (old, new) = (fetch(&server_ca_pem), fetch(&new_ca_pem));
+    assert!(old < 0, "the old CA must no longer verify: {old}");
+    assert_eq!(new, 200);
+    server.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_loopback_serves_and_exposed_addresses_need_tls_and_auth() {
+    let registry = Arc::new(Registry::default());
+    registry.register(Arc::new(Up));
+    let config = EndpointConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..EndpointConfig::default()
+    };
+    let server = start(&config, router(registry.clone())).await.unwrap();
+    let url = format!("http://{}/metrics", server.local_addr());
+    let code = tokio::task::spawn_blocking(move || curl(&url, &[]))
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    server.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    // Refused before binding anything.
+    let exposed = EndpointConfig {
+        listen: "0.0.0.0:0".parse().unwrap(),
+        ..EndpointConfig::default()
+    };
+    let err = start(&exposed, router(registry)).await.unwrap_err();
+    assert!(err.to_string().contains("not a loopback address"), "{err}");
+    let tls_only = EndpointConfig {
+        tls: Some(TlsConfig {
+            cert: "c".into(),
+            key: "k".into(),
+            client_ca: None,
+        }),
+        ..exposed.clone()
+    };
+    assert!(
+        tls_only.check().is_err(),
+        "TLS without authentication is not enough"
+    );
+    let protected = EndpointConfig {
+        auth: AuthConfig {
+            bearer_token_sha256: vec![sha_hex("t")],
+            ..AuthConfig::default()
+        },
+        ..tls_only
+    };
+    protected.check().unwrap();
+    let overridden = EndpointConfig {
+        i_understand_the_risk: true,
+        ..exposed
+    };
+    overridden.check().unwrap();
+}
