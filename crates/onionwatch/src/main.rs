@@ -26,6 +26,12 @@ enum Command {
     /// services, a client) for trying onionwatch out and for tests.
     #[command(subcommand)]
     Testnet(cmd::testnet::TestnetCommand),
+    /// Publish onionwatch's endpoint as an onion service with client
+    /// authorization: only holders of the printed key can reach it.
+    ExposeOnion(cmd::expose::ExposeArgs),
+    /// On the Prometheus side: serve on loopback the metrics of an onion
+    /// service published with expose-onion, fetched through tor.
+    ScrapeGateway(cmd::expose::ScrapeGatewayArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,6 +58,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Testnet(c) => cmd::testnet::run(c).await,
+            Command::ExposeOnion(a) => cmd::expose::expose_onion(a).await,
+            Command::ScrapeGateway(a) => cmd::expose::scrape_gateway(a).await,
         }
     });
     match result {

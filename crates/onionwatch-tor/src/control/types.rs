@@ -384,8 +384,12 @@ impl AddOnion {
                 cmd.push_str(k);
             }
         }
-        if !self.flags.is_empty() {
-            let flags: Vec<_> = self.flags.iter().map(|f| f.as_str()).collect();
+        let mut flags: Vec<_> = self.flags.iter().map(|f| f.as_str()).collect();
+        // tor refuses ClientAuthV3 keys without this flag ("512 No auth type specified").
+        if !self.client_auth_v3.is_empty() && !self.flags.contains(&OnionFlag::V3Auth) {
+            flags.push(OnionFlag::V3Auth.as_str());
+        }
+        if !flags.is_empty() {
             cmd.push_str(&format!(" Flags={}", flags.join(",")));
         }
         if let Some(n) = self.max_streams {
@@ -567,6 +571,13 @@ mod tests {
             req.to_command().unwrap(),
             "ADD_ONION NEW:ED25519-V3 Flags=DiscardPK,Detach,V3Auth MaxStreams=10 Port=80,127.0.0.1:8080 \
              Port=443 ClientAuthV3=ABCDEF234567 PoWDefensesEnabled=1"
+        );
+        // Client keys imply V3Auth, which tor requires with them.
+        let mut auth = AddOnion::new(80, None);
+        auth.client_auth_v3 = vec!["ABCDEF234567".into()];
+        assert_eq!(
+            auth.to_command().unwrap(),
+            "ADD_ONION NEW:ED25519-V3 Flags=V3Auth Port=80 ClientAuthV3=ABCDEF234567"
         );
         req.key = OnionKey::Ed25519V3("abc+/=".into());
         assert!(req

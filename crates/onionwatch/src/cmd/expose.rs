@@ -1,0 +1,123 @@
+//! `onionwatch expose-onion` and `onionwatch scrape-gateway`: metrics through
+//! an onion service with client authorization.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use onionwatch_expose::{expose, ClientKey, ScrapeProxy};
+use onionwatch_server::{start, EndpointConfig};
+use onionwatch_tor::control::{Auth, ControlAddr, ControlClient};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Options shared by both commands: how to reach a tor's control port.
+#[derive(Debug, Args)]
+pub struct TorControl {
+    /// The tor's control port: HOST:PORT or unix:/path.
+    #[arg(long, default_value = "127.0.0.1:9051")]
+    control_port: ControlAddr,
+    /// Control password, if tor uses HashedControlPassword (else cookie auth).
+    #[arg(long, env = "ONIONWATCH_CONTROL_PASSWORD", hide_env_values = true)]
+    control_password: Option<String>,
+}
+
+impl TorControl {
+    async fn connect(&self) -> Result<ControlClient> {
+        let auth = Auth::Auto {
+            password: self.control_password.clone(),
+        };
+        let (client, _events) = ControlClient::connect(&self.control_port, auth)
+            .await
+            .with_context(|| format!("connect to tor's control port {}", self.control_port))?;
+        Ok(client)
+    }
+}
+
+/// Publish onionwatch's endpoint as an onion service only key holders can reach.
+#[derive(Debug, Args)]
+pub struct ExposeArgs {
+    #[command(flatten)]
+    tor: TorControl,
+    /// The endpoint to publish (onionwatch's --listen address).
+    #[arg(long, default_value = "127.0.0.1:9925")]
+    target: SocketAddr,
+    /// The onion service's virtual port.
+    #[arg(long, default_value_t = 80)]
+    port: u16,
+    /// Where the onion service key and the client key are kept, so the
+    /// address and the client line survive restarts. Keep it private.
+    #[arg(long)]
+    key_dir: PathBuf,
+}
+
+/// Serve, on loopback, the metrics of an onion service published with
+/// `expose-onion`, for a local Prometheus to scrape.
+#[derive(Debug, Args)]
+pub struct ScrapeGatewayArgs {
+    #[command(flatten)]
+    tor: TorControl,
+    /// The local tor's SOCKS port.
+    #[arg(long, default_value = "127.0.0.1:9050")]
+    socks_port: SocketAddr,
+    /// The client line printed by `expose-onion` (its file:
+    /// `<address>:descriptor:x25519:<key>`).
+    #[arg(long)]
+    client_key_file: PathBuf,
+    /// The onion service's virtual port.
+    #[arg(long, default_value_t = 80)]
+    port: u16,
+    /// Where Prometheus scrapes (loopback only).
+    #[arg(long, default_value = "127.0.0.1:9926")]
+    listen: SocketAddr,
+}
+
+async fn wait_for_stop() -> Result<()> {
+    let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+pub async fn expose_onion(args: ExposeArgs) -> Result<ExitCode> {
+    let tor = args.tor.connect().await?;
+    let exposed = expose(&tor, args.target, args.port, &args.key_dir)
+        .await
+        .context("publish the metrics onion service")?;
+    println!(
+        "onion service: {}.onion (port {} → {})",
+        exposed.address, args.port, args.target
+    );
+    println!(
+        "client key (give it to `onionwatch scrape-gateway --client-key-file`, keep it secret):"
+    );
+    println!("{}", exposed.client_line);
+    println!("The onion service lives while this command runs; Ctrl-C removes it.");
+    wait_for_stop().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn scrape_gateway(args: ScrapeGatewayArgs) -> Result<ExitCode> {
+    let line = std::fs::read_to_string(&args.client_key_file)
+        .with_context(|| format!("read {}", args.client_key_file.display()))?;
+    let (address, key) = ClientKey::from_auth_private(&line)
+        .with_context(|| format!("parse {}", args.client_key_file.display()))?;
+    let tor = args.tor.connect().await?;
+    let proxy = ScrapeProxy::new(&tor, args.socks_port, &address, args.port, Some(&key)).await?;
+    let config = EndpointConfig {
+        listen: args.listen,
+        ..EndpointConfig::default()
+    };
+    let server = start(&config, proxy.router()).await?;
+    println!(
+        "scrape http://{}/metrics to reach {address}.onion through tor",
+        server.local_addr()
+    );
+    wait_for_stop().await?;
+    server.shutdown(std::time::Duration::from_secs(5)).await?;
+    Ok(ExitCode::SUCCESS)
+}
