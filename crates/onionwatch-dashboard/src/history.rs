@@ -1,0 +1,239 @@
+//! Bounded in-memory history, persisted to an embedded store.
+//!
+//! Why redb: pure Rust (no C library to build or ship), a single file,
+//! ACID transactions so a crash never leaves half a write, and actively
+//! maintained; the data is a few thousand small series, which needs no more.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("history");
+
+/// Why the store could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("dashboard history store {path}: {detail} (delete the file to start a fresh history)")]
+pub struct StoreError {
+    path: String,
+    detail: String,
+}
+
+/// Points per series, oldest first, at most `capacity` each, and at most
+/// `max_series` series (new series beyond that are not recorded).
+#[derive(Debug)]
+pub struct History {
+    series: BTreeMap<String, VecDeque<(i64, f64)>>,
+    capacity: usize,
+    max_series: usize,
+    dirty: Vec<String>,
+}
+
+impl History {
+    /// An empty history.
+    pub fn new(capacity: usize, max_series: usize) -> Self {
+        Self {
+            series: BTreeMap::new(),
+            capacity: capacity.max(2),
+            max_series,
+            dirty: Vec::new(),
+        }
+    }
+
+    /// Append a point (ignored if the series is new and the limit is reached).
+    pub fn record(&mut self, key: &str, ts: i64, value: f64) {
+        if !self.series.contains_key(key) && self.series.len() >= self.max_series {
+            return;
+        }
+        let points = self.series.entry(key.to_owned()).or_default();
+        if points.back().is_some_and(|(t, _)| *t >= ts) {
+            return; // never rewrite the past
+        }
+        if points.len() == self.capacity {
+            points.pop_front();
+        }
+        points.push_back((ts, value));
+        self.dirty.push(key.to_owned());
+    }
+
+    /// The points of `key`, oldest first.
+    pub fn points(&self, key: &str) -> Vec<(i64, f64)> {
+        self.series
+            .get(key)
+            .map(|p| p.iter().copied().collect())
+            .unwrap_or_default()
+    }
+
+    /// Number of series.
+    pub fn len(&self) -> usize {
+        self.series.len()
+    }
+
+    /// `true` without series.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty()
+    }
+}
+
+fn encode(points: &VecDeque<(i64, f64)>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(points.len() * 16);
+    for (t, v) in points {
+        out.extend_from_slice(&t.to_le_bytes());
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
+fn decode(bytes: &[u8]) -> VecDeque<(i64, f64)> {
+    bytes
+        .chunks_exact(16)
+        .map(|c| {
+            let t = i64::from_le_bytes(c[..8].try_into().expect("8 bytes"));
+            let v = f64::from_le_bytes(c[8..].try_into().expect("8 bytes"));
+            (t, v)
+        })
+        .collect()
+}
+
+/// The history file.
+pub struct Store {
+    db: Database,
+    path: String,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.path)
+    }
+}
+
+impl Store {
+    fn err(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError {
+            path: self.path.clone(),
+            detail: e.to_string(),
+        }
+    }
+
+    /// Open or create the file.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(|e| StoreError {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        Ok(Self {
+            db,
+            path: path.display().to_string(),
+        })
+    }
+
+    /// Load every stored series into `history` (trimmed to its capacity).
+    pub fn load(&self, history: &mut History) -> Result<(), StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let table = match txn.open_table(TABLE) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
+            Err(e) => return Err(self.err(e)),
+        };
+        for entry in table.iter().map_err(|e| self.err(e))? {
+            let (k, v) = entry.map_err(|e| self.err(e))?;
+            if history.series.len() >= history.max_series {
+                break;
+            }
+            let mut points = decode(v.value());
+            while points.len() > history.capacity {
+                points.pop_front();
+            }
+            history.series.insert(k.value().to_owned(), points);
+        }
+        Ok(())
+    }
+
+    /// Write the series changed since the last save, in one transaction.
+    pub fn save(&self, history: &mut History) -> Result<(), StoreError> {
+        if history.dirty.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        {
+            let mut table = txn.open_table(TABLE).map_err(|e| self.err(e))?;
+            history.dirty.sort();
+            history.dirty.dedup();
+            for key in &history.dirty {
+                if let Some(points) = history.series.get(key) {
+                    table
+                        .insert(key.as_str(), encode(points).as_slice())
+                        .map_err(|e| self.err(e))?;
+                }
+            }
+        }
+        txn.commit().map_err(|e| self.err(e))?;
+        history.dirty.clear();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_is_bounded_and_ordered() {
+        let mut h = History::new(3, 2);
+        for t in 0..5 {
+            h.record("a", t, t as f64);
+        }
+        assert_eq!(h.points("a"), vec![(2, 2.0), (3, 3.0), (4, 4.0)]);
+        h.record("a", 4, 9.0);
+        assert_eq!(
+            h.points("a").last(),
+            Some(&(4, 4.0)),
+            "the past is not rewritten"
+        );
+        h.record("b", 0, 1.0);
+        h.record("c", 0, 1.0);
+        assert_eq!(h.len(), 2, "series beyond the limit are dropped");
+        assert!(h.points("c").is_empty());
+    }
+
+    #[test]
+    fn store_round_trips_and_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            let mut h = History::new(10, 10);
+            store.load(&mut h).unwrap();
+            assert!(h.is_empty());
+            h.record("x|1", 100, 0.5);
+            h.record("x|1", 115, f64::NAN);
+            h.record("x|1", 130, 2.0);
+            store.save(&mut h).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let mut h = History::new(2, 10);
+        store.load(&mut h).unwrap();
+        let p = h.points("x|1");
+        assert_eq!(p.len(), 2, "trimmed to capacity on load");
+        assert_eq!((p[0].0, p[1]), (115, (130, 2.0)));
+        assert!(p[0].1.is_nan());
+        assert_eq!(
+            decode(&[1, 2, 3]).len(),
+            0,
+            "a torn record decodes to nothing"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_store_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.redb");
+        std::fs::write(
+            &path,
+            b"this is not a redb file, just text of some length.....",
+        )
+        .unwrap();
+        let err = Store::open(&path).unwrap_err();
+        assert!(err.to_string().contains("delete the file"), "{err}");
+    }
+}

@@ -1,0 +1,216 @@
+//! The dashboard page in a real browser (headless Chromium), its data, and
+//! its history surviving a restart.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use onionwatch_dashboard::{Dashboard, DashboardConfig};
+use onionwatch_metrics::{Collect, Family};
+use onionwatch_server::{start, EndpointConfig, Registry};
+
+/// Prober- and inside-style families whose values move at every collection.
+#[derive(Default)]
+struct Fake(AtomicU64);
+
+impl Collect for Fake {
+    fn collect(&self, out: &mut Vec<Family>) {
+        let n = self.0.fetch_add(1, Ordering::Relaxed) as f64;
+        let probe = |name: &'static str, address: &'static str| {
+            [
+                ("name", name),
+                ("address", address),
+                ("path", "/"),
+                ("port", "80"),
+                ("protocol", "http"),
+            ]
+        };
+        let news = probe(
+            "news",
+            "newsxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.onion",
+        );
+        let down = probe(
+            "offline",
+            "offlinexxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.onion",
+        );
+        let mut reachable = Family::gauge("onion_service_reachable", "");
+        reachable.push(&news, 1.0).push(&down, 0.0);
+        let mut latency = Family::gauge("onion_service_latency_seconds", "");
+        latency.push(&news, 0.5 + n / 10.0);
+        let mut status = Family::gauge("onion_service_status_code", "");
+        status.push(&news, 200.0);
+        let mut desc = Family::gauge("onion_service_descriptor_reachable", "");
+        desc.push(&[("name", "news"), ("address", "x.onion")], 1.0)
+            .push(&[("name", "offline"), ("address", "y.onion")], 0.0);
+        let mut intro = Family::gauge("onion_service_introduction_points_number", "");
+        intro.push(&[("name", "news"), ("address", "x.onion")], 3.0);
+        let mut cert = Family::gauge("onion_service_certificate_expiry_seconds", "");
+        cert.push(
+            &[("name", "news"), ("address", "x.onion"), ("port", "443")],
+            5.0 * 86400.0,
+        );
+        let mut up = Family::gauge("onionwatch_scrape_up", "");
+        up.push(&[("project", "shop"), ("tor_instance", "main")], 1.0)
+            .push(&[("project", "shop"), ("tor_instance", "worker1")], 0.0);
+        let mut requests = Family::counter("onionwatch_log_requests", "");
+        requests
+            .push(&[("project", "shop"), ("status_class", "2xx")], 100.0 * n)
+            .push(&[("project", "shop"), ("status_class", "5xx")], 10.0 * n);
+        let mut circuits = Family::gauge("onionwatch_log_unique_circuits", "");
+        circuits.push(&[("project", "shop"), ("window", "5m")], 42.0);
+        let mut hs = Family::counter("tor_hs_app_write_bytes", "");
+        hs.push(
+            &[
+                ("onion_service", "a.onion"),
+                ("port", "80"),
+                ("project", "shop"),
+            ],
+            1.0,
+        )
+        .push(
+            &[
+                ("onion_service", "b.onion"),
+                ("port", "80"),
+                ("project", "shop"),
+            ],
+            1.0,
+        );
+        out.extend([
+            reachable, latency, status, desc, intro, cert, up, requests, circuits, hs,
+        ]);
+    }
+}
+
+fn chromium(args: &[&str], profile: &Path) -> String {
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("chromium runs (sudo apt-get install -y chromium)");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_onion_services_and_projects_and_history_survives_a_restart() {
+    let state = tempfile::tempdir().unwrap();
+    let registry = Arc::new(Registry::default());
+    registry.register(Arc::new(Fake::default()));
+    let dash = Dashboard::open(
+        registry.clone(),
+        DashboardConfig::default(),
+        Some(state.path()),
+    )
+    .unwrap();
+    for t in [1_000, 1_015, 1_030] {
+        dash.sample_at(t).unwrap();
+    }
+
+    let snap = dash.snapshot();
+    let news = snap
+        .onion_services
+        .iter()
+        .find(|p| p.name == "news")
+        .unwrap();
+    assert_eq!(news.reachable, Some(true));
+    assert_eq!(news.descriptor_reachable, Some(true));
+    assert_eq!(news.introduction_points, Some(3.0));
+    assert_eq!(news.latency_history.len(), 3);
+    let offline = snap
+        .onion_services
+        .iter()
+        .find(|p| p.name == "offline")
+        .unwrap();
+    assert_eq!(
+        (offline.reachable, offline.descriptor_reachable),
+        (Some(false), Some(false))
+    );
+    let shop = &snap.projects[0];
+    assert_eq!(
+        (
+            shop.project.as_str(),
+            shop.targets_up,
+            shop.targets,
+            shop.onion_services
+        ),
+        ("shop", 1, 2, 2)
+    );
+    // 100 and 10 more per collection, 15 s apart.
+    assert_eq!(shop.requests_history.len(), 2);
+    let rps = shop.requests_per_second.unwrap();
+    assert!((rps - 110.0 / 15.0).abs() < 1e-9, "{rps}");
+    assert!((shop.errors_5xx_per_second.unwrap() - 10.0 / 15.0).abs() < 1e-9);
+    dash.set_recent_warnings("shop", vec!["[warn] Your system clock just jumped".into()]);
+
+    let config = EndpointConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..EndpointConfig::default()
+    };
+    let server = start(&config, dash.router()).await.unwrap();
+    let url = format!("http://{}/", server.local_addr());
+    let profile = tempfile::tempdir().unwrap();
+    let shot = profile.path().join("dashboard.png");
+    let (dom, _) = tokio::task::block_in_place(|| {
+        let dom = chromium(&["--dump-dom", &url], &profile.path().join("a"));
+        let shot_arg = format!("--screenshot={}", shot.display());
+        chromium(
+            &[&shot_arg, "--window-size=1400,600", &url],
+            &profile.path().join("b"),
+        );
+        (dom, ())
+    });
+    assert!(
+        dom.contains("data-loaded=\"1\""),
+        "the script ran and rendered: {dom}"
+    );
+    assert!(
+        dom.contains("data-name=\"news\"") && dom.contains("data-name=\"offline\""),
+        "{dom}"
+    );
+    assert!(dom.contains("data-project=\"shop\""), "{dom}");
+    assert!(
+        dom.contains("data-points=\"3\""),
+        "latency sparkline drawn: {dom}"
+    );
+    assert!(dom.contains("Your system clock just jumped"), "{dom}");
+    assert!(dom.contains("5 days"), "certificate expiry shown: {dom}");
+    let png = std::fs::read(&shot).expect("a screenshot was written");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    // How docs/dashboard.png is made: ONIONWATCH_SCREENSHOT=docs/dashboard.png cargo test …
+    if let Some(dest) = std::env::var_os("ONIONWATCH_SCREENSHOT") {
+        std::fs::write(dest, &png).unwrap();
+    }
+    server.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    // A restart keeps the charts.
+    drop(dash);
+    let again = Dashboard::open(registry, DashboardConfig::default(), Some(state.path())).unwrap();
+    let news = again
+        .snapshot()
+        .onion_services
+        .into_iter()
+        .find(|p| p.name == "news")
+        .unwrap();
+    assert_eq!(news.latency_history.len(), 3);
+}
