@@ -10,6 +10,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::{timeout, Duration};
 
+use crate::config::BuiltInResponse;
+
 /// Longest request head we read; anything longer is answered with 431.
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -30,7 +32,7 @@ impl Backend {
     ///
     /// For the path [`HOLD_PATH`] the connection then stays open (until the
     /// client closes it, or 30 s), so a test can act on a live stream.
-    pub async fn start(name: String) -> std::io::Result<Self> {
+    pub async fn start(name: String, response: BuiltInResponse) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
@@ -41,7 +43,8 @@ impl Backend {
                 let name = name.clone();
                 tokio::spawn(async move {
                     // A stalled client must not pin a task forever.
-                    let _ = timeout(Duration::from_secs(30), serve(stream, &name)).await;
+                    let limit = Duration::from_secs(30) + response.delay;
+                    let _ = timeout(limit, serve(stream, &name, response)).await;
                 });
             }
         });
@@ -65,7 +68,11 @@ impl Drop for Backend {
     }
 }
 
-async fn serve(mut stream: TcpStream, name: &str) -> std::io::Result<()> {
+async fn serve(
+    mut stream: TcpStream,
+    name: &str,
+    response: BuiltInResponse,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
     let head_end = loop {
@@ -107,7 +114,9 @@ async fn serve(mut stream: TcpStream, name: &str) -> std::io::Result<()> {
         body.push_str(&format!("proxy: {proxy}\n"));
     }
     body.push_str(&Backend::body_for(name, path));
-    respond(&mut stream, "200 OK", &body).await?;
+    // The slow site of a demo: this is the behaviour, not synchronisation.
+    tokio::time::sleep(response.delay).await;
+    respond(&mut stream, &status_line(response.status), &body).await?;
     if path == HOLD_PATH {
         // Wait for the client to close (or the caller's timeout).
         let _ = stream.read(&mut chunk).await;
@@ -122,6 +131,18 @@ async fn respond(stream: &mut TcpStream, status: &str, body: &str) -> std::io::R
     );
     stream.write_all(msg.as_bytes()).await?;
     stream.flush().await
+}
+
+fn status_line(status: u16) -> String {
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Status",
+    };
+    format!("{status} {reason}")
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -142,7 +163,9 @@ mod tests {
 
     #[tokio::test]
     async fn answers_with_name_path_and_proxy_line() {
-        let b = Backend::start("svc".into()).await.unwrap();
+        let b = Backend::start("svc".into(), BuiltInResponse::default())
+            .await
+            .unwrap();
         let out = get(b.addr(), b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n").await;
         assert!(out.starts_with("HTTP/1.1 200 OK"), "{out}");
         assert!(out.ends_with(&Backend::body_for("svc", "/x")), "{out}");
@@ -159,8 +182,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn configured_status_is_answered() {
+        let response = BuiltInResponse {
+            status: 500,
+            delay: Duration::from_millis(1),
+        };
+        let b = Backend::start("bad".into(), response).await.unwrap();
+        let out = get(b.addr(), b"GET / HTTP/1.1\r\n\r\n").await;
+        assert!(
+            out.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
+            "{out}"
+        );
+        assert!(out.ends_with(&Backend::body_for("bad", "/")), "{out}");
+    }
+
+    #[tokio::test]
     async fn hold_keeps_the_connection_open_until_the_client_closes() {
-        let b = Backend::start("svc".into()).await.unwrap();
+        let b = Backend::start("svc".into(), BuiltInResponse::default())
+            .await
+            .unwrap();
         let mut s = TcpStream::connect(b.addr()).await.unwrap();
         s.write_all(b"GET /hold HTTP/1.1\r\n\r\n").await.unwrap();
         let want = Backend::body_for("svc", HOLD_PATH);
@@ -178,7 +218,9 @@ mod tests {
 
     #[tokio::test]
     async fn hostile_requests_get_errors() {
-        let b = Backend::start("svc".into()).await.unwrap();
+        let b = Backend::start("svc".into(), BuiltInResponse::default())
+            .await
+            .unwrap();
         let out = get(b.addr(), b"\r\n\r\n").await;
         assert!(out.starts_with("HTTP/1.1 400"), "{out}");
         // Exactly one byte over the limit, so the server reads all we send

@@ -24,6 +24,24 @@ pub enum BackendKind {
     Address(SocketAddr),
 }
 
+/// How the built-in backend answers (to play a broken or slow site).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BuiltInResponse {
+    /// HTTP status of every answer.
+    pub status: u16,
+    /// Wait this long before answering.
+    pub delay: Duration,
+}
+
+impl Default for BuiltInResponse {
+    fn default() -> Self {
+        Self {
+            status: 200,
+            delay: Duration::ZERO,
+        }
+    }
+}
+
 /// One onion service (v3), on virtual port 80.
 #[derive(Debug, Clone, Default)]
 pub struct ServiceConfig {
@@ -36,6 +54,8 @@ pub struct ServiceConfig {
     pub intro_dos: Option<(u32, u32)>,
     /// The backend.
     pub backend: BackendKind,
+    /// How the built-in backend answers (ignored for other backends).
+    pub response: BuiltInResponse,
 }
 
 /// One tor process hosting onion services.

@@ -33,7 +33,9 @@ mod shared;
 mod torrc;
 
 pub use backend::{Backend, HOLD_PATH};
-pub use config::{BackendKind, ControlKind, NetworkConfig, ServiceConfig, ServiceTorConfig};
+pub use config::{
+    BackendKind, BuiltInResponse, ControlKind, NetworkConfig, ServiceConfig, ServiceTorConfig,
+};
 pub use error::{Error, Result};
 pub use network::{ClientInfo, NetworkInfo, OnionInfo, TestNetwork};
 pub use node::{Role, TorNode};

@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::time::sleep;
 
 use crate::backend::Backend;
-use crate::config::{BackendKind, ControlKind, NetworkConfig};
+use crate::config::{BackendKind, ControlKind, NetworkConfig, ServiceConfig};
 use crate::error::{Error, Result};
 use crate::keys::make_authority;
 use crate::node::{private_dir, tail, Role, TorNode};
@@ -221,7 +221,7 @@ impl TestNetwork {
             for (s, svc) in tor_cfg.services.iter().enumerate() {
                 let backend = match &svc.backend {
                     BackendKind::BuiltIn => {
-                        let b = Backend::start(format!("{nick}-{s}"))
+                        let b = Backend::start(format!("{nick}-{s}"), svc.response)
                             .await
                             .map_err(Error::io("start the built-in backend"))?;
                         let addr = b.addr();
@@ -358,7 +358,9 @@ impl TestNetwork {
         let socks = self.info.client.socks;
         for i in 0..self.info.onions.len() {
             let onion = self.info.onions[i].clone();
-            let built_in = matches!(config_backend(config, i), BackendKind::BuiltIn);
+            let svc = config_service(config, i);
+            let built_in =
+                matches!(svc.backend, BackendKind::BuiltIn).then_some(svc.response.status);
             let hs_log = self.info.dir.join(&onion.tor).join("notice.log");
             let mut attempt = 0u32;
             loop {
@@ -400,38 +402,38 @@ impl TestNetwork {
 }
 
 /// One reachability attempt, on a fresh circuit (`token` isolates it).
-/// A built-in backend must answer a GET with its own body; for any other
-/// backend an open stream is proof enough (it may not speak HTTP).
+/// A built-in backend (`built_in` = its configured status) must answer a
+/// GET with its own body; for any other backend an open stream is proof
+/// enough (it may not speak HTTP).
 async fn reach(
     socks: SocketAddr,
     address: &str,
-    built_in: bool,
+    built_in: Option<u16>,
     token: &str,
 ) -> Result<(), String> {
     let iso = Isolation::new(token);
-    if !built_in {
+    let Some(status) = built_in else {
         return onionwatch_tor::socks::connect(socks, address, 80, Some(&iso))
             .await
             .map(drop)
             .map_err(|e| e.to_string());
-    }
+    };
     let r = crate::http::get(socks, address, 80, "/", Some(&iso))
         .await
         .map_err(|e| e.to_string())?;
-    if r.status == 200 && r.body.contains("onionwatch testnet backend") {
+    if r.status == status && r.body.contains("onionwatch testnet backend") {
         Ok(())
     } else {
         Err(format!("unexpected answer: HTTP {} {:?}", r.status, r.body))
     }
 }
 
-fn config_backend(config: &NetworkConfig, index: usize) -> &BackendKind {
+fn config_service(config: &NetworkConfig, index: usize) -> &ServiceConfig {
     config
         .service_tors
         .iter()
         .flat_map(|t| &t.services)
         .nth(index)
-        .map(|s| &s.backend)
         .expect("onion index within the configuration")
 }
 
