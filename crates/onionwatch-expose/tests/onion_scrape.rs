@@ -3,14 +3,14 @@
 //! client's, and a real Prometheus scraping through it.
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use onionwatch_expose::{expose, ClientKey, ScrapeProxy};
 use onionwatch_metrics::{Collect, Family};
 use onionwatch_server::{router, start, EndpointConfig, Registry, RunningServer};
-use onionwatch_testnet::{free_port, shared_network, NetworkConfig};
+use onionwatch_testnet::prometheus::Prometheus;
+use onionwatch_testnet::{shared_network, NetworkConfig};
 use onionwatch_tor::control::{Auth, ControlAddr, ControlClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -62,14 +62,6 @@ async fn poll(addr: SocketAddr, path: &str, done: impl Fn(u16, &str) -> bool) ->
         }
         // Readiness polling: the descriptor publication gives no signal here.
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-struct Prometheus(Child);
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -131,45 +123,22 @@ async fn prometheus_scrapes_through_an_authenticated_onion_service_and_fails_wit
     assert!(body.contains("onionwatch_expose_test_marker 42"), "{body}");
 
     // A real Prometheus scraping the gateway gets the series.
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "global:\n  scrape_interval: 5s\n  scrape_timeout: 5s\nscrape_configs:\n  - job_name: onionwatch\n    static_configs:\n      - targets: ['{}']\n",
-            gateway.local_addr()
-        ),
-    )
-    .unwrap();
-    let web = SocketAddr::from(([127, 0, 0, 1], free_port().unwrap()));
-    let _prometheus = Prometheus(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address={web}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("prometheus runs (sudo apt-get install -y prometheus)"),
-    );
-    let start = Instant::now();
-    let answer = loop {
-        let answer = match tokio::net::TcpStream::connect(web).await {
-            Ok(_) => {
-                get(web, "/api/v1/query?query=onionwatch_expose_test_marker")
-                    .await
-                    .1
+    let target = gateway.local_addr();
+    let answer = tokio::task::spawn_blocking(move || {
+        let prometheus = Prometheus::start(&[target], Duration::from_secs(5)).unwrap();
+        let start = Instant::now();
+        loop {
+            let answer = prometheus
+                .query("onionwatch_expose_test_marker")
+                .unwrap_or_default();
+            if answer.contains("\"42\"") || start.elapsed() > WAIT {
+                return answer;
             }
-            Err(_) => String::new(),
-        };
-        if answer.contains("\"42\"") || start.elapsed() > WAIT {
-            break answer;
+            std::thread::sleep(Duration::from_millis(500));
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
+    })
+    .await
+    .unwrap();
     assert!(answer.contains("\"job\":\"onionwatch\""), "{answer}");
     assert!(answer.contains("\"42\""), "{answer}");
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 /// Why the test network could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The `tor` (or `tor-gencert`) program is not installed.
-    #[error("cannot run `{program}`: {source}. Install tor first: `sudo apt-get install -y tor` (Debian/Ubuntu)")]
+    /// A program (`tor`, `tor-gencert`, `prometheus`) is not installed.
+    #[error("cannot run `{program}`: {source}. Install it first: `sudo apt-get install -y {}` (Debian/Ubuntu)", debian_package(program))]
     TorMissing {
         /// The program that could not be run.
         program: String,
@@ -63,6 +63,15 @@ impl Error {
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let what = what.into();
         move |source| Error::Io { what, source }
+    }
+}
+
+/// The Debian package that ships `program`.
+fn debian_package(program: &str) -> &'static str {
+    if program.ends_with("prometheus") {
+        "prometheus"
+    } else {
+        "tor"
     }
 }
 

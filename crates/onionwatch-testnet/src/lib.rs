@@ -29,6 +29,7 @@ mod keys;
 mod network;
 mod node;
 mod ports;
+pub mod prometheus;
 mod shared;
 mod torrc;
 

@@ -1,0 +1,129 @@
+//! A real Prometheus (Debian's `prometheus`) on loopback, for tests that
+//! check what onionwatch exports the way operators will consume it.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::ports::{free_port, loopback};
+
+/// A running Prometheus; dropping it kills the process and removes its data.
+#[derive(Debug)]
+pub struct Prometheus {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Start Prometheus scraping `targets` (job `onionwatch`) every
+    /// `interval`, and wait until it is ready (60 s at most).
+    pub fn start(targets: &[SocketAddr], interval: Duration) -> Result<Self> {
+        let dir = tempfile::tempdir().map_err(Error::io("create Prometheus' directory"))?;
+        let secs = interval.as_secs().max(1);
+        let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+        let config = format!(
+            "global:\n  scrape_interval: {secs}s\n  scrape_timeout: {secs}s\nscrape_configs:\n  - job_name: onionwatch\n    static_configs:\n      - targets: [{}]\n",
+            list.join(", ")
+        );
+        let config_path = dir.path().join("prometheus.yml");
+        std::fs::write(&config_path, config).map_err(Error::io("write prometheus.yml"))?;
+        let addr = loopback(free_port().map_err(Error::io("pick a port for Prometheus"))?);
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config_path.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| Error::TorMissing {
+                program: "prometheus".into(),
+                source,
+            })?;
+        let mut me = Self {
+            child,
+            addr,
+            _dir: dir,
+        };
+        let start = Instant::now();
+        loop {
+            if get(addr, "/-/ready").is_some_and(|r| r.starts_with("HTTP/1.0 200")) {
+                return Ok(me);
+            }
+            if let Ok(Some(status)) = me.child.try_wait() {
+                return Err(Error::Command {
+                    command: "prometheus".into(),
+                    detail: format!("exited at start-up: {status}"),
+                });
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err(Error::Command {
+                    command: "prometheus".into(),
+                    detail: "not ready after 60 s".into(),
+                });
+            }
+            // Readiness poll: Prometheus offers no notification.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Its HTTP address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The JSON answer of an instant query (`/api/v1/query`).
+    pub fn query(&self, expr: &str) -> Option<String> {
+        let raw = get(
+            self.addr,
+            &format!("/api/v1/query?query={}", url_encode(expr)),
+        )?;
+        raw.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Percent-encode a query parameter.
+pub fn url_encode(q: &str) -> String {
+    q.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_promql() {
+        assert_eq!(
+            url_encode("up{a=\"b\"} > 1"),
+            "up%7Ba%3D%22b%22%7D%20%3E%201"
+        );
+    }
+}
