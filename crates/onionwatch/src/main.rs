@@ -32,6 +32,9 @@ enum Command {
     /// On the Prometheus side: serve on loopback the metrics of an onion
     /// service published with expose-onion, fetched through tor.
     ScrapeGateway(cmd::expose::ScrapeGatewayArgs),
+    /// Analyse nginx access logs: requests by status and method, bytes,
+    /// unique onion circuits, requests per circuit (JSON or Prometheus).
+    Logs(cmd::logs::LogsArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
             Command::Testnet(c) => cmd::testnet::run(c).await,
             Command::ExposeOnion(a) => cmd::expose::expose_onion(a).await,
             Command::ScrapeGateway(a) => cmd::expose::scrape_gateway(a).await,
+            Command::Logs(a) => cmd::logs::run(a),
         }
     });
     match result {

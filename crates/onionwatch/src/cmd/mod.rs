@@ -1,4 +1,5 @@
 //! One module per subcommand.
 
 pub mod expose;
+pub mod logs;
 pub mod testnet;

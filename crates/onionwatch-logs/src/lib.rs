@@ -1,0 +1,45 @@
+//! Log parsing and analytics for onionwatch.
+//!
+//! This crate turns log lines into numbers and knows nothing about files,
+//! tailing or the command line; a caller (the one-shot analyser today, a
+//! rotation-safe tailer later) feeds it lines:
+//!
+//! - [`access`]: nginx access logs. A byte-level fast path for the `combined`
+//!   format and a general parser compiled from any nginx `log_format` string,
+//!   both returning a borrowed [`access::AccessRecord`] without allocating.
+//! - [`lines`]: read lines of bounded length from any reader; overlong lines
+//!   are reported, never buffered whole.
+//! - [`severity`]: count tor and onionbalance log lines by severity and keep
+//!   the last warnings and errors.
+//! - [`hll`]: a HyperLogLog sketch (exact below 1,024 distinct items, about
+//!   0.8 % standard error above).
+//! - [`analytics`]: per-stream aggregates fed record by record: requests by
+//!   method and status, bytes, durations, unique circuits in sliding windows,
+//!   requests per circuit and the busiest circuits.
+//! - [`summary`]: the serialisable [`summary::Summary`] and its Prometheus
+//!   text rendering.
+//! - [`time`]: nginx timestamps to Unix seconds and back to RFC 3339.
+//!
+//! ```
+//! use onionwatch_logs::access::LogFormat;
+//! use onionwatch_logs::analytics::Analytics;
+//!
+//! let format = LogFormat::combined();
+//! let mut analytics = Analytics::default();
+//! let line = br#"fc00:dead:beef:4dad::0:30 - - [11/Jan/2024:17:08:43 +0000] "GET / HTTP/1.1" 200 512 "-" "curl/8""#;
+//! match format.parse(line) {
+//!     Ok(record) => analytics.record(&record),
+//!     Err(e) => analytics.error(&e),
+//! }
+//! let summary = analytics.summary();
+//! assert_eq!(summary.requests_by_status["200"], 1);
+//! assert_eq!(summary.unique_circuits, 1);
+//! ```
+
+pub mod access;
+pub mod analytics;
+pub mod hll;
+pub mod lines;
+pub mod severity;
+pub mod summary;
+pub mod time;
