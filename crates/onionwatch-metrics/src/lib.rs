@@ -18,6 +18,7 @@
 
 mod encode;
 mod histogram;
+pub mod parse;
 
 pub use encode::{render, Format};
 pub use histogram::Histogram;

@@ -97,6 +97,30 @@ impl TestNetwork {
         &self.nodes
     }
 
+    /// Kill the tor named `nickname` (e.g. `hs1`), as a crash would.
+    /// `Err(Config)` if no node has that name.
+    pub fn kill_node(&mut self, nickname: &str) -> Result<()> {
+        self.node_mut(nickname)?.kill();
+        Ok(())
+    }
+
+    /// Start the tor named `nickname` again (killing it first if it runs),
+    /// with its torrc, ports, keys and onion addresses unchanged.
+    pub fn restart_node(&mut self, nickname: &str) -> Result<()> {
+        self.node_mut(nickname)?.restart()
+    }
+
+    fn node_mut(&mut self, nickname: &str) -> Result<&mut TorNode> {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.nickname == nickname)
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "no tor node named {nickname:?} in the test network"
+                ))
+            })
+    }
+
     /// Pids of every tor still running.
     pub fn pids(&self) -> Vec<u32> {
         self.nodes.iter().filter_map(TorNode::pid).collect()

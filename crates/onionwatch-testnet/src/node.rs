@@ -30,6 +30,7 @@ pub struct TorNode {
     pub role: Role,
     /// Its DataDirectory (holds `torrc`, `notice.log`, `control_auth_cookie`).
     pub dir: PathBuf,
+    tor: PathBuf,
     child: Option<Child>,
 }
 
@@ -56,34 +57,22 @@ impl TorNode {
         let torrc = format!("{torrc}__OwningControllerProcess {}\n", std::process::id());
         fs::write(&torrc_path, torrc)
             .map_err(Error::io(format!("write {}", torrc_path.display())))?;
-        // Errors in the torrc are printed before `Log` takes effect: keep them.
-        let out_path = dir.join("stdout.log");
-        let out = fs::File::create(&out_path)
-            .map_err(Error::io(format!("create {}", out_path.display())))?;
-        let err = out
-            .try_clone()
-            .map_err(Error::io(format!("dup {}", out_path.display())))?;
-        let child = Command::new(tor)
-            .arg("-f")
-            .arg(&torrc_path)
-            .arg("--ignore-missing-torrc")
-            // Fewer malloc arenas halve the RSS of a 7-tor network.
-            .env("MALLOC_ARENA_MAX", "1")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|source| Error::TorMissing {
-                program: tor.display().to_string(),
-                source,
-            })?;
-        tracing::debug!(node = nickname, pid = child.id(), "started tor");
+        let child = start(tor, nickname, dir, false)?;
         Ok(Self {
             nickname: nickname.to_owned(),
             role,
             dir: dir.to_owned(),
+            tor: tor.to_owned(),
             child: Some(child),
         })
+    }
+
+    /// Kill the process (if it runs) and start tor again on the same torrc:
+    /// same ports, keys and onion addresses.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        self.child = Some(start(&self.tor, &self.nickname, &self.dir, true)?);
+        Ok(())
     }
 
     /// The process id while it runs.
@@ -141,6 +130,40 @@ impl Drop for TorNode {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Start `tor -f DIR/torrc`, its output going to `DIR/stdout.log`
+/// (appended to on a restart).
+fn start(tor: &Path, nickname: &str, dir: &Path, append: bool) -> Result<Child> {
+    let torrc_path = dir.join("torrc");
+    // Errors in the torrc are printed before `Log` takes effect: keep them.
+    let out_path = dir.join("stdout.log");
+    let out = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(!append)
+        .open(&out_path)
+        .map_err(Error::io(format!("create {}", out_path.display())))?;
+    let err = out
+        .try_clone()
+        .map_err(Error::io(format!("dup {}", out_path.display())))?;
+    let child = Command::new(tor)
+        .arg("-f")
+        .arg(&torrc_path)
+        .arg("--ignore-missing-torrc")
+        // Fewer malloc arenas halve the RSS of a 7-tor network.
+        .env("MALLOC_ARENA_MAX", "1")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|source| Error::TorMissing {
+            program: tor.display().to_string(),
+            source,
+        })?;
+    tracing::debug!(node = nickname, pid = child.id(), "started tor");
+    Ok(child)
 }
 
 /// The last `n` lines of a file, reading at most its last 64 KiB.

@@ -35,6 +35,12 @@ enum Command {
     /// Analyse nginx access logs: requests by status and method, bytes,
     /// unique onion circuits, requests per circuit (JSON or Prometheus).
     Logs(cmd::logs::LogsArgs),
+    /// Check torrc files and Onionspray configurations for unsafe or broken
+    /// monitoring settings; suggest per-project MetricsPorts.
+    Audit(cmd::audit::AuditArgs),
+    /// Scrape every project's tor MetricsPort, control port and nginx
+    /// stub_status, and serve them on one loopback endpoint.
+    Watch(cmd::watch::WatchArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +70,8 @@ fn main() -> ExitCode {
             Command::ExposeOnion(a) => cmd::expose::expose_onion(a).await,
             Command::ScrapeGateway(a) => cmd::expose::scrape_gateway(a).await,
             Command::Logs(a) => cmd::logs::run(a),
+            Command::Audit(a) => cmd::audit::run(a),
+            Command::Watch(a) => cmd::watch::run(a).await,
         }
     });
     match result {

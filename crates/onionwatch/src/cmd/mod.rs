@@ -1,5 +1,7 @@
 //! One module per subcommand.
 
+pub mod audit;
 pub mod expose;
 pub mod logs;
 pub mod testnet;
+pub mod watch;

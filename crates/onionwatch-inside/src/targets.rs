@@ -1,0 +1,507 @@
+//! What `onionwatch watch` scrapes: targets from a YAML file and from
+//! command-line flags, validated once into [`Settings`].
+//!
+//! ```yaml
+//! listen: 127.0.0.1:9925
+//! interval_seconds: 15
+//! timeout_seconds: 5
+//! onionspray: [/home/onionspray/onionspray]
+//! projects:
+//!   news:
+//!     tors:
+//!       - metrics_port: 127.0.0.1:9035
+//!         control_port: unix:/home/onionspray/onionspray/projects/news/tor-control.sock
+//!     nginx_status: http://127.0.0.1:8080/stub_status
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use onionwatch_tor::control::ControlAddr;
+use serde::{Deserialize, Serialize};
+
+use crate::http::HttpUrl;
+use crate::Error;
+
+/// The `onionwatch watch --config` file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address of the HTTP endpoint (`/metrics`, `/healthz`,
+    /// `/api/v1/targets`); loopback only. Default `127.0.0.1:9925`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Seconds between two scrapes of each target. Default 15.
+    #[serde(default = "default_interval")]
+    pub interval_seconds: f64,
+    /// Seconds one scrape may take before it counts as failed. Default 5.
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: f64,
+    /// Onionspray installation directories whose projects are discovered
+    /// (and re-discovered on SIGHUP and every `rediscover_seconds`).
+    #[serde(default)]
+    pub onionspray: Vec<PathBuf>,
+    /// Seconds between two discoveries of the Onionspray trees. Default 300.
+    #[serde(default = "default_rediscover")]
+    pub rediscover_seconds: f64,
+    /// Projects by name (the value of the `project` label).
+    #[serde(default)]
+    pub projects: BTreeMap<String, ProjectConfig>,
+}
+
+/// One project's targets.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    /// Its tor processes (one, or one per softmap worker).
+    #[serde(default)]
+    pub tors: Vec<TorConfig>,
+    /// URL of its nginx/OpenResty `stub_status` page, e.g.
+    /// `http://127.0.0.1:8080/stub_status`.
+    #[serde(default)]
+    pub nginx_status: Option<String>,
+}
+
+/// One tor process of a project.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TorConfig {
+    /// Its name within the project (the `tor_instance` label). Default `tor`.
+    #[serde(default = "default_instance")]
+    pub instance: String,
+    /// Its MetricsPort, `HOST:PORT`.
+    #[serde(default)]
+    pub metrics_port: Option<SocketAddr>,
+    /// Its ControlPort: `HOST:PORT` or `unix:/path`.
+    #[serde(default)]
+    pub control_port: Option<String>,
+    /// Its control cookie file, when tor's own path is not readable here
+    /// (e.g. tor in a container). Default: the file tor names.
+    #[serde(default)]
+    pub control_cookie: Option<PathBuf>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9925))
+}
+fn default_interval() -> f64 {
+    15.0
+}
+fn default_timeout() -> f64 {
+    5.0
+}
+fn default_rediscover() -> f64 {
+    300.0
+}
+fn default_instance() -> String {
+    "tor".into()
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            interval_seconds: default_interval(),
+            timeout_seconds: default_timeout(),
+            onionspray: Vec::new(),
+            rediscover_seconds: default_rediscover(),
+            projects: BTreeMap::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Parse YAML text; `origin` names the file in errors.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Self, Error> {
+        serde_saphyr::from_str(text)
+            .map_err(|e| Error::Invalid(format!("invalid watch configuration {origin}: {e}")))
+    }
+}
+
+/// Which collector scrapes a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Collector {
+    /// tor's MetricsPort.
+    TorMetrics,
+    /// tor's control port.
+    TorControl,
+    /// nginx `stub_status`.
+    Nginx,
+}
+
+impl Collector {
+    /// The `collector` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Collector::TorMetrics => "tor_metrics",
+            Collector::TorControl => "tor_control",
+            Collector::Nginx => "nginx",
+        }
+    }
+}
+
+/// Where a target came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// A command-line flag.
+    Flag,
+    /// The configuration file.
+    Config,
+    /// Discovered in an Onionspray tree.
+    Onionspray,
+}
+
+/// What to scrape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A MetricsPort.
+    Metrics(SocketAddr),
+    /// A control port and an optional cookie path.
+    Control(ControlAddr, Option<PathBuf>),
+    /// A stub_status URL.
+    Nginx(HttpUrl),
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Metrics(a) => write!(f, "http://{a}/metrics"),
+            Endpoint::Control(a, _) => write!(f, "{a}"),
+            Endpoint::Nginx(u) => write!(f, "{u}"),
+        }
+    }
+}
+
+/// One scrape target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The project (`project` label).
+    pub project: String,
+    /// The tor instance (`tor_instance` label); `None` for nginx.
+    pub tor_instance: Option<String>,
+    /// What to scrape.
+    pub endpoint: Endpoint,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+impl Target {
+    /// Its collector.
+    pub fn collector(&self) -> Collector {
+        match self.endpoint {
+            Endpoint::Metrics(_) => Collector::TorMetrics,
+            Endpoint::Control(..) => Collector::TorControl,
+            Endpoint::Nginx(_) => Collector::Nginx,
+        }
+    }
+
+    /// Identity for de-duplication: collector, project, instance.
+    pub fn key(&self) -> (Collector, String, String) {
+        (
+            self.collector(),
+            self.project.clone(),
+            self.tor_instance.clone().unwrap_or_default(),
+        )
+    }
+}
+
+/// Everything `onionwatch watch` runs with, checked once.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The endpoint's address.
+    pub listen: SocketAddr,
+    /// Between scrapes of a target.
+    pub interval: Duration,
+    /// Bound on one scrape.
+    pub timeout: Duration,
+    /// Onionspray trees to discover.
+    pub onionspray: Vec<PathBuf>,
+    /// Between discoveries.
+    pub rediscover: Duration,
+    /// Targets from flags and the file.
+    pub targets: Vec<Target>,
+}
+
+/// Command-line targets, `PROJECT[/INSTANCE]=VALUE` each.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    /// `--metrics-port`.
+    pub metrics_ports: Vec<String>,
+    /// `--control-port`.
+    pub control_ports: Vec<String>,
+    /// `--nginx-status`.
+    pub nginx_status: Vec<String>,
+    /// `--listen`, overriding the file.
+    pub listen: Option<SocketAddr>,
+    /// `--interval` seconds, overriding the file.
+    pub interval_seconds: Option<f64>,
+    /// `--timeout` seconds, overriding the file.
+    pub timeout_seconds: Option<f64>,
+    /// `--onionspray`, added to the file's.
+    pub onionspray: Vec<PathBuf>,
+}
+
+/// Check a project or instance name: it becomes a label value and a key.
+pub fn check_name(what: &str, name: &str) -> Result<(), Error> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(Error::Invalid(format!(
+            "invalid {what} name {name:?}: use 1 to 64 letters, digits, '_', '-' or '.'"
+        )));
+    }
+    Ok(())
+}
+
+fn split_flag<'a>(
+    flag: &str,
+    value: &'a str,
+    example: &str,
+) -> Result<(&'a str, Option<&'a str>, &'a str), Error> {
+    let (who, rest) = value.split_once('=').ok_or_else(|| {
+        Error::Invalid(format!(
+            "{flag} {value:?}: expected PROJECT=VALUE or PROJECT/INSTANCE=VALUE, e.g. {flag} {example}"
+        ))
+    })?;
+    let (project, instance) = match who.split_once('/') {
+        Some((p, i)) => (p, Some(i)),
+        None => (who, None),
+    };
+    check_name("project", project)?;
+    if let Some(i) = instance {
+        check_name("tor instance", i)?;
+    }
+    Ok((project, instance, rest))
+}
+
+fn seconds(what: &str, v: f64) -> Result<Duration, Error> {
+    if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
+        return Err(Error::Invalid(format!(
+            "{what} must be a number of seconds between 0 and 86400, not {v}"
+        )));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+impl Settings {
+    /// Merge the file (if any) and the flags, and check everything.
+    pub fn build(config: Option<Config>, flags: &Flags) -> Result<Self, Error> {
+        let from_file = config.is_some();
+        let config = config.unwrap_or_default();
+        let interval = seconds(
+            "interval",
+            flags.interval_seconds.unwrap_or(config.interval_seconds),
+        )?;
+        let timeout = seconds(
+            "timeout",
+            flags.timeout_seconds.unwrap_or(config.timeout_seconds),
+        )?;
+        if timeout > interval {
+            return Err(Error::Invalid(format!(
+                "the scrape timeout ({timeout:?}) must not exceed the interval ({interval:?})"
+            )));
+        }
+        let rediscover = seconds("rediscover_seconds", config.rediscover_seconds)?;
+        let mut targets = Vec::new();
+        for (project, p) in &config.projects {
+            check_name("project", project)?;
+            let origin = if from_file {
+                Origin::Config
+            } else {
+                Origin::Flag
+            };
+            for t in &p.tors {
+                check_name("tor instance", &t.instance)?;
+                if t.metrics_port.is_none() && t.control_port.is_none() {
+                    return Err(Error::Invalid(format!(
+                        "project {project}, tor {}: give metrics_port, control_port or both",
+                        t.instance
+                    )));
+                }
+                if let Some(m) = t.metrics_port {
+                    targets.push(Target {
+                        project: project.clone(),
+                        tor_instance: Some(t.instance.clone()),
+                        endpoint: Endpoint::Metrics(m),
+                        origin,
+                    });
+                }
+                if let Some(c) = &t.control_port {
+                    let addr: ControlAddr = c
+                        .parse()
+                        .map_err(|e| Error::Invalid(format!("project {project}: {e}")))?;
+                    targets.push(Target {
+                        project: project.clone(),
+                        tor_instance: Some(t.instance.clone()),
+                        endpoint: Endpoint::Control(addr, t.control_cookie.clone()),
+                        origin,
+                    });
+                }
+            }
+            if let Some(u) = &p.nginx_status {
+                let url: HttpUrl = u
+                    .parse()
+                    .map_err(|e| Error::Invalid(format!("project {project}: nginx_status {e}")))?;
+                targets.push(Target {
+                    project: project.clone(),
+                    tor_instance: None,
+                    endpoint: Endpoint::Nginx(url),
+                    origin,
+                });
+            }
+        }
+        for v in &flags.metrics_ports {
+            let (project, instance, addr) = split_flag("--metrics-port", v, "news=127.0.0.1:9035")?;
+            let addr: SocketAddr = addr.parse().map_err(|_| {
+                Error::Invalid(format!(
+                    "--metrics-port {v:?}: {addr:?} is not HOST:PORT (an IP address and a port)"
+                ))
+            })?;
+            targets.push(Target {
+                project: project.into(),
+                tor_instance: Some(instance.unwrap_or("tor").into()),
+                endpoint: Endpoint::Metrics(addr),
+                origin: Origin::Flag,
+            });
+        }
+        for v in &flags.control_ports {
+            let (project, instance, addr) =
+                split_flag("--control-port", v, "news=unix:/path/tor-control.sock")?;
+            let addr: ControlAddr = addr
+                .parse()
+                .map_err(|e| Error::Invalid(format!("--control-port {v:?}: {e}")))?;
+            targets.push(Target {
+                project: project.into(),
+                tor_instance: Some(instance.unwrap_or("tor").into()),
+                endpoint: Endpoint::Control(addr, None),
+                origin: Origin::Flag,
+            });
+        }
+        for v in &flags.nginx_status {
+            let (project, instance, url) = split_flag(
+                "--nginx-status",
+                v,
+                "news=http://127.0.0.1:8080/stub_status",
+            )?;
+            if instance.is_some() {
+                return Err(Error::Invalid(format!(
+                    "--nginx-status {v:?}: nginx has no tor instance; use PROJECT=URL"
+                )));
+            }
+            let url: HttpUrl = url
+                .parse()
+                .map_err(|e| Error::Invalid(format!("--nginx-status: {e}")))?;
+            targets.push(Target {
+                project: project.into(),
+                tor_instance: None,
+                endpoint: Endpoint::Nginx(url),
+                origin: Origin::Flag,
+            });
+        }
+        let mut seen = BTreeSet::new();
+        for t in &targets {
+            let key = t.key();
+            if !seen.insert(key.clone()) {
+                return Err(Error::Invalid(format!(
+                    "project {} has two {} targets for tor instance {:?}: name them apart with PROJECT/INSTANCE=…",
+                    key.1,
+                    key.0.as_str(),
+                    key.2
+                )));
+            }
+        }
+        let mut onionspray = config.onionspray.clone();
+        onionspray.extend(flags.onionspray.iter().cloned());
+        Ok(Settings {
+            listen: flags.listen.unwrap_or(config.listen),
+            interval,
+            timeout,
+            onionspray,
+            rediscover,
+            targets,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yaml_with_defaults_and_unknown_fields() {
+        let c = Config::from_yaml(
+            "projects:\n  news:\n    tors:\n      - metrics_port: 127.0.0.1:9035\n        control_port: unix:/p/tor-control.sock\n    nginx_status: http://127.0.0.1:8080/stub_status\n",
+            "test.yaml",
+        )
+        .unwrap();
+        assert_eq!(c.listen, default_listen());
+        assert_eq!(c.interval_seconds, 15.0);
+        assert_eq!(c.projects["news"].tors[0].instance, "tor");
+        let s = Settings::build(Some(c), &Flags::default()).unwrap();
+        assert_eq!(s.targets.len(), 3);
+        assert!(s.targets.iter().all(|t| t.origin == Origin::Config));
+
+        let err = Config::from_yaml("projects:\n  news:\n    torz: []\n", "bad.yaml").unwrap_err();
+        assert!(err.to_string().contains("torz"), "{err}");
+        let err = Config::from_yaml("listen: nowhere\n", "bad.yaml").unwrap_err();
+        assert!(err.to_string().contains("bad.yaml"), "{err}");
+    }
+
+    #[test]
+    fn flags_are_parsed_and_checked() {
+        let flags = Flags {
+            metrics_ports: vec![
+                "news=127.0.0.1:9035".into(),
+                "shop/hs-1=127.0.0.1:9036".into(),
+            ],
+            control_ports: vec!["news=unix:/p/tor-control.sock".into()],
+            nginx_status: vec!["news=http://127.0.0.1:8080/stub_status".into()],
+            ..Flags::default()
+        };
+        let s = Settings::build(None, &flags).unwrap();
+        assert_eq!(s.listen, default_listen());
+        assert_eq!(s.targets.len(), 4);
+        assert_eq!(s.targets[1].tor_instance.as_deref(), Some("hs-1"));
+
+        for (bad, needle) in [
+            (vec!["news:127.0.0.1:9035".to_owned()], "PROJECT=VALUE"),
+            (vec!["n ews=127.0.0.1:1".to_owned()], "invalid project name"),
+            (vec!["news=localhost".to_owned()], "HOST:PORT"),
+            (
+                vec!["a=127.0.0.1:1".to_owned(), "a=127.0.0.1:2".to_owned()],
+                "two tor_metrics",
+            ),
+        ] {
+            let f = Flags {
+                metrics_ports: bad,
+                ..Flags::default()
+            };
+            let err = Settings::build(None, &f).unwrap_err().to_string();
+            assert!(err.contains(needle), "{err}");
+        }
+        let f = Flags {
+            interval_seconds: Some(1.0),
+            timeout_seconds: Some(2.0),
+            ..Flags::default()
+        };
+        assert!(Settings::build(None, &f)
+            .unwrap_err()
+            .to_string()
+            .contains("must not exceed"));
+        let f = Flags {
+            nginx_status: vec!["a=https://x/".into()],
+            ..Flags::default()
+        };
+        assert!(Settings::build(None, &f)
+            .unwrap_err()
+            .to_string()
+            .contains("https"));
+    }
+}

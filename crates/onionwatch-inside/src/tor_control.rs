@@ -1,0 +1,129 @@
+//! The tor control-port collector: bootstrap progress, version, number of
+//! onion services and circuit counts by status and purpose (never circuit
+//! ids: they identify clients' circuits).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use onionwatch_metrics::Family;
+use onionwatch_tor::control::{Auth, ConnectOptions, ControlAddr, ControlClient, ControlError};
+use tokio::sync::Mutex;
+
+/// What one control-port scrape learnt.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ControlFacts {
+    /// Bootstrap progress, 0 to 100.
+    pub bootstrap_percent: u8,
+    /// `GETINFO version`.
+    pub version: String,
+    /// Onion services: `HiddenServiceDir`s of the configuration plus
+    /// services added over the control port.
+    pub onion_services: usize,
+    /// Circuits by (status, purpose).
+    pub circuits: BTreeMap<(String, String), usize>,
+}
+
+/// One tor's control connection, kept open between scrapes and opened
+/// again after a failure.
+#[derive(Debug)]
+pub struct ControlSource {
+    addr: ControlAddr,
+    cookie: Option<PathBuf>,
+    timeout: Duration,
+    client: Mutex<Option<ControlClient>>,
+}
+
+impl ControlSource {
+    /// A source for `addr`; `cookie` overrides the cookie file tor names.
+    pub fn new(addr: ControlAddr, cookie: Option<PathBuf>, timeout: Duration) -> Self {
+        Self {
+            addr,
+            cookie,
+            timeout,
+            client: Mutex::new(None),
+        }
+    }
+
+    /// Ask tor for the facts; reconnects if the connection is gone.
+    pub async fn scrape(&self) -> Result<ControlFacts, ControlError> {
+        let mut guard = self.client.lock().await;
+        if guard.as_ref().is_none_or(ControlClient::is_closed) {
+            let auth = match &self.cookie {
+                Some(p) => Auth::SafeCookie {
+                    path: Some(p.clone()),
+                },
+                None => Auth::Auto { password: None },
+            };
+            let opts = ConnectOptions {
+                timeout: self.timeout,
+                command_timeout: Some(self.timeout),
+                ..ConnectOptions::default()
+            };
+            let (client, _events) = ControlClient::connect_with(&self.addr, auth, opts).await?;
+            *guard = Some(client);
+        }
+        let client = guard.as_ref().expect("connected above");
+        let result = facts(client).await;
+        if result.is_err() {
+            *guard = None;
+        }
+        result
+    }
+}
+
+async fn facts(tor: &ControlClient) -> Result<ControlFacts, ControlError> {
+    let bootstrap = tor.bootstrap_phase().await?;
+    let version = tor.get_info_one("version").await?;
+    let configured = tor
+        .get_conf(&["HiddenServiceOptions"])
+        .await?
+        .iter()
+        .filter(|(k, v)| k.eq_ignore_ascii_case("HiddenServiceDir") && v.is_some())
+        .count();
+    let added = tor.onions_current().await?.len();
+    let mut circuits = BTreeMap::new();
+    for c in tor.circuit_status().await? {
+        let purpose = c.purpose.unwrap_or_else(|| "GENERAL".into());
+        *circuits
+            .entry((c.status.as_str().to_owned(), purpose))
+            .or_default() += 1;
+    }
+    Ok(ControlFacts {
+        bootstrap_percent: bootstrap.progress,
+        version: version.split_whitespace().next().unwrap_or("").to_owned(),
+        onion_services: configured + added,
+        circuits,
+    })
+}
+
+/// The families of one tor's facts.
+pub fn families(project: &str, tor_instance: &str, f: &ControlFacts) -> Vec<Family> {
+    let l = [("project", project), ("tor_instance", tor_instance)];
+    let mut boot = Family::gauge(
+        "onionwatch_tor_bootstrap_percent",
+        "Bootstrap progress of the tor hosting the onion services (100 = done), from its control port.",
+    );
+    boot.push(&l, f.bootstrap_percent as f64);
+    let mut version = Family::info(
+        "onionwatch_tor_version",
+        "Version of the tor hosting the onion services.",
+    );
+    version.push(&[l[0], l[1], ("version", &f.version)], 1.0);
+    let mut services = Family::gauge(
+        "onionwatch_tor_onion_services",
+        "Onion services this tor hosts (configured and added over the control port).",
+    );
+    services.push(&l, f.onion_services as f64);
+    let mut circuits = Family::gauge(
+        "onionwatch_tor_circuits",
+        "Circuits of this tor by status and purpose, from GETINFO circuit-status.",
+    );
+    for ((status, purpose), n) in &f.circuits {
+        circuits.push(
+            &[l[0], l[1], ("status", status), ("purpose", purpose)],
+            *n as f64,
+        );
+    }
+    vec![boot, version, services, circuits]
+}

@@ -1,0 +1,76 @@
+//! The tor MetricsPort collector: fetch `/metrics`, parse tor's Prometheus
+//! text, and label every sample with its `project` and `tor_instance`.
+
+use std::net::SocketAddr;
+
+use onionwatch_metrics::parse::{parse_bytes, Limits, ParseError};
+use onionwatch_metrics::Family;
+
+use crate::http::{self, HttpError, HttpUrl};
+
+/// Largest MetricsPort page accepted (tor with 100 onion services serves
+/// about 1 MB).
+pub const MAX_BODY: usize = 16 << 20;
+
+/// Why a MetricsPort scrape failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// Nothing listens there.
+    #[error("cannot connect to tor's MetricsPort {addr}: {source} (is tor running with `MetricsPort {addr}`?)")]
+    Connect {
+        /// The MetricsPort.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// tor closed the connection without a word: its policy rejects us.
+    #[error("tor's MetricsPort {addr} closed the connection without an answer: its MetricsPortPolicy rejects this address (add `MetricsPortPolicy accept 127.0.0.1` to the torrc, or `set tor_metrics_port_policy accept 127.0.0.1` in Onionspray)")]
+    Rejected {
+        /// The MetricsPort.
+        addr: SocketAddr,
+    },
+    /// Any other HTTP failure.
+    #[error("tor's MetricsPort {addr}: {source}")]
+    Http {
+        /// The MetricsPort.
+        addr: SocketAddr,
+        /// The failure.
+        source: HttpError,
+    },
+    /// The page is not valid Prometheus text.
+    #[error("tor's MetricsPort {addr} served text that does not parse: {source}")]
+    Parse {
+        /// The MetricsPort.
+        addr: SocketAddr,
+        /// The parse error (with its line).
+        source: ParseError,
+    },
+}
+
+/// Scrape one MetricsPort.
+pub async fn scrape(addr: SocketAddr) -> Result<Vec<Family>, MetricsError> {
+    let url = HttpUrl {
+        host: addr.ip().to_string(),
+        port: addr.port(),
+        path: "/metrics".into(),
+    };
+    let body = http::get(&url, MAX_BODY).await.map_err(|e| match e {
+        HttpError::Connect { source, .. } => MetricsError::Connect { addr, source },
+        HttpError::NoAnswer { .. } => MetricsError::Rejected { addr },
+        source => MetricsError::Http { addr, source },
+    })?;
+    let limits = Limits {
+        max_bytes: MAX_BODY,
+        ..Limits::default()
+    };
+    parse_bytes(&body, &limits).map_err(|source| MetricsError::Parse { addr, source })
+}
+
+/// Add `project` and `tor_instance` to every sample (families from tor
+/// keep their names, types, HELP and histogram structure).
+pub fn relabel(families: &mut [Family], project: &str, tor_instance: &str) {
+    for f in families {
+        f.add_label("project", project);
+        f.add_label("tor_instance", tor_instance);
+    }
+}

@@ -1,0 +1,407 @@
+//! The `onionwatch watch` runtime: one scrape task per target, on an
+//! interval, each bounded by a timeout; the endpoint reads only the cached
+//! results, so a slow or dead target never blocks or fails a scrape of
+//! onionwatch itself.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use onionwatch_metrics::{Collect, Family};
+use serde::Serialize;
+
+use crate::targets::{Collector, Endpoint, Settings, Target};
+use crate::tor_control::ControlSource;
+use crate::{discovery, nginx, tor_control, tor_metrics};
+
+type Key = (Collector, String, String);
+
+/// The latest result of one target.
+#[derive(Debug, Clone, Default)]
+struct Status {
+    scraped: bool,
+    up: bool,
+    last_scrape: Option<SystemTime>,
+    duration: f64,
+    error: Option<String>,
+    families: Vec<Family>,
+    scrapes: u64,
+    failures: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    target: Target,
+    status: Mutex<Status>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Entry {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    interval: Duration,
+    timeout: Duration,
+    entries: RwLock<BTreeMap<Key, Arc<Entry>>>,
+}
+
+/// The running monitor. Cloning shares it.
+#[derive(Debug, Clone)]
+pub struct Watcher {
+    shared: Arc<Shared>,
+    settings: Arc<Settings>,
+}
+
+impl Watcher {
+    /// A watcher scraping `settings.targets` (call [`Watcher::start`] inside
+    /// a tokio runtime to begin).
+    pub fn new(settings: Settings) -> Self {
+        Watcher {
+            shared: Arc::new(Shared {
+                interval: settings.interval,
+                timeout: settings.timeout,
+                entries: RwLock::new(BTreeMap::new()),
+            }),
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// Start the static targets and discover the Onionspray trees once.
+    pub fn start(&self) {
+        self.rediscover();
+    }
+
+    /// Discover the Onionspray trees again and reconcile the running
+    /// targets: new ones start, vanished ones stop, unchanged ones keep
+    /// their state. A tree that cannot be read keeps its previous targets.
+    pub fn rediscover(&self) {
+        let mut targets = self.settings.targets.clone();
+        let mut failed = false;
+        for root in &self.settings.onionspray {
+            match discovery::discover(root) {
+                Ok((inst, found)) => {
+                    tracing::debug!(root = %root.display(), projects = inst.projects.len(), targets = found.len(), "discovered the Onionspray tree");
+                    for t in found {
+                        if !targets.iter().any(|s| s.key() == t.key()) {
+                            targets.push(t);
+                        }
+                    }
+                }
+                Err(e) => {
+                    failed = true;
+                    tracing::warn!(root = %root.display(), error = %e, "cannot discover Onionspray projects; keeping the previous targets of this tree");
+                }
+            }
+        }
+        if failed {
+            // Keep every target we had from discovery.
+            let entries = self
+                .shared
+                .entries
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            for e in entries.values() {
+                if !targets.iter().any(|t| t.key() == e.target.key()) {
+                    targets.push(e.target.clone());
+                }
+            }
+        }
+        self.set_targets(targets);
+    }
+
+    /// Replace the running targets with `targets`.
+    pub fn set_targets(&self, targets: Vec<Target>) {
+        let mut entries = self
+            .shared
+            .entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let wanted: BTreeMap<Key, Target> = targets.into_iter().map(|t| (t.key(), t)).collect();
+        entries.retain(|k, e| {
+            let keep = wanted.get(k).is_some_and(|t| t.endpoint == e.target.endpoint);
+            if !keep {
+                tracing::info!(project = %e.target.project, collector = k.0.as_str(), endpoint = %e.target.endpoint, "stopped watching a target");
+            }
+            keep
+        });
+        for (k, t) in wanted {
+            if entries.contains_key(&k) {
+                continue;
+            }
+            tracing::info!(project = %t.project, tor_instance = t.tor_instance.as_deref().unwrap_or(""), collector = k.0.as_str(), endpoint = %t.endpoint, "watching a target");
+            let entry = Arc::new_cyclic(|weak: &std::sync::Weak<Entry>| {
+                let task = tokio::spawn(scrape_loop(
+                    weak.clone(),
+                    t.clone(),
+                    self.shared.interval,
+                    self.shared.timeout,
+                ));
+                Entry {
+                    target: t.clone(),
+                    status: Mutex::new(Status::default()),
+                    task: task.abort_handle(),
+                }
+            });
+            entries.insert(k, entry);
+        }
+    }
+
+    /// The settings it runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The metrics source to register with the server's registry.
+    pub fn collector(&self) -> Arc<dyn Collect> {
+        Arc::new(WatchCollect(self.shared.clone()))
+    }
+
+    /// `/api/v1/targets`, to merge into the server's router.
+    pub fn api_router(&self) -> Router {
+        Router::new()
+            .route("/api/v1/targets", get(targets_api))
+            .with_state(self.shared.clone())
+    }
+
+    /// The state of every target, as `/api/v1/targets` shows it.
+    pub fn target_states(&self) -> Vec<TargetState> {
+        states(&self.shared)
+    }
+}
+
+async fn scrape_loop(
+    entry: std::sync::Weak<Entry>,
+    target: Target,
+    interval: Duration,
+    timeout: Duration,
+) {
+    let control = match &target.endpoint {
+        Endpoint::Control(addr, cookie) => {
+            Some(ControlSource::new(addr.clone(), cookie.clone(), timeout))
+        }
+        _ => None,
+    };
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let started = Instant::now();
+        let result =
+            match tokio::time::timeout(timeout, scrape_once(&target, control.as_ref())).await {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "{} did not answer within {timeout:?}",
+                    target.endpoint
+                )),
+            };
+        let duration = started.elapsed().as_secs_f64();
+        let Some(entry) = entry.upgrade() else {
+            return; // the target was removed
+        };
+        let mut s = entry.status.lock().unwrap_or_else(|e| e.into_inner());
+        let was_up = s.scraped.then_some(s.up);
+        s.scraped = true;
+        s.scrapes += 1;
+        s.duration = duration;
+        s.last_scrape = Some(SystemTime::now());
+        let instance = target.tor_instance.as_deref().unwrap_or("");
+        match result {
+            Ok(families) => {
+                if was_up == Some(false) {
+                    tracing::info!(project = %target.project, tor_instance = instance, collector = target.collector().as_str(), "scrape works again");
+                }
+                s.up = true;
+                s.error = None;
+                s.families = families;
+            }
+            Err(e) => {
+                if s.error.as_deref() != Some(e.as_str()) {
+                    tracing::warn!(project = %target.project, tor_instance = instance, collector = target.collector().as_str(), error = %e, "scrape failed");
+                }
+                s.up = false;
+                s.failures += 1;
+                s.error = Some(e);
+                s.families = match target.endpoint {
+                    Endpoint::Nginx(_) => nginx::families(&target.project, None),
+                    _ => Vec::new(),
+                };
+            }
+        }
+    }
+}
+
+async fn scrape_once(
+    target: &Target,
+    control: Option<&ControlSource>,
+) -> Result<Vec<Family>, String> {
+    let instance = target.tor_instance.as_deref().unwrap_or("tor");
+    match &target.endpoint {
+        Endpoint::Metrics(addr) => {
+            let mut f = tor_metrics::scrape(*addr)
+                .await
+                .map_err(|e| e.to_string())?;
+            tor_metrics::relabel(&mut f, &target.project, instance);
+            Ok(f)
+        }
+        Endpoint::Control(..) => {
+            let source = control.ok_or("no control source")?;
+            let facts = source.scrape().await.map_err(|e| e.to_string())?;
+            Ok(tor_control::families(&target.project, instance, &facts))
+        }
+        Endpoint::Nginx(url) => {
+            let s = nginx::scrape(url).await.map_err(|e| e.to_string())?;
+            Ok(nginx::families(&target.project, Some(&s)))
+        }
+    }
+}
+
+struct WatchCollect(Arc<Shared>);
+
+impl Collect for WatchCollect {
+    fn collect(&self, out: &mut Vec<Family>) {
+        let entries: Vec<Arc<Entry>> = self
+            .0
+            .entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut up = Family::gauge(
+            "onionwatch_scrape_up",
+            "Whether the last scrape of the target worked (1) or not (0).",
+        );
+        let mut duration = Family::gauge(
+            "onionwatch_scrape_duration_seconds",
+            "How long the last scrape of the target took.",
+        );
+        let mut rest = Vec::new();
+        for e in entries {
+            let s = e.status.lock().unwrap_or_else(|e| e.into_inner());
+            if !s.scraped {
+                continue;
+            }
+            let t = &e.target;
+            let mut labels = vec![
+                ("collector", t.collector().as_str()),
+                ("project", t.project.as_str()),
+            ];
+            if let Some(i) = &t.tor_instance {
+                labels.push(("tor_instance", i.as_str()));
+            }
+            up.push(&labels, if s.up { 1.0 } else { 0.0 });
+            duration.push(&labels, s.duration);
+            rest.extend(s.families.iter().cloned());
+        }
+        out.push(up);
+        out.push(duration);
+        out.extend(rest);
+    }
+}
+
+/// One target as `/api/v1/targets` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetState {
+    /// `tor_metrics`, `tor_control` or `nginx`.
+    pub collector: Collector,
+    /// The project.
+    pub project: String,
+    /// The tor instance (none for nginx).
+    pub tor_instance: Option<String>,
+    /// What is scraped.
+    pub endpoint: String,
+    /// `flag`, `config` or `onionspray`.
+    pub origin: crate::targets::Origin,
+    /// `up`, `down` or `pending` (not scraped yet).
+    pub health: &'static str,
+    /// Unix time of the last scrape.
+    pub last_scrape_unix: Option<f64>,
+    /// Seconds the last scrape took.
+    pub last_duration_seconds: Option<f64>,
+    /// Why the last scrape failed.
+    pub last_error: Option<String>,
+    /// Scrapes so far.
+    pub scrapes: u64,
+    /// Failed scrapes so far.
+    pub failures: u64,
+}
+
+fn states(shared: &Shared) -> Vec<TargetState> {
+    let entries = shared.entries.read().unwrap_or_else(|e| e.into_inner());
+    entries
+        .values()
+        .map(|e| {
+            let s = e.status.lock().unwrap_or_else(|e| e.into_inner());
+            TargetState {
+                collector: e.target.collector(),
+                project: e.target.project.clone(),
+                tor_instance: e.target.tor_instance.clone(),
+                endpoint: e.target.endpoint.to_string(),
+                origin: e.target.origin,
+                health: match (s.scraped, s.up) {
+                    (false, _) => "pending",
+                    (true, true) => "up",
+                    (true, false) => "down",
+                },
+                last_scrape_unix: s
+                    .last_scrape
+                    .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                    .map(|d| d.as_secs_f64()),
+                last_duration_seconds: s.scraped.then_some(s.duration),
+                last_error: s.error.clone(),
+                scrapes: s.scrapes,
+                failures: s.failures,
+            }
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct TargetsBody {
+    targets: Vec<TargetState>,
+}
+
+async fn targets_api(State(shared): State<Arc<Shared>>) -> Json<TargetsBody> {
+    Json(TargetsBody {
+        targets: states(&shared),
+    })
+}
+
+/// Run discovery again on SIGHUP and every `settings.rediscover` until
+/// `shutdown` resolves.
+pub async fn rediscover_loop(watcher: Watcher, shutdown: impl std::future::Future<Output = ()>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hup = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot install the SIGHUP handler; re-discovering on the timer only");
+            None
+        }
+    };
+    let period = watcher.settings.rediscover;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tokio::pin!(shutdown);
+    loop {
+        let hup_recv = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tick.tick() => {}
+            _ = hup_recv => tracing::info!("SIGHUP: discovering the Onionspray projects again"),
+        }
+        if !watcher.settings.onionspray.is_empty() {
+            watcher.rediscover();
+        }
+    }
+}
