@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use onionwatch_dashboard::{Dashboard, DashboardConfig};
 use onionwatch_inside::targets::{Config, Flags, Settings};
 use onionwatch_inside::watch::{rediscover_loop, Watcher};
 use onionwatch_server::Registry;
@@ -23,8 +24,9 @@ Examples:
       --control-port news=unix:/home/onionspray/onionspray/projects/news/tor-control.sock \\
       --nginx-status news=http://127.0.0.1:8081/nginx_status
 
-Serves /metrics (Prometheus text; OpenMetrics if asked for), /healthz and
-/api/v1/targets. Every tor family is re-exported with `project` and
+Serves the dashboard at /, /metrics (Prometheus text; OpenMetrics if asked
+for), /healthz and /api/v1/targets. Off loopback it needs --tls-cert/--tls-key
+and --auth-file or --tls-client-ca. Every tor family is re-exported with `project` and
 `tor_instance` labels; per target: onionwatch_scrape_up and
 onionwatch_scrape_duration_seconds. Exit status: 0 after SIGINT/SIGTERM,
 1 on an error (bad configuration, port in use), 2 on bad usage.";
@@ -57,6 +59,11 @@ pub struct WatchArgs {
     /// Seconds between scrapes of each target [default: 15].
     #[arg(long, value_name = "SECONDS")]
     interval: Option<f64>,
+    /// Keep the dashboard's history here, so a restart keeps the charts.
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    endpoint: super::endpoint::EndpointArgs,
     /// Seconds a scrape may take [default: 5].
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
@@ -86,32 +93,50 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
             "nothing to watch: give --onionspray DIR, --metrics-port, --control-port, --nginx-status or --config FILE"
         );
     }
-    let listen = settings.listen;
-    let listener = onionwatch_server::bind(listen, false).await?;
+    let endpoint = args.endpoint.config(settings.listen)?;
+    let interval = settings.interval;
     let watcher = Watcher::new(settings);
     watcher.start();
     let registry = Arc::new(Registry::default());
     registry.register(watcher.collector());
-    let app = onionwatch_server::router(registry).merge(watcher.api_router());
+    let dashboard = Dashboard::open(
+        registry.clone(),
+        DashboardConfig {
+            interval,
+            ..DashboardConfig::default()
+        },
+        args.state_dir.as_deref(),
+    )?;
+    let sampler = dashboard.spawn();
+    let app = onionwatch_server::router(registry)
+        .merge(watcher.api_router())
+        .merge(dashboard.router());
+    let server = onionwatch_server::start(&endpoint, app).await?;
 
     let mut sigterm = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(onionwatch_server::serve_on(listener, app, async move {
-        let _ = server_stop.wait_for(|s| *s).await;
-    }));
     let mut discovery_stop = stop_rx;
     let discovery = tokio::spawn(rediscover_loop(watcher.clone(), async move {
         let _ = discovery_stop.wait_for(|s| *s).await;
     }));
-    tokio::select! {
-        _ = sigint.recv() => {}
-        _ = sigterm.recv() => {}
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            // The discovery loop re-reads the Onionspray tree on SIGHUP too.
+            _ = sighup.recv() => {
+                if let Err(e) = server.reload_tls() {
+                    tracing::error!("TLS not reloaded, keeping the old certificate: {e}");
+                }
+            }
+        }
     }
     tracing::info!("stopping");
     let _ = stop_tx.send(true);
     let _ = discovery.await;
-    server.await.context("the HTTP server task failed")??;
+    sampler.abort();
+    server.shutdown(std::time::Duration::from_secs(5)).await?;
     Ok(ExitCode::SUCCESS)
 }

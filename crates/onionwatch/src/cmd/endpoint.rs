@@ -1,0 +1,61 @@
+//! Options of the HTTP endpoint shared by the long-running commands.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use onionwatch_server::{AuthConfig, EndpointConfig, TlsConfig};
+
+/// TLS and authentication of the endpoint (required off loopback).
+#[derive(Debug, Clone, Args)]
+pub struct EndpointArgs {
+    /// Serve HTTPS with this PEM certificate chain (re-read on SIGHUP).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this PEM CA (mutual TLS).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// YAML file of accepted credentials: `bearer_token_sha256: [HEX…]` and/or
+    /// `basic: [{username: U, password_bcrypt: '$2…'}]`.
+    #[arg(long, value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// Serve on a non-loopback address without TLS and authentication
+    /// anyway. Anyone reaching it reads your tor metrics: logged loudly.
+    #[arg(long)]
+    pub i_understand_the_risk: bool,
+}
+
+impl EndpointArgs {
+    /// The endpoint configuration for `listen`, checked.
+    pub fn config(&self, listen: SocketAddr) -> Result<EndpointConfig> {
+        let auth = match &self.auth_file {
+            None => AuthConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read the auth file {}", path.display()))?;
+                serde_saphyr::from_str(&text)
+                    .with_context(|| format!("invalid auth file {}", path.display()))?
+            }
+        };
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsConfig {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: self.tls_client_ca.clone(),
+            }),
+            _ => None,
+        };
+        let config = EndpointConfig {
+            listen,
+            tls,
+            auth,
+            i_understand_the_risk: self.i_understand_the_risk,
+        };
+        config.check()?;
+        Ok(config)
+    }
+}
