@@ -325,7 +325,11 @@ impl Dashboard {
         let mut services: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
         for f in families.iter().filter(|f| f.name.starts_with("tor_hs_")) {
             for s in &f.samples {
-                let svc = label(s, "onion_service");
+                // tor labels them `onion` (0.4.9); older docs say `onion_service`.
+                let svc = match label(s, "onion") {
+                    "" => label(s, "onion_service"),
+                    v => v,
+                };
                 if !svc.is_empty() {
                     services
                         .entry(label(s, "project").to_owned())

@@ -61,22 +61,15 @@ impl Collect for Fake {
         let mut circuits = Family::gauge("onionwatch_log_unique_circuits", "");
         circuits.push(&[("project", "shop"), ("window", "5m")], 42.0);
         let mut hs = Family::counter("tor_hs_app_write_bytes", "");
-        hs.push(
-            &[
-                ("onion_service", "a.onion"),
-                ("port", "80"),
-                ("project", "shop"),
-            ],
-            1.0,
-        )
-        .push(
-            &[
-                ("onion_service", "b.onion"),
-                ("port", "80"),
-                ("project", "shop"),
-            ],
-            1.0,
-        );
+        hs.push(&[("onion", "a"), ("port", "80"), ("project", "shop")], 1.0)
+            .push(
+                &[
+                    ("onion_service", "b.onion"),
+                    ("port", "80"),
+                    ("project", "shop"),
+                ],
+                1.0,
+            );
         out.extend([
             reachable, latency, status, desc, intro, cert, up, requests, circuits, hs,
         ]);

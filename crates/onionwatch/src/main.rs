@@ -26,6 +26,10 @@ enum Command {
     /// services, a client) for trying onionwatch out and for tests.
     #[command(subcommand)]
     Testnet(cmd::testnet::TestnetCommand),
+    /// Show everything at once: a private Tor network with a healthy, a
+    /// slow, a failing and an offline onion service, probed from the
+    /// outside, watched from the inside, on a dashboard on 127.0.0.1.
+    Demo(cmd::demo::DemoArgs),
     /// Publish onionwatch's endpoint as an onion service with client
     /// authorization: only holders of the printed key can reach it.
     ExposeOnion(cmd::expose::ExposeArgs),
@@ -41,6 +45,12 @@ enum Command {
     /// Scrape every project's tor MetricsPort, control port and nginx
     /// stub_status, and serve them on one loopback endpoint.
     Watch(cmd::watch::WatchArgs),
+    /// Probe onion services from the outside (descriptor, HTTP(S), TCP),
+    /// concurrently; reads Onionprobe configs and exports its metrics.
+    Probe(cmd::probe::ProbeArgs),
+    /// Reverse proxy for onion services: reads tor's PROXY header, adds
+    /// X-Onion-CircuitID upstream, rate-limits per circuit (SIGHUP reloads).
+    Gateway(cmd::gateway::GatewayArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,11 +77,14 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Testnet(c) => cmd::testnet::run(c).await,
+            Command::Demo(a) => cmd::demo::run(a).await,
             Command::ExposeOnion(a) => cmd::expose::expose_onion(a).await,
             Command::ScrapeGateway(a) => cmd::expose::scrape_gateway(a).await,
             Command::Logs(a) => cmd::logs::run(a),
             Command::Audit(a) => cmd::audit::run(a),
             Command::Watch(a) => cmd::watch::run(a).await,
+            Command::Probe(a) => cmd::probe::run(a).await,
+            Command::Gateway(a) => cmd::gateway::run(a).await,
         }
     });
     match result {

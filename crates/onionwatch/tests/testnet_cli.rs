@@ -11,26 +11,49 @@ fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// Stops the command if the test fails half-way: SIGINT (it then kills its
+/// tors), and SIGKILL if it is still there after 10 s.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while let Ok(None) = self.0.try_wait() {
+                if std::time::Instant::now() > deadline {
+                    let _ = self.0.kill();
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[test]
 fn testnet_up_prints_one_json_line_and_sigint_leaves_no_tor() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
-        .args(["testnet", "up", "--onions", "2", "--onions-per-tor", "2"])
-        .args([
-            "--control",
-            "unix",
-            "--export-circuit-id",
-            "--format",
-            "json",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run onionwatch");
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+            .args(["testnet", "up", "--onions", "2", "--onions-per-tor", "2"])
+            .args([
+                "--control",
+                "unix",
+                "--export-circuit-id",
+                "--format",
+                "json",
+            ])
+            .arg("--dir")
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("run onionwatch"),
+    );
 
-    let stdout = child.stdout.take().unwrap();
+    let stdout = child.0.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -42,7 +65,6 @@ fn testnet_up_prints_one_json_line_and_sigint_leaves_no_tor() {
     let line = match rx.recv_timeout(Duration::from_secs(180)) {
         Ok(line) => line.unwrap(),
         Err(e) => {
-            let _ = child.kill();
             panic!("no JSON line from testnet up: {e}");
         }
     };
@@ -86,8 +108,8 @@ fn testnet_up_prints_one_json_line_and_sigint_leaves_no_tor() {
     );
     assert!(pids.iter().all(|p| alive(*p)));
 
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let status = child.wait().unwrap();
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
+    let status = child.0.wait().unwrap();
     assert!(status.success(), "exit status after SIGINT: {status}");
     let left: Vec<u32> = pids.into_iter().filter(|p| alive(*p)).collect();
     assert!(left.is_empty(), "tor processes left after SIGINT: {left:?}");

@@ -1,8 +1,11 @@
 //! One module per subcommand.
 
 pub mod audit;
+pub mod demo;
 pub mod endpoint;
 pub mod expose;
+pub mod gateway;
 pub mod logs;
+pub mod probe;
 pub mod testnet;
 pub mod watch;

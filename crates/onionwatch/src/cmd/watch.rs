@@ -37,8 +37,8 @@ onionwatch_scrape_duration_seconds. Exit status: 0 after SIGINT/SIGTERM,
 #[command(after_long_help = AFTER)]
 pub struct WatchArgs {
     /// YAML configuration (listen, interval_seconds, timeout_seconds,
-    /// onionspray, rediscover_seconds, projects.<name>.tors[].{instance,
-    /// metrics_port, control_port, control_cookie}, projects.<name>.nginx_status).
+    /// onionspray, rediscover_seconds, `projects.NAME.tors[].{instance,
+    /// metrics_port, control_port, control_cookie}`, `projects.NAME.nginx_status`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// A tor MetricsPort: PROJECT=HOST:PORT or PROJECT/INSTANCE=HOST:PORT.

@@ -1,0 +1,573 @@
+//! The gateway's configuration: a YAML file, every field optional.
+//!
+//! ```yaml
+//! listen: unix:/run/onionwatch/gateway.sock   # where HiddenServicePort points
+//! upstream: 127.0.0.1:8080                    # the web application
+//! proxy_protocol: require
+//! header_name: X-Onion-CircuitID
+//! limits:
+//!   rate: 5          # requests per second per circuit
+//!   burst: 20
+//!   max_connections_per_circuit: 8
+//! escalation:
+//!   enabled: true
+//!   control_port: unix:/run/tor/control
+//!   rejections: 50
+//!   window_secs: 10
+//! ```
+//!
+//! [`Config::load`] parses and validates once; the gateway then only works
+//! with validated values.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::HeaderName;
+use onionwatch_tor::control::ControlAddr;
+use serde::{Deserialize, Deserializer};
+
+use crate::error::Error;
+
+/// Where the gateway listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddr {
+    /// A TCP address, e.g. `127.0.0.1:8080`.
+    Tcp(SocketAddr),
+    /// A unix socket path (`unix:/run/onionwatch/gateway.sock`).
+    Unix(PathBuf),
+}
+
+impl FromStr for ListenAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(format!(
+                    "{s:?}: a unix socket needs a path, e.g. unix:/run/onionwatch/gateway.sock"
+                ));
+            }
+            return Ok(ListenAddr::Unix(PathBuf::from(path)));
+        }
+        s.parse().map(ListenAddr::Tcp).map_err(|_| {
+            format!("{s:?} is not IP:PORT (e.g. 127.0.0.1:8080) or unix:/path/to/socket")
+        })
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddr::Tcp(a) => write!(f, "{a}"),
+            ListenAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// The upstream the gateway forwards to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamAddr {
+    /// `HOST:PORT`; a name is resolved at every new upstream connection.
+    Tcp(String),
+    /// A unix socket path (`unix:/run/app.sock`).
+    Unix(PathBuf),
+}
+
+impl FromStr for UpstreamAddr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if path.is_empty() {
+                return Err(format!(
+                    "{s:?}: a unix socket needs a path, e.g. unix:/run/app.sock"
+                ));
+            }
+            return Ok(UpstreamAddr::Unix(PathBuf::from(path)));
+        }
+        let bad =
+            || format!("{s:?} is not HOST:PORT (e.g. 127.0.0.1:8080) or unix:/path/to/socket");
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        if host.is_empty() || port.parse::<u16>().is_err() || host.contains(char::is_whitespace) {
+            return Err(bad());
+        }
+        Ok(UpstreamAddr::Tcp(s.to_owned()))
+    }
+}
+
+impl fmt::Display for UpstreamAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamAddr::Tcp(a) => write!(f, "{a}"),
+            UpstreamAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// Whether every connection must start with a PROXY v1 header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocol {
+    /// Refuse connections without a valid header (what tor with
+    /// `HiddenServiceExportCircuitID haproxy` always sends).
+    #[default]
+    Require,
+    /// Use the header when present; connections without one are served
+    /// without a circuit id and without per-circuit limits.
+    Optional,
+}
+
+impl FromStr for ProxyProtocol {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "require" => Ok(ProxyProtocol::Require),
+            "optional" => Ok(ProxyProtocol::Optional),
+            _ => Err(format!("{s:?}: expected require or optional")),
+        }
+    }
+}
+
+fn de_from_str<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr<Err = String>,
+{
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+fn de_from_str_opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: FromStr,
+    T::Err: fmt::Display,
+{
+    match Option::<String>::deserialize(d)? {
+        None => Ok(None),
+        Some(s) => s.parse().map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where to listen: `IP:PORT` or `unix:PATH`. Default `127.0.0.1:8080`.
+    /// Point tor's `HiddenServicePort` here; non-loopback addresses are
+    /// accepted only when given explicitly.
+    #[serde(default = "default_listen", deserialize_with = "de_from_str")]
+    pub listen: ListenAddr,
+    /// Permissions of a unix listening socket, in octal (e.g. `"660"`), so
+    /// that the tor user can connect. Default `"660"`.
+    #[serde(default = "default_unix_mode")]
+    pub unix_socket_mode: String,
+    /// Where to forward: `HOST:PORT` or `unix:PATH`. Default `127.0.0.1:80`.
+    #[serde(default = "default_upstream", deserialize_with = "de_from_str")]
+    pub upstream: UpstreamAddr,
+    /// `require` (default) or `optional`: whether connections must start
+    /// with a PROXY v1 header.
+    #[serde(default)]
+    pub proxy_protocol: ProxyProtocol,
+    /// The header carrying the decimal circuit id upstream. Any header of
+    /// this name sent by a client is removed. Default `X-Onion-CircuitID`.
+    #[serde(default = "default_header_name")]
+    pub header_name: String,
+    /// Also send a PROXY v1 header (the one tor sent) at the start of every
+    /// upstream connection. Default `false`.
+    #[serde(default)]
+    pub send_proxy_header: bool,
+    /// Seconds a new connection has to deliver its complete PROXY header.
+    /// Default 5.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: f64,
+    /// Seconds a client has to send a complete request head, which is also
+    /// how long an idle keep-alive connection is kept. Default 30.
+    #[serde(default = "default_request_timeout")]
+    pub request_header_timeout_secs: f64,
+    /// Seconds to connect to the upstream. Default 5.
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_secs: f64,
+    /// Seconds the upstream has to answer with a response head. Default 60.
+    #[serde(default = "default_upstream_timeout")]
+    pub upstream_timeout_secs: f64,
+    /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+    /// Default 10.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: f64,
+    /// Most client connections open at once (all circuits); more wait in the
+    /// kernel's backlog. Default 4096.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Per-circuit limits.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Closing abusive circuits through tor's control port.
+    #[serde(default)]
+    pub escalation: Escalation,
+    /// Serve `GET /metrics` (Prometheus text) on this loopback address.
+    /// Default: none.
+    #[serde(default, deserialize_with = "de_from_str_opt")]
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// Per-circuit limits; a circuit is what tor's PROXY header identifies.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Requests per second per circuit, refilled continuously (token
+    /// bucket); 0 disables rate limiting. Default 0.
+    #[serde(default)]
+    pub rate: f64,
+    /// Requests a circuit may send at once after being idle (bucket size).
+    /// Default 20; at least 1 when `rate` is set.
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    /// Open connections (tor streams) per circuit; 0 = unlimited. Default 0.
+    #[serde(default)]
+    pub max_connections_per_circuit: u32,
+    /// Requests in flight per circuit (across its connections); 0 =
+    /// unlimited. Default 0.
+    #[serde(default)]
+    pub max_requests_per_circuit: u32,
+    /// Most circuits tracked at once; idle circuits are forgotten first.
+    /// Default 100000 (about 10 MB).
+    #[serde(default = "default_max_circuits")]
+    pub max_circuits: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            rate: 0.0,
+            burst: default_burst(),
+            max_connections_per_circuit: 0,
+            max_requests_per_circuit: 0,
+            max_circuits: default_max_circuits(),
+        }
+    }
+}
+
+/// Escalation of sustained abuse to `CLOSECIRCUIT` (opt-in).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Escalation {
+    /// Close circuits whose requests keep being refused. Default `false`.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Only log which circuit would be closed. Default `false`.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The onion-service tor's control port: `IP:PORT` or `unix:PATH`.
+    /// Required when `enabled` (unless `dry_run`).
+    #[serde(default, deserialize_with = "de_from_str_opt")]
+    pub control_port: Option<ControlAddr>,
+    /// Control-port password (`HashedControlPassword`); otherwise the
+    /// cookie tor names is used.
+    #[serde(default)]
+    pub control_password: Option<String>,
+    /// Cookie file to use instead of the one tor names (e.g. tor in a
+    /// container).
+    #[serde(default)]
+    pub control_cookie: Option<PathBuf>,
+    /// Refusals (429s) of one circuit within `window_secs` that close it.
+    /// Default 50.
+    #[serde(default = "default_rejections")]
+    pub rejections: u32,
+    /// The window for `rejections`, in seconds. Default 10.
+    #[serde(default = "default_window")]
+    pub window_secs: f64,
+    /// Seconds during which a closed circuit is not closed again. Default 300.
+    #[serde(default = "default_cooldown")]
+    pub cooldown_secs: f64,
+}
+
+impl Default for Escalation {
+    fn default() -> Self {
+        Escalation {
+            enabled: false,
+            dry_run: false,
+            control_port: None,
+            control_password: None,
+            control_cookie: None,
+            rejections: default_rejections(),
+            window_secs: default_window(),
+            cooldown_secs: default_cooldown(),
+        }
+    }
+}
+
+fn default_listen() -> ListenAddr {
+    ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080)))
+}
+fn default_unix_mode() -> String {
+    "660".into()
+}
+fn default_upstream() -> UpstreamAddr {
+    UpstreamAddr::Tcp("127.0.0.1:80".into())
+}
+fn default_header_name() -> String {
+    "X-Onion-CircuitID".into()
+}
+fn default_header_timeout() -> f64 {
+    5.0
+}
+fn default_request_timeout() -> f64 {
+    30.0
+}
+fn default_connect_timeout() -> f64 {
+    5.0
+}
+fn default_upstream_timeout() -> f64 {
+    60.0
+}
+fn default_shutdown_grace() -> f64 {
+    10.0
+}
+fn default_max_connections() -> usize {
+    4096
+}
+fn default_burst() -> u32 {
+    20
+}
+fn default_max_circuits() -> usize {
+    100_000
+}
+fn default_rejections() -> u32 {
+    50
+}
+fn default_window() -> f64 {
+    10.0
+}
+fn default_cooldown() -> f64 {
+    300.0
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: default_listen(),
+            unix_socket_mode: default_unix_mode(),
+            upstream: default_upstream(),
+            proxy_protocol: ProxyProtocol::default(),
+            header_name: default_header_name(),
+            send_proxy_header: false,
+            header_timeout_secs: default_header_timeout(),
+            request_header_timeout_secs: default_request_timeout(),
+            connect_timeout_secs: default_connect_timeout(),
+            upstream_timeout_secs: default_upstream_timeout(),
+            shutdown_grace_secs: default_shutdown_grace(),
+            max_connections: default_max_connections(),
+            limits: Limits::default(),
+            escalation: Escalation::default(),
+            metrics_listen: None,
+        }
+    }
+}
+
+/// A duration in seconds that must be positive and finite.
+fn secs(field: &str, v: f64) -> Result<Duration, String> {
+    if v.is_finite() && v > 0.0 && v < 1e9 {
+        Ok(Duration::from_secs_f64(v))
+    } else {
+        Err(format!(
+            "{field} must be a positive number of seconds, got {v}"
+        ))
+    }
+}
+
+impl Config {
+    /// Read, parse and validate a YAML file.
+    pub fn load(path: &Path) -> Result<Config, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = Self::from_yaml(&text).map_err(|message| Error::Config {
+            path: Some(path.to_owned()),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Parse and validate YAML text (the error is the message only).
+    pub fn from_yaml(text: &str) -> Result<Config, String> {
+        // An empty file is a valid "all defaults" configuration.
+        let config: Config = if text.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| e.to_string())?
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Check values that the types alone do not restrict.
+    pub fn validate(&self) -> Result<(), String> {
+        HeaderName::from_bytes(self.header_name.as_bytes()).map_err(|_| {
+            format!(
+                "header_name {:?} is not a valid HTTP header name (letters, digits and -)",
+                self.header_name
+            )
+        })?;
+        self.header_timeout()?;
+        self.request_header_timeout()?;
+        self.connect_timeout()?;
+        self.upstream_timeout()?;
+        self.shutdown_grace()?;
+        self.unix_mode()?;
+        if self.max_connections == 0 {
+            return Err("max_connections must be at least 1".into());
+        }
+        let l = &self.limits;
+        if !(l.rate.is_finite() && l.rate >= 0.0) {
+            return Err(format!(
+                "limits.rate must be a number of requests per second >= 0, got {}",
+                l.rate
+            ));
+        }
+        if l.rate > 0.0 && l.burst == 0 {
+            return Err("limits.burst must be at least 1 when limits.rate is set".into());
+        }
+        if l.max_circuits == 0 {
+            return Err("limits.max_circuits must be at least 1".into());
+        }
+        let e = &self.escalation;
+        if e.enabled {
+            if e.control_port.is_none() && !e.dry_run {
+                return Err("escalation.enabled needs escalation.control_port (the onion-service tor's ControlPort, IP:PORT or unix:PATH), or escalation.dry_run".into());
+            }
+            if e.rejections == 0 {
+                return Err("escalation.rejections must be at least 1".into());
+            }
+            if l.rate == 0.0
+                && l.max_connections_per_circuit == 0
+                && l.max_requests_per_circuit == 0
+            {
+                return Err("escalation.enabled has no effect without a limit: set limits.rate, limits.max_connections_per_circuit or limits.max_requests_per_circuit".into());
+            }
+        }
+        secs("escalation.window_secs", e.window_secs)?;
+        secs("escalation.cooldown_secs", e.cooldown_secs)?;
+        if let Some(m) = self.metrics_listen {
+            if !m.ip().is_loopback() {
+                return Err(format!(
+                    "metrics_listen {m} is not a loopback address: the metrics endpoint has no authentication, use 127.0.0.1:PORT"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The parsed header name (valid after [`Config::validate`]).
+    pub fn header(&self) -> HeaderName {
+        HeaderName::from_bytes(self.header_name.as_bytes())
+            .unwrap_or_else(|_| HeaderName::from_static("x-onion-circuitid"))
+    }
+
+    /// `header_timeout_secs` as a duration.
+    pub fn header_timeout(&self) -> Result<Duration, String> {
+        secs("header_timeout_secs", self.header_timeout_secs)
+    }
+    /// `request_header_timeout_secs` as a duration.
+    pub fn request_header_timeout(&self) -> Result<Duration, String> {
+        secs(
+            "request_header_timeout_secs",
+            self.request_header_timeout_secs,
+        )
+    }
+    /// `connect_timeout_secs` as a duration.
+    pub fn connect_timeout(&self) -> Result<Duration, String> {
+        secs("connect_timeout_secs", self.connect_timeout_secs)
+    }
+    /// `upstream_timeout_secs` as a duration.
+    pub fn upstream_timeout(&self) -> Result<Duration, String> {
+        secs("upstream_timeout_secs", self.upstream_timeout_secs)
+    }
+    /// `shutdown_grace_secs` as a duration.
+    pub fn shutdown_grace(&self) -> Result<Duration, String> {
+        secs("shutdown_grace_secs", self.shutdown_grace_secs)
+    }
+    /// `unix_socket_mode` as permission bits.
+    pub fn unix_mode(&self) -> Result<u32, String> {
+        let s = self.unix_socket_mode.trim_start_matches("0o");
+        match u32::from_str_radix(s, 8) {
+            Ok(m) if m <= 0o777 && !s.is_empty() => Ok(m),
+            _ => Err(format!(
+                "unix_socket_mode {:?} is not octal permission bits such as \"660\"",
+                self.unix_socket_mode
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_full_file_parse() {
+        let c = Config::from_yaml("").unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.proxy_protocol, ProxyProtocol::Require);
+        assert_eq!(c.header().as_str(), "x-onion-circuitid");
+        let c = Config::from_yaml(
+            "listen: unix:/tmp/gw.sock\nupstream: localhost:8080\nproxy_protocol: optional\n\
+             header_name: X-Circuit\nsend_proxy_header: true\nheader_timeout_secs: 1.5\n\
+             limits:\n  rate: 2.5\n  burst: 3\n  max_connections_per_circuit: 4\n\
+             escalation:\n  enabled: true\n  control_port: unix:/run/tor/control\n  rejections: 7\n\
+             metrics_listen: 127.0.0.1:9100\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen, ListenAddr::Unix("/tmp/gw.sock".into()));
+        assert_eq!(c.upstream, UpstreamAddr::Tcp("localhost:8080".into()));
+        assert_eq!(c.proxy_protocol, ProxyProtocol::Optional);
+        assert_eq!(c.limits.burst, 3);
+        assert_eq!(c.escalation.rejections, 7);
+        assert_eq!(
+            c.escalation.control_port,
+            Some(ControlAddr::Unix("/run/tor/control".into()))
+        );
+        assert_eq!(c.header_timeout().unwrap(), Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let e = Config::from_yaml("listne: 127.0.0.1:1\n").unwrap_err();
+        assert!(e.contains("listne"), "{e}");
+        let e = Config::from_yaml("limits:\n  rate: 1\n  brust: 2\n").unwrap_err();
+        assert!(e.contains("brust"), "{e}");
+        let e = Config::from_yaml("listen: localhost\n").unwrap_err();
+        assert!(e.contains("IP:PORT"), "{e}");
+        let e = Config::from_yaml("upstream: nohost\n").unwrap_err();
+        assert!(e.contains("HOST:PORT"), "{e}");
+        let e = Config::from_yaml("proxy_protocol: maybe\n").unwrap_err();
+        assert!(e.contains("maybe"), "{e}");
+        let e = Config::from_yaml("header_name: \"bad header\"\n").unwrap_err();
+        assert!(e.contains("header_name"), "{e}");
+        let e = Config::from_yaml("header_timeout_secs: 0\n").unwrap_err();
+        assert!(e.contains("header_timeout_secs"), "{e}");
+        let e = Config::from_yaml("escalation:\n  enabled: true\n").unwrap_err();
+        assert!(e.contains("control_port"), "{e}");
+        let e = Config::from_yaml("metrics_listen: 0.0.0.0:9100\n").unwrap_err();
+        assert!(e.contains("loopback"), "{e}");
+        let e = Config::from_yaml("limits:\n  rate: 1\n  burst: 0\n").unwrap_err();
+        assert!(e.contains("burst"), "{e}");
+        let e = Config::from_yaml("unix_socket_mode: \"999\"\n").unwrap_err();
+        assert!(e.contains("unix_socket_mode"), "{e}");
+    }
+
+    #[test]
+    fn addresses_parse() {
+        assert!("unix:".parse::<ListenAddr>().is_err());
+        assert!("[::1]:80".parse::<ListenAddr>().is_ok());
+        assert!("unix:/a".parse::<UpstreamAddr>().is_ok());
+        assert!("[::1]:80".parse::<UpstreamAddr>().is_ok());
+        assert!("host:99999".parse::<UpstreamAddr>().is_err());
+        assert!(":80".parse::<UpstreamAddr>().is_err());
+    }
+}

@@ -1,0 +1,44 @@
+//! `onionwatch gateway`: a circuit-aware reverse proxy for onion services.
+//!
+//! Placed where tor's `HiddenServicePort` points, with
+//! `HiddenServiceExportCircuitID haproxy` set, it:
+//!
+//! - reads the PROXY v1 header tor sends on every connection (required by
+//!   default; bounded in time and size) and decodes the circuit id;
+//! - forwards HTTP/1.1 to the upstream (TCP or unix socket), keep-alive on
+//!   both sides, streaming bodies, `Upgrade`/WebSocket tunnels;
+//! - adds `X-Onion-CircuitID: <decimal id>` upstream and removes any header
+//!   of that name the client sent (every spelling);
+//! - limits each circuit (token bucket, connections, requests in flight),
+//!   answering `429` with `Retry-After`, and can escalate sustained abuse to
+//!   `CLOSECIRCUIT` on tor's control port (opt-in, logged, with cool-down);
+//! - counts everything in [`Metrics`] (no circuit ids as labels), rendered
+//!   by [`Metrics::metrics_text`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), onionwatch_gateway::Error> {
+//! use onionwatch_gateway::{Config, Gateway};
+//! let config = Config::from_yaml("listen: 127.0.0.1:8080\nupstream: 127.0.0.1:3000\nlimits:\n  rate: 5\n")
+//!     .expect("valid configuration");
+//! let gateway = Gateway::bind(config).await?;
+//! let handle = gateway.handle(); // reload(), shutdown(), metrics()
+//! gateway.run().await?;
+//! # drop(handle); Ok(()) }
+//! ```
+
+mod body;
+pub mod config;
+pub mod echo;
+mod error;
+mod escalate;
+mod io;
+mod limiter;
+pub mod metrics;
+mod metrics_http;
+mod server;
+
+pub use config::{Config, Escalation, Limits, ListenAddr, ProxyProtocol, UpstreamAddr};
+pub use error::Error;
+pub use escalate::EscalationEvent;
+pub use metrics::{EscalationResult, Metrics, RejectReason};
+pub use server::{Gateway, GatewayHandle};

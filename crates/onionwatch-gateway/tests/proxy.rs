@@ -1,0 +1,612 @@
+//! The gateway in process, in front of an in-process echo upstream: header
+//! handling, hostile input, keep-alive, streaming, upgrades, unix sockets,
+//! limits, escalation, metrics, reload and shutdown.
+
+mod common;
+
+use common::{proxy_line, start, start_with, Client, Logs, WAIT};
+use onionwatch_gateway::echo::EchoServer;
+use onionwatch_gateway::{EscalationResult, ListenAddr, RejectReason};
+use tokio::io::AsyncWriteExt;
+use tokio::time::timeout;
+
+/// Run `f` with the bounded wait every test uses.
+async fn bounded<T>(f: impl std::future::Future<Output = T>) -> T {
+    timeout(WAIT, f)
+        .await
+        .expect("the test finished within its bound")
+}
+
+#[tokio::test]
+async fn injects_the_circuit_id_and_removes_every_spoofed_spelling() {
+    let env = start(|_| {}).await;
+    bounded(async {
+        let mut c = Client::tcp(&env.addr, Some(48)).await;
+        let r = c
+            .get(
+                "/",
+                "X-Onion-CircuitID: 999\r\nx-onion-circuitid: 1\r\nX-ONION-CIRCUITID: 2\r\n\
+                 X_Onion_CircuitID: 3\r\nX-Onion-CircuitId: 4\r\nX-Other: kept\r\n",
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.echoed("x-onion-circuitid"), vec!["48"], "{}", r.text());
+        assert!(r.echoed("x_onion_circuitid").is_empty(), "{}", r.text());
+        assert_eq!(r.echoed("x-other"), vec!["kept"]);
+        assert_eq!(r.echoed("host"), vec!["test.onion"]);
+    })
+    .await;
+    let m = env.handle.metrics();
+    assert_eq!(m.responses(2), 1);
+    assert_eq!(m.unique_circuits(), 1);
+}
+
+#[tokio::test]
+async fn a_connection_without_proxy_header_is_refused_and_logged_without_upstream_request() {
+    let (logs, _guard) = Logs::capture();
+    let env = start(|_| {}).await;
+    bounded(async {
+        let mut c = Client::tcp(&env.addr, None).await;
+        c.stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(c.until_closed().await, b"", "closed without an answer");
+    })
+    .await;
+    assert_eq!(env.echo.requests(), 0);
+    let m = env.handle.metrics();
+    assert_eq!(m.rejected(RejectReason::NoProxyHeader), 1);
+    let text = logs.text();
+    assert!(
+        text.contains("refused connection") && text.contains("no PROXY header"),
+        "{text}"
+    );
+    assert!(text.contains("HiddenServiceExportCircuitID"), "{text}");
+}
+
+#[tokio::test]
+async fn garbage_headers_are_refused() {
+    let env = start(|_| {}).await;
+    bounded(async {
+        for garbage in [
+            &b"PROXY TCP6 not-an-address ::1 1 80\r\nGET / HTTP/1.1\r\n\r\n"[..],
+            b"PROXY TCP6 ::1 ::1 1 80\nGET / HTTP/1.1\r\n\r\n",
+            b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c",
+            &[0xffu8; 3000][..],
+        ] {
+            let mut c = Client::tcp(&env.addr, None).await;
+            // The gateway may close while we still write: ignore that error.
+            let _ = c.stream.write_all(garbage).await;
+            assert_eq!(c.until_closed().await, b"");
+        }
+    })
+    .await;
+    let m = env.handle.metrics();
+    assert_eq!(m.rejected(RejectReason::BadProxyHeader), 2);
+    assert_eq!(m.rejected(RejectReason::NoProxyHeader), 2);
+    assert_eq!(env.echo.requests(), 0);
+}
+
+#[tokio::test]
+async fn a_header_split_across_writes_is_read_whole() {
+    let env = start(|_| {}).await;
+    bounded(async {
+        let ListenAddr::Tcp(a) = env.addr else {
+            unreachable!()
+        };
+        let mut s = tokio::net::TcpStream::connect(a).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        let line = proxy_line(0x1_0030);
+        let bytes = line.as_bytes();
+        for piece in [&bytes[..3], &bytes[3..20], &bytes[20..bytes.len() - 1]] {
+            s.write_all(piece).await.unwrap();
+            s.flush().await.unwrap();
+            tokio::task::yield_now().await;
+        }
+        // The final LF arrives with the request.
+        let mut rest = vec![b'\n'];
+        rest.extend_from_slice(b"GET /split HTTP/1.1\r\nHost: x\r\n\r\n");
+        s.write_all(&rest).await.unwrap();
+        let mut c = Client::new(s);
+        let r = c.response().await.unwrap();
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.echoed("x-onion-circuitid"),
+            vec![(0x1_0030u32).to_string()]
+        );
+        assert!(r.text().starts_with("GET /split"), "{}", r.text());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_header_that_never_ends_is_cut_by_the_header_timeout() {
+    let (logs, _guard) = Logs::capture();
+    let env = start(|c| c.header_timeout_secs = 0.3).await;
+    bounded(async {
+        // Slowloris: a valid beginning, then silence.
+        let mut slow = Client::tcp(&env.addr, None).await;
+        slow.stream
+            .write_all(b"PROXY TCP6 fc00:dead")
+            .await
+            .unwrap();
+        assert_eq!(slow.until_closed().await, b"");
+        // A signature followed by a flood: cut after 107 bytes, not buffered.
+        let mut flood = Client::tcp(&env.addr, None).await;
+        let mut data = b"PROXY ".to_vec();
+        data.resize(1 << 20, b'a');
+        let _ = flood.stream.write_all(&data).await;
+        assert_eq!(flood.until_closed().await, b"");
+    })
+    .await;
+    let m = env.handle.metrics();
+    assert_eq!(m.rejected(RejectReason::HeaderTimeout), 1);
+    assert_eq!(m.rejected(RejectReason::BadProxyHeader), 1);
+    assert!(
+        logs.text().contains("no complete PROXY header within"),
+        "{}",
+        logs.text()
+    );
+    // The gateway still serves.
+    let r = bounded(async { Client::tcp(&env.addr, Some(5)).await.get("/", "").await }).await;
+    assert_eq!(r.status, 200);
+}
+
+#[tokio::test]
+async fn slow_request_heads_and_idle_connections_are_closed_by_the_request_timeout() {
+    let env = start(|c| c.request_header_timeout_secs = 0.3).await;
+    bounded(async {
+        // A request head that never ends, after a valid PROXY header.
+        let mut slow = Client::tcp(&env.addr, Some(40)).await;
+        slow.stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        let answer = slow.until_closed().await;
+        // hyper may answer 408 before closing; it never forwards anything.
+        assert!(
+            answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
+            "{answer:?}"
+        );
+        // An idle keep-alive connection is closed too.
+        let mut idle = Client::tcp(&env.addr, Some(41)).await;
+        assert_eq!(idle.get("/", "").await.status, 200);
+        assert_eq!(idle.until_closed().await, b"");
+    })
+    .await;
+    assert_eq!(env.echo.requests(), 1);
+}
+
+#[tokio::test]
+async fn keep_alive_carries_several_requests_on_one_connection_each_side() {
+    let env = start(|_| {}).await;
+    bounded(async {
+        let mut c = Client::tcp(&env.addr, Some(77)).await;
+        for i in 0..5 {
+            let r = c.get(&format!("/r{i}"), "").await;
+            assert_eq!(r.status, 200);
+            assert!(r.text().starts_with(&format!("GET /r{i}")));
+            assert_eq!(r.echoed("x-onion-circuitid"), vec!["77"]);
+        }
+    })
+    .await;
+    let m = env.handle.metrics();
+    assert_eq!(
+        m.connections_total
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        m.upstream_connections_total
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(m.responses(2), 5);
+    assert_eq!(m.upstream_latency.count(), 5);
+}
+
+#[tokio::test]
+async fn request_and_response_bodies_stream_without_buffering() {
+    let env = start(|_| {}).await;
+    bounded(async {
+        let mut c = Client::tcp(&env.addr, Some(3)).await;
+        c.stream
+            .write_all(b"POST /stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await
+            .unwrap();
+        // Each chunk comes back before the next one is sent: nothing waits
+        // for the whole body.
+        for (i, part) in ["first", "second", "third"].iter().enumerate() {
+            c.stream
+                .write_all(format!("{:x}\r\n{part}\r\n", part.len()).as_bytes())
+                .await
+                .unwrap();
+            if i == 0 {
+                let head = c.response_head().await;
+                assert_eq!(head, 200);
+            }
+            assert_eq!(c.chunk().await.unwrap(), part.as_bytes());
+        }
+        c.stream.write_all(b"0\r\n\r\n").await.unwrap();
+        assert_eq!(c.chunk().await.unwrap(), b"");
+        // The connection is still usable.
+        assert_eq!(c.get("/", "").await.status, 200);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_upgrade_tunnels_raw_bytes_both_ways() {
+    let env = start(|_| {}).await;
+    bounded(async {
+        let mut c = Client::tcp(&env.addr, Some(12)).await;
+        c.stream
+            .write_all(
+                b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+                  Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let r = c.response().await.unwrap();
+        assert_eq!(r.status, 101);
+        assert_eq!(r.header("upgrade"), Some("websocket"));
+        for msg in [
+            &b"hello"[..],
+            &[0u8, 1, 2, 0xff, b'\r', b'\n'],
+            &[0x81; 5000],
+        ] {
+            c.stream.write_all(msg).await.unwrap();
+            assert_eq!(c.raw(msg.len()).await, msg);
+        }
+    })
+    .await;
+    let m = env.handle.metrics();
+    assert_eq!(
+        m.upgrades_total.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(m.responses(1), 1);
+}
+
+#[tokio::test]
+async fn unix_sockets_work_on_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = ListenAddr::Unix(dir.path().join("upstream.sock"));
+    let gw_path = dir.path().join("gateway.sock");
+    let echo = EchoServer::start(&up, false).await.unwrap();
+    let gw = gw_path.clone();
+    let env = start_with(echo, move |c| c.listen = ListenAddr::Unix(gw)).await;
+    assert_eq!(env.addr, ListenAddr::Unix(gw_path.clone()));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&gw_path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o660);
+    bounded(async {
+        let mut s = tokio::net::UnixStream::connect(&gw_path).await.unwrap();
+        s.write_all(proxy_line(21).as_bytes()).await.unwrap();
+        let mut c = Client::new(s);
+        let r = c.get("/unix", "").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.echoed("x-onion-circuitid"), vec!["21"]);
+        drop(c);
+        env.handle.shutdown();
+        env.run.await.unwrap().unwrap();
+    })
+    .await;
+    assert!(!gw_path.exists(), "the socket file is removed at shutdown");
+}
+
+#[tokio::test]
+async fn a_fast_circuit_gets_429_with_retry_after_while_another_is_served() {
+    let env = start(|c| {
+        c.limits.rate = 0.01;
+        c.limits.burst = 2;
+    })
+    .await;
+    bounded(async {
+        let mut a = Client::tcp(&env.addr, Some(100)).await;
+        assert_eq!(a.get("/", "").await.status, 200);
+        assert_eq!(a.get("/", "").await.status, 200);
+        let r = a.get("/", "").await;
+        assert_eq!(r.status, 429, "{}", r.text());
+        let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+        assert!(retry >= 1, "{retry}");
+        // The 429 keeps the connection open.
+        assert_eq!(a.get("/", "").await.status, 429);
+
+        let mut b = Client::tcp(&env.addr, Some(101)).await;
+        let r = b.get("/", "").await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.echoed("x-onion-circuitid"), vec!["101"]);
+        // A new connection of the limited circuit is still limited.
+        let mut a2 = Client::tcp(&env.addr, Some(100)).await;
+        assert_eq!(a2.get("/", "").await.status, 429);
+    })
+    .await;
+    let m = env.handle.metrics();
+    assert_eq!(m.rejected(RejectReason::RateLimited), 3);
+    assert_eq!(m.responses(4), 3);
+    assert_eq!(env.echo.requests(), 3);
+    let text = m.metrics_text();
+    assert!(text.contains("onionwatch_gateway_rejected_total{reason=\"rate_limited\"} 3"));
+    assert!(
+        !text.contains("\"100\"") && !text.contains("\"101\""),
+        "no circuit ids as labels"
+    );
+}
+
+#[tokio::test]
+async fn connections_per_circuit_are_capped() {
+    let env = start(|c| c.limits.max_connections_per_circuit = 2).await;
+    bounded(async {
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut c = Client::tcp(&env.addr, Some(7)).await;
+            assert_eq!(c.get("/", "").await.status, 200);
+            held.push(c);
+        }
+        let mut third = Client::tcp(&env.addr, Some(7)).await;
+        let r = third.get("/", "").await;
+        assert_eq!(r.status, 429);
+        assert_eq!(r.header("retry-after"), Some("1"));
+        assert_eq!(r.header("connection"), Some("close"));
+        assert_eq!(third.until_closed().await, b"");
+        // Another circuit is not affected.
+        let mut other = Client::tcp(&env.addr, Some(8)).await;
+        assert_eq!(other.get("/", "").await.status, 200);
+        // Both held connections still work.
+        for c in &mut held {
+            assert_eq!(c.get("/", "").await.status, 200);
+        }
+    })
+    .await;
+    let m = env.handle.metrics();
+    assert_eq!(m.rejected(RejectReason::TooManyConnections), 1);
+    assert_eq!(
+        m.active_circuits.load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+}
+
+#[tokio::test]
+async fn requests_in_flight_per_circuit_are_capped() {
+    let env = start(|c| c.limits.max_requests_per_circuit = 1).await;
+    bounded(async {
+        let mut slow = Client::tcp(&env.addr, Some(9)).await;
+        slow.stream
+            .write_all(b"POST /stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+            .await
+            .unwrap();
+        assert_eq!(slow.response_head().await, 200);
+        let mut second = Client::tcp(&env.addr, Some(9)).await;
+        let r = second.get("/", "").await;
+        assert_eq!(r.status, 429);
+        assert!(r.text().contains("in flight"), "{}", r.text());
+        slow.stream.write_all(b"0\r\n\r\n").await.unwrap();
+        assert_eq!(slow.chunk().await.unwrap(), b"hello");
+        assert_eq!(slow.chunk().await.unwrap(), b"");
+        // The body is done, so the slot is free again.
+        assert_eq!(second.get("/", "").await.status, 200);
+    })
+    .await;
+    assert_eq!(
+        env.handle.metrics().rejected(RejectReason::TooManyRequests),
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_proxy_header_can_be_forwarded_upstream() {
+    let echo = EchoServer::start(&"127.0.0.1:0".parse().unwrap(), true)
+        .await
+        .unwrap();
+    let env = start_with(echo, |c| c.send_proxy_header = true).await;
+    let r = bounded(async { Client::tcp(&env.addr, Some(48)).await.get("/", "").await }).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.echoed("proxy"),
+        vec!["PROXY TCP6 fc00:dead:beef:4dad::30 ::1 48 80"]
+    );
+    assert_eq!(r.echoed("x-onion-circuitid"), vec!["48"]);
+}
+
+#[tokio::test]
+async fn optional_mode_serves_plain_http_without_a_circuit_id() {
+    let env = start(|c| c.proxy_protocol = onionwatch_gateway::ProxyProtocol::Optional).await;
+    bounded(async {
+        let mut plain = Client::tcp(&env.addr, None).await;
+        let r = plain.get("/", "X-Onion-CircuitID: 5\r\n").await;
+        assert_eq!(r.status, 200);
+        assert!(r.echoed("x-onion-circuitid").is_empty(), "{}", r.text());
+        let mut with = Client::tcp(&env.addr, Some(6)).await;
+        assert_eq!(
+            with.get("/", "").await.echoed("x-onion-circuitid"),
+            vec!["6"]
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_gives_502() {
+    // A port that was free a moment ago: nothing listens there.
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let env = start(|c| c.upstream = onionwatch_gateway::UpstreamAddr::Tcp(free.to_string())).await;
+    let r = bounded(async { Client::tcp(&env.addr, Some(1)).await.get("/", "").await }).await;
+    assert_eq!(r.status, 502);
+    assert!(
+        !r.text().contains(&free.to_string()),
+        "no upstream address leaks"
+    );
+    let m = env.handle.metrics();
+    assert_eq!(
+        m.upstream_errors_total
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(m.responses(5), 1);
+}
+
+#[tokio::test]
+async fn the_metrics_endpoint_serves_prometheus_text() {
+    let echo = EchoServer::start(&"127.0.0.1:0".parse().unwrap(), false)
+        .await
+        .unwrap();
+    let mut config = common::test_config(echo.addr());
+    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
+    let gw = onionwatch_gateway::Gateway::bind(config).await.unwrap();
+    let metrics = gw.metrics_addr().unwrap();
+    let addr = gw.local_addr().clone();
+    let handle = gw.handle();
+    tokio::spawn(gw.run());
+    bounded(async {
+        assert_eq!(
+            Client::tcp(&addr, Some(4)).await.get("/", "").await.status,
+            200
+        );
+        let mut m = Client::tcp(&ListenAddr::Tcp(metrics), None).await;
+        let r = m.get("/metrics", "").await;
+        assert_eq!(r.status, 200);
+        assert!(r.header("content-type").unwrap().contains("version=0.0.4"));
+        let t = r.text();
+        assert!(
+            t.contains("onionwatch_gateway_requests_total{status=\"2xx\"} 1"),
+            "{t}"
+        );
+        assert!(t.contains("onionwatch_gateway_unique_circuits 1"), "{t}");
+        assert!(
+            t.contains("onionwatch_gateway_upstream_latency_seconds_count 1"),
+            "{t}"
+        );
+        assert_eq!(m.get("/other", "").await.status, 404);
+    })
+    .await;
+    handle.shutdown();
+}
+
+#[tokio::test]
+async fn shutdown_stops_accepting_and_drains_the_request_in_flight() {
+    let env = start(|_| {}).await;
+    bounded(async {
+        let mut c = Client::tcp(&env.addr, Some(31)).await;
+        c.stream
+            .write_all(b"POST /stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nhalf\r\n")
+            .await
+            .unwrap();
+        assert_eq!(c.response_head().await, 200);
+        env.handle.shutdown();
+        // The listener goes away; the request in flight still completes.
+        let ListenAddr::Tcp(a) = env.addr else { unreachable!() };
+        loop {
+            match tokio::net::TcpStream::connect(a).await {
+                Err(_) => break,
+                Ok(s) => {
+                    // Accepted by the kernel before the close: it must not
+                    // be served. Wait for the listener to go.
+                    drop(s);
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+        c.stream.write_all(b"4\r\ndone\r\n0\r\n\r\n").await.unwrap();
+        assert_eq!(c.chunk().await.unwrap(), b"half");
+        assert_eq!(c.chunk().await.unwrap(), b"done");
+        assert_eq!(c.chunk().await.unwrap(), b"");
+        // After its response, the connection is closed, and run() returns.
+        assert_eq!(c.until_closed().await, b"");
+    })
+    .await;
+    bounded(env.run).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn reload_applies_new_settings_and_refuses_a_new_listen_address() {
+    let env = start(|_| {}).await;
+    let mut config = (*env.handle.config()).clone();
+    config.header_name = "X-Circuit".into();
+    config.limits.rate = 0.01;
+    config.limits.burst = 1;
+    env.handle.reload(config.clone()).unwrap();
+    bounded(async {
+        let mut c = Client::tcp(&env.addr, Some(55)).await;
+        let r = c.get("/", "X-Circuit: 1\r\nX-Onion-CircuitID: 2\r\n").await;
+        assert_eq!(r.echoed("x-circuit"), vec!["55"], "{}", r.text());
+        // The old name is no longer ours: it passes through.
+        assert_eq!(r.echoed("x-onion-circuitid"), vec!["2"]);
+        assert_eq!(c.get("/", "").await.status, 429);
+    })
+    .await;
+    config.listen = "127.0.0.1:1".parse().unwrap();
+    let e = env.handle.reload(config.clone()).unwrap_err();
+    assert!(e.to_string().contains("restart"), "{e}");
+    config.listen = env.handle.config().listen.clone();
+    config.header_name = "bad name".into();
+    let e = env.handle.reload(config).unwrap_err();
+    assert!(e.to_string().contains("header_name"), "{e}");
+    assert_eq!(env.handle.config().header_name, "X-Circuit");
+}
+
+#[tokio::test]
+async fn sustained_abuse_escalates_once_in_dry_run_and_fails_cleanly_without_tor() {
+    let (logs, _guard) = Logs::capture();
+    let env = start(|c| {
+        c.limits.rate = 0.01;
+        c.limits.burst = 1;
+        c.escalation.enabled = true;
+        c.escalation.dry_run = true;
+        c.escalation.rejections = 3;
+    })
+    .await;
+    let mut events = env.handle.escalations();
+    bounded(async {
+        let mut c = Client::tcp(&env.addr, Some(66)).await;
+        assert_eq!(c.get("/", "").await.status, 200);
+        for _ in 0..5 {
+            assert_eq!(c.get("/", "").await.status, 429);
+        }
+        let e = events.recv().await.unwrap();
+        assert_eq!((e.circuit, e.result), (66, EscalationResult::DryRun));
+    })
+    .await;
+    assert!(
+        logs.text().contains("would close abusive circuit"),
+        "{}",
+        logs.text()
+    );
+    assert!(
+        logs.text().contains("3 requests refused (rate_limited)"),
+        "{}",
+        logs.text()
+    );
+
+    // Now for real, against a control port where nothing listens.
+    let mut config = (*env.handle.config()).clone();
+    config.escalation.dry_run = false;
+    let free = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    config.escalation.control_port = Some(onionwatch_tor::control::ControlAddr::Tcp(free));
+    env.handle.reload(config).unwrap();
+    bounded(async {
+        let mut c = Client::tcp(&env.addr, Some(67)).await;
+        assert_eq!(c.get("/", "").await.status, 200);
+        for _ in 0..3 {
+            assert_eq!(c.get("/", "").await.status, 429);
+        }
+        let e = events.recv().await.unwrap();
+        assert_eq!((e.circuit, e.result), (67, EscalationResult::Failed));
+    })
+    .await;
+    assert!(
+        logs.text().contains("cannot connect to tor's control port"),
+        "{}",
+        logs.text()
+    );
+    let m = env.handle.metrics();
+    assert_eq!(m.escalations(EscalationResult::DryRun), 1);
+    assert_eq!(m.escalations(EscalationResult::Failed), 1);
+}

@@ -1,0 +1,30 @@
+//! Outside monitoring of onion services: a concurrent, Onionprobe-compatible
+//! prober.
+//!
+//! - [`config`]: Onionprobe 1.4.1's YAML (same keys and defaults), validated
+//!   once at load into [`config::Target`]s.
+//! - [`address`]: v3 onion addresses and the `-e ADDRESS_OR_URL` syntax.
+//! - [`tor`]: an existing tor, or a launched one with a temporary
+//!   DataDirectory; HS_DESC events routed to the probes waiting for them.
+//! - [`descriptor`]: the outer descriptor layer and decryption of both
+//!   encrypted layers (introduction points, PoW parameters).
+//! - [`conn`]: one HTTP(S) or TCP attempt through SOCKS, with timings, TLS
+//!   and certificate details.
+//! - [`probe`]: the descriptor and connection steps, retries, rounds.
+//! - [`metrics`]: Onionprobe's metric families (names, types, labels) plus
+//!   `onionwatch_*` ones, as an [`onionwatch_metrics::Collect`] source.
+//! - [`output`]: JSON lines, the round table, Nagios verdicts.
+
+pub mod address;
+pub mod config;
+pub mod conn;
+pub mod descriptor;
+pub mod metrics;
+pub mod output;
+pub mod probe;
+pub mod tor;
+
+pub use config::{Config, ConfigError, Target};
+pub use metrics::ProbeMetrics;
+pub use probe::{ProbeResult, Prober, Settings};
+pub use tor::{LaunchOptions, Tor, TorError};

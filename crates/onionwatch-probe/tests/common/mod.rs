@@ -1,0 +1,313 @@
+//! The shared private network of this test binary and the servers behind
+//! its onion services.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use onionwatch_probe::config::Config;
+use onionwatch_probe::{ProbeMetrics, Prober, Settings, Tor};
+use onionwatch_testnet::{
+    shared_network, BackendKind, NetworkConfig, NetworkInfo, ServiceConfig, ServiceTorConfig,
+};
+use onionwatch_tor::control::{Auth, ControlAddr};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The client tor's control password (Onionprobe can use it too).
+pub const PASSWORD: &str = "onionwatch probe tests";
+/// A real v3 address (the Tor Project's website) this network never saw.
+pub const UNPUBLISHED: &str = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion";
+/// The body marker of the healthy backend.
+pub const HEALTHY_MARKER: &str = "onionwatch healthy marker";
+/// The banner of the TCP backend.
+pub const TCP_BANNER: &[u8] = b"SSH-2.0-onionwatch-test\r\n";
+/// Validity left on the HTTPS backend's certificate.
+pub const CERT_DAYS_LEFT: i64 = 2;
+
+/// Our servers, in onion-service order.
+#[derive(Debug, Clone, Copy)]
+pub struct Backends {
+    /// 200 with [`HEALTHY_MARKER`].
+    pub healthy: SocketAddr,
+    /// 500.
+    pub error500: SocketAddr,
+    /// 200 without the marker.
+    pub mismatch: SocketAddr,
+    /// HTTPS, self-signed, no SAN, expiring in [`CERT_DAYS_LEFT`] days.
+    pub https: SocketAddr,
+    /// A TCP banner.
+    pub tcp: SocketAddr,
+}
+
+/// Onion addresses by role.
+#[derive(Debug, Clone)]
+pub struct Onions {
+    pub healthy: String,
+    pub error500: String,
+    pub mismatch: String,
+    pub https: String,
+    pub tcp: String,
+}
+
+async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while buf.len() < 16 * 1024 && !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(30), s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return,
+        }
+    }
+}
+
+fn response(status: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+async fn http_server(status: &'static str, body: &'static str) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                read_head(&mut s).await;
+                let _ = s.write_all(&response(status, body)).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+async fn https_server() -> SocketAddr {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "onionwatch self-signed test");
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(CERT_DAYS_LEFT);
+    let cert = params.self_signed(&key).unwrap();
+    let der = rustls::pki_types::CertificateDer::from(cert.der().to_vec());
+    let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![der], key_der)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(Ok(mut tls)) =
+                    tokio::time::timeout(Duration::from_secs(30), acceptor.accept(s)).await
+                else {
+                    return;
+                };
+                read_head(&mut tls).await;
+                let _ = tls
+                    .write_all(&response("200 OK", "secure onionwatch page"))
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+async fn tcp_server() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let _ = s.write_all(TCP_BANNER).await;
+                let mut sink = [0u8; 256];
+                let _ = tokio::time::timeout(Duration::from_secs(30), s.read(&mut sink)).await;
+            });
+        }
+    });
+    addr
+}
+
+/// Start the servers once, on a runtime thread that lives as long as the
+/// test binary (each `#[tokio::test]` has its own short-lived runtime).
+pub fn backends() -> &'static Backends {
+    static B: OnceLock<Backends> = OnceLock::new();
+    B.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("test-backends".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let b = Backends {
+                        healthy: http_server(
+                            "200 OK",
+                            "<html><title>onionwatch</title>onionwatch healthy marker</html>",
+                        )
+                        .await,
+                        error500: http_server("500 Internal Server Error", "broken").await,
+                        mismatch: http_server("200 OK", "<html>nothing to see here</html>").await,
+                        https: https_server().await,
+                        tcp: tcp_server().await,
+                    };
+                    tx.send(b).unwrap();
+                    std::future::pending::<()>().await;
+                });
+            })
+            .unwrap();
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("backends started")
+    })
+}
+
+/// One tor hosting the five onion services (the healthy one with PoW
+/// defences), the client accepting [`PASSWORD`] too.
+pub fn net() -> &'static NetworkInfo {
+    let b = *backends();
+    shared_network(move || {
+        let svc = |addr, pow| ServiceConfig {
+            backend: BackendKind::Address(addr),
+            pow_defenses: pow,
+            ..ServiceConfig::default()
+        };
+        NetworkConfig {
+            service_tors: vec![ServiceTorConfig {
+                services: vec![
+                    svc(b.healthy, true),
+                    svc(b.error500, false),
+                    svc(b.mismatch, false),
+                    svc(b.https, false),
+                    svc(b.tcp, false),
+                ],
+                ..ServiceTorConfig::default()
+            }],
+            client_password: Some(PASSWORD.into()),
+            ready_timeout: Duration::from_secs(180),
+            ..NetworkConfig::default()
+        }
+    })
+}
+
+/// The onion addresses by role.
+pub fn onions() -> Onions {
+    let o = &net().onions;
+    Onions {
+        healthy: o[0].address.clone(),
+        error500: o[1].address.clone(),
+        mismatch: o[2].address.clone(),
+        https: o[3].address.clone(),
+        tcp: o[4].address.clone(),
+    }
+}
+
+/// YAML endpoints for every case (Onionprobe syntax; `tcp` is ours).
+pub fn endpoints_yaml(with_tcp: bool) -> String {
+    let o = onions();
+    let mut s = format!(
+        r#"endpoints:
+  healthy:
+    address: {healthy}
+    protocol: http
+    port: 80
+    paths:
+      - path: /
+        pattern: 'healthy marker'
+        allowed_statuses: [200]
+  status500:
+    address: {e500}
+    protocol: http
+    port: 80
+    paths:
+      - path: /
+        allowed_statuses: [200]
+  mismatch:
+    address: {mismatch}
+    protocol: http
+    port: 80
+    paths:
+      - path: /
+        pattern: 'healthy marker'
+        allowed_statuses: [200]
+  selfsigned:
+    address: {https}
+    protocol: https
+    port: 80
+    tls_verify: false
+    test_tls_connection: true
+    paths:
+      - path: /
+        allowed_statuses: [200]
+  unpublished:
+    address: {UNPUBLISHED}
+    protocol: http
+    port: 80
+    paths:
+      - path: /
+        allowed_statuses: [200]
+"#,
+        healthy = o.healthy,
+        e500 = o.error500,
+        mismatch = o.mismatch,
+        https = o.https,
+    );
+    if with_tcp {
+        s.push_str(&format!(
+            "  ssh:\n    address: {}\n    protocol: tcp\n    port: 80\n",
+            o.tcp
+        ));
+    }
+    s
+}
+
+/// Options every test config shares: fast, deterministic, bounded.
+pub const FAST: &str = "launch_tor: false\nshuffle: false\nrandomize: false\ninterval: 0\nsleep: 0\ndescriptor_max_retries: 2\ndescriptor_timeout: 60\nhttp_connect_timeout: 60\nhttp_read_timeout: 30\nhttp_connect_max_retries: 2\n";
+
+/// A prober on the network's client tor.
+pub async fn prober(yaml: &str) -> (Arc<Prober>, Vec<onionwatch_probe::Target>) {
+    let info = net();
+    let (config, _) = Config::from_yaml(yaml, "test").unwrap();
+    let targets = config.targets().unwrap();
+    let tor = Tor::connect(
+        &ControlAddr::Tcp(info.client.control),
+        Auth::Cookie {
+            path: Some(info.client.cookie.clone()),
+        },
+        info.client.socks,
+    )
+    .await
+    .unwrap();
+    let p = Prober::new(
+        Arc::new(tor),
+        Arc::new(ProbeMetrics::new()),
+        Settings::from_config(&config),
+    );
+    (p, targets)
+}

@@ -1,0 +1,682 @@
+//! The prober against a private Tor network: one network for this binary,
+//! onion services whose backends are this file's own servers.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use onionwatch_metrics::{render, Collect, Format};
+use onionwatch_probe::output::{json_line, nagios, NagiosState};
+use onionwatch_probe::ProbeResult;
+
+/// Every wait in these tests is bounded by this.
+const ROUND_LIMIT: Duration = Duration::from_secs(400);
+
+fn by_name(results: &[ProbeResult]) -> HashMap<String, ProbeResult> {
+    results
+        .iter()
+        .map(|r| (r.name.clone(), r.clone()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_round_gives_the_right_results_metrics_and_json() {
+    let yaml = format!("{FAST}{}", endpoints_yaml(true));
+    let (prober, targets) = prober(&yaml).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let results = tokio::time::timeout(ROUND_LIMIT, prober.run_round(&targets, 1, Some(tx)))
+        .await
+        .expect("the round finished in time");
+    let mut streamed = 0;
+    while rx.try_recv().is_ok() {
+        streamed += 1;
+    }
+    assert_eq!(streamed, results.len(), "every result is streamed");
+    assert_eq!(results.len(), 6);
+    let r = by_name(&results);
+    let o = onions();
+    let m = prober.metrics();
+
+    // Healthy: 200 + pattern, descriptor decrypted, PoW announced.
+    let h = &r["healthy"];
+    assert!(h.passed && h.reachable, "{h:?}");
+    assert_eq!(h.status_code, Some(200));
+    assert_eq!(h.pattern_matched, Some(true));
+    assert_eq!(h.error, None);
+    assert!(h.descriptor_reachable);
+    assert!(
+        h.hsdir.as_deref().is_some_and(|s| s.starts_with('$')),
+        "{h:?}"
+    );
+    let intro = h.introduction_points.expect("the descriptor was decrypted");
+    assert!((1..=20).contains(&intro), "{intro}");
+    assert_eq!(h.pow_enabled, Some(true), "the healthy service has PoW on");
+    let p = ["healthy", o.healthy.as_str(), "http", "80", "/"];
+    let e = ["healthy", o.healthy.as_str()];
+    assert_eq!(m.get("onion_service_reachable", &p), Some(1.0));
+    assert_eq!(m.get("onion_service_status_code", &p), Some(200.0));
+    assert_eq!(m.get("onion_service_unexpected_status_code", &p), Some(0.0));
+    assert_eq!(
+        m.get(
+            "onion_service_pattern_matched",
+            &["healthy", &o.healthy, "http", "80", "/", "healthy marker"]
+        ),
+        Some(1.0),
+        "pattern_matched has samples (Onionprobe never sets it)"
+    );
+    assert!(m.get("onion_service_latency_seconds", &p).unwrap() > 0.0);
+    assert_eq!(m.get("onion_service_descriptor_reachable", &e), Some(1.0));
+    assert_eq!(
+        m.get("onion_service_introduction_points_number", &e),
+        Some(f64::from(intro))
+    );
+    assert_eq!(m.get("onion_service_pow_enabled", &e), Some(1.0));
+    assert!(m.get("onion_service_pow_v1_effort", &e).is_some());
+    assert_eq!(m.get("onion_service_is_single", &e), Some(0.0));
+    assert_eq!(
+        m.get("onion_service_descriptor_lifetime_seconds", &e),
+        Some(10_800.0)
+    );
+    assert!(m
+        .get("onion_service_descriptor_revision_counter", &e)
+        .is_some());
+    assert!(
+        m.get("onion_service_descriptor_second_layer_size_bytes", &e)
+            .unwrap()
+            > 100.0
+    );
+    assert_eq!(
+        m.get(
+            "onion_service_descriptor_fetch_attempts",
+            &["healthy", &o.healthy, "1"]
+        ),
+        Some(f64::from(h.descriptor_attempts))
+    );
+    assert_eq!(m.get("onionwatch_probe_success", &e), Some(1.0));
+    let info = m.get_info("onion_service_descriptor", &e).unwrap();
+    assert!(
+        info.contains(&("state".into(), "RECEIVED".into())),
+        "{info:?}"
+    );
+
+    // The other services were decrypted too, without PoW.
+    for name in ["status500", "mismatch", "selfsigned"] {
+        assert!(r[name].introduction_points.is_some(), "{name}");
+        assert_eq!(r[name].pow_enabled, Some(false), "{name}");
+    }
+
+    // 500 with allowed_statuses [200]: unexpected, unreachable.
+    let s = &r["status500"];
+    assert!(!s.passed && !s.reachable);
+    assert_eq!(s.status_code, Some(500), "{s:?}");
+    assert_eq!(s.unexpected_status, Some(true));
+    assert_eq!(s.error.as_deref(), Some("unexpected_status"));
+    assert_eq!(s.attempts, 3, "retried (http_connect_max_retries: 2)");
+    let p5 = ["status500", o.error500.as_str(), "http", "80", "/"];
+    assert_eq!(
+        m.get("onion_service_unexpected_status_code", &p5),
+        Some(1.0)
+    );
+    assert_eq!(m.get("onion_service_reachable", &p5), Some(0.0));
+    assert_eq!(m.get("onion_service_status_code", &p5), Some(500.0));
+    assert_eq!(
+        m.get(
+            "onion_service_connection_attempts",
+            &["status500", &o.error500, "http", "80", "/", "0"]
+        ),
+        Some(3.0)
+    );
+
+    // Pattern mismatch: reachable, but failed.
+    let x = &r["mismatch"];
+    assert!(x.reachable && !x.passed);
+    assert_eq!(x.pattern_matched, Some(false));
+    assert_eq!(x.error.as_deref(), Some("pattern_not_matched"));
+    assert_eq!(
+        m.get(
+            "onion_service_pattern_matched",
+            &["mismatch", &o.mismatch, "http", "80", "/", "healthy marker"]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        m.get(
+            "onionwatch_probe_errors",
+            &["mismatch", &o.mismatch, "pattern_not_matched"]
+        ),
+        Some(1.0)
+    );
+
+    // HTTPS, self-signed, no SAN, expiring in 2 days, tls_verify false.
+    let t = &r["selfsigned"];
+    assert!(t.passed, "{t:?}");
+    let tls = t.tls.as_ref().expect("TLS details");
+    assert!(tls.version.starts_with("TLSv1."), "{tls:?}");
+    assert!(
+        !tls.certificate_valid,
+        "self-signed is not valid, even when not enforced"
+    );
+    let left = tls.certificate_expiry_seconds.unwrap();
+    assert!(left > 0 && left <= CERT_DAYS_LEFT * 86_400, "{left}");
+    assert_eq!(tls.certificate_match_hostname, Some(false));
+    let pt = ["selfsigned", o.https.as_str(), "https", "80", "/"];
+    let tl = ["selfsigned", o.https.as_str(), "80"];
+    assert_eq!(m.get("onion_service_valid_certificate", &pt), Some(0.0));
+    let expiry = m
+        .get("onion_service_certificate_expiry_seconds", &tl)
+        .expect("certificate metrics without a SAN (Onionprobe sets none)");
+    assert!(expiry > 0.0 && expiry <= (CERT_DAYS_LEFT * 86_400) as f64);
+    assert_eq!(
+        m.get("onion_service_certificate_match_hostname", &tl),
+        Some(0.0)
+    );
+    let cert = m.get_info("onion_service_certificate", &tl).unwrap();
+    assert!(
+        cert.iter()
+            .any(|(k, v)| k == "subject" && v.contains("onionwatch self-signed test")),
+        "{cert:?}"
+    );
+    let tlsinfo = m.get_info("onion_service_tls", &tl).unwrap();
+    assert!(tlsinfo
+        .iter()
+        .any(|(k, v)| k == "version" && v.starts_with("TLSv1.")));
+
+    // TCP: the stream opens.
+    let k = &r["ssh"];
+    assert!(k.passed && k.reachable, "{k:?}");
+    assert_eq!(k.path, None);
+    assert_eq!(k.status_code, None);
+
+    // Never published: descriptor FAILED NOT_FOUND, unreachable, written 0.
+    let u = &r["unpublished"];
+    assert!(!u.descriptor_reachable && !u.reachable && !u.passed);
+    assert_eq!(u.error.as_deref(), Some("descriptor_not_found"), "{u:?}");
+    assert_eq!(u.descriptor_attempts, 3, "1 + descriptor_max_retries");
+    assert_eq!(u.introduction_points, None);
+    let pu = ["unpublished", UNPUBLISHED, "http", "80", "/"];
+    let eu = ["unpublished", UNPUBLISHED];
+    assert_eq!(m.get("onion_service_descriptor_reachable", &eu), Some(0.0));
+    assert_eq!(
+        m.get("onion_service_reachable", &pu),
+        Some(0.0),
+        "written, not left stale"
+    );
+    assert_eq!(
+        m.get("onion_service_descriptor_fetch_error", &eu),
+        Some(3.0)
+    );
+    assert_eq!(
+        m.get("onion_service_descriptor_fetch_requests", &eu),
+        Some(3.0)
+    );
+    assert_eq!(
+        m.get(
+            "onionwatch_probe_errors",
+            &["unpublished", UNPUBLISHED, "descriptor_not_found"]
+        ),
+        Some(1.0),
+        "counted once per probe"
+    );
+    let info = m.get_info("onion_service_descriptor", &eu).unwrap();
+    assert!(
+        info.contains(&("state".into(), "NOT_FOUND".into())),
+        "{info:?}"
+    );
+
+    // JSON: one object per result with the promised keys.
+    for res in &results {
+        let line = json_line(res);
+        assert!(!line.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        for key in [
+            "name",
+            "address",
+            "protocol",
+            "port",
+            "path",
+            "reachable",
+            "status_code",
+            "latency_seconds",
+            "descriptor_reachable",
+            "introduction_points",
+            "error",
+        ] {
+            assert!(v.get(key).is_some(), "{key} missing in {line}");
+        }
+        assert!(v["reachable"].is_boolean());
+    }
+    let v: serde_json::Value = serde_json::from_str(&json_line(&r["unpublished"])).unwrap();
+    assert_eq!(v["error"], "descriptor_not_found");
+    assert_eq!(v["reachable"], false);
+    let v: serde_json::Value = serde_json::from_str(&json_line(&r["healthy"])).unwrap();
+    assert_eq!(v["error"], serde_json::Value::Null);
+    assert_eq!(v["status_code"], 200);
+    assert_eq!(v["protocol"], "http");
+
+    // Nagios: an unreachable service is CRITICAL.
+    let (state, line) = nagios(&results);
+    assert_eq!(state, NagiosState::Critical, "{line}");
+    assert!(line.starts_with("ONIONWATCH CRITICAL - 3/6"), "{line}");
+
+    // The exposition: bounded series, no timestamp label.
+    let mut fams = Vec::new();
+    m.collect(&mut fams);
+    let text = render(&fams, Format::Prometheus);
+    assert!(!text.contains("last_tested_at_posix_timestamp"));
+    assert_eq!(text.matches("onion_service_probe_status_info{").count(), 6);
+    assert!(text.contains("onionprobe_state{onionprobe_state=\"probing\"} 1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_counted_and_never_stale_or_fatal() {
+    let o = onions();
+    // Round 1: "site" is the healthy service; "wrongport" asks for a port
+    // the onion service does not map; "tls-on-plain" speaks TLS to a plain
+    // HTTP server (the case that crashes Onionprobe's exporter).
+    let yaml = format!(
+        "{FAST}endpoints:\n  site:\n    address: {h}\n    protocol: http\n    port: 80\n  wrongport:\n    address: {h}\n    protocol: http\n    port: 81\n  tls-on-plain:\n    address: {m}\n    protocol: https\n    port: 80\n    tls_verify: false\n  strict:\n    address: {s}\n    protocol: https\n    port: 80\n",
+        h = o.healthy,
+        m = o.mismatch,
+        s = o.https,
+    );
+    let (prober, targets) = prober(&yaml).await;
+    let results = tokio::time::timeout(ROUND_LIMIT, prober.run_round(&targets, 1, None))
+        .await
+        .expect("round 1 in time");
+    let r = by_name(&results);
+    let m = prober.metrics().clone();
+    let site = ["site", o.healthy.as_str(), "http", "80", "/"];
+    assert!(r["site"].passed, "{:?}", r["site"]);
+    assert_eq!(m.get("onion_service_reachable", &site), Some(1.0));
+
+    // An unmapped port: tor refuses the stream; the error counters count.
+    let w = &r["wrongport"];
+    assert!(!w.reachable);
+    let reason = w.error.clone().unwrap();
+    assert!(
+        reason.starts_with("onion_service_")
+            || reason.ends_with("_refused")
+            || reason.contains("unreachable")
+            || reason == "connection_timeout",
+        "{reason}"
+    );
+    let pw = ["wrongport", o.healthy.as_str(), "http", "81", "/"];
+    assert_eq!(m.get("onion_service_fetch_error", &pw), Some(1.0));
+    assert_eq!(m.get("onion_service_request_exception", &pw), Some(1.0));
+    assert_eq!(m.get("onion_service_fetch_requests", &pw), Some(3.0));
+    assert_eq!(
+        m.get(
+            "onionwatch_probe_errors",
+            &["wrongport", &o.healthy, &reason]
+        ),
+        Some(1.0)
+    );
+
+    // TLS to a plain HTTP server: a clean failure, counted, no crash.
+    let t = &r["tls-on-plain"];
+    assert_eq!(t.error.as_deref(), Some("tls_error"), "{t:?}");
+    assert_eq!(
+        m.get(
+            "onion_service_generic_error",
+            &["tls-on-plain", &o.mismatch, "80"]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        m.get(
+            "onion_service_valid_certificate",
+            &["tls-on-plain", &o.mismatch, "https", "80", "/"]
+        ),
+        Some(2.0),
+        "untested, not 'valid', when nothing was fetched"
+    );
+
+    // tls_verify left out means verify: a self-signed certificate fails.
+    let s = &r["strict"];
+    assert_eq!(s.error.as_deref(), Some("certificate_invalid"), "{s:?}");
+    let ps = ["strict", o.https.as_str(), "https", "80", "/"];
+    assert_eq!(m.get("onion_service_certificate_error", &ps), Some(1.0));
+    assert_eq!(m.get("onion_service_valid_certificate", &ps), Some(0.0));
+
+    // Round 2: same endpoint, but its descriptor step fails (a 1 ms
+    // descriptor_timeout): reachable and descriptor_reachable are written 0,
+    // not left at a stale 1; removed endpoints' series disappear.
+    let yaml2 = format!(
+        "launch_tor: false\nshuffle: false\nrandomize: false\ninterval: 0\ndescriptor_timeout: 0.001\ndescriptor_max_retries: 0\nendpoints:\n  site:\n    address: {h}\n    protocol: http\n    port: 80\n",
+        h = o.healthy
+    );
+    let (config, _) = onionwatch_probe::Config::from_yaml(&yaml2, "reload").unwrap();
+    let targets2 = config.targets().unwrap();
+    prober.set_settings(onionwatch_probe::Settings::from_config(&config));
+    m.retain_endpoints(&[("site", o.healthy.as_str())]);
+    let results2 = tokio::time::timeout(ROUND_LIMIT, prober.run_round(&targets2, 2, None))
+        .await
+        .expect("round 2 in time");
+    assert_eq!(
+        results2[0].error.as_deref(),
+        Some("descriptor_timeout"),
+        "{:?}",
+        results2[0]
+    );
+    assert_eq!(m.get("onion_service_reachable", &site), Some(0.0));
+    assert_eq!(
+        m.get("onion_service_descriptor_reachable", &["site", &o.healthy]),
+        Some(0.0),
+        "written on a timeout too"
+    );
+    assert_eq!(
+        m.get("onion_service_latency_seconds", &site),
+        None,
+        "no stale latency"
+    );
+    assert_eq!(
+        m.get(
+            "onion_service_reachable",
+            &["wrongport", &o.healthy, "http", "81", "/"]
+        ),
+        None,
+        "series of removed endpoints are gone"
+    );
+}
+
+/// `name -> (type, label-name set, has samples)` from Prometheus text 0.0.4.
+fn families(
+    text: &str,
+) -> std::collections::BTreeMap<String, (String, std::collections::BTreeSet<String>, bool)> {
+    let mut out: std::collections::BTreeMap<
+        String,
+        (String, std::collections::BTreeSet<String>, bool),
+    > = Default::default();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            out.entry(name.to_owned()).or_default().0 = kind.to_owned();
+        } else if !line.starts_with('#') && !line.is_empty() {
+            let end = line.find(['{', ' ']).unwrap();
+            let name = &line[..end];
+            let e = out.entry(name.to_owned()).or_default();
+            e.2 = true;
+            if line[end..].starts_with('{') {
+                // Label names: `k="…"` pairs; values may hold commas and quotes.
+                let mut rest = &line[end + 1..];
+                while let Some(eq) = rest.find("=\"") {
+                    e.1.insert(rest[..eq].trim_start_matches(',').to_owned());
+                    let mut i = eq + 2;
+                    let b = rest.as_bytes();
+                    while i < b.len() && b[i] != b'"' {
+                        i += if b[i] == b'\\' { 2 } else { 1 };
+                    }
+                    rest = &rest[(i + 1).min(rest.len())..];
+                    if rest.starts_with('}') {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_string(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    buf.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+/// Families deliberately different from Onionprobe (see the README).
+const NO_SAMPLES_BY_DESIGN: &[&str] = &["onion_service_tls_security_level"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onionprobe_and_onionwatch_export_the_same_families() {
+    let have = std::process::Command::new("python3")
+        .args(["-c", "import onionprobe, prometheus_client"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        eprintln!("SKIPPED: Onionprobe is not installed (python3 -m pip install onionprobe==1.4.1; .ci/run installs it)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install onionprobe==1.4.1"
+        );
+        return;
+    }
+    let info = net();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "{FAST}tor_address: 127.0.0.1\nsocks_port: {}\ncontrol_port: {}\ncontrol_password: '{PASSWORD}'\nloop: false\nprometheus_exporter: false\nlog_level: info\n{}",
+        info.client.socks.port(),
+        info.client.control.port(),
+        endpoints_yaml(false)
+    );
+    let cfg = dir.path().join("onionprobe.yaml");
+    std::fs::write(&cfg, &yaml).unwrap();
+    let out = dir.path().join("onionprobe.prom");
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/support/onionprobe_dump.py"
+    );
+    let mut child = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg(&out)
+        .arg("-c")
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let log = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = tokio::io::AsyncReadExt::read_to_string(&mut stderr, &mut s).await;
+        s
+    });
+
+    // onionwatch, same endpoints, same tor, at the same time.
+    let (prober, targets) = prober(&yaml).await;
+    tokio::time::timeout(ROUND_LIMIT, prober.run_round(&targets, 1, None))
+        .await
+        .expect("onionwatch's round in time");
+    let registry = std::sync::Arc::new(onionwatch_server::Registry::default());
+    registry.register(prober.metrics().clone());
+    let listener = onionwatch_server::bind("127.0.0.1:0".parse().unwrap(), false)
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(onionwatch_server::serve_on(
+        listener,
+        onionwatch_server::router(registry),
+        std::future::pending(),
+    ));
+    let ours = families(&scrape(addr).await);
+    server.abort();
+
+    let status = tokio::time::timeout(ROUND_LIMIT, child.wait())
+        .await
+        .expect("Onionprobe finished in time")
+        .unwrap();
+    let log = log.await.unwrap();
+    let text = std::fs::read_to_string(&out).unwrap_or_else(|e| {
+        panic!("Onionprobe wrote no metrics ({e}); status {status}; log:\n{log}")
+    });
+    let theirs = families(&text);
+    assert!(
+        theirs.get("onion_service_reachable").is_some_and(|f| f.2),
+        "Onionprobe probed nothing; log:\n{log}"
+    );
+
+    let theirs: std::collections::BTreeMap<_, _> = theirs
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("python_") && !n.starts_with("process_"))
+        .collect();
+    let ours: std::collections::BTreeMap<_, _> = ours
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("onionwatch_"))
+        .collect();
+    // `X_created` exists only for counters with samples: compare those
+    // where both sides counted something.
+    let comparable = |name: &str| match name.strip_suffix("_created") {
+        Some(base) => {
+            let t = format!("{base}_total");
+            theirs.get(&t).is_some_and(|f| f.2) && ours.get(&t).is_some_and(|f| f.2)
+        }
+        None => true,
+    };
+    let names =
+        |m: &std::collections::BTreeMap<String, (String, _, bool)>| -> Vec<(String, String)> {
+            m.iter()
+                .filter(|(n, _)| comparable(n))
+                .map(|(n, f)| (n.clone(), f.0.clone()))
+                .collect()
+        };
+    assert_eq!(names(&theirs), names(&ours), "family names and types");
+
+    for (name, (_, labels, sampled)) in &theirs {
+        let Some((_, our_labels, our_sampled)) = ours.get(name) else {
+            continue;
+        };
+        if *sampled && !*our_sampled {
+            assert!(
+                NO_SAMPLES_BY_DESIGN.contains(&name.as_str()),
+                "{name}: Onionprobe has samples, onionwatch none"
+            );
+            continue;
+        }
+        if !*sampled || !*our_sampled {
+            continue;
+        }
+        let mut labels = labels.clone();
+        if name == "onion_service_probe_status_info" {
+            // Deliberate: no timestamp label (unbounded series).
+            assert!(labels.remove("last_tested_at_posix_timestamp"));
+        }
+        assert_eq!(&labels, our_labels, "{name}: label names");
+    }
+    eprintln!(
+        "Onionprobe exit status {status}; compared {} families",
+        theirs.len()
+    );
+}
+
+fn base32(data: &[u8]) -> String {
+    const A: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let (mut out, mut buf, mut bits) = (String::new(), 0u32, 0);
+    for b in data {
+        buf = (buf << 8) | u32::from(*b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(A[((buf >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(A[((buf << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_authorized_onion_services_are_probed_with_their_key() {
+    use onionwatch_tor::control::{AddOnion, Auth, ControlAddr, ControlClient};
+    let info = net();
+    let hs = &info.onions[0];
+    let (svc, mut events) = ControlClient::connect(
+        &hs.control.parse::<ControlAddr>().unwrap(),
+        Auth::Cookie {
+            path: Some(hs.cookie.clone()),
+        },
+    )
+    .await
+    .unwrap();
+    let secret = [42u8; 32];
+    let public = x25519_public(secret);
+    let mut req = AddOnion::new(80, Some(&backends().healthy.to_string()));
+    req.client_auth_v3 = vec![base32(&public)];
+    svc.set_events(&["HS_DESC"]).await.unwrap();
+    let added = svc.add_onion(&req).await.unwrap();
+    let address = format!("{}.onion", added.service_id);
+    // Wait (bounded) until the service tor reports the descriptor uploaded.
+    tokio::time::timeout(ROUND_LIMIT, async {
+        while let Some(ev) = events.recv().await {
+            if let onionwatch_tor::control::Event::HsDesc(d) = ev {
+                if d.action == onionwatch_tor::control::HsDescAction::Uploaded
+                    && d.address == added.service_id
+                {
+                    return;
+                }
+            }
+        }
+        panic!("the control connection closed");
+    })
+    .await
+    .expect("the client-authorized onion service published its descriptor");
+    let key = base64(&secret);
+    let yaml = |with_key: bool| {
+        format!(
+            "{}descriptor_max_retries: 12\ndescriptor_timeout: 20\nendpoints:\n  private:\n    address: {address}\n    protocol: http\n    port: 80\n    paths:\n      - path: /\n        pattern: 'healthy marker'\n{}",
+            FAST.replace("descriptor_max_retries: 2\n", "")
+                .replace("descriptor_timeout: 60\n", ""),
+            if with_key { format!("    client_auth_key: '{key}'\n") } else { String::new() }
+        )
+    };
+    // Without the key: the descriptor is fetched but cannot be decrypted,
+    // and tor refuses the stream (SOCKS 0xF4).
+    let (p1, targets) = prober(&yaml(false)).await;
+    let r = tokio::time::timeout(ROUND_LIMIT, p1.run_round(&targets, 1, None))
+        .await
+        .expect("in time");
+    assert!(r[0].descriptor_reachable, "published in time: {:?}", r[0]);
+    assert_eq!(r[0].introduction_points, None);
+    assert!(!r[0].reachable);
+    assert_eq!(
+        r[0].error.as_deref(),
+        Some("onion_service_missing_client_auth"),
+        "{:?}",
+        r[0]
+    );
+    // With the key: decrypted, reachable, pattern found.
+    let (p2, targets) = prober(&yaml(true)).await;
+    let r = tokio::time::timeout(ROUND_LIMIT, p2.run_round(&targets, 1, None))
+        .await
+        .expect("in time");
+    assert!(r[0].passed, "{:?}", r[0]);
+    assert!(
+        r[0].introduction_points.is_some_and(|n| n >= 1),
+        "{:?}",
+        r[0]
+    );
+    drop(svc);
+}
+
+fn x25519_public(secret: [u8; 32]) -> [u8; 32] {
+    let s = tor_llcrypto::pk::curve25519::StaticSecret::from(secret);
+    tor_llcrypto::pk::curve25519::PublicKey::from(&s).to_bytes()
+}
+
+fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}

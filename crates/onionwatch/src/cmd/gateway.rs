@@ -1,0 +1,188 @@
+//! `onionwatch gateway`: the circuit-aware reverse proxy.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use onionwatch_gateway::{Config, Gateway, ListenAddr, ProxyProtocol, UpstreamAddr};
+use onionwatch_tor::control::ControlAddr;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Options given on the command line override the configuration file.
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// YAML configuration file (every field optional; see the crate docs).
+    /// Re-read on SIGHUP.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Listen on IP:PORT or unix:PATH (default 127.0.0.1:8080). Point tor's
+    /// HiddenServicePort here.
+    #[arg(long)]
+    listen: Option<String>,
+    /// Forward to HOST:PORT or unix:PATH (default 127.0.0.1:80).
+    #[arg(long)]
+    upstream: Option<String>,
+    /// Whether connections must start with a PROXY v1 header.
+    #[arg(long, value_parser = ["require", "optional"])]
+    proxy_protocol: Option<String>,
+    /// Header carrying the circuit id upstream (default X-Onion-CircuitID).
+    #[arg(long)]
+    header_name: Option<String>,
+    /// Also send tor's PROXY header at the start of each upstream connection.
+    #[arg(long)]
+    send_proxy_header: bool,
+    /// Requests per second per circuit (token bucket; 0 = unlimited).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Token bucket size: requests a circuit may send at once.
+    #[arg(long)]
+    burst: Option<u32>,
+    /// Open connections per circuit (0 = unlimited).
+    #[arg(long)]
+    max_conns_per_circuit: Option<u32>,
+    /// Requests in flight per circuit (0 = unlimited).
+    #[arg(long)]
+    max_requests_per_circuit: Option<u32>,
+    /// Seconds a connection has to send its PROXY header.
+    #[arg(long)]
+    header_timeout: Option<f64>,
+    /// The onion-service tor's control port (IP:PORT or unix:PATH), for
+    /// --close-abusive.
+    #[arg(long)]
+    control_port: Option<String>,
+    /// Close circuits that keep getting 429s (CLOSECIRCUIT on --control-port).
+    #[arg(long)]
+    close_abusive: bool,
+    /// With --close-abusive: only log which circuits would be closed.
+    #[arg(long)]
+    dry_run: bool,
+    /// Refusals within --abuse-window that close a circuit.
+    #[arg(long)]
+    abuse_rejections: Option<u32>,
+    /// Window for --abuse-rejections, in seconds.
+    #[arg(long)]
+    abuse_window: Option<f64>,
+    /// Serve GET /metrics (Prometheus text) on this loopback IP:PORT.
+    #[arg(long)]
+    metrics_listen: Option<String>,
+    /// Check the configuration, print it, and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+impl GatewayArgs {
+    /// The file (or defaults) with the command-line options applied, validated.
+    fn load(&self) -> Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = &self.listen {
+            c.listen = v
+                .parse::<ListenAddr>()
+                .map_err(anyhow::Error::msg)
+                .context("--listen")?;
+        }
+        if let Some(v) = &self.upstream {
+            c.upstream = v
+                .parse::<UpstreamAddr>()
+                .map_err(anyhow::Error::msg)
+                .context("--upstream")?;
+        }
+        if let Some(v) = &self.proxy_protocol {
+            c.proxy_protocol = v.parse::<ProxyProtocol>().map_err(anyhow::Error::msg)?;
+        }
+        if let Some(v) = &self.header_name {
+            c.header_name = v.clone();
+        }
+        c.send_proxy_header |= self.send_proxy_header;
+        if let Some(v) = self.rate {
+            c.limits.rate = v;
+        }
+        if let Some(v) = self.burst {
+            c.limits.burst = v;
+        }
+        if let Some(v) = self.max_conns_per_circuit {
+            c.limits.max_connections_per_circuit = v;
+        }
+        if let Some(v) = self.max_requests_per_circuit {
+            c.limits.max_requests_per_circuit = v;
+        }
+        if let Some(v) = self.header_timeout {
+            c.header_timeout_secs = v;
+        }
+        if let Some(v) = &self.control_port {
+            c.escalation.control_port = Some(v.parse::<ControlAddr>().context("--control-port")?);
+        }
+        c.escalation.enabled |= self.close_abusive;
+        c.escalation.dry_run |= self.dry_run;
+        if let Some(v) = self.abuse_rejections {
+            c.escalation.rejections = v;
+        }
+        if let Some(v) = self.abuse_window {
+            c.escalation.window_secs = v;
+        }
+        if let Some(v) = &self.metrics_listen {
+            c.metrics_listen = Some(
+                v.parse::<SocketAddr>()
+                    .with_context(|| format!("--metrics-listen {v:?} is not IP:PORT"))?,
+            );
+        }
+        c.validate()
+            .map_err(|message| onionwatch_gateway::Error::Config {
+                path: self.config.clone(),
+                message,
+            })?;
+        Ok(c)
+    }
+}
+
+pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
+    let config = args.load()?;
+    if args.check {
+        println!("configuration OK: {config:#?}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let ListenAddr::Tcp(a) = config.listen {
+        if !a.ip().is_loopback() {
+            tracing::warn!(listen = %a, "listening on a non-loopback address: the gateway trusts PROXY headers, so only tor should reach it");
+        }
+    }
+    let mut sighup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+
+    let gateway = Gateway::bind(config).await?;
+    let handle = gateway.handle();
+    let mut running = tokio::spawn(gateway.run());
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            r = &mut running => {
+                r.context("the gateway task panicked")??;
+                return Ok(ExitCode::SUCCESS);
+            }
+            _ = sighup.recv() => match args.load().and_then(|c| handle.reload(c).map_err(Into::into)) {
+                Ok(()) => tracing::info!("SIGHUP: configuration reloaded"),
+                Err(e) => tracing::error!("SIGHUP: configuration not reloaded, keeping the old one: {e:#}"),
+            },
+            _ = sigterm.recv() => {
+                if stopping {
+                    return Ok(ExitCode::from(143));
+                }
+                stopping = true;
+                handle.shutdown();
+            }
+            _ = sigint.recv() => {
+                // A second Ctrl-C does not wait for the drain.
+                if stopping {
+                    return Ok(ExitCode::from(130));
+                }
+                stopping = true;
+                handle.shutdown();
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! `onionwatch demo` as a user runs it: the dashboard line, both sides'
+//! series on one /metrics, the page, and nothing left after Ctrl-C.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn get(addr: SocketAddr, path: &str) -> String {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// Pids of the `tor` processes whose parent is `parent`.
+fn tor_children(parent: u32) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid …"
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if comm.ends_with("(tor") && ppid == Some(parent) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+fn value(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Stops the command if the test fails half-way: SIGINT (it then kills its
+/// tors), and SIGKILL if it is still there after 10 s.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while let Ok(None) = self.0.try_wait() {
+                if std::time::Instant::now() > deadline {
+                    let _ = self.0.kill();
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[test]
+fn demo_serves_the_dashboard_and_both_sides_then_stops_cleanly() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+            .args([
+                "demo",
+                "--interval",
+                "3",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let url = loop {
+        match rx.recv_timeout(Duration::from_secs(180)) {
+            Ok(line) => {
+                if let Some(url) = line.strip_prefix("dashboard: ") {
+                    break url.to_owned();
+                }
+            }
+            Err(e) => {
+                panic!("no `dashboard: ` line: {e}");
+            }
+        }
+    };
+    assert_eq!(url, format!("http://127.0.0.1:{port}/"));
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+
+    // Wait for a probe round and a scrape of both projects.
+    let start = Instant::now();
+    let metrics = loop {
+        let m = get(addr, "/metrics");
+        let healthy = value(&m, "onion_service_reachable{name=\"healthy\"");
+        let offline = value(&m, "onion_service_reachable{name=\"offline\"");
+        let slow = value(&m, "onion_service_reachable{name=\"slow\"");
+        let shop = value(
+            &m,
+            "onionwatch_scrape_up{collector=\"tor_metrics\",project=\"shop\"",
+        );
+        let failing = value(&m, "onion_service_status_code{name=\"failing\"");
+        let want = (Some(1.0), Some(1.0), Some(0.0), Some(500.0), Some(1.0));
+        if (healthy, slow, offline, failing, shop) == want {
+            break m;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "never complete:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(
+        metrics.contains("tor_hs_"),
+        "tor's own families are re-exported"
+    );
+    let page = get(addr, "/");
+    assert!(page.contains("<title>onionwatch</title>"), "{page}");
+    let api = get(addr, "/api/v1/dashboard");
+    assert!(
+        api.contains("\"name\":\"slow\"") && api.contains("\"project\":\"shop\""),
+        "{api}"
+    );
+
+    let tors = tor_children(child.0.id());
+    assert_eq!(
+        tors.len(),
+        8,
+        "3 authorities, 2 relays, 2 onion-service tors, 1 client"
+    );
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) };
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let left: Vec<u32> = tors
+        .into_iter()
+        .filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists())
+        .collect();
+    assert!(left.is_empty(), "tor processes left: {left:?}");
+}

@@ -1,0 +1,124 @@
+//! `onionwatch probe` as a process: the tor it launches dies with it, and
+//! bad usage fails clearly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_onionwatch");
+const TPO: &str = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn find_pidfile(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+        let p = e.path().join("tor.pid");
+        let name = e.file_name().to_string_lossy().into_owned();
+        (name.starts_with("onionwatch-tor-") && std::fs::metadata(&p).is_ok_and(|m| m.len() > 0))
+            .then_some(p)
+    })
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+/// Bounded poll for a condition that has no event to wait on (another
+/// process's state).
+fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sigterm_kills_the_launched_tor() {
+    if Command::new("tor").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: tor is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    // DisableNetwork keeps the launched tor bootstrapping forever.
+    let mut child = Command::new(BIN)
+        .args(["probe", "-e", TPO, "--tor_config", "DisableNetwork 1"])
+        .args(["--socks_port", &free_port().to_string()])
+        .args(["--control_port", &free_port().to_string()])
+        .env("TMPDIR", tmp.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pidfile = wait_for(Duration::from_secs(60), || find_pidfile(tmp.path()))
+        .expect("the launched tor wrote its pid file");
+    let tor_pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(alive(tor_pid));
+    // SAFETY: plain signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = wait_for(Duration::from_secs(30), || child.try_wait().unwrap())
+        .expect("onionwatch exits on SIGTERM");
+    assert_eq!(status.code(), Some(143), "{status}");
+    assert!(
+        wait_for(Duration::from_secs(30), || (!alive(tor_pid)).then_some(())).is_some(),
+        "the launched tor {tor_pid} is still running"
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || find_pidfile(tmp.path())
+            .is_none()
+            .then_some(()))
+        .is_some(),
+        "the temporary DataDirectory is removed"
+    );
+}
+
+#[test]
+fn bad_usage_fails_with_a_clear_message() {
+    let out = Command::new(BIN).args(["probe"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to probe"));
+
+    let out = Command::new(BIN)
+        .args(["probe", "-e", "http://not-an-onion.example/"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("onion service address"));
+
+    let out = Command::new(BIN)
+        .args(["probe", "--check", "-e", "http://not-an-onion.example/"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "UNKNOWN for --check");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ONIONWATCH UNKNOWN"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.yaml");
+    std::fs::write(&cfg, "endpoints:\n  x:\n    address: nope.onion\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["probe", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("endpoints") && err.contains("address"),
+        "{err}"
+    );
+}
