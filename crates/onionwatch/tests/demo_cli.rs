@@ -1,22 +1,13 @@
 //! `onionwatch demo` as a user runs it: the dashboard line, both sides'
 //! series on one /metrics, the page, and nothing left after Ctrl-C.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-
-fn get(addr: SocketAddr, path: &str) -> String {
-    let Ok(mut s) = TcpStream::connect(addr) else {
-        return String::new();
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
-}
 
 /// Pids of the `tor` processes whose parent is `parent`.
 fn tor_children(parent: u32) -> Vec<u32> {
@@ -48,27 +39,6 @@ fn value(metrics: &str, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
-/// Stops the command if the test fails half-way: SIGINT (it then kills its
-/// tors), and SIGKILL if it is still there after 10 s.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while let Ok(None) = self.0.try_wait() {
-                if std::time::Instant::now() > deadline {
-                    let _ = self.0.kill();
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            let _ = self.0.wait();
-        }
-    }
-}
-
 #[test]
 fn demo_serves_the_dashboard_and_both_sides_then_stops_cleanly() {
     let port = TcpListener::bind("127.0.0.1:0")
@@ -76,7 +46,7 @@ fn demo_serves_the_dashboard_and_both_sides_then_stops_cleanly() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Running(
+    let mut child = common::Running(
         Command::new(env!("CARGO_BIN_EXE_onionwatch"))
             .args([
                 "demo",
@@ -117,7 +87,7 @@ fn demo_serves_the_dashboard_and_both_sides_then_stops_cleanly() {
     // Wait for a probe round and a scrape of both projects.
     let start = Instant::now();
     let metrics = loop {
-        let m = get(addr, "/metrics");
+        let m = common::get(addr, "/metrics");
         let healthy = value(&m, "onion_service_reachable{name=\"healthy\"");
         let offline = value(&m, "onion_service_reachable{name=\"offline\"");
         let slow = value(&m, "onion_service_reachable{name=\"slow\"");
@@ -140,9 +110,9 @@ fn demo_serves_the_dashboard_and_both_sides_then_stops_cleanly() {
         metrics.contains("tor_hs_"),
         "tor's own families are re-exported"
     );
-    let page = get(addr, "/");
+    let page = common::get(addr, "/");
     assert!(page.contains("<title>onionwatch</title>"), "{page}");
-    let api = get(addr, "/api/v1/dashboard");
+    let api = common::get(addr, "/api/v1/dashboard");
     assert!(
         api.contains("\"name\":\"slow\"") && api.contains("\"project\":\"shop\""),
         "{api}"

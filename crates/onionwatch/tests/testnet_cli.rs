@@ -1,6 +1,8 @@
 //! `onionwatch testnet up` as a user runs it: one JSON line, then SIGINT
 //! leaves no tor behind.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -11,31 +13,10 @@ fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Stops the command if the test fails half-way: SIGINT (it then kills its
-/// tors), and SIGKILL if it is still there after 10 s.
-struct Running(std::process::Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while let Ok(None) = self.0.try_wait() {
-                if std::time::Instant::now() > deadline {
-                    let _ = self.0.kill();
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            let _ = self.0.wait();
-        }
-    }
-}
-
 #[test]
 fn testnet_up_prints_one_json_line_and_sigint_leaves_no_tor() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Running(
+    let mut child = common::Running(
         Command::new(env!("CARGO_BIN_EXE_onionwatch"))
             .args(["testnet", "up", "--onions", "2", "--onions-per-tor", "2"])
             .args([

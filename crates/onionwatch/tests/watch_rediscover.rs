@@ -1,0 +1,80 @@
+//! `onionwatch watch --onionspray`: a project appearing or disappearing is
+//! picked up live on SIGHUP.
+
+mod common;
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+/// Poll /api/v1/targets until `done` holds (30 s at most).
+fn targets_until(addr: SocketAddr, done: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let body = common::get(addr, "/api/v1/targets");
+        if done(&body) || start.elapsed() > Duration::from_secs(30) {
+            return body;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn sighup_picks_up_new_and_removed_projects() {
+    let tree = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../onionwatch-inside/tests/fixtures/onionspray");
+    copy_tree(&fixture, tree.path());
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let child = common::Running(
+        Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+            .args(["watch", "--listen", &addr.to_string(), "--onionspray"])
+            .arg(tree.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let has = |body: &str, project: &str| body.contains(&format!("\"project\":\"{project}\""));
+    let body = targets_until(addr, |b| has(b, "news") && has(b, "blog"));
+    assert!(
+        has(&body, "news") && has(&body, "blog") && !has(&body, "daily"),
+        "{body}"
+    );
+
+    // A new project (a copy of news), and blog removed.
+    let projects = tree.path().join("projects");
+    copy_tree(&projects.join("news"), &projects.join("daily"));
+    std::fs::copy(
+        tree.path().join("news.conf"),
+        tree.path().join("daily.conf"),
+    )
+    .unwrap();
+    std::fs::remove_dir_all(projects.join("blog")).unwrap();
+    std::fs::remove_file(tree.path().join("blog.conf")).unwrap();
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
+
+    let body = targets_until(addr, |b| has(b, "daily") && !has(b, "blog"));
+    assert!(has(&body, "daily"), "new project not discovered: {body}");
+    assert!(!has(&body, "blog"), "removed project still watched: {body}");
+    assert!(has(&body, "news") && has(&body, "shop"), "{body}");
+}
