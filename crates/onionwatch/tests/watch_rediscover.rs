@@ -1,5 +1,5 @@
 //! `onionwatch watch --onionspray`: a project appearing or disappearing is
-//! picked up live on SIGHUP.
+//! picked up live on SIGHUP, and projects' tor warnings reach the dashboard.
 
 mod common;
 
@@ -39,6 +39,12 @@ fn sighup_picks_up_new_and_removed_projects() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../onionwatch-inside/tests/fixtures/onionspray");
     copy_tree(&fixture, tree.path());
+    let warning = "Nov 25 10:00:01.000 [warn] Your system clock just jumped 120 seconds forward";
+    let tor_log = tree.path().join("projects/news/log/tor.log");
+    let mut log = std::fs::read_to_string(&tor_log).unwrap();
+    log.push_str(warning);
+    log.push('\n');
+    std::fs::write(&tor_log, log).unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

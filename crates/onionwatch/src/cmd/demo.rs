@@ -173,6 +173,25 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         args.state_dir.as_deref(),
     )?;
     let sampler = dashboard.spawn();
+    // Each project's tor log, for the dashboard's warnings column.
+    let logs: Vec<(String, PathBuf)> = projects
+        .iter()
+        .zip(["hs0", "hs1"])
+        .map(|(p, tor)| (p.to_string(), info.dir.join(tor).join("notice.log")))
+        .collect();
+    let dash = dashboard.clone();
+    let every = Duration::from_secs(args.interval);
+    let warnings = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            for (project, log) in &logs {
+                if let Ok(lines) = onionwatch_inside::tor_log::recent_warnings(log, 5) {
+                    dash.set_recent_warnings(project, lines);
+                }
+            }
+        }
+    });
     let app = router(registry)
         .merge(dashboard.router())
         .merge(watcher.api_router());
@@ -207,6 +226,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     tracing::info!("stopping the demo");
     probing.abort();
     sampler.abort();
+    warnings.abort();
     server.shutdown(Duration::from_secs(5)).await?;
     net.shutdown();
     Ok(ExitCode::SUCCESS)
