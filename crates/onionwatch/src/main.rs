@@ -22,35 +22,35 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a private Tor network on loopback (authorities, relays, onion
-    /// services, a client) for trying onionwatch out and for tests.
-    #[command(subcommand)]
-    Testnet(cmd::testnet::TestnetCommand),
     /// Show everything at once: a private Tor network with a healthy, a
     /// slow, a failing and an offline onion service, probed from the
     /// outside, watched from the inside, on a dashboard on 127.0.0.1.
     Demo(cmd::demo::DemoArgs),
+    /// Probe onion services from the outside (descriptor, HTTP(S), TCP),
+    /// concurrently; reads Onionprobe configs and exports its metrics.
+    Probe(cmd::probe::ProbeArgs),
+    /// Scrape every project's tor MetricsPort, control port and nginx
+    /// stub_status, and serve them on one loopback endpoint.
+    Watch(cmd::watch::WatchArgs),
+    /// Check torrc files and Onionspray configurations for unsafe or broken
+    /// monitoring settings; suggest per-project MetricsPorts.
+    Audit(cmd::audit::AuditArgs),
+    /// Analyse nginx access logs: requests by status and method, bytes,
+    /// unique onion circuits, requests per circuit (JSON or Prometheus).
+    Logs(cmd::logs::LogsArgs),
+    /// Reverse proxy for onion services: reads tor's PROXY header, adds
+    /// X-Onion-CircuitID upstream, rate-limits per circuit (SIGHUP reloads).
+    Gateway(cmd::gateway::GatewayArgs),
     /// Publish onionwatch's endpoint as an onion service with client
     /// authorization: only holders of the printed key can reach it.
     ExposeOnion(cmd::expose::ExposeArgs),
     /// On the Prometheus side: serve on loopback the metrics of an onion
     /// service published with expose-onion, fetched through tor.
     ScrapeGateway(cmd::expose::ScrapeGatewayArgs),
-    /// Analyse nginx access logs: requests by status and method, bytes,
-    /// unique onion circuits, requests per circuit (JSON or Prometheus).
-    Logs(cmd::logs::LogsArgs),
-    /// Check torrc files and Onionspray configurations for unsafe or broken
-    /// monitoring settings; suggest per-project MetricsPorts.
-    Audit(cmd::audit::AuditArgs),
-    /// Scrape every project's tor MetricsPort, control port and nginx
-    /// stub_status, and serve them on one loopback endpoint.
-    Watch(cmd::watch::WatchArgs),
-    /// Probe onion services from the outside (descriptor, HTTP(S), TCP),
-    /// concurrently; reads Onionprobe configs and exports its metrics.
-    Probe(cmd::probe::ProbeArgs),
-    /// Reverse proxy for onion services: reads tor's PROXY header, adds
-    /// X-Onion-CircuitID upstream, rate-limits per circuit (SIGHUP reloads).
-    Gateway(cmd::gateway::GatewayArgs),
+    /// Run a private Tor network on loopback (authorities, relays, onion
+    /// services, a client) for trying onionwatch out and for tests.
+    #[command(subcommand)]
+    Testnet(cmd::testnet::TestnetCommand),
 }
 
 fn main() -> ExitCode {
