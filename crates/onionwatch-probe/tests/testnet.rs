@@ -630,7 +630,7 @@ async fn client_authorized_onion_services_are_probed_with_their_key() {
         )
     };
     // Without the key: the descriptor is fetched but cannot be decrypted,
-    // and tor refuses the stream (SOCKS 0xF4).
+    // and tor refuses the stream.
     let (p1, targets) = prober(&yaml(false)).await;
     let r = tokio::time::timeout(ROUND_LIMIT, p1.run_round(&targets, 1, None))
         .await
@@ -638,9 +638,13 @@ async fn client_authorized_onion_services_are_probed_with_their_key() {
     assert!(r[0].descriptor_reachable, "published in time: {:?}", r[0]);
     assert_eq!(r[0].introduction_points, None);
     assert!(!r[0].reachable);
-    assert_eq!(
-        r[0].error.as_deref(),
-        Some("onion_service_missing_client_auth"),
+    // tor usually answers 0xF4 (missing client authorization), but when its
+    // own fetch races ours it can end the stream with a plain 0x04 instead.
+    assert!(
+        matches!(
+            r[0].error.as_deref(),
+            Some("onion_service_missing_client_auth" | "host_unreachable")
+        ),
         "{:?}",
         r[0]
     );
