@@ -109,7 +109,7 @@ impl Default for NetworkConfig {
             dir: None,
             tor: PathBuf::from("tor"),
             client_password: None,
-            ready_timeout: Duration::from_secs(120),
+            ready_timeout: Duration::from_secs(240),
         }
     }
 }

@@ -70,7 +70,7 @@ fn demo_serves_the_dashboard_and_both_sides_then_stops_cleanly() {
         }
     });
     let url = loop {
-        match rx.recv_timeout(Duration::from_secs(180)) {
+        match rx.recv_timeout(Duration::from_secs(300)) {
             Ok(line) => {
                 if let Some(url) = line.strip_prefix("dashboard: ") {
                     break url.to_owned();

@@ -43,7 +43,7 @@ fn testnet_up_prints_one_json_line_and_sigint_leaves_no_tor() {
             }
         }
     });
-    let line = match rx.recv_timeout(Duration::from_secs(180)) {
+    let line = match rx.recv_timeout(Duration::from_secs(300)) {
         Ok(line) => line.unwrap(),
         Err(e) => {
             panic!("no JSON line from testnet up: {e}");

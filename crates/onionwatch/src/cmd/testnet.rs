@@ -72,7 +72,7 @@ pub struct UpArgs {
     #[arg(long)]
     no_metrics: bool,
     /// Give up if the network is not reachable after this many seconds.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 240)]
     timeout: u64,
 }
 
