@@ -415,7 +415,12 @@ impl TestNetwork {
                         ),
                         waited: config.ready_timeout,
                         log: hs_log.clone(),
-                        tail: tail(&hs_log, 15),
+                        tail: format!(
+                            "{}\nlast lines of {}:\n{}",
+                            tail(&hs_log, 15),
+                            client_log.display(),
+                            tail(&client_log, 15)
+                        ),
                     });
                 }
                 sleep(POLL).await;

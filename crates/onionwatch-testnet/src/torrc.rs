@@ -1,5 +1,10 @@
 //! torrc text for each role. Settings follow `shared/testnet.md`: the
-//! shortest voting schedule tor accepts, every relay voted Guard/Exit/HSDir.
+//! shortest voting schedule tor accepts, every relay voted Guard/Exit/HSDir
+//! and Stable. Stable matters: onion-service circuits (and the layer-2
+//! vanguards tor picks once, at its first consensus) use Stable relays
+//! only, and authorities otherwise give it only to relays whose uptime is
+//! at or above the network's median, so freshly started relays lack it for
+//! a minute or more and 3 Stable authorities cannot make a 4-hop path.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -71,6 +76,8 @@ TestingV3AuthVotingStartOffset 0
 V3AuthVotingInterval 10
 V3AuthVoteDelay 2
 V3AuthDistDelay 2
+AuthDirVoteStableGuaranteeMinUptime 0
+AuthDirVoteStableGuaranteeMTBF 0
 ",
         );
     }

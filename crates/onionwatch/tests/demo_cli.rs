@@ -6,7 +6,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Pids of the `tor` processes whose parent is `parent`.
@@ -39,8 +39,23 @@ fn value(metrics: &str, prefix: &str) -> Option<f64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// Collects the last lines of the demo's log so a failure shows why.
+fn keep_tail(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&lines);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            let mut kept = sink.lock().unwrap();
+            if kept.len() == 200 {
+                kept.remove(0);
+            }
+            kept.push(line);
+        }
+    });
+    lines
+}
+
 #[test]
-#[ignore = "in CI the demo's private network did not become reachable twice (passes locally); run with --ignored while diagnosing"]
 fn demo_serves_the_dashboard_and_both_sides_then_stops_cleanly() {
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -57,10 +72,12 @@ fn demo_serves_the_dashboard_and_both_sides_then_stops_cleanly() {
                 &format!("127.0.0.1:{port}"),
             ])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
     );
+    let log = keep_tail(child.0.stderr.take().unwrap());
+    let log = move || log.lock().unwrap().join("\n");
     let stdout = child.0.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -78,7 +95,7 @@ fn demo_serves_the_dashboard_and_both_sides_then_stops_cleanly() {
                 }
             }
             Err(e) => {
-                panic!("no `dashboard: ` line: {e}");
+                panic!("no `dashboard: ` line: {e}; the demo's log:\n{}", log());
             }
         }
     };
@@ -103,7 +120,8 @@ fn demo_serves_the_dashboard_and_both_sides_then_stops_cleanly() {
         }
         assert!(
             start.elapsed() < Duration::from_secs(180),
-            "never complete:\n{m}"
+            "never complete:\n{m}\nthe demo's log:\n{}",
+            log()
         );
         std::thread::sleep(Duration::from_millis(500));
     };
