@@ -12,8 +12,8 @@
 //! - limits each circuit (token bucket, connections, requests in flight),
 //!   answering `429` with `Retry-After`, and can escalate sustained abuse to
 //!   `CLOSECIRCUIT` on tor's control port (opt-in, logged, with cool-down);
-//! - counts everything in [`Metrics`] (no circuit ids as labels), rendered
-//!   by [`Metrics::metrics_text`].
+//! - counts everything in [`Metrics`] (no circuit ids as labels), an
+//!   [`onionwatch_metrics::Collect`] source for the shared endpoint.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), onionwatch_gateway::Error> {
@@ -34,7 +34,6 @@ mod escalate;
 mod io;
 mod limiter;
 pub mod metrics;
-mod metrics_http;
 mod server;
 
 pub use config::{Config, Escalation, Limits, ListenAddr, ProxyProtocol, UpstreamAddr};

@@ -1,15 +1,15 @@
-//! The gateway's counters, readable by a future shared `/metrics` endpoint.
+//! The gateway's counters, collected by the shared `/metrics` endpoint.
 //!
 //! Everything is an atomic (or a short mutex for the unique-circuit sketch),
 //! so the request path never waits on a reader. Circuit ids are never labels:
 //! they are unbounded and identify users.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use onionwatch_logs::hll::Hll;
+use onionwatch_metrics::{Collect, Family, MetricType};
 
 /// Why a connection or a request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +125,19 @@ impl Histogram {
     pub fn count(&self) -> u64 {
         self.count.load(Relaxed)
     }
+
+    /// A copy for rendering. Observations landing meanwhile may be counted
+    /// in a bucket but not yet in the sum: harmless for a scrape.
+    pub fn snapshot(&self) -> onionwatch_metrics::Histogram {
+        let all: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
+        let (finite, _) = all.split_at(LATENCY_BUCKETS.len());
+        onionwatch_metrics::Histogram::from_parts(
+            &LATENCY_BUCKETS,
+            finite,
+            self.sum_nanos.load(Relaxed) as f64 / 1e9,
+            all.iter().sum(),
+        )
+    }
 }
 
 /// The gateway's counters and gauges.
@@ -199,140 +212,92 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .estimate()
     }
-
-    /// Everything in Prometheus text format 0.0.4.
-    pub fn metrics_text(&self) -> String {
-        render(self)
-    }
 }
 
-/// Prometheus text rendering, kept in one function so a shared metrics
-/// crate can replace it.
-fn render(m: &Metrics) -> String {
-    fn head(out: &mut String, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(out, "# HELP onionwatch_gateway_{name} {help}");
-        let _ = writeln!(out, "# TYPE onionwatch_gateway_{name} {kind}");
-    }
-    let mut out = String::with_capacity(4096);
-    head(
-        &mut out,
-        "requests_total",
-        "counter",
-        "Responses sent to clients, by status class (429s from limits included).",
-    );
-    for (i, c) in m.responses.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "onionwatch_gateway_requests_total{{status=\"{}xx\"}} {}",
-            i + 1,
-            c.load(Relaxed)
+impl Collect for Metrics {
+    fn collect(&self, out: &mut Vec<Family>) {
+        let name = |n: &str| format!("onionwatch_gateway_{n}");
+        let mut requests = Family::counter(
+            name("requests"),
+            "Responses sent to clients, by status class (429s from limits included).",
         );
-    }
-    head(
-        &mut out,
-        "rejected_total",
-        "counter",
-        "Connections or requests refused, by reason.",
-    );
-    for r in RejectReason::ALL {
-        let _ = writeln!(
-            out,
-            "onionwatch_gateway_rejected_total{{reason=\"{}\"}} {}",
-            r.as_str(),
-            m.rejected(r)
+        for (i, c) in self.responses.iter().enumerate() {
+            requests.push(
+                &[("status", &format!("{}xx", i + 1))],
+                c.load(Relaxed) as f64,
+            );
+        }
+        let mut rejected = Family::counter(
+            name("rejected"),
+            "Connections or requests refused, by reason.",
         );
-    }
-    let simple: [(&str, &str, &str, i128); 7] = [
-        (
-            "connections_total",
-            "counter",
-            "Client connections accepted.",
-            m.connections_total.load(Relaxed).into(),
-        ),
-        (
-            "connections_open",
-            "gauge",
-            "Client connections open now.",
-            m.connections_open.load(Relaxed).into(),
-        ),
-        (
-            "active_circuits",
-            "gauge",
-            "Circuits with at least one open connection.",
-            m.active_circuits.load(Relaxed).into(),
-        ),
-        (
-            "unique_circuits",
-            "gauge",
-            "Distinct circuits seen since start (HyperLogLog estimate, exact below 1024).",
-            m.unique_circuits().into(),
-        ),
-        (
-            "upstream_connections_total",
-            "counter",
-            "Connections opened to the upstream.",
-            m.upstream_connections_total.load(Relaxed).into(),
-        ),
-        (
-            "upstream_errors_total",
-            "counter",
-            "Requests that failed upstream (connect error, timeout, reset).",
-            m.upstream_errors_total.load(Relaxed).into(),
-        ),
-        (
-            "upgrades_total",
-            "counter",
-            "Connections upgraded (e.g. WebSocket) and tunnelled.",
-            m.upgrades_total.load(Relaxed).into(),
-        ),
-    ];
-    for (name, kind, help, value) in simple {
-        head(&mut out, name, kind, help);
-        let _ = writeln!(out, "onionwatch_gateway_{name} {value}");
-    }
-    head(
-        &mut out,
-        "escalations_total",
-        "counter",
-        "Abusive circuits acted on through the control port, by result.",
-    );
-    for r in EscalationResult::ALL {
-        let _ = writeln!(
-            out,
-            "onionwatch_gateway_escalations_total{{result=\"{}\"}} {}",
-            r.as_str(),
-            m.escalations(r)
+        for r in RejectReason::ALL {
+            rejected.push(&[("reason", r.as_str())], self.rejected(r) as f64);
+        }
+        out.extend([requests, rejected]);
+        let simple: [(&str, MetricType, &str, f64); 7] = [
+            (
+                "connections",
+                MetricType::Counter,
+                "Client connections accepted.",
+                self.connections_total.load(Relaxed) as f64,
+            ),
+            (
+                "connections_open",
+                MetricType::Gauge,
+                "Client connections open now.",
+                self.connections_open.load(Relaxed) as f64,
+            ),
+            (
+                "active_circuits",
+                MetricType::Gauge,
+                "Circuits with at least one open connection.",
+                self.active_circuits.load(Relaxed) as f64,
+            ),
+            (
+                "unique_circuits",
+                MetricType::Gauge,
+                "Distinct circuits seen since start (HyperLogLog estimate, exact below 1024).",
+                self.unique_circuits() as f64,
+            ),
+            (
+                "upstream_connections",
+                MetricType::Counter,
+                "Connections opened to the upstream.",
+                self.upstream_connections_total.load(Relaxed) as f64,
+            ),
+            (
+                "upstream_errors",
+                MetricType::Counter,
+                "Requests that failed upstream (connect error, timeout, reset).",
+                self.upstream_errors_total.load(Relaxed) as f64,
+            ),
+            (
+                "upgrades",
+                MetricType::Counter,
+                "Connections upgraded (e.g. WebSocket) and tunnelled.",
+                self.upgrades_total.load(Relaxed) as f64,
+            ),
+        ];
+        for (n, kind, help, value) in simple {
+            let mut f = Family::new(name(n), help, kind);
+            f.push(&[], value);
+            out.push(f);
+        }
+        let mut escalations = Family::counter(
+            name("escalations"),
+            "Abusive circuits acted on through the control port, by result.",
         );
-    }
-    let h = &m.upstream_latency;
-    head(
-        &mut out,
-        "upstream_latency_seconds",
-        "histogram",
-        "Time from sending a request upstream to its response head.",
-    );
-    let mut cumulative = 0u64;
-    for (i, b) in h.buckets.iter().enumerate() {
-        cumulative += b.load(Relaxed);
-        let le = LATENCY_BUCKETS
-            .get(i)
-            .map_or_else(|| "+Inf".to_owned(), |v| v.to_string());
-        let _ = writeln!(
-            out,
-            "onionwatch_gateway_upstream_latency_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+        for r in EscalationResult::ALL {
+            escalations.push(&[("result", r.as_str())], self.escalations(r) as f64);
+        }
+        let mut latency = Family::histogram(
+            name("upstream_latency_seconds"),
+            "Time from sending a request upstream to its response head.",
         );
+        latency.push_histogram(&[], &self.upstream_latency.snapshot());
+        out.extend([escalations, latency]);
     }
-    let _ = writeln!(
-        out,
-        "onionwatch_gateway_upstream_latency_seconds_sum {}",
-        h.sum_nanos.load(Relaxed) as f64 / 1e9
-    );
-    // The count is the +Inf bucket, read once so the two always agree.
-    let _ = writeln!(
-        out,
-        "onionwatch_gateway_upstream_latency_seconds_count {cumulative}"
-    );
-    out
 }
 
 #[cfg(test)]
@@ -353,7 +318,9 @@ mod tests {
         m.upstream_latency.observe(Duration::from_millis(20));
         m.upstream_latency.observe(Duration::from_secs(60));
         m.escalation(EscalationResult::Closed);
-        let t = m.metrics_text();
+        let mut families = Vec::new();
+        m.collect(&mut families);
+        let t = onionwatch_metrics::render(&families, onionwatch_metrics::Format::Prometheus);
         for want in [
             "onionwatch_gateway_requests_total{status=\"2xx\"} 1\n",
             "onionwatch_gateway_requests_total{status=\"4xx\"} 1\n",

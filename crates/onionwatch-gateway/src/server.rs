@@ -162,7 +162,6 @@ impl Shared {
 pub struct Gateway {
     listener: Listener,
     local: ListenAddr,
-    metrics_listener: Option<tokio::net::TcpListener>,
     shared: Arc<Shared>,
     escalator: Escalator,
     max_connections: usize,
@@ -180,8 +179,9 @@ pub struct GatewayHandle {
 }
 
 impl Gateway {
-    /// Validate `config` and bind the listening sockets (the gateway and,
-    /// if configured, the metrics endpoint). Must run inside tokio.
+    /// Validate `config` and bind the listening socket. Must run inside
+    /// tokio. The metrics endpoint (`metrics_listen`) is the caller's to
+    /// serve, from [`GatewayHandle::metrics`].
     pub async fn bind(config: Config) -> Result<Gateway, Error> {
         let settings = Settings::new(config, 0)?;
         let config = Arc::clone(&settings.config);
@@ -194,16 +194,6 @@ impl Gateway {
             addr: config.listen.to_string(),
             source,
         })?;
-        let metrics_listener =
-            match config.metrics_listen {
-                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(
-                    |source| Error::Listen {
-                        addr: addr.to_string(),
-                        source,
-                    },
-                )?),
-                None => None,
-            };
         let metrics = Arc::new(Metrics::default());
         let (abuse_tx, abuse_rx) = mpsc::channel(1024);
         let (events, _) = broadcast::channel(256);
@@ -225,7 +215,6 @@ impl Gateway {
         Ok(Gateway {
             listener,
             local,
-            metrics_listener,
             escalator: Escalator::new(abuse_rx, settings_rx, metrics, events),
             max_connections: config.max_connections,
             shutdown_grace: config.shutdown_grace().unwrap_or(Duration::from_secs(10)),
@@ -237,13 +226,6 @@ impl Gateway {
     /// The address actually bound (the real port when port 0 was asked).
     pub fn local_addr(&self) -> &ListenAddr {
         &self.local
-    }
-
-    /// The metrics endpoint's address, if one is configured.
-    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
-        self.metrics_listener
-            .as_ref()
-            .and_then(|l| l.local_addr().ok())
     }
 
     /// A handle to reload, stop and observe the gateway.
@@ -264,13 +246,6 @@ impl Gateway {
         let mut shutdown = shared.shutdown.subscribe();
         tokio::spawn(self.escalator.run());
         tokio::spawn(sweep(Arc::clone(&shared)));
-        if let Some(l) = self.metrics_listener.take() {
-            tokio::spawn(crate::metrics_http::serve(
-                l,
-                Arc::clone(&shared.metrics),
-                shared.shutdown.subscribe(),
-            ));
-        }
         tracing::info!(listen = %self.local, upstream = %shared.settings().config.upstream, "gateway listening");
         let permits = Arc::new(Semaphore::new(self.max_connections));
         loop {

@@ -327,7 +327,9 @@ async fn a_fast_circuit_gets_429_with_retry_after_while_another_is_served() {
     assert_eq!(m.rejected(RejectReason::RateLimited), 3);
     assert_eq!(m.responses(4), 3);
     assert_eq!(env.echo.requests(), 3);
-    let text = m.metrics_text();
+    let mut families = Vec::new();
+    onionwatch_metrics::Collect::collect(&*m, &mut families);
+    let text = onionwatch_metrics::render(&families, onionwatch_metrics::Format::Prometheus);
     assert!(text.contains("onionwatch_gateway_rejected_total{reason=\"rate_limited\"} 3"));
     assert!(
         !text.contains("\"100\"") && !text.contains("\"101\""),
@@ -448,43 +450,6 @@ async fn an_unreachable_upstream_gives_502() {
         1
     );
     assert_eq!(m.responses(5), 1);
-}
-
-#[tokio::test]
-async fn the_metrics_endpoint_serves_prometheus_text() {
-    let echo = EchoServer::start(&"127.0.0.1:0".parse().unwrap(), false)
-        .await
-        .unwrap();
-    let mut config = common::test_config(echo.addr());
-    config.metrics_listen = Some("127.0.0.1:0".parse().unwrap());
-    let gw = onionwatch_gateway::Gateway::bind(config).await.unwrap();
-    let metrics = gw.metrics_addr().unwrap();
-    let addr = gw.local_addr().clone();
-    let handle = gw.handle();
-    tokio::spawn(gw.run());
-    bounded(async {
-        assert_eq!(
-            Client::tcp(&addr, Some(4)).await.get("/", "").await.status,
-            200
-        );
-        let mut m = Client::tcp(&ListenAddr::Tcp(metrics), None).await;
-        let r = m.get("/metrics", "").await;
-        assert_eq!(r.status, 200);
-        assert!(r.header("content-type").unwrap().contains("version=0.0.4"));
-        let t = r.text();
-        assert!(
-            t.contains("onionwatch_gateway_requests_total{status=\"2xx\"} 1"),
-            "{t}"
-        );
-        assert!(t.contains("onionwatch_gateway_unique_circuits 1"), "{t}");
-        assert!(
-            t.contains("onionwatch_gateway_upstream_latency_seconds_count 1"),
-            "{t}"
-        );
-        assert_eq!(m.get("/other", "").await.status, 404);
-    })
-    .await;
-    handle.shutdown();
 }
 
 #[tokio::test]

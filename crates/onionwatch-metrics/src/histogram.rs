@@ -29,6 +29,22 @@ impl Histogram {
         }
     }
 
+    /// A histogram from counts kept elsewhere (e.g. atomics on a hot path):
+    /// non-cumulative `counts` per bound, values above the last bound only
+    /// in `count`. A `count` below the buckets' total is raised to it, so
+    /// the rendered `+Inf` bucket never falls below the last finite one.
+    ///
+    /// # Panics
+    /// As [`Histogram::new`], and if `counts` and `bounds` differ in length.
+    pub fn from_parts(bounds: &[f64], counts: &[u64], sum: f64, count: u64) -> Self {
+        assert_eq!(bounds.len(), counts.len(), "one count per bound");
+        let mut h = Self::new(bounds);
+        h.counts.copy_from_slice(counts);
+        h.sum = sum;
+        h.count = count.max(counts.iter().sum());
+        h
+    }
+
     /// Buckets for latencies in seconds over Tor: 50 ms to 60 s.
     pub fn tor_latency() -> Self {
         Self::new(&[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0])
@@ -68,6 +84,14 @@ impl Histogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn from_parts_keeps_inf_at_or_above_the_buckets() {
+        let h = Histogram::from_parts(&[1.0, 2.0], &[3, 4], 9.5, 5);
+        assert_eq!(h.counts(), &[3, 4]);
+        assert_eq!(h.count(), 7);
+        assert_eq!(Histogram::from_parts(&[1.0], &[1], 0.5, 2).count(), 2);
+    }
     use crate::Family;
 
     #[test]

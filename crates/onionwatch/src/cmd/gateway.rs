@@ -3,10 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use onionwatch_gateway::{Config, Gateway, ListenAddr, ProxyProtocol, UpstreamAddr};
+use onionwatch_server::Registry;
 use onionwatch_tor::control::ControlAddr;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -64,9 +67,12 @@ pub struct GatewayArgs {
     /// Window for --abuse-rejections, in seconds.
     #[arg(long)]
     abuse_window: Option<f64>,
-    /// Serve GET /metrics (Prometheus text) on this loopback IP:PORT.
+    /// Serve GET /metrics (Prometheus text) on IP:PORT: loopback, or
+    /// anywhere with --tls-cert and --auth-file.
     #[arg(long)]
     metrics_listen: Option<String>,
+    #[command(flatten)]
+    endpoint: super::endpoint::EndpointArgs,
     /// Check the configuration, print it, and exit.
     #[arg(long)]
     check: bool,
@@ -154,20 +160,40 @@ pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
     let mut sigterm = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
 
+    let metrics_endpoint = config
+        .metrics_listen
+        .map(|addr| args.endpoint.config(addr))
+        .transpose()?;
     let gateway = Gateway::bind(config).await?;
     let handle = gateway.handle();
+    let server = match metrics_endpoint {
+        Some(endpoint) => {
+            let registry = Arc::new(Registry::default());
+            registry.register(handle.metrics());
+            Some(onionwatch_server::start(&endpoint, onionwatch_server::router(registry)).await?)
+        }
+        None => None,
+    };
     let mut running = tokio::spawn(gateway.run());
     let mut stopping = false;
     loop {
         tokio::select! {
             r = &mut running => {
                 r.context("the gateway task panicked")??;
+                if let Some(server) = server {
+                    server.shutdown(Duration::from_secs(1)).await?;
+                }
                 return Ok(ExitCode::SUCCESS);
             }
-            _ = sighup.recv() => match args.load().and_then(|c| handle.reload(c).map_err(Into::into)) {
-                Ok(()) => tracing::info!("SIGHUP: configuration reloaded"),
-                Err(e) => tracing::error!("SIGHUP: configuration not reloaded, keeping the old one: {e:#}"),
-            },
+            _ = sighup.recv() => {
+                match args.load().and_then(|c| handle.reload(c).map_err(Into::into)) {
+                    Ok(()) => tracing::info!("SIGHUP: configuration reloaded"),
+                    Err(e) => tracing::error!("SIGHUP: configuration not reloaded, keeping the old one: {e:#}"),
+                }
+                if let Err(e) = server.as_ref().map_or(Ok(()), |s| s.reload_tls()) {
+                    tracing::error!("TLS not reloaded, keeping the old certificate: {e}");
+                }
+            }
             _ = sigterm.recv() => {
                 if stopping {
                     return Ok(ExitCode::from(143));

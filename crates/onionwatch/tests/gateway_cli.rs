@@ -1,0 +1,100 @@
+//! `onionwatch gateway` serves its metrics on the shared endpoint, which
+//! refuses to go public without TLS and authentication.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use onionwatch_gateway::echo::EchoServer;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One request as tor sends it: a PROXY header carrying circuit id `id`.
+fn request_on_circuit(gateway: SocketAddr, id: u32) -> String {
+    let mut s = TcpStream::connect(gateway).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "PROXY TCP6 fc00:dead:beef:4dad::{:x}:{:x} ::1 1 80\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        id >> 16,
+        id & 0xffff
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn gateway_metrics_are_served_on_the_shared_endpoint() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let echo = rt
+        .block_on(EchoServer::start(&"127.0.0.1:0".parse().unwrap(), false))
+        .unwrap();
+    let (listen, metrics) = (free_port(), free_port());
+    let _gateway = common::Running(
+        Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+            .args([
+                "gateway",
+                "--listen",
+                &format!("127.0.0.1:{listen}"),
+                "--upstream",
+                &echo.addr().to_string(),
+                "--metrics-listen",
+                &format!("127.0.0.1:{metrics}"),
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let metrics = SocketAddr::from(([127, 0, 0, 1], metrics));
+    let start = Instant::now();
+    while !common::get(metrics, "/healthz").contains("ok") {
+        assert!(start.elapsed() < Duration::from_secs(30), "no endpoint");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let answer = request_on_circuit(SocketAddr::from(([127, 0, 0, 1], listen)), 0x1_0002);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("x-onion-circuitid: 65538"),
+        "the upstream saw the circuit id: {answer}"
+    );
+    let text = common::get(metrics, "/metrics");
+    for want in [
+        "onionwatch_gateway_requests_total{status=\"2xx\"} 1\n",
+        "onionwatch_gateway_unique_circuits 1\n",
+        "onionwatch_gateway_upstream_latency_seconds_count 1\n",
+        "# TYPE onionwatch_gateway_upstream_latency_seconds histogram\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    assert!(!text.contains("65538"), "no circuit ids as labels");
+}
+
+#[test]
+fn a_public_metrics_endpoint_needs_tls_and_authentication() {
+    let out = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+        .args([
+            "gateway",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--metrics-listen",
+            "0.0.0.0:9",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a loopback address"), "{err}");
+}
