@@ -2,8 +2,15 @@
 //!
 //! Deliberately tiny: one response per connection, enough to prove that a
 //! request crossed the Tor network and to show what tor put in front of it.
+//! Like the nginx of an Onionspray project, it can write an access log in
+//! nginx's `combined` format, the client address being the circuit-id
+//! address tor put in the PROXY header.
 
+use std::fs::File;
+use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,19 +39,34 @@ impl Backend {
     ///
     /// For the path [`HOLD_PATH`] the connection then stays open (until the
     /// client closes it, or 30 s), so a test can act on a live stream.
-    pub async fn start(name: String, response: BuiltInResponse) -> std::io::Result<Self> {
+    ///
+    /// With `access_log`, every answered request is appended there as one
+    /// nginx `combined` line.
+    pub async fn start(
+        name: String,
+        response: BuiltInResponse,
+        access_log: Option<&Path>,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
+        let log = match access_log {
+            Some(path) => Some(Arc::new(Mutex::new(
+                File::options().create(true).append(true).open(path)?,
+            ))),
+            None => None,
+        };
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let Ok((stream, peer)) = listener.accept().await else {
                     continue;
                 };
                 let name = name.clone();
+                let log = log.clone();
                 tokio::spawn(async move {
                     // A stalled client must not pin a task forever.
                     let limit = Duration::from_secs(30) + response.delay;
-                    let _ = timeout(limit, serve(stream, &name, response)).await;
+                    let served = serve(stream, &name, response, peer, log.as_deref());
+                    let _ = timeout(limit, served).await;
                 });
             }
         });
@@ -72,6 +94,8 @@ async fn serve(
     mut stream: TcpStream,
     name: &str,
     response: BuiltInResponse,
+    peer: SocketAddr,
+    log: Option<&Mutex<File>>,
 ) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 2048];
@@ -110,13 +134,40 @@ async fn serve(
         return stream.shutdown().await;
     };
     let mut body = String::new();
-    if let Some(proxy) = proxy {
+    if let Some(proxy) = &proxy {
         body.push_str(&format!("proxy: {proxy}\n"));
     }
     body.push_str(&Backend::body_for(name, path));
     // The slow site of a demo: this is the behaviour, not synchronisation.
     tokio::time::sleep(response.delay).await;
     respond(&mut stream, &status_line(response.status), &body).await?;
+    if let Some(log) = log {
+        // PROXY TCP6 <source> <destination> …: the source carries the circuit.
+        let client = proxy
+            .as_deref()
+            .and_then(|p| p.split(' ').nth(2))
+            .map_or_else(|| peer.ip().to_string(), str::to_owned);
+        let header = |name: &str| {
+            lines
+                .clone()
+                .filter_map(|l| l.split_once(':'))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+                .map_or("-", |(_, v)| v.trim())
+        };
+        let line = combined_line(
+            &client,
+            first,
+            response.status,
+            body.len(),
+            header("referer"),
+            header("user-agent"),
+        );
+        // One short write under a lock: lines never interleave.
+        let _ = log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write_all(line.as_bytes());
+    }
     if path == HOLD_PATH {
         // Wait for the client to close (or the caller's timeout).
         let _ = stream.read(&mut chunk).await;
@@ -145,6 +196,32 @@ fn status_line(status: u16) -> String {
     format!("{status} {reason}")
 }
 
+/// One nginx `combined` log line, timestamped now (UTC), quotes escaped
+/// the way nginx does (`\x22`).
+fn combined_line(
+    client: &str,
+    request: &str,
+    status: u16,
+    bytes: usize,
+    referer: &str,
+    agent: &str,
+) -> String {
+    let now = time::OffsetDateTime::now_utc();
+    let esc = |s: &str| s.replace('\\', "\\x5C").replace('"', "\\x22");
+    format!(
+        "{client} - - [{:02}/{}/{}:{:02}:{:02}:{:02} +0000] \"{}\" {status} {bytes} \"{}\" \"{}\"\n",
+        now.day(),
+        &now.month().to_string()[..3],
+        now.year(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        esc(request),
+        esc(referer),
+        esc(agent),
+    )
+}
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
@@ -163,7 +240,7 @@ mod tests {
 
     #[tokio::test]
     async fn answers_with_name_path_and_proxy_line() {
-        let b = Backend::start("svc".into(), BuiltInResponse::default())
+        let b = Backend::start("svc".into(), BuiltInResponse::default(), None)
             .await
             .unwrap();
         let out = get(b.addr(), b"GET /x HTTP/1.1\r\nHost: h\r\n\r\n").await;
@@ -182,12 +259,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn access_log_is_nginx_combined_with_the_circuit_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("access.log");
+        let b = Backend::start("svc".into(), BuiltInResponse::default(), Some(&path))
+            .await
+            .unwrap();
+        get(
+            b.addr(),
+            b"PROXY TCP6 fc00:dead:beef:4dad::0:23 ::1 35 80\r\nGET /a HTTP/1.1\r\nUser-Agent: t\"x\r\n\r\n",
+        )
+        .await;
+        get(b.addr(), b"GET /b HTTP/1.1\r\nReferer: http://r/\r\n\r\n").await;
+        let log = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(lines.len(), 2, "{log}");
+        let body = Backend::body_for("svc", "/a").len()
+            + "proxy: PROXY TCP6 fc00:dead:beef:4dad::0:23 ::1 35 80\n".len();
+        assert!(
+            lines[0].starts_with("fc00:dead:beef:4dad::0:23 - - ["),
+            "{log}"
+        );
+        assert!(
+            lines[0].ends_with(&format!(
+                "+0000] \"GET /a HTTP/1.1\" 200 {body} \"-\" \"t\\x22x\""
+            )),
+            "{log}"
+        );
+        assert!(lines[1].starts_with("127.0.0.1 - - ["), "{log}");
+        assert!(lines[1].ends_with("\"http://r/\" \"-\""), "{log}");
+    }
+
+    #[tokio::test]
     async fn configured_status_is_answered() {
         let response = BuiltInResponse {
             status: 500,
             delay: Duration::from_millis(1),
         };
-        let b = Backend::start("bad".into(), response).await.unwrap();
+        let b = Backend::start("bad".into(), response, None).await.unwrap();
         let out = get(b.addr(), b"GET / HTTP/1.1\r\n\r\n").await;
         assert!(
             out.starts_with("HTTP/1.1 500 Internal Server Error\r\n"),
@@ -198,7 +307,7 @@ mod tests {
 
     #[tokio::test]
     async fn hold_keeps_the_connection_open_until_the_client_closes() {
-        let b = Backend::start("svc".into(), BuiltInResponse::default())
+        let b = Backend::start("svc".into(), BuiltInResponse::default(), None)
             .await
             .unwrap();
         let mut s = TcpStream::connect(b.addr()).await.unwrap();
@@ -218,7 +327,7 @@ mod tests {
 
     #[tokio::test]
     async fn hostile_requests_get_errors() {
-        let b = Backend::start("svc".into(), BuiltInResponse::default())
+        let b = Backend::start("svc".into(), BuiltInResponse::default(), None)
             .await
             .unwrap();
         let out = get(b.addr(), b"\r\n\r\n").await;

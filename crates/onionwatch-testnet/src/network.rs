@@ -49,6 +49,9 @@ pub struct OnionInfo {
     pub tor: String,
     /// Whether tor sends a PROXY v1 line with the circuit id first.
     pub export_circuit_id: bool,
+    /// The built-in backend's access log (nginx `combined` format; the
+    /// client address is the circuit-id address when `export_circuit_id`).
+    pub access_log: Option<PathBuf>,
 }
 
 /// What a caller needs to use the network; `--format json` prints this.
@@ -243,16 +246,17 @@ impl TestNetwork {
                 ));
             }
             for (s, svc) in tor_cfg.services.iter().enumerate() {
-                let backend = match &svc.backend {
+                let (backend, access_log) = match &svc.backend {
                     BackendKind::BuiltIn => {
-                        let b = Backend::start(format!("{nick}-{s}"), svc.response)
+                        let log = dir.join(format!("access-{s}.log"));
+                        let b = Backend::start(format!("{nick}-{s}"), svc.response, Some(&log))
                             .await
                             .map_err(Error::io("start the built-in backend"))?;
                         let addr = b.addr();
                         backends.push(b);
-                        addr
+                        (addr, Some(log))
                     }
-                    BackendKind::Address(a) => *a,
+                    BackendKind::Address(a) => (*a, None),
                 };
                 let hs_dir = dir.join(format!("hs{s}"));
                 private_dir(&hs_dir)?;
@@ -281,6 +285,7 @@ impl TestNetwork {
                         backend,
                         tor: nick.clone(),
                         export_circuit_id: svc.export_circuit_id,
+                        access_log,
                     },
                 ));
             }
