@@ -10,7 +10,9 @@ use onionwatch_metrics::{Collect, Family};
 use onionwatch_server::{
     router, start, AuthConfig, BasicUser, EndpointConfig, Registry, TlsConfig,
 };
-use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+};
 use sha2::{Digest, Sha256};
 
 struct Up;
@@ -22,22 +24,15 @@ impl Collect for Up {
     }
 }
 
-struct Ca {
-    cert: rcgen::Certificate,
-    key: KeyPair,
-}
+type Ca = CertifiedIssuer<'static, KeyPair>;
 
 fn ca(name: &str) -> Ca {
-    let key = KeyPair::generate().unwrap();
     let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     params
         .distinguished_name
         .push(rcgen::DnType::CommonName, name);
-    Ca {
-        cert: params.self_signed(&key).unwrap(),
-        key,
-    }
+    CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap()
 }
 
 /// Write a leaf certificate signed by `ca` and return (cert, key) paths.
@@ -48,7 +43,7 @@ fn leaf(dir: &Path, name: &str, ca: &Ca, client: bool) -> (PathBuf, PathBuf) {
     if client {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     }
-    let cert = params.signed_by(&key, &ca.cert, &ca.key).unwrap();
+    let cert = params.signed_by(&key, ca).unwrap();
     let (c, k) = (
         dir.join(format!("{name}.pem")),
         dir.join(format!("{name}.key")),
@@ -60,7 +55,7 @@ fn leaf(dir: &Path, name: &str, ca: &Ca, client: bool) -> (PathBuf, PathBuf) {
 
 fn write_ca(dir: &Path, name: &str, ca: &Ca) -> PathBuf {
     let p = dir.join(format!("{name}-ca.pem"));
-    std::fs::write(&p, ca.cert.pem()).unwrap();
+    std::fs::write(&p, ca.pem()).unwrap();
     p
 }
 
