@@ -185,10 +185,20 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            for (project, log) in &logs {
-                if let Ok(lines) = onionwatch_inside::tor_log::recent_warnings(log, 5) {
-                    dash.set_recent_warnings(project, lines);
-                }
+            let logs = logs.clone();
+            // Small blocking file reads: off the async workers.
+            let found = tokio::task::spawn_blocking(move || {
+                logs.into_iter()
+                    .filter_map(|(project, log)| {
+                        let lines = onionwatch_inside::tor_log::recent_warnings(&log, 5).ok()?;
+                        Some((project, lines))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            for (project, lines) in found {
+                dash.set_recent_warnings(&project, lines);
             }
         }
     });
