@@ -255,7 +255,8 @@ impl Decision {
 /// Counts of a [`Policy`], for metrics and JSON.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PolicyCounters {
-    /// Records observed (with a circuit and a time).
+    /// Records counted against a tracked circuit (not allow-listed, not
+    /// circuit 0).
     pub records: u64,
     /// Records given to [`Policy::observe_record`] without a circuit id, or
     /// with circuit 0.
