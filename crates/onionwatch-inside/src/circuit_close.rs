@@ -32,16 +32,82 @@
 //! # }
 //! ```
 
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use onionwatch_logs::policy::{Action, Decision};
 use onionwatch_tor::circuit_id::CircuitId;
-use onionwatch_tor::control::{CircuitCloser, CloseOutcome};
+use onionwatch_tor::control::{Auth, CircuitCloser, CloseOutcome, ControlAddr};
+use serde::{Deserialize, Deserializer};
 use tokio::sync::{broadcast, mpsc};
 
 /// Decisions waiting for the control port; more are dropped (and counted).
 pub const QUEUE: usize = 1024;
+
+/// Where `close` decisions go: the control port of the tor whose access
+/// log the policy reads (circuit ids are per tor process). For a
+/// configuration file next to the policy's:
+///
+/// ```yaml
+/// control_port: unix:/opt/onionspray/projects/shop/tor-control.sock
+/// control_cookie: /opt/onionspray/projects/shop/tor-control.cookie   # optional
+/// ```
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlTarget {
+    /// The onion-service tor's control port: `IP:PORT` or `unix:PATH`.
+    /// Required.
+    #[serde(deserialize_with = "de_control_addr")]
+    pub control_port: ControlAddr,
+    /// Control-port password (`HashedControlPassword`); otherwise cookie
+    /// authentication. Default none.
+    #[serde(default)]
+    pub control_password: Option<String>,
+    /// Cookie file to use instead of the one tor names (e.g. tor in a
+    /// container). Default none.
+    #[serde(default)]
+    pub control_cookie: Option<PathBuf>,
+}
+
+fn de_control_addr<'de, D: Deserializer<'de>>(d: D) -> Result<ControlAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
+}
+
+impl fmt::Debug for ControlTarget {
+    /// Never prints the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControlTarget")
+            .field("control_port", &self.control_port)
+            .field(
+                "control_password",
+                &self.control_password.as_ref().map(|_| "<secret>"),
+            )
+            .field("control_cookie", &self.control_cookie)
+            .finish()
+    }
+}
+
+impl ControlTarget {
+    /// The authentication: the password if given, else SAFECOOKIE with
+    /// `control_cookie`, else whatever tor offers.
+    pub fn auth(&self) -> Auth {
+        match (&self.control_password, &self.control_cookie) {
+            (Some(p), _) => Auth::Password(p.clone()),
+            (None, Some(path)) => Auth::SafeCookie {
+                path: Some(path.clone()),
+            },
+            (None, None) => Auth::Auto { password: None },
+        }
+    }
+
+    /// A closer for this control port (not connected yet).
+    pub fn closer(&self) -> CircuitCloser {
+        CircuitCloser::new(self.control_port.clone(), self.auth())
+    }
+}
 
 /// What happened to one `close` decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -289,6 +355,40 @@ mod tests {
             ..ConnectOptions::default()
         };
         CircuitCloser::with_options(ControlAddr::Tcp(addr), Auth::Null, options, Duration::ZERO)
+    }
+
+    #[test]
+    fn control_targets_parse_and_hide_the_password() {
+        let t: ControlTarget = serde_saphyr::from_str(
+            "control_port: unix:/run/tor/control\ncontrol_cookie: /run/tor/control.authcookie\n",
+        )
+        .unwrap();
+        assert_eq!(t.control_port, ControlAddr::Unix("/run/tor/control".into()));
+        assert_eq!(
+            t.auth(),
+            Auth::SafeCookie {
+                path: Some("/run/tor/control.authcookie".into())
+            }
+        );
+        let t: ControlTarget =
+            serde_saphyr::from_str("control_port: 127.0.0.1:9051\ncontrol_password: hunter2\n")
+                .unwrap();
+        assert_eq!(t.auth(), Auth::Password("hunter2".into()));
+        assert!(!format!("{t:?}").contains("hunter2"));
+        assert_eq!(t.closer().addr(), &t.control_port);
+        let t: ControlTarget = serde_saphyr::from_str("control_port: 127.0.0.1:9051\n").unwrap();
+        assert_eq!(t.auth(), Auth::Auto { password: None });
+        for bad in [
+            "control_port: 9051\n",
+            "control_port: unix:\n",
+            "control_port: 127.0.0.1:9051\ncontrol_pasword: x\n",
+            "control_password: x\n",
+        ] {
+            assert!(
+                serde_saphyr::from_str::<ControlTarget>(bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[tokio::test]

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use onionwatch_inside::circuit_close::{CloseExecutor, CloseResult};
+use onionwatch_inside::circuit_close::{CloseExecutor, CloseResult, ControlTarget};
 use onionwatch_logs::access::LogFormat;
 use onionwatch_logs::analytics::Analytics;
 use onionwatch_logs::policy::{Action, Policy, PolicyConfig};
@@ -20,7 +20,6 @@ use onionwatch_testnet::{
     shared_network, BackendKind, NetworkConfig, NetworkInfo, ServiceConfig, ServiceTorConfig,
 };
 use onionwatch_tor::circuit_id::CircuitId;
-use onionwatch_tor::control::{Auth, CircuitCloser, ControlAddr};
 use onionwatch_tor::socks::{self, Isolation};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -234,11 +233,12 @@ async fn abusive_circuit_is_closed_and_the_others_keep_working() {
     assert_eq!(policy.counters().decisions(Action::Close), 1);
 
     // Execute it on the onion-service tor's control port.
-    let control: ControlAddr = onion.control.parse().unwrap();
-    let auth = Auth::SafeCookie {
-        path: Some(onion.cookie.clone()),
+    let target = ControlTarget {
+        control_port: onion.control.parse().unwrap(),
+        control_password: None,
+        control_cookie: Some(onion.cookie.clone()),
     };
-    let executor = CloseExecutor::spawn(CircuitCloser::new(control, auth));
+    let executor = CloseExecutor::spawn(target.closer());
     let mut events = executor.subscribe();
     assert!(executor.submit(d));
     let event = tokio::time::timeout(WAIT, events.recv())
