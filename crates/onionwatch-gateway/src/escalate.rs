@@ -2,22 +2,21 @@
 //!
 //! The request path only `try_send`s a note to this task, so a slow or dead
 //! control port never delays a request. The task keeps one control
-//! connection, reconnects after failures (at most once per
-//! [`RECONNECT_PAUSE`]), and remembers closed circuits for the cool-down.
+//! connection through onionwatch-tor's [`CircuitCloser`] (reconnects after
+//! failures, at most once per [`onionwatch_tor::control::RECONNECT_PAUSE`];
+//! the access-log policy's executor uses the same code), and remembers
+//! closed circuits for the cool-down.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use onionwatch_tor::control::{Auth, ConnectOptions, ControlAddr, ControlClient, EventStream};
+use onionwatch_tor::control::{Auth, CircuitCloser, CloseError, CloseOutcome};
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::{EscalationResult, Metrics, RejectReason};
 use crate::server::Settings;
 use crate::Config;
-
-/// Shortest pause between two connection attempts to a failing control port.
-pub const RECONNECT_PAUSE: Duration = Duration::from_secs(5);
 
 /// One circuit that crossed the threshold.
 #[derive(Debug, Clone, Copy)]
@@ -42,8 +41,7 @@ pub(crate) struct Escalator {
     settings: watch::Receiver<Arc<Settings>>,
     metrics: Arc<Metrics>,
     events: tokio::sync::broadcast::Sender<EscalationEvent>,
-    client: Option<(ControlAddr, ControlClient, EventStream)>,
-    last_failure: Option<Instant>,
+    closer: Option<CircuitCloser>,
     closed: HashMap<u32, Instant>,
 }
 
@@ -59,8 +57,7 @@ impl Escalator {
             settings,
             metrics,
             events,
-            client: None,
-            last_failure: None,
+            closer: None,
             closed: HashMap::new(),
         }
     }
@@ -110,53 +107,6 @@ impl Escalator {
             return Some(EscalationResult::DryRun);
         }
         let addr = e.control_port.clone()?;
-        // Two tries: the second after reconnecting, for a connection that
-        // tor closed since the last use.
-        for attempt in 0..2 {
-            let client = match self.client(&addr, config).await {
-                Some(c) => c,
-                None => return Some(EscalationResult::Failed),
-            };
-            match client.close_circuit(abuse.circuit).await {
-                Ok(()) => {
-                    tracing::warn!(circuit = abuse.circuit, control = %addr, "closed abusive circuit: {why}");
-                    self.closed.insert(abuse.circuit, now);
-                    return Some(EscalationResult::Closed);
-                }
-                Err(err) if err.is_unknown_entity() => {
-                    tracing::info!(
-                        circuit = abuse.circuit,
-                        "abusive circuit already gone: {err}"
-                    );
-                    self.closed.insert(abuse.circuit, now);
-                    return Some(EscalationResult::UnknownCircuit);
-                }
-                Err(err) if err.is_closed() && attempt == 0 => {
-                    self.client = None;
-                }
-                Err(err) => {
-                    tracing::warn!(circuit = abuse.circuit, control = %addr, "cannot close abusive circuit: {err}");
-                    self.client = None;
-                    return Some(EscalationResult::Failed);
-                }
-            }
-        }
-        Some(EscalationResult::Failed)
-    }
-
-    async fn client(&mut self, addr: &ControlAddr, config: &Config) -> Option<ControlClient> {
-        if let Some((a, c, _)) = &self.client {
-            if a == addr && !c.is_closed() {
-                return Some(c.clone());
-            }
-        }
-        self.client = None;
-        if let Some(at) = self.last_failure {
-            if at.elapsed() < RECONNECT_PAUSE {
-                return None;
-            }
-        }
-        let e = &config.escalation;
         let auth = match (&e.control_password, &e.control_cookie) {
             (Some(p), _) => Auth::Password(p.clone()),
             (None, Some(path)) => Auth::SafeCookie {
@@ -164,21 +114,43 @@ impl Escalator {
             },
             (None, None) => Auth::Auto { password: None },
         };
-        let opts = ConnectOptions {
-            command_timeout: Some(Duration::from_secs(10)),
-            ..ConnectOptions::default()
-        };
-        match ControlClient::connect_with(addr, auth, opts).await {
-            Ok((client, events)) => {
-                tracing::info!(control = %addr, "connected to tor's control port for circuit escalation");
-                self.last_failure = None;
-                self.client = Some((addr.clone(), client.clone(), events));
-                Some(client)
+        // A reload may point at another control port or credentials.
+        if !self
+            .closer
+            .as_ref()
+            .is_some_and(|c| c.targets(&addr, &auth))
+        {
+            self.closer = Some(CircuitCloser::new(addr.clone(), auth));
+        }
+        let closer = self.closer.as_mut()?;
+        match closer.close(abuse.circuit).await {
+            Ok(CloseOutcome::Closed) => {
+                tracing::warn!(circuit = abuse.circuit, control = %addr, "closed abusive circuit: {why}");
+                self.closed.insert(abuse.circuit, now);
+                Some(EscalationResult::Closed)
+            }
+            Ok(CloseOutcome::UnknownCircuit) => {
+                tracing::info!(
+                    circuit = abuse.circuit,
+                    "abusive circuit already gone: tor does not know it"
+                );
+                self.closed.insert(abuse.circuit, now);
+                Some(EscalationResult::UnknownCircuit)
+            }
+            Err(err @ CloseError::Paused { .. }) => {
+                // The failed connection attempt was logged already.
+                tracing::debug!(
+                    circuit = abuse.circuit,
+                    "cannot close abusive circuit: {err}"
+                );
+                Some(EscalationResult::Failed)
             }
             Err(err) => {
-                tracing::warn!(control = %addr, "cannot connect to tor's control port to close abusive circuits: {err}");
-                self.last_failure = Some(Instant::now());
-                None
+                tracing::warn!(
+                    circuit = abuse.circuit,
+                    "cannot close abusive circuit: {err}"
+                );
+                Some(EscalationResult::Failed)
             }
         }
     }

@@ -8,6 +8,9 @@
 //!   (`onionwatch watch`), with targets from [`targets`] (YAML and flags)
 //!   and [`discovery`] (an Onionspray tree).
 //!
+//! - [`circuit_close`]: execute the access-log policy's `close` decisions
+//!   (`CLOSECIRCUIT` on the onion-service tor's control port).
+//!
 //! Audit lives here rather than in a crate of its own because it reads the
 //! same things discovery reads: the torrc syntax ([`torrc`]) and
 //! Onionspray's layout and settings ([`onionspray`]).
@@ -15,6 +18,7 @@
 use std::path::PathBuf;
 
 pub mod audit;
+pub mod circuit_close;
 pub mod discovery;
 pub mod http;
 pub mod nginx;

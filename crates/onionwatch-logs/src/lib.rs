@@ -16,6 +16,9 @@
 //! - [`analytics`]: per-stream aggregates fed record by record: requests by
 //!   method and status, bytes, durations, unique circuits in sliding windows,
 //!   requests per circuit and the busiest circuits.
+//! - [`policy`]: the abusive-circuit policy, fed record by record:
+//!   too many requests of one circuit in a window give a decision to log,
+//!   alert on or close the circuit (executed by the caller).
 //! - [`summary`]: the serialisable [`summary::Summary`] and its Prometheus
 //!   text rendering.
 //! - [`time`]: nginx timestamps to Unix seconds and back to RFC 3339.
@@ -40,6 +43,7 @@ pub mod access;
 pub mod analytics;
 pub mod hll;
 pub mod lines;
+pub mod policy;
 pub mod severity;
 pub mod summary;
 pub mod time;

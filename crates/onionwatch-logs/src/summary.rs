@@ -163,7 +163,7 @@ pub struct FileSummary {
 
 /// Prometheus text exposition writer with an optional `project` label on
 /// every sample.
-struct Prom<'a> {
+pub(crate) struct Prom<'a> {
     out: String,
     project: Option<&'a str>,
 }
@@ -179,13 +179,24 @@ fn escape_label(v: &str, out: &mut String) {
     }
 }
 
-impl Prom<'_> {
-    fn header(&mut self, name: &str, kind: &str, help: &str) {
+impl<'a> Prom<'a> {
+    pub(crate) fn new(project: Option<&'a str>) -> Self {
+        Prom {
+            out: String::new(),
+            project,
+        }
+    }
+
+    pub(crate) fn finish(self) -> String {
+        self.out
+    }
+
+    pub(crate) fn header(&mut self, name: &str, kind: &str, help: &str) {
         let _ = writeln!(self.out, "# HELP {name} {help}");
         let _ = writeln!(self.out, "# TYPE {name} {kind}");
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
+    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
         self.out.push_str(name);
         let project = self.project.map(|p| ("project", p));
         let mut first = true;

@@ -6,7 +6,7 @@ use std::time::Duration;
 /// Why the test network could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A program (`tor`, `tor-gencert`, `prometheus`) is not installed.
+    /// A program (`tor`, `tor-gencert`, `prometheus`, `nginx`) is not installed.
     #[error("cannot run `{program}`: {source}. Install it first: `sudo apt-get install -y {}` (Debian/Ubuntu)", debian_package(program))]
     TorMissing {
         /// The program that could not be run.
@@ -30,6 +30,16 @@ pub enum Error {
         /// Exit status.
         status: String,
         /// Its log file.
+        log: PathBuf,
+        /// The last lines of that log.
+        tail: String,
+    },
+    /// The test nginx exited (bad configuration, port taken...).
+    #[error("nginx exited ({status}); last lines of {log}:\n{tail}")]
+    NginxDied {
+        /// Exit status.
+        status: String,
+        /// Its error log.
         log: PathBuf,
         /// The last lines of that log.
         tail: String,
@@ -70,6 +80,8 @@ impl Error {
 fn debian_package(program: &str) -> &'static str {
     if program.ends_with("prometheus") {
         "prometheus"
+    } else if program.ends_with("nginx") {
+        "nginx"
     } else {
         "tor"
     }

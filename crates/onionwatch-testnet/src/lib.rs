@@ -9,7 +9,8 @@
 //! every tor it started (and every tor also watches our pid through
 //! `__OwningControllerProcess`, so even a SIGKILLed test leaks nothing for long).
 //!
-//! Tests of one binary share one network with [`shared_network`].
+//! Tests of one binary share one network with [`shared_network`]. [`nginx`]
+//! runs a real nginx as a backend (PROXY protocol, access log) for tests.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), onionwatch_testnet::Error> {
@@ -27,6 +28,7 @@ mod error;
 pub mod http;
 mod keys;
 mod network;
+pub mod nginx;
 mod node;
 mod ports;
 pub mod prometheus;

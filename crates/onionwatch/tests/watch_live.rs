@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use onionwatch_testnet::nginx::{Nginx, NginxConfig};
 use onionwatch_testnet::{
     free_port, shared_network, with_shared_network, NetworkConfig, NetworkInfo, ServiceTorConfig,
 };
@@ -85,31 +86,6 @@ where
     }
 }
 
-fn start_nginx(dir: &Path, port: u16) -> Proc {
-    let d = dir.display();
-    let conf = format!(
-        "worker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\nevents {{ worker_connections 64; }}\n\
-         http {{\n  access_log {d}/access.log;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  \
-         fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  \
-         server {{\n    listen 127.0.0.1:{port};\n    location = /stub_status {{ stub_status; allow 127.0.0.1; deny all; }}\n  }}\n}}\n"
-    );
-    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
-    let child = Command::new("nginx")
-        .args(["-p"])
-        .arg(dir)
-        .args(["-c", "nginx.conf", "-e"])
-        .arg(dir.join("error.log"))
-        // One process (no workers to orphan), in the foreground: killing it
-        // on drop stops nginx completely.
-        .args(["-g", "daemon off; master_process off;"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("nginx is installed (apt-get install nginx)");
-    Proc(child, "nginx")
-}
-
 fn sample_value(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(prefix))
@@ -127,13 +103,17 @@ async fn watch_serves_two_projects_and_nginx_to_promtool_and_prometheus() {
     assert_eq!(info.onions.len(), 2);
     let tmp = tempfile::tempdir().unwrap();
 
-    let nginx_port = free_port().unwrap();
-    let nginx_dir = tmp.path().join("nginx");
-    std::fs::create_dir(&nginx_dir).unwrap();
-    let mut nginx = start_nginx(&nginx_dir, nginx_port);
-    let nginx_addr: SocketAddr = ([127, 0, 0, 1], nginx_port).into();
+    let mut nginx = Nginx::start(&NginxConfig {
+        server_directives: "location = /stub_status { stub_status; allow 127.0.0.1; deny all; }"
+            .into(),
+        ..NginxConfig::default()
+    })
+    .expect("nginx starts (apt-get install nginx)");
+    let nginx_addr = nginx.addr();
     wait_for("nginx stub_status", || {
-        nginx.check(&nginx_dir.join("error.log"));
+        if let Err(e) = nginx.check_alive() {
+            panic!("{e}");
+        }
         async move {
             http_get(nginx_addr, "/stub_status")
                 .await

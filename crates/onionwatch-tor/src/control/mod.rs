@@ -33,6 +33,7 @@
 mod args;
 mod auth;
 mod client;
+mod closer;
 mod events;
 mod reply;
 mod types;
@@ -48,6 +49,7 @@ pub use auth::{
     COOKIE_LEN,
 };
 pub use client::{ControlClient, EventStream};
+pub use closer::{CircuitCloser, CloseError, CloseOutcome, RECONNECT_PAUSE};
 pub use events::{Event, HsDescAction, HsDescContent, HsDescEvent, StatusEvent, StatusKind};
 pub use reply::{
     ProtocolError, Reply, ReplyLine, ReplyParser, DEFAULT_MAX_LINE, DEFAULT_MAX_REPLY,

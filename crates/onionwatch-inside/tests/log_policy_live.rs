@@ -1,0 +1,284 @@
+//! The abusive-circuit policy end to end on the private Tor network: an
+//! onion service with `HiddenServiceExportCircuitID haproxy` in front of a
+//! real nginx (PROXY protocol, real IP from it, `combined` access log), a
+//! client on three isolated circuits with one keep-alive connection each,
+//! the access log read with the library (LogFormat + Analytics + Policy),
+//! and the one abusive circuit closed through the onion-service tor's
+//! control port while the other two keep working.
+//!
+//! Needs Debian's `tor` and `nginx`. Every wait is bounded.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use onionwatch_inside::circuit_close::{CloseExecutor, CloseResult, ControlTarget};
+use onionwatch_logs::access::LogFormat;
+use onionwatch_logs::analytics::Analytics;
+use onionwatch_logs::policy::{Action, Policy, PolicyConfig};
+use onionwatch_testnet::nginx::{Nginx, NginxConfig};
+use onionwatch_testnet::{
+    shared_network, BackendKind, NetworkConfig, NetworkInfo, ServiceConfig, ServiceTorConfig,
+};
+use onionwatch_tor::circuit_id::CircuitId;
+use onionwatch_tor::socks::{self, Isolation};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const WAIT: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(100);
+
+/// Requests of the abusive circuit and of each well-behaved one.
+const ABUSIVE_REQUESTS: usize = 8;
+const NORMAL_REQUESTS: usize = 2;
+const MAX_REQUESTS: u32 = 5;
+
+/// One network per test binary; its onion service's backend is `nginx`.
+fn net(nginx: &Nginx) -> &'static NetworkInfo {
+    let backend = nginx.addr();
+    shared_network(move || NetworkConfig {
+        service_tors: vec![ServiceTorConfig {
+            services: vec![ServiceConfig {
+                export_circuit_id: true,
+                backend: BackendKind::Address(backend),
+                ..ServiceConfig::default()
+            }],
+            ..ServiceTorConfig::default()
+        }],
+        ..NetworkConfig::default()
+    })
+}
+
+/// A keep-alive HTTP/1.1 connection through tor on its own circuit.
+struct Conn {
+    stream: TcpStream,
+    host: String,
+}
+
+impl Conn {
+    async fn open(info: &NetworkInfo, token: &str) -> Conn {
+        let host = info.onions[0].address.clone();
+        let iso = Isolation::new(token);
+        let stream = tokio::time::timeout(
+            WAIT,
+            socks::connect(info.client.socks, &host, 80, Some(&iso)),
+        )
+        .await
+        .expect("SOCKS connect within the time limit")
+        .unwrap_or_else(|e| panic!("connect {host} as {token}: {e}"));
+        Conn { stream, host }
+    }
+
+    /// One GET on this connection; the status, or the I/O failure.
+    async fn get(&mut self, path: &str) -> std::io::Result<u16> {
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: log-policy-test\r\n\r\n",
+            self.host
+        );
+        let exchange = async {
+            self.stream.write_all(req.as_bytes()).await?;
+            read_response(&mut self.stream).await
+        };
+        tokio::time::timeout(WAIT, exchange)
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::other("no answer within the time limit")))
+    }
+}
+
+/// Read one response with a `Content-Length` body; EOF before its end is an
+/// error.
+async fn read_response(s: &mut TcpStream) -> std::io::Result<u16> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if s.read(&mut byte).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.push(byte[0]);
+        if buf.len() > 16 * 1024 {
+            return Err(std::io::Error::other("response head too long"));
+        }
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let bad = || std::io::Error::other(format!("not an HTTP response: {head:?}"));
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .ok_or_else(bad)?;
+    let mut body = vec![0u8; len];
+    s.read_exact(&mut body).await?;
+    Ok(status)
+}
+
+/// The access log's lines after byte `offset`, once there are at least `n`.
+async fn log_lines(nginx: &mut Nginx, offset: usize, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        nginx.check_alive().unwrap();
+        let text = std::fs::read(nginx.access_log()).unwrap_or_default();
+        let lines: Vec<String> = String::from_utf8_lossy(&text[offset.min(text.len())..])
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "access log has {} of {n} lines after {WAIT:?}: {lines:#?}",
+            lines.len()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn log_len(nginx: &Nginx) -> usize {
+    std::fs::metadata(nginx.access_log()).map_or(0, |m| m.len() as usize)
+}
+
+/// Requests per circuit in `lines`.
+fn per_circuit(lines: &[String]) -> BTreeMap<u32, usize> {
+    let format = LogFormat::combined();
+    let mut out = BTreeMap::new();
+    for l in lines {
+        let r = format.parse(l.as_bytes()).unwrap();
+        let id = r
+            .circuit_id()
+            .unwrap_or_else(|| panic!("no circuit id: {l}"));
+        *out.entry(id.0).or_default() += 1;
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abusive_circuit_is_closed_and_the_others_keep_working() {
+    let mut nginx = Nginx::start(&NginxConfig {
+        proxy_protocol: true,
+        ..NginxConfig::default()
+    })
+    .expect("nginx starts (apt-get install nginx)");
+    let info = net(&nginx);
+    let onion = &info.onions[0];
+    assert!(onion.export_circuit_id);
+    // The network's own readiness requests are in the log already: only
+    // what comes after this offset is ours.
+    let offset = log_len(&nginx);
+
+    // Three circuits, one keep-alive connection each.
+    let run = std::process::id();
+    let mut abusive = Conn::open(info, &format!("abusive-{run}")).await;
+    let mut normal = vec![
+        Conn::open(info, &format!("normal-a-{run}")).await,
+        Conn::open(info, &format!("normal-b-{run}")).await,
+    ];
+    for i in 0..ABUSIVE_REQUESTS {
+        assert_eq!(abusive.get(&format!("/a{i}")).await.unwrap(), 200);
+    }
+    for (n, c) in normal.iter_mut().enumerate() {
+        for i in 0..NORMAL_REQUESTS {
+            assert_eq!(c.get(&format!("/n{n}-{i}")).await.unwrap(), 200);
+        }
+    }
+    let total = ABUSIVE_REQUESTS + 2 * NORMAL_REQUESTS;
+    let lines = log_lines(&mut nginx, offset, total).await;
+    assert_eq!(lines.len(), total, "{lines:#?}");
+
+    // The library over the access log: analytics and the policy.
+    let format = LogFormat::combined();
+    let mut analytics = Analytics::default();
+    let mut policy = Policy::new(PolicyConfig {
+        max_requests: MAX_REQUESTS,
+        window_secs: 3600,
+        action: Action::Close,
+        i_understand_closing_circuits: true,
+        ..PolicyConfig::default()
+    })
+    .unwrap();
+    let mut decisions = Vec::new();
+    for l in &lines {
+        let record = format.parse(l.as_bytes()).unwrap();
+        analytics.record(&record);
+        decisions.extend(policy.observe_record(&record));
+    }
+    let summary = analytics.summary();
+    assert_eq!(summary.unique_circuits, 3, "{lines:#?}");
+    assert!(summary.unique_circuits_exact);
+    assert_eq!(summary.requests_by_status["200"], total as u64);
+
+    let counts = per_circuit(&lines);
+    let mut sizes: Vec<usize> = counts.values().copied().collect();
+    sizes.sort_unstable();
+    assert_eq!(
+        sizes,
+        vec![NORMAL_REQUESTS, NORMAL_REQUESTS, ABUSIVE_REQUESTS]
+    );
+    let abusive_id = *counts
+        .iter()
+        .find(|(_, &n)| n == ABUSIVE_REQUESTS)
+        .unwrap()
+        .0;
+    assert_eq!(decisions.len(), 1, "{decisions:#?}");
+    let d = &decisions[0];
+    assert_eq!(d.circuit, CircuitId(abusive_id));
+    assert_eq!(d.requests, MAX_REQUESTS + 1);
+    assert!(d.should_close());
+    assert_eq!(policy.counters().decisions(Action::Close), 1);
+
+    // Execute it on the onion-service tor's control port.
+    let target = ControlTarget {
+        control_port: onion.control.parse().unwrap(),
+        control_password: None,
+        control_cookie: Some(onion.cookie.clone()),
+    };
+    let executor = CloseExecutor::spawn(target.closer());
+    let mut events = executor.subscribe();
+    assert!(executor.submit(d));
+    let event = tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("the close is executed within the time limit")
+        .unwrap();
+    assert_eq!(event.circuit, CircuitId(abusive_id));
+    assert_eq!(event.result, CloseResult::Closed);
+    assert_eq!(executor.counters().get(CloseResult::Closed), 1);
+
+    // The abusive circuit's connection is gone: its next request fails.
+    let after_close = abusive.get("/after-close").await;
+    assert!(
+        after_close.is_err(),
+        "a request on the closed circuit answered {after_close:?}"
+    );
+    // The others keep working on their own circuits (same connections).
+    let before_more = log_len(&nginx);
+    for c in &mut normal {
+        assert_eq!(c.get("/after-close").await.unwrap(), 200);
+    }
+    let more = log_lines(&mut nginx, before_more, 2).await;
+    let more_counts = per_circuit(&more);
+    assert_eq!(more_counts.len(), 2, "{more:#?}");
+    for id in more_counts.keys() {
+        assert!(counts.contains_key(id) && *id != abusive_id, "{more:#?}");
+    }
+    // Closing it again: tor no longer knows it.
+    assert!(executor.submit(d));
+    let again = tokio::time::timeout(WAIT, events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.result, CloseResult::UnknownCircuit);
+    // The abusive client can come back, but only on a new circuit.
+    let before_back = log_len(&nginx);
+    let mut back = Conn::open(info, &format!("abusive-{run}")).await;
+    assert_eq!(back.get("/back").await.unwrap(), 200);
+    let back_lines = log_lines(&mut nginx, before_back, 1).await;
+    let back_counts = per_circuit(&back_lines);
+    assert_eq!(back_counts.len(), 1);
+    assert!(!back_counts.contains_key(&abusive_id), "{back_lines:#?}");
+}
