@@ -122,3 +122,92 @@ fn bad_usage_fails_with_a_clear_message() {
         "{err}"
     );
 }
+
+/// Run `onionwatch probe` with a config whose tor cannot start (it fails
+/// right after logging at info level) and an unknown key (a warning);
+/// returns stderr.
+fn probe_stderr(log_level: Option<&str>, args: &[&str], rust_log: Option<&str>) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("probe.yaml");
+    let level = log_level
+        .map(|l| format!("log_level: {l}\n"))
+        .unwrap_or_default();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{level}no_such_onionprobe_key: 1\ntor_binary: {}\nendpoints:\n  tpo:\n    address: {TPO}\n",
+            dir.path().join("no-tor-here").display()
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("RUST_LOG")
+        .args(["probe", "-c", cfg.to_str().unwrap()])
+        .args(args)
+        .args(["--socks_port", &free_port().to_string()])
+        .args(["--control_port", &free_port().to_string()]);
+    if let Some(v) = rust_log {
+        cmd.env("RUST_LOG", v);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "tor cannot start: {out:?}");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("cannot launch tor"), "{err}");
+    err
+}
+
+const INFO_LINE: &str = "launching a private tor";
+const WARN_LINE: &str = "no_such_onionprobe_key";
+
+#[test]
+fn log_level_from_the_config_is_applied() {
+    // Default (no log_level): info.
+    let e = probe_stderr(None, &[], None);
+    assert!(e.contains(INFO_LINE) && e.contains(WARN_LINE), "{e}");
+    let e = probe_stderr(Some("info"), &[], None);
+    assert!(e.contains(INFO_LINE) && e.contains(WARN_LINE), "{e}");
+    // warning: the warning, not the info line.
+    let e = probe_stderr(Some("warning"), &[], None);
+    assert!(!e.contains(INFO_LINE) && e.contains(WARN_LINE), "{e}");
+    // error and critical: neither (the final error is printed anyway).
+    for level in ["error", "CRITICAL"] {
+        let e = probe_stderr(Some(level), &[], None);
+        assert!(!e.contains(INFO_LINE) && !e.contains(WARN_LINE), "{level}: {e}");
+    }
+    // debug: debug lines appear.
+    let e = probe_stderr(Some("debug"), &[], None);
+    assert!(e.contains(" DEBUG ") && e.contains(INFO_LINE), "{e}");
+    let e = probe_stderr(Some("info"), &[], None);
+    assert!(!e.contains(" DEBUG "), "{e}");
+    // --log_level overrides the file.
+    let e = probe_stderr(Some("error"), &["--log_level", "info"], None);
+    assert!(e.contains(INFO_LINE), "{e}");
+}
+
+#[test]
+fn rust_log_and_verbose_win_over_log_level() {
+    let e = probe_stderr(Some("error"), &[], Some("info"));
+    assert!(e.contains(INFO_LINE) && e.contains(WARN_LINE), "RUST_LOG wins: {e}");
+    let e = probe_stderr(Some("info"), &[], Some("error"));
+    assert!(!e.contains(INFO_LINE), "RUST_LOG wins: {e}");
+    let e = probe_stderr(Some("error"), &["-v"], None);
+    assert!(e.contains(" DEBUG ") && e.contains(INFO_LINE), "-v wins: {e}");
+}
+
+#[test]
+fn an_invalid_log_level_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("probe.yaml");
+    std::fs::write(
+        &cfg,
+        format!("log_level: loud\nendpoints:\n  tpo:\n    address: {TPO}\n"),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["probe", "-c", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("log_level"), "{err}");
+}
