@@ -684,3 +684,88 @@ fn base64(data: &[u8]) -> String {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_from_a_trusted_ca_is_valid_and_a_self_signed_one_is_not() {
+    let o = onions();
+    let ca = test_ca();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("test-ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let endpoints = format!(
+        "endpoints:\n  ca-signed:\n    address: {}\n    protocol: https\n    port: 80\n    paths:\n      - path: /\n        pattern: 'CA-signed'\n        allowed_statuses: [200]\n  self-signed:\n    address: {}\n    protocol: https\n    port: 80\n    tls_verify: false\n",
+        o.ca_https, o.https
+    );
+    let yaml = format!(
+        "{FAST}tls_verify: true\ntls_ca_file: '{}'\n{endpoints}",
+        ca_file.display()
+    );
+    let (p1, targets) = prober(&yaml).await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let results = tokio::time::timeout(ROUND_LIMIT, p1.run_round(&targets, 1, None))
+        .await
+        .expect("the round finished in time");
+    let after = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let r = by_name(&results);
+    let m = p1.metrics();
+
+    let c = &r["ca-signed"];
+    assert!(c.passed, "verified against tls_ca_file: {c:?}");
+    let tls = c.tls.as_ref().unwrap();
+    assert!(tls.certificate_valid, "{tls:?}");
+    assert_eq!(tls.certificate_match_hostname, Some(true));
+    let pc = ["ca-signed", o.ca_https.as_str(), "https", "80", "/"];
+    let tc = ["ca-signed", o.ca_https.as_str(), "80"];
+    assert_eq!(m.get("onion_service_valid_certificate", &pc), Some(1.0));
+    assert_eq!(
+        m.get(
+            "onion_service_certificate_not_valid_after_timestamp_seconds",
+            &tc
+        ),
+        Some(ca.leaf_not_after as f64)
+    );
+    let expiry = m
+        .get("onion_service_certificate_expiry_seconds", &tc)
+        .unwrap();
+    assert!(
+        ((ca.leaf_not_after - after - 1) as f64..=(ca.leaf_not_after - before + 1) as f64)
+            .contains(&expiry),
+        "expiry {expiry} vs notAfter {} probed between {before} and {after}",
+        ca.leaf_not_after
+    );
+    assert_eq!(
+        m.get("onion_service_certificate_match_hostname", &tc),
+        Some(1.0)
+    );
+    let cert = m.get_info("onion_service_certificate", &tc).unwrap();
+    assert!(
+        cert.iter()
+            .any(|(k, v)| k == "issuer" && v.contains("onionwatch test CA")),
+        "{cert:?}"
+    );
+
+    // Self-signed, not from the CA: invalid (fetched anyway, tls_verify false).
+    let s = &r["self-signed"];
+    assert!(s.passed, "{s:?}");
+    assert!(!s.tls.as_ref().unwrap().certificate_valid);
+    let ps = ["self-signed", o.https.as_str(), "https", "80", "/"];
+    assert_eq!(m.get("onion_service_valid_certificate", &ps), Some(0.0));
+
+    // Without tls_ca_file the same certificate is refused (tls_verify).
+    let (p2, targets2) = prober(&format!("{FAST}tls_verify: true\n{endpoints}")).await;
+    let results2 = tokio::time::timeout(ROUND_LIMIT, p2.run_round(&targets2, 1, None))
+        .await
+        .expect("the round finished in time");
+    let c2 = &by_name(&results2)["ca-signed"];
+    assert_eq!(c2.error.as_deref(), Some("certificate_invalid"), "{c2:?}");
+    assert_eq!(
+        p2.metrics().get("onion_service_valid_certificate", &pc),
+        Some(0.0)
+    );
+}

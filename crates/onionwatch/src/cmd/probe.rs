@@ -56,6 +56,11 @@ pub struct ProbeArgs {
     /// The tor binary to launch.
     #[arg(long = "tor_binary", alias = "tor-binary")]
     tor_binary: Option<PathBuf>,
+    /// PEM file of CA certificates trusted (besides the web PKI roots) to
+    /// verify HTTPS onion services (onionwatch extension; config key
+    /// tls_ca_file).
+    #[arg(long = "tls_ca_file", alias = "tls-ca-file")]
+    tls_ca_file: Option<PathBuf>,
     /// Extra torrc line for the launched tor (repeatable).
     #[arg(long = "tor_config", alias = "tor-config")]
     tor_config: Vec<String>,
@@ -236,6 +241,9 @@ impl ProbeArgs {
             c.control_port = p
                 .parse::<ControlPort>()
                 .map_err(|e| anyhow::anyhow!("--control_port: {e}"))?;
+        }
+        if let Some(p) = &self.tls_ca_file {
+            c.tls_ca_file = Some(p.clone());
         }
         if let Some(p) = &self.control_password {
             c.control_password = Some(ControlPassword::Password(p.clone()));
