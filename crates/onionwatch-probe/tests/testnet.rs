@@ -686,6 +686,68 @@ fn base64(data: &[u8]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_succeeds_on_a_retry_counts_as_reachable() {
+    use std::sync::atomic::Ordering;
+    let o = onions();
+    // FAST allows http_connect_max_retries: 2, i.e. 3 attempts.
+    let yaml = format!(
+        "{FAST}endpoints:\n  flaky:\n    address: {}\n    protocol: http\n    port: 80\n    paths:\n      - path: /\n        pattern: '{FLAKY_MARKER}'\n        allowed_statuses: [200]\n",
+        o.flaky
+    );
+    let (prober, targets) = prober(&yaml).await;
+    let accepted_before = FLAKY_ACCEPTED.load(Ordering::SeqCst);
+    FLAKY_DROPS.store(2, Ordering::SeqCst);
+    let results = tokio::time::timeout(ROUND_LIMIT, prober.run_round(&targets, 1, None))
+        .await
+        .expect("the round finished in time");
+    let r = &results[0];
+    assert_eq!(
+        FLAKY_DROPS.load(Ordering::SeqCst),
+        0,
+        "both failing attempts reached the backend: {r:?}"
+    );
+    assert_eq!(
+        FLAKY_ACCEPTED.load(Ordering::SeqCst) - accepted_before,
+        3,
+        "two dropped connections, then one answered: {r:?}"
+    );
+    assert!(r.passed && r.reachable, "{r:?}");
+    assert_eq!(r.attempts, 3, "{r:?}");
+    assert_eq!(r.status_code, Some(200));
+    assert_eq!(r.pattern_matched, Some(true));
+    assert_eq!(r.error, None);
+
+    let m = prober.metrics();
+    let p = ["flaky", o.flaky.as_str(), "http", "80", "/"];
+    assert_eq!(m.get("onion_service_reachable", &p), Some(1.0));
+    assert_eq!(m.get("onion_service_status_code", &p), Some(200.0));
+    assert!(m.get("onion_service_latency_seconds", &p).is_some());
+    assert_eq!(m.get("onion_service_fetch_requests", &p), Some(3.0));
+    assert_eq!(
+        m.get("onion_service_fetch_error", &p),
+        None,
+        "the probe succeeded: no fetch error counted"
+    );
+    // Onionprobe's retry gauge: attempts used, under reachable="1" only.
+    let mut fams = Vec::new();
+    m.collect(&mut fams);
+    let text = render(&fams, Format::Prometheus);
+    let attempts: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("onion_service_connection_attempts{") && l.contains("\"flaky\""))
+        .collect();
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert!(
+        attempts[0].contains("reachable=\"1\"") && attempts[0].ends_with(" 3"),
+        "{attempts:?}"
+    );
+    assert!(text.contains(&format!(
+        "onion_service_reachable{{name=\"flaky\",address=\"{}\",protocol=\"http\",port=\"80\",path=\"/\"}} 1",
+        o.flaky
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_from_a_trusted_ca_is_valid_and_a_self_signed_one_is_not() {
     let o = onions();
     let ca = test_ca();
