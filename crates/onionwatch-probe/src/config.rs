@@ -626,8 +626,8 @@ impl Config {
             return Ok(Vec::new());
         };
         let bad = |m: String| invalid("tls_ca_file", m);
-        let data = std::fs::read(path)
-            .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+        let data =
+            std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
         let mut certs = Vec::new();
         for pem in x509_parser::pem::Pem::iter_from_buffer(&data) {
             let pem = pem.map_err(|e| bad(format!("{}: invalid PEM: {e}", path.display())))?;
@@ -890,7 +890,10 @@ mod tests {
         let err = Config::from_yaml(&format!("tls_ca_file: '{}'\n", missing.display()), "t")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("tls_ca_file") && err.contains("cannot read"), "{err}");
+        assert!(
+            err.contains("tls_ca_file") && err.contains("cannot read"),
+            "{err}"
+        );
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
         let err = Config::from_yaml(&format!("tls_ca_file: '{}'\n", empty.display()), "t")

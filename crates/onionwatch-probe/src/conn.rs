@@ -366,9 +366,10 @@ async fn tls_handshake(
     req: &Request<'_>,
     tcp: tokio::net::TcpStream,
 ) -> Result<(Option<TlsStream>, TlsInfo), ConnError> {
-    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(req.roots.clone(), provider())
-        .build()
-        .map_err(|e| ConnError::Tls(format!("cannot build the certificate verifier: {e}")))?;
+    let inner =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(req.roots.clone(), provider())
+            .build()
+            .map_err(|e| ConnError::Tls(format!("cannot build the certificate verifier: {e}")))?;
     let verifier = Arc::new(RecordingVerifier {
         inner,
         enforce: req.tls_verify,

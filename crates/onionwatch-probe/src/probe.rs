@@ -59,7 +59,10 @@ impl Settings {
         });
         let (tls_roots, refused) = conn::trust_roots(&extra);
         if refused > 0 {
-            tracing::warn!(refused, "tls_ca_file: some certificates are not usable as trust anchors");
+            tracing::warn!(
+                refused,
+                "tls_ca_file: some certificates are not usable as trust anchors"
+            );
         }
         Settings {
             tls_roots,
