@@ -11,7 +11,7 @@
 //!
 //! A few keys are onionwatch extensions (Onionprobe ignores them):
 //! `concurrency`, `max_body_bytes`, `prometheus_exporter_address`,
-//! `tor_binary`, `tor_config`, and per endpoint `client_auth_key` /
+//! `tls_ca_file`, `tor_binary`, `tor_config`, and per endpoint `client_auth_key` /
 //! `client_auth_key_file`.
 
 use std::collections::BTreeMap;
@@ -351,6 +351,10 @@ pub struct Config {
     pub tls_verify: Option<bool>,
     /// Record TLS and certificate details of https endpoints (default `true`).
     pub test_tls_connection: bool,
+    /// onionwatch: a PEM file of CA certificates trusted in addition to the
+    /// bundled web PKI roots when verifying HTTPS certificates (for onion
+    /// services whose certificates come from a private CA).
+    pub tls_ca_file: Option<PathBuf>,
     /// Record certificate details (default `true`).
     pub get_certificate_info: bool,
     /// Extra descriptor fetches after a failed one (default 5).
@@ -415,6 +419,7 @@ impl Default for Config {
             new_circuit: false,
             tls_verify: None,
             test_tls_connection: true,
+            tls_ca_file: None,
             get_certificate_info: true,
             descriptor_max_retries: 5,
             descriptor_timeout: 30.0,
@@ -455,6 +460,7 @@ const KNOWN_KEYS: &[&str] = &[
     "new_circuit",
     "tls_verify",
     "test_tls_connection",
+    "tls_ca_file",
     "get_certificate_info",
     "descriptor_max_retries",
     "descriptor_timeout",
@@ -613,6 +619,38 @@ impl Config {
         Duration::from_secs_f64(self.tls_connect_timeout.max(0.001))
     }
 
+    /// The DER certificates of `tls_ca_file` (empty without it). Refuses a
+    /// file that cannot be read or holds no parsable PEM certificate.
+    pub fn tls_ca_certificates(&self) -> Result<Vec<Vec<u8>>, ConfigError> {
+        let Some(path) = &self.tls_ca_file else {
+            return Ok(Vec::new());
+        };
+        let bad = |m: String| invalid("tls_ca_file", m);
+        let data =
+            std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+        let mut certs = Vec::new();
+        for pem in x509_parser::pem::Pem::iter_from_buffer(&data) {
+            let pem = pem.map_err(|e| bad(format!("{}: invalid PEM: {e}", path.display())))?;
+            if pem.label != "CERTIFICATE" {
+                continue;
+            }
+            pem.parse_x509().map_err(|e| {
+                bad(format!(
+                    "{}: a CERTIFICATE block is not X.509: {e}",
+                    path.display()
+                ))
+            })?;
+            certs.push(pem.contents);
+        }
+        if certs.is_empty() {
+            return Err(bad(format!(
+                "{} holds no PEM CERTIFICATE block",
+                path.display()
+            )));
+        }
+        Ok(certs)
+    }
+
     /// Check everything and compile the endpoints, in name order.
     pub fn targets(&self) -> Result<Vec<Target>, ConfigError> {
         let level = self.log_level.to_ascii_lowercase();
@@ -648,6 +686,7 @@ impl Config {
                 return Err(invalid("tor_config", "one torrc line per list item"));
             }
         }
+        self.tls_ca_certificates()?;
         let global_verify = self.tls_verify.unwrap_or(true);
         let mut out = Vec::new();
         for (name, e) in self.effective_endpoints() {
@@ -843,6 +882,35 @@ mod tests {
     use super::*;
 
     const A: &str = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid";
+
+    #[test]
+    fn tls_ca_file_is_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let err = Config::from_yaml(&format!("tls_ca_file: '{}'\n", missing.display()), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tls_ca_file") && err.contains("cannot read"),
+            "{err}"
+        );
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let err = Config::from_yaml(&format!("tls_ca_file: '{}'\n", empty.display()), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no PEM CERTIFICATE"), "{err}");
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(
+            &bad,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert!(Config::from_yaml(&format!("tls_ca_file: '{}'\n", bad.display()), "t").is_err());
+        let (c, w) = Config::from_yaml("", "t").unwrap();
+        assert!(w.is_empty() && c.tls_ca_file.is_none());
+        assert!(c.tls_ca_certificates().unwrap().is_empty());
+    }
 
     #[test]
     fn defaults_match_onionprobe() {

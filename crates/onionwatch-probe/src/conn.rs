@@ -138,6 +138,8 @@ pub struct Request<'a> {
     pub tls: bool,
     /// Refuse invalid certificates.
     pub tls_verify: bool,
+    /// Trust anchors for certificate verification ([`trust_roots`]).
+    pub roots: Arc<rustls::RootCertStore>,
     /// Stream isolation.
     pub isolation: Isolation,
     /// Stream open bound.
@@ -276,7 +278,7 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
         .clone()
 }
 
-fn roots() -> Arc<rustls::RootCertStore> {
+fn web_pki_roots() -> Arc<rustls::RootCertStore> {
     static R: OnceLock<Arc<rustls::RootCertStore>> = OnceLock::new();
     R.get_or_init(|| {
         Arc::new(rustls::RootCertStore {
@@ -284,6 +286,19 @@ fn roots() -> Arc<rustls::RootCertStore> {
         })
     })
     .clone()
+}
+
+/// The bundled web PKI roots plus `extra` CA certificates (DER, e.g. from
+/// `tls_ca_file`). Returns the number of extra certificates rustls refused
+/// as trust anchors along with the store.
+pub fn trust_roots(extra: &[Vec<u8>]) -> (Arc<rustls::RootCertStore>, usize) {
+    if extra.is_empty() {
+        return (web_pki_roots(), 0);
+    }
+    let mut store = (*web_pki_roots()).clone();
+    let (_, refused) =
+        store.add_parsable_certificates(extra.iter().map(|d| CertificateDer::from(d.clone())));
+    (Arc::new(store), refused)
 }
 
 /// Verifies with webpki, records the outcome, and only aborts the
@@ -351,9 +366,10 @@ async fn tls_handshake(
     req: &Request<'_>,
     tcp: tokio::net::TcpStream,
 ) -> Result<(Option<TlsStream>, TlsInfo), ConnError> {
-    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots(), provider())
-        .build()
-        .map_err(|e| ConnError::Tls(format!("cannot build the certificate verifier: {e}")))?;
+    let inner =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(req.roots.clone(), provider())
+            .build()
+            .map_err(|e| ConnError::Tls(format!("cannot build the certificate verifier: {e}")))?;
     let verifier = Arc::new(RecordingVerifier {
         inner,
         enforce: req.tls_verify,

@@ -392,7 +392,14 @@ pub fn analyse(
     let blind = HsBlindId::from(outer.blinded_key);
     let sub = Subcredential::from(subcred);
     let keypair = client_key.and_then(client_keypair);
-    match HsDesc::parse_decrypt_validate(text, &blind, &sub, keypair.as_ref()) {
+    // tor's control port hands the document over without its final newline;
+    // the netdoc parser needs it after the signature line.
+    let document = if text.ends_with('\n') {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        std::borrow::Cow::Owned(format!("{text}\n"))
+    };
+    match HsDesc::parse_decrypt_validate(&document, &blind, &sub, keypair.as_ref()) {
         Ok(desc) => {
             use tor_checkable::Timebound;
             let desc = desc.dangerously_assume_timely();

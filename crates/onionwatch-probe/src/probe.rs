@@ -45,12 +45,27 @@ pub struct Settings {
     pub randomize: bool,
     /// Shuffle each round.
     pub shuffle: bool,
+    /// Trust anchors for HTTPS verification: the web PKI plus `tls_ca_file`.
+    pub tls_roots: Arc<rustls::RootCertStore>,
 }
 
 impl Settings {
-    /// From a validated config.
+    /// From a validated config. A `tls_ca_file` that became unreadable since
+    /// validation is logged and left out.
     pub fn from_config(c: &Config) -> Self {
+        let extra = c.tls_ca_certificates().unwrap_or_else(|e| {
+            tracing::error!("{e}; verifying with the web PKI roots only");
+            Vec::new()
+        });
+        let (tls_roots, refused) = conn::trust_roots(&extra);
+        if refused > 0 {
+            tracing::warn!(
+                refused,
+                "tls_ca_file: some certificates are not usable as trust anchors"
+            );
+        }
         Settings {
+            tls_roots,
             descriptor_max_retries: c.descriptor_max_retries,
             descriptor_timeout: c.descriptor_timeout(),
             http_connect_max_retries: c.http_connect_max_retries,
@@ -714,6 +729,7 @@ impl Prober {
                 path: path.map(|p| p.path.as_str()),
                 tls: t.protocol == Protocol::Https,
                 tls_verify: t.tls_verify,
+                roots: s.tls_roots.clone(),
                 isolation: Isolation::new(token),
                 connect_timeout: s.connect_timeout,
                 tls_timeout: s.tls_timeout,

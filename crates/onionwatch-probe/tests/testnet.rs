@@ -684,3 +684,465 @@ fn base64(data: &[u8]) -> String {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_succeeds_on_a_retry_counts_as_reachable() {
+    use std::sync::atomic::Ordering;
+    let o = onions();
+    // FAST allows http_connect_max_retries: 2, i.e. 3 attempts.
+    let yaml = format!(
+        "{FAST}endpoints:\n  flaky:\n    address: {}\n    protocol: http\n    port: 80\n    paths:\n      - path: /\n        pattern: '{FLAKY_MARKER}'\n        allowed_statuses: [200]\n",
+        o.flaky
+    );
+    let (prober, targets) = prober(&yaml).await;
+    let accepted_before = FLAKY_ACCEPTED.load(Ordering::SeqCst);
+    FLAKY_DROPS.store(2, Ordering::SeqCst);
+    let results = tokio::time::timeout(ROUND_LIMIT, prober.run_round(&targets, 1, None))
+        .await
+        .expect("the round finished in time");
+    let r = &results[0];
+    assert_eq!(
+        FLAKY_DROPS.load(Ordering::SeqCst),
+        0,
+        "both failing attempts reached the backend: {r:?}"
+    );
+    assert_eq!(
+        FLAKY_ACCEPTED.load(Ordering::SeqCst) - accepted_before,
+        3,
+        "two dropped connections, then one answered: {r:?}"
+    );
+    assert!(r.passed && r.reachable, "{r:?}");
+    assert_eq!(r.attempts, 3, "{r:?}");
+    assert_eq!(r.status_code, Some(200));
+    assert_eq!(r.pattern_matched, Some(true));
+    assert_eq!(r.error, None);
+
+    let m = prober.metrics();
+    let p = ["flaky", o.flaky.as_str(), "http", "80", "/"];
+    assert_eq!(m.get("onion_service_reachable", &p), Some(1.0));
+    assert_eq!(m.get("onion_service_status_code", &p), Some(200.0));
+    assert!(m.get("onion_service_latency_seconds", &p).is_some());
+    assert_eq!(m.get("onion_service_fetch_requests", &p), Some(3.0));
+    assert_eq!(
+        m.get("onion_service_fetch_error", &p),
+        None,
+        "the probe succeeded: no fetch error counted"
+    );
+    // Onionprobe's retry gauge: attempts used, under reachable="1" only.
+    let mut fams = Vec::new();
+    m.collect(&mut fams);
+    let text = render(&fams, Format::Prometheus);
+    let attempts: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("onion_service_connection_attempts{") && l.contains("\"flaky\""))
+        .collect();
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert!(
+        attempts[0].contains("reachable=\"1\"") && attempts[0].ends_with(" 3"),
+        "{attempts:?}"
+    );
+    assert!(text.contains(&format!(
+        "onion_service_reachable{{name=\"flaky\",address=\"{}\",protocol=\"http\",port=\"80\",path=\"/\"}} 1",
+        o.flaky
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_from_a_trusted_ca_is_valid_and_a_self_signed_one_is_not() {
+    let o = onions();
+    let ca = test_ca();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("test-ca.pem");
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    let endpoints = format!(
+        "endpoints:\n  ca-signed:\n    address: {}\n    protocol: https\n    port: 80\n    paths:\n      - path: /\n        pattern: 'CA-signed'\n        allowed_statuses: [200]\n  self-signed:\n    address: {}\n    protocol: https\n    port: 80\n    tls_verify: false\n",
+        o.ca_https, o.https
+    );
+    let yaml = format!(
+        "{FAST}tls_verify: true\ntls_ca_file: '{}'\n{endpoints}",
+        ca_file.display()
+    );
+    let (p1, targets) = prober(&yaml).await;
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let results = tokio::time::timeout(ROUND_LIMIT, p1.run_round(&targets, 1, None))
+        .await
+        .expect("the round finished in time");
+    let after = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let r = by_name(&results);
+    let m = p1.metrics();
+
+    let c = &r["ca-signed"];
+    assert!(c.passed, "verified against tls_ca_file: {c:?}");
+    let tls = c.tls.as_ref().unwrap();
+    assert!(tls.certificate_valid, "{tls:?}");
+    assert_eq!(tls.certificate_match_hostname, Some(true));
+    let pc = ["ca-signed", o.ca_https.as_str(), "https", "80", "/"];
+    let tc = ["ca-signed", o.ca_https.as_str(), "80"];
+    assert_eq!(m.get("onion_service_valid_certificate", &pc), Some(1.0));
+    assert_eq!(
+        m.get(
+            "onion_service_certificate_not_valid_after_timestamp_seconds",
+            &tc
+        ),
+        Some(ca.leaf_not_after as f64)
+    );
+    let expiry = m
+        .get("onion_service_certificate_expiry_seconds", &tc)
+        .unwrap();
+    assert!(
+        ((ca.leaf_not_after - after - 1) as f64..=(ca.leaf_not_after - before + 1) as f64)
+            .contains(&expiry),
+        "expiry {expiry} vs notAfter {} probed between {before} and {after}",
+        ca.leaf_not_after
+    );
+    assert_eq!(
+        m.get("onion_service_certificate_match_hostname", &tc),
+        Some(1.0)
+    );
+    let cert = m.get_info("onion_service_certificate", &tc).unwrap();
+    assert!(
+        cert.iter()
+            .any(|(k, v)| k == "issuer" && v.contains("onionwatch test CA")),
+        "{cert:?}"
+    );
+
+    // Self-signed, not from the CA: invalid (fetched anyway, tls_verify false).
+    let s = &r["self-signed"];
+    assert!(s.passed, "{s:?}");
+    assert!(!s.tls.as_ref().unwrap().certificate_valid);
+    let ps = ["self-signed", o.https.as_str(), "https", "80", "/"];
+    assert_eq!(m.get("onion_service_valid_certificate", &ps), Some(0.0));
+
+    // Without tls_ca_file the same certificate is refused (tls_verify).
+    let (p2, targets2) = prober(&format!("{FAST}tls_verify: true\n{endpoints}")).await;
+    let results2 = tokio::time::timeout(ROUND_LIMIT, p2.run_round(&targets2, 1, None))
+        .await
+        .expect("the round finished in time");
+    let c2 = &by_name(&results2)["ca-signed"];
+    assert_eq!(c2.error.as_deref(), Some("certificate_invalid"), "{c2:?}");
+    assert_eq!(
+        p2.metrics().get("onion_service_valid_certificate", &pc),
+        Some(0.0)
+    );
+}
+
+/// Onionprobe 1.4.1's source distribution, unpacked: it alone ships the
+/// Prometheus rules and the Grafana dashboard (the wheel does not). From
+/// `ONIONPROBE_SDIST` (the .tar.gz) if set, else `pip download` (cached in
+/// the target directory). `None` when neither works.
+fn onionprobe_sdist() -> Option<std::path::PathBuf> {
+    let cache = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("onionprobe-1.4.1-sdist");
+    let tree = cache.join("onionprobe-1.4.1");
+    let wanted = [
+        "configs/prometheus/prometheus-rules.yml",
+        "configs/grafana/home.json",
+    ];
+    if wanted.iter().all(|f| tree.join(f).is_file()) {
+        return Some(tree);
+    }
+    std::fs::create_dir_all(&cache).ok()?;
+    let archive = match std::env::var_os("ONIONPROBE_SDIST") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => {
+            let ok = std::process::Command::new("python3")
+                .args(["-m", "pip", "download", "--quiet", "--no-deps"])
+                .args(["--no-binary", ":all:", "onionprobe==1.4.1", "-d"])
+                .arg(&cache)
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                return None;
+            }
+            cache.join("onionprobe-1.4.1.tar.gz")
+        }
+    };
+    let ok = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&cache)
+        .args(wanted.iter().map(|f| format!("onionprobe-1.4.1/{f}")))
+        .status()
+        .is_ok_and(|s| s.success());
+    (ok && wanted.iter().all(|f| tree.join(f).is_file())).then_some(tree)
+}
+
+/// Every `expr` string in a Grafana dashboard.
+fn dashboard_exprs(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("expr", serde_json::Value::String(e)) => out.push(e.clone()),
+                    _ => dashboard_exprs(v, out),
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter().for_each(|v| dashboard_exprs(v, out)),
+        _ => {}
+    }
+}
+
+/// The result vector of a successful instant query; panics on an error.
+fn query_result(
+    prom: &onionwatch_testnet::prometheus::Prometheus,
+    q: &str,
+) -> Vec<serde_json::Value> {
+    let body = prom
+        .query(q)
+        .unwrap_or_else(|| panic!("no answer from Prometheus to {q:?}"));
+    let v: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{q:?}: {e}: {body}"));
+    assert_eq!(v["status"], "success", "query {q:?} failed: {body}");
+    match &v["data"]["result"] {
+        serde_json::Value::Array(a) => a.clone(),
+        // Scalars and strings are one value.
+        other => vec![other.clone()],
+    }
+}
+
+/// The part of a dashboard query that must have data: Grafana's
+/// `… or vector(0)` fallback always does.
+fn without_fallback(q: &str) -> &str {
+    let q = q.trim();
+    q.strip_suffix("or vector(0)")
+        .map(str::trim_end)
+        .unwrap_or(q)
+}
+
+/// Dashboard queries that are empty on this network, as they would be for
+/// Onionprobe on the same services (each with the reason).
+const EMPTY_HERE: &[(&str, &str)] = &[
+    (
+        "onion_service_pow_v1_effort > 0",
+        "nobody attacks the test services: the suggested PoW effort is 0",
+    ),
+    (
+        "sort_desc(avg_over_time(onion_service_latency_seconds[30m]) > 20)",
+        "no service takes 20 s on loopback",
+    ),
+    (
+        "count(onion_service_is_single==1)/count(onion_service_is_single)*100",
+        "no single onion service in the test network",
+    ),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onionprobes_alert_rules_and_dashboard_queries_work_on_our_metrics() {
+    let Some(sdist) = onionprobe_sdist() else {
+        eprintln!("SKIPPED: cannot get Onionprobe 1.4.1's source distribution (pip download onionprobe==1.4.1, or set ONIONPROBE_SDIST to the .tar.gz)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must be able to download onionprobe==1.4.1's sdist"
+        );
+        return;
+    };
+    if std::process::Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: promtool/prometheus are not installed (apt-get install prometheus)");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install prometheus"
+        );
+        return;
+    }
+    let rules_file = sdist.join("configs/prometheus/prometheus-rules.yml");
+    let check = std::process::Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules_file)
+        .output()
+        .unwrap();
+    let check_out = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "promtool check rules: {check:?}");
+    assert!(check_out.contains("SUCCESS: 6 rules found"), "{check_out}");
+    let rules: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(&rules_file).unwrap()).unwrap();
+    let mut alerts: Vec<(String, String)> = Vec::new();
+    for group in rules["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            alerts.push((
+                rule["alert"].as_str().unwrap().to_owned(),
+                rule["expr"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    assert_eq!(alerts.len(), 6);
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(sdist.join("configs/grafana/home.json")).unwrap(),
+    )
+    .unwrap();
+    let mut queries = Vec::new();
+    dashboard_exprs(&dashboard, &mut queries);
+    queries.sort();
+    queries.dedup();
+    assert!(queries.len() >= 40, "{queries:?}");
+
+    // onionwatch probes the test services once and serves /metrics.
+    let yaml = format!("{FAST}{}", endpoints_yaml(true));
+    let (prober, targets) = prober(&yaml).await;
+    tokio::time::timeout(ROUND_LIMIT, prober.run_round(&targets, 1, None))
+        .await
+        .expect("the round finished in time");
+    let registry = std::sync::Arc::new(onionwatch_server::Registry::default());
+    registry.register(prober.metrics().clone());
+    let listener = onionwatch_server::bind("127.0.0.1:0".parse().unwrap(), false)
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(onionwatch_server::serve_on(
+        listener,
+        onionwatch_server::router(registry),
+        std::future::pending(),
+    ));
+
+    let rules_path = rules_file.clone();
+    let prom = tokio::task::spawn_blocking(move || {
+        onionwatch_testnet::prometheus::Prometheus::start_with_rules(
+            &[addr],
+            Duration::from_secs(1),
+            &[rules_path],
+        )
+    })
+    .await
+    .unwrap()
+    .expect("Prometheus starts with Onionprobe's rules");
+    let o = onions();
+
+    // Wait (bounded) until the rules without `for:` fire on scraped data.
+    let firing = |alerts_json: &str, name: &str| {
+        let v: serde_json::Value = serde_json::from_str(alerts_json).unwrap_or_default();
+        v["data"]["alerts"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|x| x["labels"]["alertname"] == name)
+                    .map(|x| {
+                        (
+                            x["labels"]["address"].as_str().unwrap_or("").to_owned(),
+                            x["state"].as_str().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    let alerts_json = loop {
+        let body = prom.api("/api/v1/alerts").unwrap_or_default();
+        if !firing(&body, "Expiring TLS certificate for the Onion Service").is_empty()
+            && !firing(&body, "Unexpected HTTP status code").is_empty()
+        {
+            break body;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the alerts never became active: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+
+    // Every rule loads and evaluates without error.
+    let rules_json = prom.api("/api/v1/rules").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&rules_json).unwrap();
+    let mut seen = 0;
+    for group in v["data"]["groups"].as_array().unwrap() {
+        for rule in group["rules"].as_array().unwrap() {
+            seen += 1;
+            assert_eq!(rule["health"], "ok", "{rule}");
+            assert!(
+                rule["lastError"].as_str().unwrap_or("").is_empty(),
+                "{rule}"
+            );
+        }
+    }
+    assert_eq!(seen, 6, "{rules_json}");
+
+    // Each alert fires (or is pending for its `for:`) for the services
+    // that are broken in that way, as Onionprobe's metrics would make it.
+    let has = |name: &str, address: &str| {
+        let list = firing(&alerts_json, name);
+        assert!(
+            list.iter().any(|(a, _)| a == address),
+            "{name} for {address}: {list:?}"
+        );
+        list
+    };
+    has("Onion Service unreachable", &o.error500);
+    has("Onion Service unreachable", UNPUBLISHED);
+    has("Onion Service descriptor unreachable", UNPUBLISHED);
+    has("Unexpected HTTP status code", &o.error500);
+    let expiring = has("Expiring TLS certificate for the Onion Service", &o.https);
+    assert!(expiring.iter().all(|(_, s)| s == "firing"), "{expiring:?}");
+    let invalid = has("Invalid TLS certificate for the Onion Service", &o.https);
+    assert!(invalid.iter().all(|(_, s)| s == "firing"), "{invalid:?}");
+    for name in [
+        "Onion Service unreachable",
+        "Onion Service descriptor unreachable",
+        "Unexpected HTTP status code",
+    ] {
+        let list = firing(&alerts_json, name);
+        assert!(
+            !list.iter().any(|(a, _)| a == &o.healthy),
+            "{name} must not fire for the healthy service: {list:?}"
+        );
+    }
+    // Before the first scrape there is no onionprobe_state, so this rule
+    // may be pending from its group's first evaluation; once its group has
+    // evaluated scraped data it must clear (bounded wait).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let body = prom.api("/api/v1/alerts").unwrap_or_default();
+        if firing(&body, "Onionprobe not responding").is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "Onionprobe not responding stays active while the prober is up: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for (name, expr) in &alerts {
+        let result = query_result(&prom, expr);
+        if name == "Onionprobe not responding" {
+            assert!(result.is_empty(), "{name}: {result:?}");
+            assert!(!query_result(&prom, "onionprobe_state").is_empty());
+        } else {
+            assert!(!result.is_empty(), "{name}: {expr} has no series");
+        }
+    }
+
+    // Every dashboard query evaluates, and has data unless it is one that
+    // is empty on this network for Onionprobe too.
+    let mut empty = Vec::new();
+    for q in &queries {
+        // Evaluates without error (query_result asserts it).
+        query_result(&prom, q);
+        if query_result(&prom, without_fallback(q)).is_empty() {
+            empty.push(without_fallback(q).to_owned());
+        }
+    }
+    let expected: Vec<String> = EMPTY_HERE.iter().map(|(q, _)| (*q).to_owned()).collect();
+    empty.sort();
+    let mut expected_sorted = expected.clone();
+    expected_sorted.sort();
+    assert_eq!(
+        empty, expected_sorted,
+        "dashboard queries without data (expected: {EMPTY_HERE:?})"
+    );
+    eprintln!(
+        "{} alert rules and {} dashboard queries checked",
+        alerts.len(),
+        queries.len()
+    );
+    drop(prom);
+    server.abort();
+}

@@ -21,13 +21,31 @@ impl Prometheus {
     /// Start Prometheus scraping `targets` (job `onionwatch`) every
     /// `interval`, and wait until it is ready (60 s at most).
     pub fn start(targets: &[SocketAddr], interval: Duration) -> Result<Self> {
+        Self::start_with_rules(targets, interval, &[])
+    }
+
+    /// Like [`Prometheus::start`], also loading these rule files (alerting
+    /// and recording rules, evaluated every `interval`).
+    pub fn start_with_rules(
+        targets: &[SocketAddr],
+        interval: Duration,
+        rule_files: &[std::path::PathBuf],
+    ) -> Result<Self> {
         let dir = tempfile::tempdir().map_err(Error::io("create Prometheus' directory"))?;
         let secs = interval.as_secs().max(1);
         let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
-        let config = format!(
-            "global:\n  scrape_interval: {secs}s\n  scrape_timeout: {secs}s\nscrape_configs:\n  - job_name: onionwatch\n    static_configs:\n      - targets: [{}]\n",
+        let mut config = format!(
+            "global:\n  scrape_interval: {secs}s\n  scrape_timeout: {secs}s\n  evaluation_interval: {secs}s\nscrape_configs:\n  - job_name: onionwatch\n    static_configs:\n      - targets: [{}]\n",
             list.join(", ")
         );
+        if !rule_files.is_empty() {
+            config.push_str("rule_files:\n");
+            for f in rule_files {
+                // A YAML single-quoted scalar: double any single quote.
+                let quoted = f.display().to_string().replace('\'', "''");
+                config.push_str(&format!("  - '{quoted}'\n"));
+            }
+        }
         let config_path = dir.path().join("prometheus.yml");
         std::fs::write(&config_path, config).map_err(Error::io("write prometheus.yml"))?;
         let addr = loopback(free_port().map_err(Error::io("pick a port for Prometheus"))?);
@@ -79,10 +97,12 @@ impl Prometheus {
 
     /// The JSON answer of an instant query (`/api/v1/query`).
     pub fn query(&self, expr: &str) -> Option<String> {
-        let raw = get(
-            self.addr,
-            &format!("/api/v1/query?query={}", url_encode(expr)),
-        )?;
+        self.api(&format!("/api/v1/query?query={}", url_encode(expr)))
+    }
+
+    /// The body of any GET on its HTTP API (e.g. `/api/v1/rules`).
+    pub fn api(&self, path_and_query: &str) -> Option<String> {
+        let raw = get(self.addr, path_and_query)?;
         raw.split_once("\r\n\r\n").map(|(_, body)| body.to_owned())
     }
 }

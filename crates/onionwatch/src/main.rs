@@ -1,18 +1,19 @@
 //! `onionwatch`: monitor Tor onion services from the inside and from the outside.
 
 mod cmd;
+mod logging;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 /// Monitor Tor onion services: reachability from the Tor network, descriptors,
 /// and the health of the tor daemons and web servers behind them.
 #[derive(Debug, Parser)]
 #[command(name = "onionwatch", version, about, long_about = None, propagate_version = true)]
 struct Cli {
-    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides it.
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides it; either
+    /// overrides `probe`'s log_level.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
 
@@ -55,17 +56,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default = match cli.verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init(cli.verbose);
 
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -3,8 +3,10 @@
 
 #![allow(dead_code)]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use onionwatch_probe::config::Config;
@@ -39,6 +41,35 @@ pub struct Backends {
     pub https: SocketAddr,
     /// A TCP banner.
     pub tcp: SocketAddr,
+    /// Drops (closes unanswered) the next [`FLAKY_DROPS`] connections, then
+    /// answers 200 with [`FLAKY_MARKER`].
+    pub flaky: SocketAddr,
+    /// HTTPS with a certificate for the SNI name, signed by [`test_ca`].
+    pub ca_https: SocketAddr,
+}
+
+/// Connections the flaky backend still closes without answering.
+pub static FLAKY_DROPS: AtomicU32 = AtomicU32::new(0);
+/// Connections the flaky backend accepted (dropped or answered).
+pub static FLAKY_ACCEPTED: AtomicU32 = AtomicU32::new(0);
+/// The body marker of the flaky backend.
+pub const FLAKY_MARKER: &str = "flaky but up";
+
+/// The test certificate authority behind [`Backends::ca_https`].
+#[derive(Debug)]
+pub struct TestCa {
+    /// Its certificate, PEM (what `tls_ca_file` points to).
+    pub pem: String,
+    /// notAfter of every leaf it issues, POSIX seconds.
+    pub leaf_not_after: i64,
+}
+
+static CA: OnceLock<TestCa> = OnceLock::new();
+
+/// The test CA (the backends start with it).
+pub fn test_ca() -> &'static TestCa {
+    backends();
+    CA.get().expect("set when the backends start")
 }
 
 /// Onion addresses by role.
@@ -49,6 +80,8 @@ pub struct Onions {
     pub mismatch: String,
     pub https: String,
     pub tcp: String,
+    pub flaky: String,
+    pub ca_https: String,
 }
 
 async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) {
@@ -108,6 +141,126 @@ async fn https_server() -> SocketAddr {
     .with_no_client_auth()
     .with_single_cert(vec![der], key_der)
     .unwrap();
+    tls_server(config, "secure onionwatch page").await
+}
+
+async fn flaky_server() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            FLAKY_ACCEPTED.fetch_add(1, Ordering::SeqCst);
+            let drop_it = FLAKY_DROPS
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if drop_it {
+                drop(s);
+                continue;
+            }
+            tokio::spawn(async move {
+                read_head(&mut s).await;
+                let _ = s.write_all(&response("200 OK", FLAKY_MARKER)).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// Issues (and caches) a leaf certificate for each SNI name, signed by the
+/// test CA.
+struct CaResolver {
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    not_after: i64,
+    cache: Mutex<HashMap<String, Arc<rustls::sign::CertifiedKey>>>,
+}
+
+impl std::fmt::Debug for CaResolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CaResolver").finish_non_exhaustive()
+    }
+}
+
+impl CaResolver {
+    fn issue(&self, name: &str) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let key = rcgen::KeyPair::generate().ok()?;
+        let mut params = rcgen::CertificateParams::new(vec![name.to_owned()]).ok()?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name.to_owned());
+        let not_after = time::OffsetDateTime::from_unix_timestamp(self.not_after).ok()?;
+        params.not_before = not_after - time::Duration::days(60);
+        params.not_after = not_after;
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &self.issuer).ok()?;
+        let signing = rustls::crypto::ring::default_provider()
+            .key_provider
+            .load_private_key(rustls::pki_types::PrivateKeyDer::Pkcs8(
+                key.serialize_der().into(),
+            ))
+            .ok()?;
+        Some(Arc::new(rustls::sign::CertifiedKey::new(
+            vec![cert.der().clone()],
+            signing,
+        )))
+    }
+}
+
+impl rustls::server::ResolvesServerCert for CaResolver {
+    fn resolve(
+        &self,
+        hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let name = hello.server_name()?.to_owned();
+        let mut cache = self.cache.lock().unwrap();
+        if let Some(k) = cache.get(&name) {
+            return Some(k.clone());
+        }
+        let k = self.issue(&name)?;
+        cache.insert(name, k.clone());
+        Some(k)
+    }
+}
+
+async fn ca_https_server() -> SocketAddr {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "onionwatch test CA");
+    let now = time::OffsetDateTime::now_utc();
+    ca.not_before = now - time::Duration::days(1);
+    ca.not_after = now + time::Duration::days(365);
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let leaf_not_after = now.unix_timestamp() + 30 * 86_400;
+    let _ = CA.set(TestCa {
+        pem: ca_cert.pem(),
+        leaf_not_after,
+    });
+    let resolver = CaResolver {
+        issuer: rcgen::Issuer::new(ca, ca_key),
+        not_after: leaf_not_after,
+        cache: Mutex::new(HashMap::new()),
+    };
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_cert_resolver(Arc::new(resolver));
+    tls_server(config, "CA-signed onionwatch page").await
+}
+
+async fn tls_server(config: rustls::ServerConfig, body: &'static str) -> SocketAddr {
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -124,9 +277,7 @@ async fn https_server() -> SocketAddr {
                     return;
                 };
                 read_head(&mut tls).await;
-                let _ = tls
-                    .write_all(&response("200 OK", "secure onionwatch page"))
-                    .await;
+                let _ = tls.write_all(&response("200 OK", body)).await;
                 let _ = tls.shutdown().await;
             });
         }
@@ -177,6 +328,8 @@ pub fn backends() -> &'static Backends {
                         mismatch: http_server("200 OK", "<html>nothing to see here</html>").await,
                         https: https_server().await,
                         tcp: tcp_server().await,
+                        flaky: flaky_server().await,
+                        ca_https: ca_https_server().await,
                     };
                     tx.send(b).unwrap();
                     std::future::pending::<()>().await;
@@ -188,7 +341,7 @@ pub fn backends() -> &'static Backends {
     })
 }
 
-/// One tor hosting the five onion services (the healthy one with PoW
+/// One tor hosting the seven onion services (the healthy one with PoW
 /// defences), the client accepting [`PASSWORD`] too.
 pub fn net() -> &'static NetworkInfo {
     let b = *backends();
@@ -206,6 +359,8 @@ pub fn net() -> &'static NetworkInfo {
                     svc(b.mismatch, false),
                     svc(b.https, false),
                     svc(b.tcp, false),
+                    svc(b.flaky, false),
+                    svc(b.ca_https, false),
                 ],
                 ..ServiceTorConfig::default()
             }],
@@ -225,6 +380,8 @@ pub fn onions() -> Onions {
         mismatch: o[2].address.clone(),
         https: o[3].address.clone(),
         tcp: o[4].address.clone(),
+        flaky: o[5].address.clone(),
+        ca_https: o[6].address.clone(),
     }
 }
 

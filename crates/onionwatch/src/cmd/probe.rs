@@ -56,12 +56,18 @@ pub struct ProbeArgs {
     /// The tor binary to launch.
     #[arg(long = "tor_binary", alias = "tor-binary")]
     tor_binary: Option<PathBuf>,
+    /// PEM file of CA certificates trusted (besides the web PKI roots) to
+    /// verify HTTPS onion services (onionwatch extension; config key
+    /// tls_ca_file).
+    #[arg(long = "tls_ca_file", alias = "tls-ca-file")]
+    tls_ca_file: Option<PathBuf>,
     /// Extra torrc line for the launched tor (repeatable).
     #[arg(long = "tor_config", alias = "tor-config")]
     tor_config: Vec<String>,
 
     // Onionprobe's options, same names.
-    /// Log level (debug, info, warning, error, critical).
+    /// Log level (debug, info, warning, error, critical; critical shows
+    /// errors). RUST_LOG and -v take precedence.
     #[arg(long = "log_level", alias = "log-level")]
     log_level: Option<String>,
     /// Tor address (SOCKS and control).
@@ -199,17 +205,13 @@ fn flag(yes: bool, no: bool) -> Option<bool> {
 }
 
 impl ProbeArgs {
-    /// The config file (if any) with the command line applied on top.
-    fn build_config(&self) -> Result<Config> {
-        let mut c = match &self.config {
-            Some(path) => {
-                let (c, warnings) = Config::load(path)?;
-                for w in warnings {
-                    tracing::warn!("{w}");
-                }
-                c
-            }
-            None => Config::default(),
+    /// The config file (if any) with the command line applied on top, and
+    /// the file's warnings (logged by [`apply_logging`] once the level is
+    /// known).
+    fn build_config(&self) -> Result<(Config, Vec<String>)> {
+        let (mut c, warnings) = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => (Config::default(), Vec::new()),
         };
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = self.$f.clone() { c.$f = v; } )* };
@@ -240,6 +242,9 @@ impl ProbeArgs {
                 .parse::<ControlPort>()
                 .map_err(|e| anyhow::anyhow!("--control_port: {e}"))?;
         }
+        if let Some(p) = &self.tls_ca_file {
+            c.tls_ca_file = Some(p.clone());
+        }
         if let Some(p) = &self.control_password {
             c.control_password = Some(ControlPassword::Password(p.clone()));
         }
@@ -269,8 +274,25 @@ impl ProbeArgs {
             c.endpoints.insert(name, endpoint);
         }
         c.targets().context("invalid configuration")?;
-        Ok(c)
+        Ok((c, warnings))
     }
+}
+
+/// Apply `log_level` (unless RUST_LOG or -v decided, see `crate::logging`),
+/// then log the config's warnings at that level.
+fn apply_logging(config: &Config, warnings: &[String]) {
+    crate::logging::apply_config_level(&config.log_level);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::debug!(
+        log_level = %config.log_level,
+        endpoints = config.endpoints.len(),
+        launch_tor = config.launch_tor,
+        looping = config.looping(),
+        concurrency = config.concurrency,
+        "configuration loaded"
+    );
 }
 
 fn tor_ip(c: &Config) -> Result<IpAddr> {
@@ -330,7 +352,10 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         bail!("nothing to probe: give a config file (-c FILE) or endpoints (-e ADDRESS_OR_URL…)");
     }
     let config = match args.build_config() {
-        Ok(c) => c,
+        Ok((c, warnings)) => {
+            apply_logging(&c, &warnings);
+            c
+        }
         Err(e) if args.check => {
             println!("ONIONWATCH UNKNOWN - {e:#}");
             return Ok(ExitCode::from(3));
@@ -477,8 +502,12 @@ enum Interrupted {
 }
 
 fn reload(args: &ProbeArgs, config: &mut Config, targets: &mut Vec<Target>, prober: &Arc<Prober>) {
-    match args.build_config().and_then(|c| Ok((c.targets()?, c))) {
-        Ok((t, c)) => {
+    match args
+        .build_config()
+        .and_then(|(c, w)| Ok((c.targets()?, c, w)))
+    {
+        Ok((t, c, warnings)) => {
+            apply_logging(&c, &warnings);
             let keep: Vec<(String, String)> = t
                 .iter()
                 .map(|t| (t.name.clone(), t.address.host().to_owned()))
