@@ -8,6 +8,9 @@
 //!   rename-and-create rotation, copytruncate, deletion and re-creation,
 //!   with positions saved in a state file to resume after a restart, and
 //!   bounded memory whatever the log rate.
+//! - [`follow`]: the follow-mode pipeline: a tailer over every project's
+//!   access, tor and onionbalance logs feeding their analytics and severity
+//!   counters, exported as metric families.
 //! - [`access`]: nginx access logs. A byte-level fast path for the `combined`
 //!   format and a general parser compiled from any nginx `log_format` string,
 //!   both returning a borrowed [`access::AccessRecord`] without allocating.
@@ -42,6 +45,7 @@
 
 pub mod access;
 pub mod analytics;
+pub mod follow;
 pub mod hll;
 pub mod lines;
 pub mod severity;

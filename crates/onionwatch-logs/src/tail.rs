@@ -521,7 +521,13 @@ impl Tailer {
                 matched: true,
             });
             f.matched = true;
+            f.pattern = pattern;
         }
+        // A path that still exists but no pattern covers any more (the
+        // patterns changed): stop following it. A path that vanished keeps
+        // its entry until its files are drained.
+        self.files
+            .retain(|p, f| f.matched || std::fs::symlink_metadata(p).is_err());
     }
 
     /// Open `path` for the first time, resuming from the loaded state.
