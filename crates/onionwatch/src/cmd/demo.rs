@@ -11,6 +11,9 @@ use clap::Args;
 use onionwatch_dashboard::{Dashboard, DashboardConfig};
 use onionwatch_inside::targets::{Flags, Settings as WatchSettings};
 use onionwatch_inside::watch::Watcher;
+use onionwatch_logs::access::LogFormat;
+use onionwatch_logs::follow::{FollowConfig, Follower};
+use onionwatch_logs::tail::TailState;
 use onionwatch_probe::{
     Config as ProbeConfig, ProbeMetrics, Prober, Settings as ProbeSettings, Tor,
 };
@@ -137,10 +140,28 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         flags
             .control_ports
             .push(format!("{project}={}", onion.control));
+        // The built-in backends have no nginx access log: only the tor logs
+        // are followed (onionwatch_log_severity_lines_total).
+        flags.tor_logs.push(format!(
+            "{project}={}",
+            info.dir.join(tor).join("notice.log").display()
+        ));
     }
-    let watcher = Watcher::new(WatchSettings::build(None, &flags)?);
+    let settings = WatchSettings::build(None, &flags)?;
+    let follower = Follower::new(
+        FollowConfig::default(),
+        LogFormat::combined(),
+        settings.logs.clone(),
+        TailState::default(),
+    );
+    let watcher = Watcher::new(settings);
+    watcher.attach_log_follower(follower.clone());
     watcher.start();
     registry.register(watcher.collector());
+    let follow = follower
+        .spawn()
+        .context("cannot start the log follower thread")?;
+    registry.register(follower.collector());
 
     // Outside: the prober against all four, through the network's client.
     let (probe_config, warnings) =
@@ -227,6 +248,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     probing.abort();
     sampler.abort();
     warnings.abort();
+    let _ = tokio::task::spawn_blocking(move || follow.stop()).await;
     server.shutdown(Duration::from_secs(5)).await?;
     net.shutdown();
     Ok(ExitCode::SUCCESS)
