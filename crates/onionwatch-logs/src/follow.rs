@@ -264,6 +264,8 @@ impl Follower {
         let mut sources: Vec<Source> = Vec::new();
         let mut last_save: Option<Instant> = None;
         let mut dirty = false;
+        let mut warned_errors = 0;
+        let mut last_warning: Option<Instant> = None;
         loop {
             if let Some(new) = lock(&shared.pending).take() {
                 tailer.set_patterns(new.iter().map(|s| s.pattern.clone()).collect());
@@ -337,6 +339,17 @@ impl Follower {
                 inner.stats = tailer.stats();
                 consumed
             };
+            // Say what fails, at most once a minute (the counter has them all).
+            let errors = tailer.stats().read_errors;
+            if errors > warned_errors
+                && last_warning.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(60))
+            {
+                if let Some(e) = tailer.last_error() {
+                    tracing::warn!("{e} ({} log read errors so far)", errors);
+                }
+                warned_errors = errors;
+                last_warning = Some(Instant::now());
+            }
             dirty |= consumed > 0;
             let due = last_save.is_none_or(|t| t.elapsed() >= shared.config.state_interval);
             if dirty && due {

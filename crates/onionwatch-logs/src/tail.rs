@@ -380,6 +380,7 @@ pub struct Tailer {
     buf: Vec<u8>,
     stats: TailStats,
     cursor: usize,
+    last_error: Option<String>,
 }
 
 fn is_glob(p: &Path) -> bool {
@@ -424,6 +425,7 @@ impl Tailer {
             buf: vec![0; chunk],
             stats: TailStats::default(),
             cursor: 0,
+            last_error: None,
         }
     }
 
@@ -456,6 +458,22 @@ impl Tailer {
             self.patterns = patterns;
             self.last_scan = None;
         }
+    }
+
+    fn error(&mut self, path: &Path, what: &str, e: &io::Error) {
+        self.stats.read_errors += 1;
+        let hint = if e.kind() == io::ErrorKind::PermissionDenied {
+            " (let this user read it: nginx and tor logs are often readable only by their owner or the adm group)"
+        } else {
+            ""
+        };
+        self.last_error = Some(format!("cannot {what} {}: {e}{hint}", path.display()));
+    }
+
+    /// The last error (what failed on which file, and a hint), if any; see
+    /// [`TailStats::read_errors`] for how many.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
     }
 
     /// Health counters.
@@ -652,7 +670,7 @@ impl Tailer {
                         continue;
                     }
                 }
-                Err(_) => self.stats.read_errors += 1,
+                Err(e) => self.error(path, "read", &e),
             }
             keep.push(h);
         }
@@ -674,7 +692,7 @@ impl Tailer {
                             budget = budget.saturating_sub(n);
                             consumed += n;
                         }
-                        Err(_) => self.stats.read_errors += 1,
+                        Err(e) => self.error(path, "read", &e),
                     }
                 }
                 if f.current.is_none() && meta.is_file() {
@@ -683,7 +701,7 @@ impl Tailer {
                             f.retired.extend(old);
                             f.current = Some(h);
                         }
-                        Err(_) => self.stats.read_errors += 1,
+                        Err(e) => self.error(path, "open", &e),
                     }
                 }
             }
@@ -695,7 +713,7 @@ impl Tailer {
                     f.retired.push(old);
                 }
                 if e.kind() != io::ErrorKind::NotFound {
-                    self.stats.read_errors += 1;
+                    self.error(path, "examine", &e);
                 }
             }
         }
@@ -703,11 +721,11 @@ impl Tailer {
             match h.check_truncation(self.config.fingerprint_len) {
                 Ok(true) => self.stats.truncations += 1,
                 Ok(false) => {}
-                Err(_) => self.stats.read_errors += 1,
+                Err(e) => self.error(path, "examine", &e),
             }
             match self.read(&mut h, path, pattern, budget, on_line) {
                 Ok(n) => consumed += n,
-                Err(_) => self.stats.read_errors += 1,
+                Err(e) => self.error(path, "read", &e),
             }
             f.current = Some(h);
         }
@@ -807,9 +825,9 @@ impl Tailer {
         pattern: usize,
         on_line: &mut dyn FnMut(TailEvent<'_>),
     ) {
-        let Ok(meta) = h.file.metadata() else {
-            self.stats.read_errors += 1;
-            return;
+        let meta = match h.file.metadata() {
+            Ok(m) => m,
+            Err(e) => return self.error(path, "examine", &e),
         };
         let end = meta.len();
         if end <= h.offset {
@@ -826,9 +844,8 @@ impl Tailer {
             });
         } else {
             let mut rest = vec![0; len as usize];
-            if h.file.read_exact_at(&mut rest, h.offset).is_err() {
-                self.stats.read_errors += 1;
-                return;
+            if let Err(e) = h.file.read_exact_at(&mut rest, h.offset) {
+                return self.error(path, "read", &e);
             }
             self.stats.lines += 1;
             let line = rest.strip_suffix(b"\r").unwrap_or(&rest);

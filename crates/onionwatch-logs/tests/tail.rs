@@ -445,3 +445,22 @@ fn a_corrupt_state_file_is_a_clear_error() {
     assert_eq!(TailState::load(&state).unwrap().files, vec![]);
     assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
 }
+
+#[test]
+fn unreadable_paths_are_counted_and_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("not-a-dir");
+    fs::write(&file, "x\n").unwrap();
+    let bad = file.join("access.log");
+    let good = dir.path().join("access.log");
+    append(&good, "ok\n");
+    let mut t = Tailer::new(config(), vec![bad.clone(), good]);
+    let mut seen = Seen::default();
+    seen.until(&mut t, "the good file", |s| s.lines.len() == 1);
+    assert!(t.stats().read_errors >= 1);
+    let err = t.last_error().unwrap();
+    assert!(
+        err.contains("cannot examine") && err.contains("not-a-dir/access.log"),
+        "{err}"
+    );
+}
