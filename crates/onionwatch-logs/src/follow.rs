@@ -414,6 +414,28 @@ impl Follower {
             .unwrap_or_default()
     }
 
+    /// The kept warnings and errors of every project's tor and onionbalance
+    /// logs, oldest first: `{project: {"tor": [...], "onionbalance": [...]}}`.
+    pub fn recent_warnings(&self) -> BTreeMap<String, BTreeMap<&'static str, Vec<RecentLine>>> {
+        let inner = lock(&self.shared.inner);
+        let mut out = BTreeMap::new();
+        for (name, p) in &inner.projects {
+            let mut logs = BTreeMap::new();
+            for (kind, c) in [
+                (LogKind::Tor, p.tor.as_ref()),
+                (LogKind::Onionbalance, p.onionbalance.as_ref()),
+            ] {
+                if let Some(c) = c {
+                    logs.insert(kind.as_str(), c.recent().cloned().collect());
+                }
+            }
+            if !logs.is_empty() {
+                out.insert(name.clone(), logs);
+            }
+        }
+        out
+    }
+
     /// Every family (see the module documentation).
     pub fn families(&self) -> Vec<Family> {
         let mut out = Vec::new();

@@ -118,6 +118,10 @@ fn counts_are_exact_across_rotation_and_restart() {
     assert_eq!(seen.lock().unwrap().len(), 10);
     assert_eq!(seen.lock().unwrap()[3], ("shop".into(), Some(3)));
     assert_eq!(f.recent_tor_warnings("shop").len(), 1);
+    let recent = f.recent_warnings();
+    assert_eq!(recent["shop"]["tor"].len(), 1);
+    assert!(recent["shop"]["tor"][0].text.contains("clock just jumped"));
+    assert!(!recent["shop"].contains_key("onionbalance"));
 
     // Rotate: rename and create.
     fs::rename(&log, dir.path().join("nginx-access.log-2024011118")).unwrap();

@@ -114,6 +114,15 @@ fn follow_mode_counts_exactly_across_rotation_and_restart() {
         ],
     );
 
+    let warnings: serde_json::Value = serde_json::from_str(
+        common::get(addr, "/api/v1/warnings")
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(warnings["shop"]["tor"][0]["severity"], "warn", "{warnings}");
+
     // Append, with a partial line, then rotate (rename and create).
     append(&log, &line(0x100, 200));
     append(&log, &line(0x101, 503));

@@ -54,7 +54,8 @@ its start, then follows it: rename-and-create rotation (the old file is read
 to its end), copytruncate, deletion and re-creation. It serves /metrics (the
 families --format prometheus prints, plus onionwatch_log_severity_lines_total
 for --tor-log/--onionbalance-log and onionwatch_log_tail_* health counters)
-and /healthz. With --state it saves each file's position after counting its
+/healthz, and /api/v1/warnings (the last --keep-warnings warn/err lines of
+each tor and onionbalance log, JSON). With --state it saves each file's position after counting its
 lines, and resumes there after a restart: no line lost or counted twice.
 
 JSON keys: lines, requests, parse_errors, parse_errors_by_reason,
@@ -126,7 +127,8 @@ pub struct LogsArgs {
     /// end instead of read from their start.
     #[arg(long, conflicts_with = "once")]
     from_end: bool,
-    /// Warnings and errors kept per tor/onionbalance log.
+    /// Warnings and errors kept per tor/onionbalance log (served at
+    /// /api/v1/warnings when following).
     #[arg(long, value_name = "N", default_value_t = 50)]
     keep_warnings: usize,
     #[command(flatten)]
@@ -218,7 +220,15 @@ async fn follow(args: LogsArgs) -> Result<ExitCode> {
     let handle = follower
         .spawn()
         .context("cannot start the log follower thread")?;
-    let server = onionwatch_server::start(&endpoint, onionwatch_server::router(registry)).await?;
+    let warnings = follower.clone();
+    let app = onionwatch_server::router(registry).route(
+        "/api/v1/warnings",
+        axum::routing::get(move || {
+            let f = warnings.clone();
+            async move { axum::Json(f.recent_warnings()) }
+        }),
+    );
+    let server = onionwatch_server::start(&endpoint, app).await?;
     let scheme = if endpoint.tls.is_some() {
         "https"
     } else {
