@@ -88,7 +88,9 @@ pub struct TailConfig {
     /// Most bytes read by one [`Tailer::poll`]. Default 1 MiB.
     pub batch_bytes: u64,
     /// How long a rotated-away or deleted file must stay idle (no growth)
-    /// before it is closed and its partial last line handed out. Default 5 s.
+    /// before it is closed and its partial last line handed out: time for
+    /// the writer to reopen its log (logrotate's postrotate reload).
+    /// Default 30 s.
     pub rotate_grace: Duration,
     /// Bytes hashed into a file's fingerprint. Default 256.
     pub fingerprint_len: usize,
@@ -105,7 +107,7 @@ impl Default for TailConfig {
             rescan_interval: Duration::from_secs(5),
             max_line: DEFAULT_MAX_LINE,
             batch_bytes: 1 << 20,
-            rotate_grace: Duration::from_secs(5),
+            rotate_grace: Duration::from_secs(30),
             fingerprint_len: DEFAULT_FINGERPRINT_LEN,
             start_at_end: false,
         }

@@ -132,6 +132,29 @@ fn discovered_projects_logs_are_followed_with_a_project_label() {
             "onionwatch_log_tail_rotations_total 1\n",
         ],
     );
+    // Its requests/s and 5xx/s columns come from two samples of
+    // onionwatch_log_requests_total (one a second here).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = common::get(addr, "/api/v1/dashboard");
+        let json: serde_json::Value = body
+            .split("\r\n\r\n")
+            .nth(1)
+            .and_then(|b| serde_json::from_str(b).ok())
+            .unwrap_or_default();
+        let news = json["projects"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["project"] == "news").cloned())
+            .unwrap_or_default();
+        if news["requests_per_second"].is_number() && news["errors_5xx_per_second"].is_number() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no request rates for news: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     drop(child);
     let saved = std::fs::read_to_string(&state).unwrap();
     assert!(saved.contains("nginx-access.log"), "{saved}");
