@@ -28,6 +28,10 @@
 //!   never handed out until its newline arrives, or until the file is
 //!   finished (rotated away or deleted, and idle for the grace period).
 //!
+//! A file is only known once a poll has opened it: a file created *and*
+//! rotated away between two polls (rotation faster than the poll interval)
+//! is never read.
+//!
 //! **Resuming** ([`Tailer::state`], [`TailState::save`]): per path, the
 //! device, inode, position and a fingerprint (a hash of the first
 //! [`TailConfig::fingerprint_len`] bytes, or fewer for a shorter file). The
