@@ -205,6 +205,18 @@ fn follow_mode_rejects_what_it_cannot_follow() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--once"));
 
+    let out = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+        .args([
+            "logs",
+            "--listen",
+            "127.0.0.1:0",
+            "access.log-2024011118.gz",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("compressed"));
+
     // Off loopback without TLS and authentication: refused.
     let out = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
         .args(["logs", "--listen", "0.0.0.0:0"])

@@ -108,7 +108,7 @@ pub struct LogsArgs {
     /// and resume from it at start.
     #[arg(long, value_name = "FILE", conflicts_with = "once")]
     state: Option<PathBuf>,
-    /// Where to serve /metrics and /healthz when following (loopback
+    /// Where to serve /metrics, /healthz and /api/v1/warnings when following (loopback
     /// unless TLS and authentication are configured); port 0 picks a free
     /// port, printed on standard error.
     #[arg(
@@ -137,7 +137,7 @@ pub struct LogsArgs {
     /// (nginx's and Onionspray's default) uses a faster parser.
     #[arg(long, value_name = "NGINX FORMAT", default_value = "combined")]
     log_format: String,
-    /// Output format.
+    /// Output format of --once (following always serves Prometheus/OpenMetrics).
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
     /// Project name: a "project" key in JSON, a project label in Prometheus.
@@ -177,6 +177,21 @@ async fn follow(args: LogsArgs) -> Result<ExitCode> {
     })?;
     if args.files.iter().any(|f| f == Path::new("-")) {
         anyhow::bail!("standard input cannot be followed: use --once to read it");
+    }
+    let all = args
+        .files
+        .iter()
+        .chain(&args.tor_log)
+        .chain(&args.onionbalance_log);
+    if let Some(gz) = all
+        .into_iter()
+        .find(|f| f.extension().is_some_and(|e| e == "gz"))
+    {
+        anyhow::bail!(
+            "{} is compressed and cannot be followed: analyse rotated .gz files with --once, \
+             and follow the live log (e.g. nginx-access.log)",
+            gz.display()
+        );
     }
     let project = args.project.clone().unwrap_or_default();
     let mut sources = Vec::new();
