@@ -499,16 +499,42 @@ impl Tailer {
         let mut files: Vec<FilePosition> = self
             .files
             .iter()
-            .filter_map(|(p, f)| f.current.as_ref().map(|h| h.position(p)))
+            // A path whose file was renamed away and not yet re-created keeps
+            // that file's position: a restart then finds it by inode.
+            .filter_map(|(p, f)| {
+                f.current
+                    .as_ref()
+                    .or(f.retired.last())
+                    .map(|h| h.position(p))
+            })
             .collect();
-        // Keep positions of paths not seen yet (a glob not rescanned, a file
-        // briefly missing), so a restart in between does not forget them.
+        // Keep positions of paths not open yet (a file briefly missing, e.g.
+        // renamed and not yet re-created), so a restart in between still
+        // finds the old file's rest; drop those no pattern covers any more.
         for (p, pos) in &self.resume {
-            if !self.files.contains_key(p) {
+            let open = self
+                .files
+                .get(p)
+                .is_some_and(|f| f.current.is_some() || !f.retired.is_empty());
+            if !open && self.covers(p) {
                 files.push(pos.clone());
             }
         }
         TailState { version: 1, files }
+    }
+
+    /// Whether a pattern names or matches `path`.
+    fn covers(&self, path: &Path) -> bool {
+        self.patterns.iter().any(|pat| {
+            if !is_glob(pat) {
+                return pat == path;
+            }
+            let name = pat.file_name().unwrap_or_default().as_encoded_bytes();
+            pat.parent() == path.parent()
+                && path
+                    .file_name()
+                    .is_some_and(|n| glob_match(name, n.as_encoded_bytes()))
+        })
     }
 
     fn scan(&mut self) {

@@ -548,3 +548,53 @@ fn concurrent_writer_with_rotations_loses_nothing() {
     );
     assert_eq!(t.stats().rotations, 6);
 }
+
+#[test]
+fn the_state_keeps_only_positions_the_patterns_cover() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.log");
+    let b = dir.path().join("b.log");
+    append(&a, "1\n");
+    append(&b, "2\n");
+    let mut t = Tailer::new(config(), vec![a.clone(), b.clone()]);
+    let mut seen = Seen::default();
+    seen.until(&mut t, "both lines", |s| s.lines.len() == 2);
+    let state = t.state();
+    assert_eq!(state.files.len(), 2);
+    // Restarted with one pattern gone and the other file missing: the
+    // missing one is kept (it may be re-created), the uncovered one dropped.
+    fs::remove_file(&a).unwrap();
+    let mut t = Tailer::with_state(config(), vec![a.clone()], state);
+    seen.poll(&mut t);
+    let kept: Vec<PathBuf> = t.state().files.into_iter().map(|f| f.path).collect();
+    assert_eq!(kept, [a]);
+}
+
+/// Stopped while the log is renamed away and not yet re-created: the
+/// restart finds the renamed file by inode and reads its rest.
+#[test]
+fn restart_between_rename_and_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    append(&log, &lines("a", 0..3));
+    let cfg = TailConfig {
+        rotate_grace: Duration::from_secs(3600),
+        ..config()
+    };
+    let mut t = Tailer::new(cfg, vec![log.clone()]);
+    let mut seen = Seen::default();
+    seen.until(&mut t, "3 lines", |s| s.lines.len() == 3);
+    let rotated = dir.path().join("access.log.1");
+    fs::rename(&log, &rotated).unwrap();
+    seen.poll(&mut t);
+    let state = t.state();
+    drop(t);
+    assert_eq!(state.files.len(), 1);
+    append(&rotated, &lines("a", 3..5));
+    append(&log, &lines("b", 0..2));
+    let mut t = Tailer::with_state(cfg, vec![log], state);
+    seen.until(&mut t, "the rest and the new file", |s| s.lines.len() == 7);
+    let mut want = names("a", 0..5);
+    want.extend(names("b", 0..2));
+    seen.assert_each_once(want);
+}
