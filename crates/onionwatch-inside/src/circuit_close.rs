@@ -38,6 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 
 use onionwatch_logs::policy::{Action, Decision};
+use onionwatch_metrics::Family;
 use onionwatch_tor::circuit_id::CircuitId;
 use onionwatch_tor::control::{Auth, CircuitCloser, CloseOutcome, ControlAddr};
 use serde::{Deserialize, Deserializer};
@@ -170,44 +171,25 @@ impl CloseCounters {
     }
 
     /// `onionwatch_log_circuit_closes_total{result}` and
-    /// `onionwatch_log_circuit_close_dropped_total` as Prometheus text, with
-    /// a `project` label when given (never a circuit id).
-    pub fn to_prometheus(&self, project: Option<&str>) -> String {
-        let p = project.map(|p| {
-            format!(
-                "project=\"{}\",",
-                p.replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n")
-            )
-        });
-        let p = p.as_deref().unwrap_or("");
-        let mut out = String::from(
-            "# HELP onionwatch_log_circuit_closes_total Abusive circuits the log policy asked to close, by result.\n\
-             # TYPE onionwatch_log_circuit_closes_total counter\n",
+    /// `onionwatch_log_circuit_close_dropped_total`, with a `project` label
+    /// when given (never a circuit id).
+    pub fn to_families(&self, project: Option<&str>) -> Vec<Family> {
+        let project: Vec<(&str, &str)> = project.map(|p| ("project", p)).into_iter().collect();
+        let mut closes = Family::counter(
+            "onionwatch_log_circuit_closes",
+            "Abusive circuits the log policy asked to close, by result.",
         );
         for r in CloseResult::ALL {
-            out.push_str(&format!(
-                "onionwatch_log_circuit_closes_total{{{p}result=\"{}\"}} {}\n",
-                r.as_str(),
-                self.get(r)
-            ));
+            let mut labels = project.clone();
+            labels.push(("result", r.as_str()));
+            closes.push(&labels, self.get(r) as f64);
         }
-        out.push_str(
-            "# HELP onionwatch_log_circuit_close_dropped_total Close decisions dropped because the control port was too slow.\n\
-             # TYPE onionwatch_log_circuit_close_dropped_total counter\n",
+        let mut dropped = Family::counter(
+            "onionwatch_log_circuit_close_dropped",
+            "Close decisions dropped because the control port was too slow.",
         );
-        let labels = p.trim_end_matches(',');
-        let labels = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        out.push_str(&format!(
-            "onionwatch_log_circuit_close_dropped_total{labels} {}\n",
-            self.dropped()
-        ));
-        out
+        dropped.push(&project, self.dropped() as f64);
+        vec![closes, dropped]
     }
 
     fn count(&self, result: CloseResult) {
@@ -430,13 +412,17 @@ mod tests {
             (1, 1)
         );
         assert_eq!(c.get(CloseResult::Closed), 0);
-        let text = c.to_prometheus(Some("shop"));
+        let render = |project| {
+            onionwatch_metrics::render(
+                &c.to_families(project),
+                onionwatch_metrics::Format::Prometheus,
+            )
+        };
+        let text = render(Some("shop"));
         assert!(text.contains(
             "onionwatch_log_circuit_closes_total{project=\"shop\",result=\"failed\"} 1\n"
         ));
         assert!(text.contains("onionwatch_log_circuit_close_dropped_total{project=\"shop\"} 0\n"));
-        assert!(c
-            .to_prometheus(None)
-            .contains("onionwatch_log_circuit_closes_total{result=\"closed\"} 0\n"));
+        assert!(render(None).contains("onionwatch_log_circuit_closes_total{result=\"closed\"} 0\n"));
     }
 }

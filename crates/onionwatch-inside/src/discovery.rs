@@ -5,6 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 
+use onionwatch_logs::follow::{LogKind, Source};
 use onionwatch_tor::control::ControlAddr;
 
 use crate::http::HttpUrl;
@@ -70,6 +71,47 @@ pub fn targets_of(inst: &Installation) -> Vec<Target> {
                         origin: Origin::Onionspray,
                     });
                 }
+            }
+        }
+    }
+    out
+}
+
+/// The logs of every project to follow: its nginx access logs
+/// (`log/nginx-access*.log`, which covers `log_separate`'s per-domain
+/// files but not the rotated `*.log-DATE[.gz]` ones), `log/tor.log`, and
+/// any other existing file a tor's `Log … file` names (softmap workers).
+pub fn log_sources(inst: &Installation) -> Vec<Source> {
+    let mut out = Vec::new();
+    for p in &inst.projects {
+        let log_dir = ["log", "log.d"]
+            .iter()
+            .map(|d| p.dir.join(d))
+            .find(|d| d.is_dir())
+            .unwrap_or_else(|| p.dir.join("log"));
+        out.push(Source {
+            project: p.name.clone(),
+            kind: LogKind::Access,
+            pattern: log_dir.join("nginx-access*.log"),
+        });
+        // torrc paths are absolute: they only help where they exist here
+        // (not when the tree is mounted elsewhere, e.g. in a container).
+        let mut tor_logs = vec![log_dir.join("tor.log")];
+        tor_logs.extend(
+            p.tors
+                .iter()
+                .flat_map(|t| t.log_files())
+                .filter(|f| f.is_file()),
+        );
+        let mut seen = std::collections::BTreeSet::new();
+        for pattern in tor_logs {
+            let key = std::fs::canonicalize(&pattern).unwrap_or_else(|_| pattern.clone());
+            if seen.insert(key) {
+                out.push(Source {
+                    project: p.name.clone(),
+                    kind: LogKind::Tor,
+                    pattern,
+                });
             }
         }
     }

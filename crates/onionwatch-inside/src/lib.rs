@@ -17,6 +17,7 @@
 
 use std::path::PathBuf;
 
+pub mod abuse;
 pub mod audit;
 pub mod circuit_close;
 pub mod discovery;

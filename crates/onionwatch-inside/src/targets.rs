@@ -12,7 +12,14 @@
 //!       - metrics_port: 127.0.0.1:9035
 //!         control_port: unix:/home/onionspray/onionspray/projects/news/tor-control.sock
 //!     nginx_status: http://127.0.0.1:8080/stub_status
+//!     access_logs: ["/var/log/nginx/news-access*.log"]
+//!     tor_logs: [/var/log/tor/news.log]
+//! log_state: /var/lib/onionwatch/logs.json
 //! ```
+//!
+//! Discovered Onionspray projects have their logs followed too
+//! (`log/nginx-access*.log` and each tor's `Log … file` path); the
+//! `onionwatch_log_*` series then carry their `project` label.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -49,6 +56,21 @@ pub struct Config {
     /// Projects by name (the value of the `project` label).
     #[serde(default)]
     pub projects: BTreeMap<String, ProjectConfig>,
+    /// Where to save the positions in the followed logs (JSON), so a
+    /// restart resumes without counting a line twice. Default: none (logs
+    /// are read from their start at each start).
+    #[serde(default)]
+    pub log_state: Option<PathBuf>,
+    /// Whether to follow the logs of discovered Onionspray projects.
+    /// Default true.
+    #[serde(default = "default_true")]
+    pub follow_onionspray_logs: bool,
+    /// Abusive-circuit policy applied to every project's access logs
+    /// (fields in `onionwatch_logs::policy::PolicyConfig`); `action: close`
+    /// sends CLOSECIRCUIT to the project's control port when it has exactly
+    /// one tor. Default: none.
+    #[serde(default)]
+    pub policy: Option<onionwatch_logs::policy::PolicyConfig>,
 }
 
 /// One project's targets.
@@ -62,6 +84,16 @@ pub struct ProjectConfig {
     /// `http://127.0.0.1:8080/stub_status`.
     #[serde(default)]
     pub nginx_status: Option<String>,
+    /// nginx access logs (combined format) to follow: paths, or globs with
+    /// `*`/`?` in the file name, e.g. `/var/log/nginx/news-access*.log`.
+    #[serde(default)]
+    pub access_logs: Vec<PathBuf>,
+    /// tor logs to follow and count by severity.
+    #[serde(default)]
+    pub tor_logs: Vec<PathBuf>,
+    /// onionbalance logs to follow and count by severity.
+    #[serde(default)]
+    pub onionbalance_logs: Vec<PathBuf>,
 }
 
 /// One tor process of a project.
@@ -95,6 +127,9 @@ fn default_timeout() -> f64 {
 fn default_rediscover() -> f64 {
     300.0
 }
+fn default_true() -> bool {
+    true
+}
 fn default_instance() -> String {
     "tor".into()
 }
@@ -108,6 +143,9 @@ impl Default for Config {
             onionspray: Vec::new(),
             rediscover_seconds: default_rediscover(),
             projects: BTreeMap::new(),
+            log_state: None,
+            follow_onionspray_logs: true,
+            policy: None,
         }
     }
 }
@@ -224,6 +262,13 @@ pub struct Settings {
     pub rediscover: Duration,
     /// Targets from flags and the file.
     pub targets: Vec<Target>,
+    /// Logs to follow from flags and the file (discovered ones are added
+    /// at each discovery).
+    pub logs: Vec<onionwatch_logs::follow::Source>,
+    /// Where to save the positions in the followed logs.
+    pub log_state: Option<PathBuf>,
+    /// Whether to follow the logs of discovered Onionspray projects.
+    pub follow_onionspray_logs: bool,
 }
 
 /// Command-line targets, `PROJECT[/INSTANCE]=VALUE` each.
@@ -243,6 +288,12 @@ pub struct Flags {
     pub timeout_seconds: Option<f64>,
     /// `--onionspray`, added to the file's.
     pub onionspray: Vec<PathBuf>,
+    /// `--access-log PROJECT=FILE`.
+    pub access_logs: Vec<String>,
+    /// `--tor-log PROJECT=FILE`.
+    pub tor_logs: Vec<String>,
+    /// `--log-state FILE`, overriding the file.
+    pub log_state: Option<PathBuf>,
 }
 
 /// Check a project or instance name: it becomes a label value and a key.
@@ -417,6 +468,40 @@ impl Settings {
                 )));
             }
         }
+        use onionwatch_logs::follow::{LogKind, Source};
+        let mut logs = Vec::new();
+        for (project, p) in &config.projects {
+            for (kind, paths) in [
+                (LogKind::Access, &p.access_logs),
+                (LogKind::Tor, &p.tor_logs),
+                (LogKind::Onionbalance, &p.onionbalance_logs),
+            ] {
+                logs.extend(paths.iter().map(|path| Source {
+                    project: project.clone(),
+                    kind,
+                    pattern: path.clone(),
+                }));
+            }
+        }
+        for (flag, kind, values) in [
+            ("--access-log", LogKind::Access, &flags.access_logs),
+            ("--tor-log", LogKind::Tor, &flags.tor_logs),
+        ] {
+            for v in values {
+                let (project, instance, path) =
+                    split_flag(flag, v, "news=/var/log/nginx/news-access.log")?;
+                if instance.is_some() || path.is_empty() {
+                    return Err(Error::Invalid(format!(
+                        "{flag} {v:?}: expected PROJECT=FILE, e.g. {flag} news=/var/log/news.log"
+                    )));
+                }
+                logs.push(Source {
+                    project: project.into(),
+                    kind,
+                    pattern: path.into(),
+                });
+            }
+        }
         let mut onionspray = config.onionspray.clone();
         onionspray.extend(flags.onionspray.iter().cloned());
         Ok(Settings {
@@ -426,6 +511,9 @@ impl Settings {
             onionspray,
             rediscover,
             targets,
+            logs,
+            log_state: flags.log_state.clone().or(config.log_state),
+            follow_onionspray_logs: config.follow_onionspray_logs,
         })
     }
 }
@@ -452,6 +540,55 @@ mod tests {
         assert!(err.to_string().contains("torz"), "{err}");
         let err = Config::from_yaml("listen: nowhere\n", "bad.yaml").unwrap_err();
         assert!(err.to_string().contains("bad.yaml"), "{err}");
+    }
+
+    #[test]
+    fn logs_from_yaml_and_flags() {
+        use onionwatch_logs::follow::{LogKind, Source};
+        let c = Config::from_yaml(
+            "log_state: /var/lib/ow/logs.json\nfollow_onionspray_logs: false\nprojects:\n  news:\n    access_logs: ['/l/news-access*.log']\n    tor_logs: [/l/tor.log]\n    onionbalance_logs: [/l/ob.log]\n",
+            "test.yaml",
+        )
+        .unwrap();
+        let flags = Flags {
+            access_logs: vec!["shop=/l/shop.log".into()],
+            tor_logs: vec!["shop=/l/shop-tor.log".into()],
+            ..Flags::default()
+        };
+        let s = Settings::build(Some(c), &flags).unwrap();
+        assert!(s.targets.is_empty());
+        assert!(!s.follow_onionspray_logs);
+        assert_eq!(s.log_state, Some(PathBuf::from("/var/lib/ow/logs.json")));
+        let src = |p: &str, kind, path: &str| Source {
+            project: p.into(),
+            kind,
+            pattern: path.into(),
+        };
+        assert_eq!(
+            s.logs,
+            vec![
+                src("news", LogKind::Access, "/l/news-access*.log"),
+                src("news", LogKind::Tor, "/l/tor.log"),
+                src("news", LogKind::Onionbalance, "/l/ob.log"),
+                src("shop", LogKind::Access, "/l/shop.log"),
+                src("shop", LogKind::Tor, "/l/shop-tor.log"),
+            ]
+        );
+        assert!(Config::default().follow_onionspray_logs);
+        for bad in ["/l/x.log", "shop/tor=/l/x.log", "bad name=/x", "shop="] {
+            let flags = Flags {
+                access_logs: vec![bad.into()],
+                ..Flags::default()
+            };
+            let err = Settings::build(None, &flags).unwrap_err().to_string();
+            assert!(
+                err.contains("--access-log") || err.contains("project"),
+                "{bad}: {err}"
+            );
+        }
+        let err =
+            Config::from_yaml("projects:\n  news:\n    access_log: [x]\n", "bad.yaml").unwrap_err();
+        assert!(err.to_string().contains("access_log"), "{err}");
     }
 
     #[test]

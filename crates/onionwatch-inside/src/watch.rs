@@ -4,13 +4,16 @@
 //! onionwatch itself.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use onionwatch_logs::follow::Follower;
 use onionwatch_metrics::{Collect, Family};
+use onionwatch_tor::control::ControlAddr;
 use serde::Serialize;
 
 use crate::targets::{Collector, Endpoint, Settings, Target};
@@ -50,6 +53,8 @@ struct Shared {
     interval: Duration,
     timeout: Duration,
     entries: RwLock<BTreeMap<Key, Arc<Entry>>>,
+    /// Follows the projects' logs; its sources are updated at each discovery.
+    logs: Mutex<Option<Follower>>,
 }
 
 /// The running monitor. Cloning shares it.
@@ -68,9 +73,18 @@ impl Watcher {
                 interval: settings.interval,
                 timeout: settings.timeout,
                 entries: RwLock::new(BTreeMap::new()),
+                logs: Mutex::new(None),
             }),
             settings: Arc::new(settings),
         }
+    }
+
+    /// Follow the logs of the configured projects and, at each discovery,
+    /// of the discovered ones with `follower` (call before
+    /// [`Watcher::start`]; register [`Follower::collector`] with the
+    /// registry and spawn it yourself).
+    pub fn attach_log_follower(&self, follower: Follower) {
+        *self.shared.logs.lock().unwrap_or_else(|e| e.into_inner()) = Some(follower);
     }
 
     /// Start the static targets and discover the Onionspray trees once.
@@ -83,10 +97,14 @@ impl Watcher {
     /// their state. A tree that cannot be read keeps its previous targets.
     pub fn rediscover(&self) {
         let mut targets = self.settings.targets.clone();
+        let mut logs = self.settings.logs.clone();
         let mut failed = false;
         for root in &self.settings.onionspray {
             match discovery::discover(root) {
                 Ok((inst, found)) => {
+                    if self.settings.follow_onionspray_logs {
+                        logs.extend(discovery::log_sources(&inst));
+                    }
                     tracing::debug!(root = %root.display(), projects = inst.projects.len(), targets = found.len(), "discovered the Onionspray tree");
                     for t in found {
                         if !targets.iter().any(|s| s.key() == t.key()) {
@@ -114,6 +132,11 @@ impl Watcher {
             }
         }
         self.set_targets(targets);
+        let follower = self.shared.logs.lock().unwrap_or_else(|e| e.into_inner());
+        // After a failed discovery the previous log sources stay.
+        if let (Some(f), false) = (follower.as_ref(), failed) {
+            f.set_sources(logs);
+        }
     }
 
     /// Replace the running targets with `targets`.
@@ -173,6 +196,24 @@ impl Watcher {
     /// The state of every target, as `/api/v1/targets` shows it.
     pub fn target_states(&self) -> Vec<TargetState> {
         states(&self.shared)
+    }
+
+    /// The control ports (and cookie files) of `project`'s tors now,
+    /// configured and discovered.
+    pub fn control_ports(&self, project: &str) -> Vec<(ControlAddr, Option<PathBuf>)> {
+        let entries = self
+            .shared
+            .entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        entries
+            .values()
+            .filter(|e| e.target.project == project)
+            .filter_map(|e| match &e.target.endpoint {
+                Endpoint::Control(addr, cookie) => Some((addr.clone(), cookie.clone())),
+                _ => None,
+            })
+            .collect()
     }
 }
 

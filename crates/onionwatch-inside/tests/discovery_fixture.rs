@@ -110,3 +110,44 @@ fn not_an_installation() {
     let err = discover(&dir).unwrap_err();
     assert!(err.to_string().contains("no projects/ directory"), "{err}");
 }
+
+#[test]
+fn every_project_has_its_access_and_tor_logs_followed() {
+    use onionwatch_logs::follow::LogKind;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onionspray");
+    let (inst, _) = discover(&dir).unwrap();
+    let sources = onionwatch_inside::discovery::log_sources(&inst);
+    let got: Vec<(String, LogKind, PathBuf)> = sources
+        .into_iter()
+        .map(|s| {
+            let rel = s.pattern.strip_prefix(&dir).unwrap().to_owned();
+            (s.project, s.kind, rel)
+        })
+        .collect();
+    let want = |p: &str, kind, path: &str| (p.to_string(), kind, PathBuf::from(path));
+    // The torrc paths (/home/onionspray/…) do not exist here: only the
+    // project's own log/tor.log is followed.
+    assert_eq!(
+        got,
+        [
+            want(
+                "blog",
+                LogKind::Access,
+                "projects/blog/log/nginx-access*.log"
+            ),
+            want("blog", LogKind::Tor, "projects/blog/log/tor.log"),
+            want(
+                "news",
+                LogKind::Access,
+                "projects/news/log/nginx-access*.log"
+            ),
+            want("news", LogKind::Tor, "projects/news/log/tor.log"),
+            want(
+                "shop",
+                LogKind::Access,
+                "projects/shop/log/nginx-access*.log"
+            ),
+            want("shop", LogKind::Tor, "projects/shop/log/tor.log"),
+        ]
+    );
+}

@@ -1,9 +1,16 @@
 //! Log parsing and analytics for onionwatch.
 //!
-//! This crate turns log lines into numbers and knows nothing about files,
-//! tailing or the command line; a caller (the one-shot analyser today, a
-//! rotation-safe tailer later) feeds it lines:
+//! This crate turns log lines into numbers and follows log files; it knows
+//! nothing about the command line. The one-shot analyser feeds it lines it
+//! reads itself; follow mode reads them through [`tail`]:
 //!
+//! - [`tail`]: follow many files (paths and globs) by polling, across
+//!   rename-and-create rotation, copytruncate, deletion and re-creation,
+//!   with positions saved in a state file to resume after a restart, and
+//!   bounded memory whatever the log rate.
+//! - [`follow`]: the follow-mode pipeline: a tailer over every project's
+//!   access, tor and onionbalance logs feeding their analytics and severity
+//!   counters, exported as metric families.
 //! - [`access`]: nginx access logs. A byte-level fast path for the `combined`
 //!   format and a general parser compiled from any nginx `log_format` string,
 //!   both returning a borrowed [`access::AccessRecord`] without allocating.
@@ -41,9 +48,11 @@
 
 pub mod access;
 pub mod analytics;
+pub mod follow;
 pub mod hll;
 pub mod lines;
 pub mod policy;
 pub mod severity;
 pub mod summary;
+pub mod tail;
 pub mod time;

@@ -44,7 +44,7 @@
 //!
 //! Every decision is logged through `tracing` with its reason (`log`: INFO,
 //! `alert` and `close`: WARN). [`PolicyCounters`] holds the numbers for
-//! metrics, rendered by [`PolicyCounters::to_prometheus`] without circuit
+//! metrics, as families from [`PolicyCounters::to_families`] without circuit
 //! ids as labels.
 //!
 //! ```
@@ -63,11 +63,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 
+use onionwatch_metrics::{Family, MetricType};
 use onionwatch_tor::circuit_id::CircuitId;
 use serde::{Deserialize, Serialize};
 
 use crate::access::AccessRecord;
-use crate::summary::Prom;
 
 /// What to do with an abusive circuit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -286,48 +286,51 @@ impl PolicyCounters {
         self.decisions[action.index()]
     }
 
-    /// The counters as Prometheus text (`onionwatch_log_abusive_circuits_total{action}`
+    /// The counters as metric families (`onionwatch_log_abusive_circuits_total{action}`
     /// and friends), with a `project` label when given; never a circuit id.
-    pub fn to_prometheus(&self, project: Option<&str>) -> String {
-        let mut p = Prom::new(project);
-        let name = "onionwatch_log_abusive_circuits_total";
-        p.header(
-            name,
-            "counter",
+    pub fn to_families(&self, project: Option<&str>) -> Vec<Family> {
+        let project: Vec<(&str, &str)> = project.map(|p| ("project", p)).into_iter().collect();
+        let mut abusive = Family::counter(
+            "onionwatch_log_abusive_circuits",
             "Circuits found abusive by the policy, by configured action (dry runs included).",
         );
         for a in Action::ALL {
-            p.sample(name, &[("action", a.as_str())], self.decisions(a));
+            let mut labels = project.clone();
+            labels.push(("action", a.as_str()));
+            abusive.push(&labels, self.decisions(a) as f64);
         }
-        let name = "onionwatch_log_abusive_circuits_dry_run_total";
-        p.header(
-            name,
-            "counter",
-            "Abusive-circuit decisions made in dry-run mode (not executed).",
-        );
-        p.sample(name, &[], self.dry_run_decisions);
-        let name = "onionwatch_log_abusive_circuits_suppressed_total";
-        p.header(
-            name,
-            "counter",
-            "Windows in which a circuit exceeded the limit again during its cool-down.",
-        );
-        p.sample(name, &[], self.suppressed_by_cooldown);
-        let name = "onionwatch_log_policy_tracked_circuits";
-        p.header(
-            name,
-            "gauge",
-            "Circuits tracked by the abusive-circuit policy.",
-        );
-        p.sample(name, &[], self.tracked_circuits);
-        let name = "onionwatch_log_policy_evicted_circuits_total";
-        p.header(
-            name,
-            "counter",
-            "Circuits forgotten by the policy because max_tracked_circuits were tracked.",
-        );
-        p.sample(name, &[], self.evicted_circuits);
-        p.finish()
+        let mut out = vec![abusive];
+        for (name, kind, help, value) in [
+            (
+                "onionwatch_log_abusive_circuits_dry_run",
+                MetricType::Counter,
+                "Abusive-circuit decisions made in dry-run mode (not executed).",
+                self.dry_run_decisions,
+            ),
+            (
+                "onionwatch_log_abusive_circuits_suppressed",
+                MetricType::Counter,
+                "Windows in which a circuit exceeded the limit again during its cool-down.",
+                self.suppressed_by_cooldown,
+            ),
+            (
+                "onionwatch_log_policy_tracked_circuits",
+                MetricType::Gauge,
+                "Circuits tracked by the abusive-circuit policy.",
+                self.tracked_circuits,
+            ),
+            (
+                "onionwatch_log_policy_evicted_circuits",
+                MetricType::Counter,
+                "Circuits forgotten by the policy because max_tracked_circuits were tracked.",
+                self.evicted_circuits,
+            ),
+        ] {
+            let mut f = Family::new(name, help, kind);
+            f.push(&project, value as f64);
+            out.push(f);
+        }
+        out
     }
 }
 

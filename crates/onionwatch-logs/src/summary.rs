@@ -26,8 +26,8 @@
 //! a circuit id, an address or a path.
 
 use std::collections::BTreeMap;
-use std::fmt::{Display, Write as _};
 
+use onionwatch_metrics::{render, Family, Format, MetricType};
 use serde::{Deserialize, Serialize};
 
 use crate::access::{ErrorReason, Method};
@@ -161,86 +161,67 @@ pub struct FileSummary {
     pub bytes_read: u64,
 }
 
-/// Prometheus text exposition writer with an optional `project` label on
-/// every sample.
-pub(crate) struct Prom<'a> {
-    out: String,
+/// Builds families whose samples all start with an optional `project` label.
+struct Families<'a> {
+    out: Vec<Family>,
     project: Option<&'a str>,
 }
 
-fn escape_label(v: &str, out: &mut String) {
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-}
-
-impl<'a> Prom<'a> {
-    pub(crate) fn new(project: Option<&'a str>) -> Self {
-        Prom {
-            out: String::new(),
-            project,
-        }
+impl Families<'_> {
+    fn family(&mut self, name: &str, kind: MetricType, help: &str) {
+        self.out.push(Family::new(name, help, kind));
     }
 
-    pub(crate) fn finish(self) -> String {
-        self.out
+    fn sample(&mut self, suffix: &str, labels: &[(&str, &str)], value: f64) {
+        let mut all: Vec<(&str, &str)> = Vec::with_capacity(labels.len() + 1);
+        all.extend(self.project.map(|p| ("project", p)));
+        all.extend_from_slice(labels);
+        let f = self.out.last_mut().expect("family() first");
+        f.push_suffixed(suffix, &all, value);
     }
 
-    pub(crate) fn header(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.out, "# HELP {name} {help}");
-        let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    fn counter(&mut self, labels: &[(&str, &str)], value: u64) {
+        self.sample("_total", labels, value as f64);
     }
 
-    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl Display) {
-        self.out.push_str(name);
-        let project = self.project.map(|p| ("project", p));
-        let mut first = true;
-        for (k, v) in project.iter().chain(labels) {
-            self.out.push(if first { '{' } else { ',' });
-            first = false;
-            self.out.push_str(k);
-            self.out.push_str("=\"");
-            escape_label(v, &mut self.out);
-            self.out.push('"');
-        }
-        if !first {
-            self.out.push('}');
-        }
-        let _ = writeln!(self.out, " {value}");
+    fn gauge(&mut self, labels: &[(&str, &str)], value: u64) {
+        self.sample("", labels, value as f64);
     }
 
     fn histogram(&mut self, name: &str, help: &str, h: &DurationSummary) {
-        self.header(name, "histogram", help);
+        self.family(name, MetricType::Histogram, help);
         for b in &h.buckets {
-            self.sample(&format!("{name}_bucket"), &[("le", &b.le)], b.count);
+            self.sample("_bucket", &[("le", &b.le)], b.count as f64);
         }
-        self.sample(&format!("{name}_sum"), &[], h.sum_seconds);
-        self.sample(&format!("{name}_count"), &[], h.count);
+        self.sample("_sum", &[], h.sum_seconds);
+        self.sample("_count", &[], h.count as f64);
     }
 }
 
 impl Summary {
-    /// The summary as Prometheus text exposition format (version 0.0.4).
+    /// The summary as Prometheus text exposition format (version 0.0.4):
+    /// [`Summary::to_families`] rendered.
     pub fn to_prometheus(&self) -> String {
-        let mut p = Prom {
-            out: String::new(),
+        render(&self.to_families(), Format::Prometheus)
+    }
+
+    /// The summary as metric families (names without `_total`), every
+    /// sample labelled `project` first when the summary has a project.
+    pub fn to_families(&self) -> Vec<Family> {
+        let mut p = Families {
+            out: Vec::new(),
             project: self.project.as_deref(),
         };
-        p.header(
-            "onionwatch_log_lines_total",
-            "counter",
+        p.family(
+            "onionwatch_log_lines",
+            MetricType::Counter,
             "Access-log lines read, parsed or not.",
         );
-        p.sample("onionwatch_log_lines_total", &[], self.lines);
+        p.counter(&[], self.lines);
 
-        p.header(
-            "onionwatch_log_parse_errors_total",
-            "counter",
+        p.family(
+            "onionwatch_log_parse_errors",
+            MetricType::Counter,
             "Access-log lines that did not parse, by reason.",
         );
         for r in ErrorReason::ALL {
@@ -249,29 +230,21 @@ impl Summary {
                 .get(r.as_str())
                 .copied()
                 .unwrap_or(0);
-            p.sample(
-                "onionwatch_log_parse_errors_total",
-                &[("reason", r.as_str())],
-                n,
-            );
+            p.counter(&[("reason", r.as_str())], n);
         }
 
-        p.header(
-            "onionwatch_log_requests_total",
-            "counter",
+        p.family(
+            "onionwatch_log_requests",
+            MetricType::Counter,
             "Requests by status class (1xx-5xx, other).",
         );
         for (class, n) in &self.requests_by_status_class {
-            p.sample(
-                "onionwatch_log_requests_total",
-                &[("status_class", class)],
-                n,
-            );
+            p.counter(&[("status_class", class)], *n);
         }
 
-        p.header(
-            "onionwatch_log_requests_by_method_total",
-            "counter",
+        p.family(
+            "onionwatch_log_requests_by_method",
+            MetricType::Counter,
             "Requests by HTTP method (unusual methods as OTHER).",
         );
         for m in Method::ALL {
@@ -280,59 +253,43 @@ impl Summary {
                 .get(m.as_str())
                 .copied()
                 .unwrap_or(0);
-            p.sample(
-                "onionwatch_log_requests_by_method_total",
-                &[("method", m.as_str())],
-                n,
-            );
+            p.counter(&[("method", m.as_str())], n);
         }
 
-        p.header(
-            "onionwatch_log_requests_by_code_total",
-            "counter",
+        p.family(
+            "onionwatch_log_requests_by_code",
+            MetricType::Counter,
             "Requests by HTTP status code.",
         );
         for (code, n) in &self.requests_by_status {
-            p.sample(
-                "onionwatch_log_requests_by_code_total",
-                &[("code", code)],
-                n,
-            );
+            p.counter(&[("code", code)], *n);
         }
 
-        p.header(
-            "onionwatch_log_response_bytes_total",
-            "counter",
+        p.family(
+            "onionwatch_log_response_bytes",
+            MetricType::Counter,
             "Response body bytes sent ($body_bytes_sent).",
         );
-        p.sample("onionwatch_log_response_bytes_total", &[], self.bytes);
+        p.counter(&[], self.bytes);
 
-        p.header(
-            "onionwatch_log_requests_without_circuit_total",
-            "counter",
+        p.family(
+            "onionwatch_log_requests_without_circuit",
+            MetricType::Counter,
             "Requests whose client address carries no onion circuit id.",
         );
-        p.sample(
-            "onionwatch_log_requests_without_circuit_total",
-            &[],
-            self.requests_without_circuit,
-        );
+        p.counter(&[], self.requests_without_circuit);
 
-        p.header(
+        p.family(
             "onionwatch_log_unique_circuits",
-            "gauge",
+            MetricType::Gauge,
             "Distinct onion circuits (HyperLogLog estimate, ~0.8% standard error) in the last 1m, 5m, 1h up to the newest log time, and overall.",
         );
         if let Some(w) = &self.unique_circuits_windows {
             for (window, n) in [("1m", w.last_1m), ("5m", w.last_5m), ("1h", w.last_1h)] {
-                p.sample("onionwatch_log_unique_circuits", &[("window", window)], n);
+                p.gauge(&[("window", window)], n);
             }
         }
-        p.sample(
-            "onionwatch_log_unique_circuits",
-            &[("window", "all")],
-            self.unique_circuits,
-        );
+        p.gauge(&[("window", "all")], self.unique_circuits);
 
         if let Some(h) = &self.request_duration {
             p.histogram(
@@ -350,30 +307,26 @@ impl Summary {
         }
 
         if let Some(w) = &self.circuit_window {
-            p.header(
+            p.family(
                 "onionwatch_log_window_circuits",
-                "gauge",
+                MetricType::Gauge,
                 "Circuits with at most `le` requests in the current per-circuit window.",
             );
             for b in &w.requests_per_circuit {
-                p.sample("onionwatch_log_window_circuits", &[("le", &b.le)], b.count);
+                p.gauge(&[("le", &b.le)], b.count);
             }
-            p.header(
+            p.family(
                 "onionwatch_log_window_requests",
-                "gauge",
+                MetricType::Gauge,
                 "Requests with a circuit id in the current per-circuit window.",
             );
-            p.sample("onionwatch_log_window_requests", &[], w.requests);
-            p.header(
+            p.gauge(&[], w.requests);
+            p.family(
                 "onionwatch_log_window_untracked_requests",
-                "gauge",
+                MetricType::Gauge,
                 "Requests in the current window from circuits not tracked because the per-circuit map was full.",
             );
-            p.sample(
-                "onionwatch_log_window_untracked_requests",
-                &[],
-                w.untracked_requests,
-            );
+            p.gauge(&[], w.untracked_requests);
         }
         p.out
     }
@@ -440,6 +393,18 @@ mod tests {
             let value = line.rsplit(' ').next().unwrap();
             assert!(value.parse::<f64>().is_ok(), "{line}");
         }
+        // The dashboard reads these families by name.
+        let families = s.to_families();
+        let requests = families
+            .iter()
+            .find(|f| f.name == "onionwatch_log_requests")
+            .unwrap();
+        assert_eq!(requests.kind, onionwatch_metrics::MetricType::Counter);
+        assert_eq!(requests.samples[0].suffix, "_total");
+        assert_eq!(requests.samples[0].labels[0].0, "project");
+        assert!(families
+            .iter()
+            .any(|f| f.name == "onionwatch_log_unique_circuits"));
         let no_project = a.summary().to_prometheus();
         assert!(no_project.contains("onionwatch_log_lines_total 4\n"));
         assert!(no_project.contains("onionwatch_log_parse_errors_total{reason=\"empty\"} 1\n"));

@@ -37,7 +37,8 @@ enum Command {
     /// monitoring settings; suggest per-project MetricsPorts.
     Audit(cmd::audit::AuditArgs),
     /// Analyse nginx access logs: requests by status and method, bytes,
-    /// unique onion circuits, requests per circuit (JSON or Prometheus).
+    /// unique onion circuits, requests per circuit (JSON or Prometheus); or
+    /// follow them and tor/onionbalance logs across rotations, serving /metrics.
     Logs(cmd::logs::LogsArgs),
     /// Reverse proxy for onion services: reads tor's PROXY header, adds
     /// X-Onion-CircuitID upstream, rate-limits per circuit (SIGHUP reloads).
@@ -71,7 +72,7 @@ fn main() -> ExitCode {
             Command::Demo(a) => cmd::demo::run(a).await,
             Command::ExposeOnion(a) => cmd::expose::expose_onion(a).await,
             Command::ScrapeGateway(a) => cmd::expose::scrape_gateway(a).await,
-            Command::Logs(a) => cmd::logs::run(a),
+            Command::Logs(a) => cmd::logs::run(a).await,
             Command::Audit(a) => cmd::audit::run(a),
             Command::Watch(a) => cmd::watch::run(a).await,
             Command::Probe(a) => cmd::probe::run(a).await,

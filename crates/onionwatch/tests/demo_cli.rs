@@ -114,8 +114,24 @@ fn demo_serves_the_dashboard_and_both_sides_then_stops_cleanly() {
             "onionwatch_scrape_up{collector=\"tor_metrics\",project=\"shop\"",
         );
         let failing = value(&m, "onion_service_status_code{name=\"failing\"");
+        // The backends' access logs, followed: requests by status, circuits.
+        let news_2xx = value(
+            &m,
+            "onionwatch_log_requests_total{project=\"news\",status_class=\"2xx\"}",
+        );
+        let shop_5xx = value(
+            &m,
+            "onionwatch_log_requests_total{project=\"shop\",status_class=\"5xx\"}",
+        );
+        let circuits = value(
+            &m,
+            "onionwatch_log_unique_circuits{project=\"news\",window=\"all\"}",
+        );
         let want = (Some(1.0), Some(1.0), Some(0.0), Some(500.0), Some(1.0));
-        if (healthy, slow, offline, failing, shop) == want {
+        let logged = [news_2xx, shop_5xx, circuits]
+            .iter()
+            .all(|v| v.is_some_and(|v| v >= 1.0));
+        if (healthy, slow, offline, failing, shop) == want && logged {
             break m;
         }
         assert!(
@@ -136,6 +152,25 @@ fn demo_serves_the_dashboard_and_both_sides_then_stops_cleanly() {
         api.contains("\"name\":\"slow\"") && api.contains("\"project\":\"shop\""),
         "{api}"
     );
+    // The dashboard's unique-circuit column is filled from the access logs
+    // (after its next sample).
+    let start = Instant::now();
+    loop {
+        let api = common::get(addr, "/api/v1/dashboard");
+        let body = api.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let snapshot: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        let news = snapshot["projects"]
+            .as_array()
+            .and_then(|p| p.iter().find(|r| r["project"] == "news"));
+        if news.is_some_and(|r| r["unique_circuits_5m"].as_f64() >= Some(1.0)) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no unique circuits on the dashboard: {api}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 
     let tors = tor_children(child.0.id());
     assert_eq!(

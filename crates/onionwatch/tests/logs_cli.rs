@@ -183,9 +183,13 @@ fn errors_name_the_file_and_exit_1() {
     assert!(err.contains("invalid --log-format"), "{err}");
     assert!(err.contains("put a separator"), "{err}");
 
-    let out = onionwatch(&["logs", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "--once is required for now");
+    // Without --once the command follows its files (logs_follow_cli.rs);
+    // follow-only options are usage errors with it, and so is no input.
+    let out = onionwatch(&["logs", "--once", "--tor-log", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "--tor-log is for follow mode");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--once"));
+    let out = onionwatch(&["logs", "--once"]);
+    assert_eq!(out.status.code(), Some(2), "no FILE");
 
     let out = onionwatch(&["logs", "--help"]);
     let help = String::from_utf8_lossy(&out.stdout);

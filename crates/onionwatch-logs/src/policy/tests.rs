@@ -322,7 +322,13 @@ fn prometheus_text_has_action_labels_and_no_circuit_ids() {
     let mut p = policy(1, 60, 300);
     p.observe(CircuitId(123_456), 1);
     p.observe(CircuitId(123_456), 1);
-    let text = p.counters().to_prometheus(Some("shop"));
+    let render = |project| {
+        onionwatch_metrics::render(
+            &p.counters().to_families(project),
+            onionwatch_metrics::Format::Prometheus,
+        )
+    };
+    let text = render(Some("shop"));
     assert!(text.contains(
         "# TYPE onionwatch_log_abusive_circuits_total counter\n\
          onionwatch_log_abusive_circuits_total{project=\"shop\",action=\"log\"} 1\n\
@@ -331,7 +337,7 @@ fn prometheus_text_has_action_labels_and_no_circuit_ids() {
     ));
     assert!(text.contains("onionwatch_log_policy_tracked_circuits{project=\"shop\"} 1\n"));
     assert!(!text.contains("123456"), "{text}");
-    let bare = p.counters().to_prometheus(None);
+    let bare = render(None);
     assert!(bare.contains("onionwatch_log_abusive_circuits_dry_run_total 0\n"));
     for line in bare.lines().filter(|l| !l.starts_with('#')) {
         assert!(line.starts_with("onionwatch_log_"), "{line}");

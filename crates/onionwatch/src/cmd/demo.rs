@@ -11,6 +11,9 @@ use clap::Args;
 use onionwatch_dashboard::{Dashboard, DashboardConfig};
 use onionwatch_inside::targets::{Flags, Settings as WatchSettings};
 use onionwatch_inside::watch::Watcher;
+use onionwatch_logs::access::LogFormat;
+use onionwatch_logs::follow::{FollowConfig, Follower};
+use onionwatch_logs::tail::TailState;
 use onionwatch_probe::{
     Config as ProbeConfig, ProbeMetrics, Prober, Settings as ProbeSettings, Tor,
 };
@@ -52,6 +55,8 @@ pub struct DemoArgs {
 
 fn network(tor: PathBuf) -> NetworkConfig {
     let svc = |status, delay_ms| ServiceConfig {
+        // As Onionspray does: the access logs then count unique circuits.
+        export_circuit_id: true,
         response: BuiltInResponse {
             status,
             delay: Duration::from_millis(delay_ms),
@@ -137,10 +142,37 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         flags
             .control_ports
             .push(format!("{project}={}", onion.control));
+        flags.tor_logs.push(format!(
+            "{project}={}",
+            info.dir.join(tor).join("notice.log").display()
+        ));
+        // The built-in backends log like nginx, circuit ids included.
+        for log in info
+            .onions
+            .iter()
+            .filter(|o| o.tor == tor)
+            .filter_map(|o| o.access_log.as_ref())
+        {
+            flags
+                .access_logs
+                .push(format!("{project}={}", log.display()));
+        }
     }
-    let watcher = Watcher::new(WatchSettings::build(None, &flags)?);
+    let settings = WatchSettings::build(None, &flags)?;
+    let follower = Follower::new(
+        FollowConfig::default(),
+        LogFormat::combined(),
+        settings.logs.clone(),
+        TailState::default(),
+    );
+    let watcher = Watcher::new(settings);
+    watcher.attach_log_follower(follower.clone());
     watcher.start();
     registry.register(watcher.collector());
+    let follow = follower
+        .spawn()
+        .context("cannot start the log follower thread")?;
+    registry.register(follower.collector());
 
     // Outside: the prober against all four, through the network's client.
     let (probe_config, warnings) =
@@ -237,6 +269,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     probing.abort();
     sampler.abort();
     warnings.abort();
+    let _ = tokio::task::spawn_blocking(move || follow.stop()).await;
     server.shutdown(Duration::from_secs(5)).await?;
     net.shutdown();
     Ok(ExitCode::SUCCESS)

@@ -1,18 +1,30 @@
-//! `onionwatch logs`: analyse nginx access logs.
+//! `onionwatch logs`: analyse nginx access logs once (`--once`), or follow
+//! them (and tor and onionbalance logs) and serve their metrics.
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
 use anyhow::{Context, Result};
 use clap::builder::TypedValueParser as _;
-use clap::{Args, ValueEnum};
+use clap::{ArgGroup, Args, ValueEnum};
 use flate2::read::MultiGzDecoder;
+use onionwatch_inside::abuse::AbuseGuard;
+use onionwatch_inside::circuit_close::ControlTarget;
 use onionwatch_logs::access::{LogFormat, ParseError};
 use onionwatch_logs::analytics::{Analytics, AnalyticsConfig};
+use onionwatch_logs::follow::{FollowConfig, Follower, LogKind, Source};
 use onionwatch_logs::lines::{Line, LineReader, DEFAULT_MAX_LINE};
+use onionwatch_logs::policy::{Action, PolicyConfig};
 use onionwatch_logs::summary::FileSummary;
+use onionwatch_logs::tail::{TailConfig, TailState};
+use onionwatch_server::Registry;
+use tokio::signal::unix::{signal, SignalKind};
 
 /// Read buffer per file. 64 KiB stays in the CPU cache between the kernel's
 /// copy and the parser; 128 KiB and more measured slower (more system time).
@@ -33,6 +45,21 @@ Examples:
   # A custom nginx log_format (paste the format string, not the directive):
   onionwatch logs --once --log-format \\
       '$remote_addr [$time_local] \"$request\" $status $body_bytes_sent $request_time' access.log
+
+  # Follow a project's logs across rotations and serve /metrics on
+  # 127.0.0.1:9927, resuming where it stopped after a restart:
+  onionwatch logs --project shop --state /var/lib/onionwatch/shop.json \\
+      --tor-log 'projects/shop/log/tor.log' 'projects/shop/log/nginx-access*.log'
+
+Follow mode (without --once) reads every FILE (paths, or globs in the file
+name such as 'nginx-access*.log', quoted so the shell leaves them alone) from
+its start, then follows it: rename-and-create rotation (the old file is read
+to its end), copytruncate, deletion and re-creation. It serves /metrics (the
+families --format prometheus prints, plus onionwatch_log_severity_lines_total
+for --tor-log/--onionbalance-log and onionwatch_log_tail_* health counters)
+/healthz, and /api/v1/warnings (the last --keep-warnings warn/err lines of
+each tor and onionbalance log, JSON). With --state it saves each file's position after counting its
+lines, and resumes there after a restart: no line lost or counted twice.
 
 JSON keys: lines, requests, parse_errors, parse_errors_by_reason,
 requests_by_status ({\"200\": n}), requests_by_status_class, requests_by_method,
@@ -61,20 +88,72 @@ pub enum Format {
 /// onion circuits, requests per circuit.
 #[derive(Debug, Args)]
 #[command(after_long_help = EXAMPLES)]
+#[command(group(ArgGroup::new("inputs").required(true).multiple(true)))]
 pub struct LogsArgs {
-    /// Read every FILE to its end, print one summary and exit. Following
-    /// files as they grow is not implemented yet, so this flag is required.
-    #[arg(long, required = true)]
+    /// Read every FILE to its end, print one summary and exit. Without it,
+    /// follow the files and serve their metrics.
+    #[arg(long)]
     once: bool,
-    /// nginx access logs, plain or gzip-compressed (as logrotate's `compress`
-    /// leaves them); `-` reads standard input.
-    #[arg(value_name = "FILE", required = true)]
+    /// nginx access logs. With --once: plain or gzip-compressed (as
+    /// logrotate's `compress` leaves them), `-` reads standard input.
+    /// Following: paths, or globs with `*`/`?` in the file name.
+    #[arg(value_name = "FILE", group = "inputs")]
     files: Vec<PathBuf>,
+    /// Follow this tor log and count its lines by severity (repeatable;
+    /// globs in the file name allowed).
+    #[arg(long, value_name = "FILE", group = "inputs", conflicts_with = "once")]
+    tor_log: Vec<PathBuf>,
+    /// Follow this onionbalance log and count its lines by severity
+    /// (repeatable; globs in the file name allowed).
+    #[arg(long, value_name = "FILE", group = "inputs", conflicts_with = "once")]
+    onionbalance_log: Vec<PathBuf>,
+    /// Save each followed file's position here (JSON, replaced atomically)
+    /// and resume from it at start.
+    #[arg(long, value_name = "FILE", conflicts_with = "once")]
+    state: Option<PathBuf>,
+    /// Where to serve /metrics, /healthz and /api/v1/warnings when following (loopback
+    /// unless TLS and authentication are configured); port 0 picks a free
+    /// port, printed on standard error.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        default_value = "127.0.0.1:9927",
+        conflicts_with = "once"
+    )]
+    listen: SocketAddr,
+    /// Milliseconds between two looks at the followed files when nothing
+    /// is new.
+    #[arg(long, value_name = "MS", default_value_t = 250,
+          value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    poll_interval: u64,
+    /// Files found at start (and not in --state) are followed from their
+    /// end instead of read from their start.
+    #[arg(long, conflicts_with = "once")]
+    from_end: bool,
+    /// Warnings and errors kept per tor/onionbalance log (served at
+    /// /api/v1/warnings when following).
+    #[arg(long, value_name = "N", default_value_t = 50)]
+    keep_warnings: usize,
+    /// Abusive-circuit policy when following: a YAML file with
+    /// `max_requests`, `window_secs`, `action` (log, alert or close),
+    /// `i_understand_closing_circuits`, `allow`, `cooldown_secs`, `dry_run`
+    /// (every field documented in crates/onionwatch-logs/src/policy.rs).
+    #[arg(long, value_name = "FILE", conflicts_with = "once")]
+    policy: Option<PathBuf>,
+    /// The onion-service tor's control port (IP:PORT or unix:PATH), where
+    /// the policy's `action: close` sends CLOSECIRCUIT.
+    #[arg(long, value_name = "ADDR", conflicts_with = "once")]
+    control_port: Option<String>,
+    /// The control cookie file, when not the one tor names.
+    #[arg(long, value_name = "FILE", requires = "control_port")]
+    control_cookie: Option<PathBuf>,
+    #[command(flatten)]
+    endpoint: super::endpoint::EndpointArgs,
     /// The nginx log_format string the files were written with; `combined`
     /// (nginx's and Onionspray's default) uses a faster parser.
     #[arg(long, value_name = "NGINX FORMAT", default_value = "combined")]
     log_format: String,
-    /// Output format.
+    /// Output format of --once (following always serves Prometheus/OpenMetrics).
     #[arg(long, value_enum, default_value_t = Format::Json)]
     format: Format,
     /// Project name: a "project" key in JSON, a project label in Prometheus.
@@ -95,9 +174,169 @@ pub struct LogsArgs {
     max_line: usize,
 }
 
+/// Read and check an abusive-circuit policy file.
+pub(crate) fn load_policy(path: &Path) -> Result<PolicyConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the policy file {}", path.display()))?;
+    let policy: PolicyConfig = serde_saphyr::from_str(&text)
+        .with_context(|| format!("invalid policy file {}", path.display()))?;
+    policy
+        .validate()
+        .with_context(|| format!("invalid policy file {}", path.display()))?;
+    Ok(policy)
+}
+
 /// Run `onionwatch logs`.
-pub fn run(args: LogsArgs) -> Result<ExitCode> {
-    debug_assert!(args.once, "clap requires --once");
+pub async fn run(args: LogsArgs) -> Result<ExitCode> {
+    if args.once {
+        once(args)
+    } else {
+        follow(args).await
+    }
+}
+
+/// Follow mode: tail the files, serve the metrics until SIGINT/SIGTERM.
+async fn follow(args: LogsArgs) -> Result<ExitCode> {
+    let format = LogFormat::compile(&args.log_format).with_context(|| {
+        format!(
+            "invalid --log-format {:?}; give the string of nginx's log_format directive",
+            args.log_format
+        )
+    })?;
+    if args.files.iter().any(|f| f == Path::new("-")) {
+        anyhow::bail!("standard input cannot be followed: use --once to read it");
+    }
+    let all = args
+        .files
+        .iter()
+        .chain(&args.tor_log)
+        .chain(&args.onionbalance_log);
+    if let Some(gz) = all
+        .into_iter()
+        .find(|f| f.extension().is_some_and(|e| e == "gz"))
+    {
+        anyhow::bail!(
+            "{} is compressed and cannot be followed: analyse rotated .gz files with --once, \
+             and follow the live log (e.g. nginx-access.log)",
+            gz.display()
+        );
+    }
+    let project = args.project.clone().unwrap_or_default();
+    let mut sources = Vec::new();
+    for (kind, paths) in [
+        (LogKind::Access, &args.files),
+        (LogKind::Tor, &args.tor_log),
+        (LogKind::Onionbalance, &args.onionbalance_log),
+    ] {
+        for p in paths {
+            sources.push(Source {
+                project: project.clone(),
+                kind,
+                pattern: p.clone(),
+            });
+        }
+    }
+    let state = match &args.state {
+        Some(path) => TailState::load(path)?,
+        None => TailState::default(),
+    };
+    let endpoint = args.endpoint.config(args.listen)?;
+    let config = FollowConfig {
+        tail: TailConfig {
+            poll_interval: Duration::from_millis(args.poll_interval),
+            max_line: args.max_line,
+            start_at_end: args.from_end,
+            ..TailConfig::default()
+        },
+        analytics: AnalyticsConfig {
+            circuit_window_secs: args.window,
+            top_k: args.top,
+            ..AnalyticsConfig::default()
+        },
+        keep_warnings: args.keep_warnings,
+        state_file: args.state.clone(),
+        ..FollowConfig::default()
+    };
+    let follower = Follower::new(config, format, sources, state);
+    let registry = Arc::new(Registry::default());
+    registry.register(follower.collector());
+    // The policy sees every record, so it is in place before the follower starts.
+    if let Some(path) = &args.policy {
+        let policy = load_policy(path)?;
+        let target = match &args.control_port {
+            Some(addr) => Some(ControlTarget {
+                control_port: addr.parse().context("--control-port")?,
+                control_password: None,
+                control_cookie: args.control_cookie.clone(),
+            }),
+            None if policy.action == Action::Close => anyhow::bail!(
+                "{}: action: close needs the onion-service tor's --control-port",
+                path.display()
+            ),
+            None => None,
+        };
+        let guard = AbuseGuard::new(
+            policy,
+            Box::new(move |_| {
+                target
+                    .clone()
+                    .ok_or_else(|| "no --control-port given".into())
+            }),
+        )?;
+        follower.set_record_hook(guard.hook());
+        registry.register(guard);
+    }
+    let handle = follower
+        .spawn()
+        .context("cannot start the log follower thread")?;
+    let warnings = follower.clone();
+    let app = onionwatch_server::router(registry).route(
+        "/api/v1/warnings",
+        axum::routing::get(move || {
+            let f = warnings.clone();
+            async move { axum::Json(f.recent_warnings()) }
+        }),
+    );
+    let server = onionwatch_server::start(&endpoint, app).await?;
+    let scheme = if endpoint.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    eprintln!(
+        "following {} log pattern(s); serving {scheme}://{}/metrics",
+        follower.sources().len(),
+        server.local_addr()
+    );
+
+    let mut sigterm = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
+    let mut sigint = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+    let mut sighup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+            _ = sighup.recv() => {
+                if let Err(e) = server.reload_tls() {
+                    tracing::error!("TLS not reloaded, keeping the old certificate: {e}");
+                }
+            }
+        }
+    }
+    tracing::info!("stopping");
+    // Joins the follower thread, which saves the state.
+    tokio::task::spawn_blocking(move || handle.stop())
+        .await
+        .context("the log follower panicked")?;
+    server.shutdown(Duration::from_secs(5)).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--once`: read every file to its end and print one summary.
+fn once(args: LogsArgs) -> Result<ExitCode> {
+    if args.files.is_empty() {
+        anyhow::bail!("--once needs at least one FILE");
+    }
     let format = LogFormat::compile(&args.log_format).with_context(|| {
         format!(
             "invalid --log-format {:?}; give the string of nginx's log_format directive",

@@ -9,9 +9,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use onionwatch_dashboard::{Dashboard, DashboardConfig};
+use onionwatch_inside::abuse::{single_control_port, AbuseGuard};
 use onionwatch_inside::targets::{Config, Flags, Settings};
 use onionwatch_inside::tor_log::recent_warnings;
 use onionwatch_inside::watch::{rediscover_loop, Watcher};
+use onionwatch_logs::access::LogFormat;
+use onionwatch_logs::follow::{FollowConfig, Follower};
+use onionwatch_logs::tail::TailState;
 use onionwatch_server::Registry;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -26,6 +30,13 @@ Examples:
       --control-port news=unix:/home/onionspray/onionspray/projects/news/tor-control.sock \\
       --nginx-status news=http://127.0.0.1:8081/nginx_status
 
+Each project's nginx access logs and tor logs are followed across
+rotations (discovered: log/nginx-access*.log and tor's Log file; or
+--access-log/--tor-log, or access_logs/tor_logs in the YAML), exported as
+onionwatch_log_* series with a `project` label (requests by status class,
+unique circuits, tor log lines by severity) and onionwatch_log_tail_*
+health counters; --log-state keeps the positions across restarts.
+
 Serves the dashboard at /, /metrics (Prometheus text; OpenMetrics if asked
 for), /healthz and /api/v1/targets. Off loopback it needs --tls-cert/--tls-key
 and --auth-file or --tls-client-ca. Every tor family is re-exported with `project` and
@@ -39,8 +50,10 @@ onionwatch_scrape_duration_seconds. Exit status: 0 after SIGINT/SIGTERM,
 #[command(after_long_help = AFTER)]
 pub struct WatchArgs {
     /// YAML configuration (listen, interval_seconds, timeout_seconds,
-    /// onionspray, rediscover_seconds, `projects.NAME.tors[].{instance,
-    /// metrics_port, control_port, control_cookie}`, `projects.NAME.nginx_status`).
+    /// onionspray, rediscover_seconds, log_state, follow_onionspray_logs, policy,
+    /// `projects.NAME.tors[].{instance, metrics_port, control_port,
+    /// control_cookie}`, `projects.NAME.{nginx_status, access_logs,
+    /// tor_logs, onionbalance_logs}`).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// A tor MetricsPort: PROJECT=HOST:PORT or PROJECT/INSTANCE=HOST:PORT.
@@ -52,6 +65,24 @@ pub struct WatchArgs {
     /// An nginx stub_status URL: PROJECT=http://HOST:PORT/PATH.
     #[arg(long, value_name = "PROJECT=URL")]
     nginx_status: Vec<String>,
+    /// Follow an nginx access log (combined format): PROJECT=FILE, globs
+    /// with `*`/`?` in the file name allowed (repeatable).
+    #[arg(long, value_name = "PROJECT=FILE")]
+    access_log: Vec<String>,
+    /// Follow a tor log and count its lines by severity: PROJECT=FILE
+    /// (repeatable).
+    #[arg(long, value_name = "PROJECT=FILE")]
+    tor_log: Vec<String>,
+    /// Save the positions in the followed logs here (JSON) and resume from
+    /// them at start.
+    #[arg(long, value_name = "FILE")]
+    log_state: Option<PathBuf>,
+    /// Abusive-circuit policy for every project's access logs (YAML, as
+    /// for `onionwatch logs --policy`); overrides the configuration's
+    /// `policy`. `action: close` acts on projects with exactly one tor
+    /// control port.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
     /// Discover the projects of this Onionspray installation (repeatable).
     #[arg(long, value_name = "DIR")]
     onionspray: Vec<PathBuf>,
@@ -80,6 +111,10 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
         }
         None => None,
     };
+    let policy = match &args.policy {
+        Some(path) => Some(super::logs::load_policy(path)?),
+        None => config.as_ref().and_then(|c| c.policy.clone()),
+    };
     let flags = Flags {
         metrics_ports: args.metrics_port,
         control_ports: args.control_port,
@@ -88,20 +123,58 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
         interval_seconds: args.interval,
         timeout_seconds: args.timeout,
         onionspray: args.onionspray,
+        access_logs: args.access_log,
+        tor_logs: args.tor_log,
+        log_state: args.log_state,
     };
     let settings = Settings::build(config, &flags)?;
-    if settings.targets.is_empty() && settings.onionspray.is_empty() {
+    if settings.targets.is_empty() && settings.onionspray.is_empty() && settings.logs.is_empty() {
         anyhow::bail!(
-            "nothing to watch: give --onionspray DIR, --metrics-port, --control-port, --nginx-status or --config FILE"
+            "nothing to watch: give --onionspray DIR, --metrics-port, --control-port, --nginx-status, --access-log, --tor-log or --config FILE"
         );
     }
+    let log_state = match &settings.log_state {
+        Some(path) => TailState::load(path)?,
+        None => TailState::default(),
+    };
     let endpoint = args.endpoint.config(settings.listen)?;
     let interval = settings.interval;
     let roots = settings.onionspray.clone();
+    let follower = Follower::new(
+        FollowConfig {
+            state_file: settings.log_state.clone(),
+            ..FollowConfig::default()
+        },
+        LogFormat::combined(),
+        settings.logs.clone(),
+        log_state,
+    );
     let watcher = Watcher::new(settings);
+    // Discovery (in start) gives the follower the discovered projects' logs.
+    watcher.attach_log_follower(follower.clone());
     watcher.start();
+    // The policy sees every record, so it is in place before the follower starts.
+    let guard = match policy {
+        Some(policy) => {
+            let ports = watcher.clone();
+            let guard = AbuseGuard::new(
+                policy,
+                Box::new(move |project| single_control_port(ports.control_ports(project))),
+            )?;
+            follower.set_record_hook(guard.hook());
+            Some(guard)
+        }
+        None => None,
+    };
+    let follow = follower
+        .spawn()
+        .context("cannot start the log follower thread")?;
     let registry = Arc::new(Registry::default());
     registry.register(watcher.collector());
+    registry.register(follower.collector());
+    if let Some(guard) = guard {
+        registry.register(guard);
+    }
     let dashboard = Dashboard::open(
         registry.clone(),
         DashboardConfig {
@@ -142,6 +215,8 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
     let _ = discovery.await;
     sampler.abort();
     warnings.abort();
+    // Joins the follower thread, which saves the log positions.
+    let _ = tokio::task::spawn_blocking(move || follow.stop()).await;
     server.shutdown(std::time::Duration::from_secs(5)).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,25 +1,25 @@
-//! The abusive-circuit policy end to end on the private Tor network: an
+//! `onionwatch logs --policy` end to end on the private Tor network: an
 //! onion service with `HiddenServiceExportCircuitID haproxy` in front of a
 //! real nginx (PROXY protocol, real IP from it, `combined` access log), a
 //! client on three isolated circuits with one keep-alive connection each,
-//! the access log read with the library (LogFormat + Analytics + Policy),
-//! and the one abusive circuit closed through the onion-service tor's
-//! control port while the other two keep working.
+//! `onionwatch logs` following the access log: it reports 3 unique
+//! circuits and closes the one abusive circuit through the onion-service
+//! tor's control port, while the other two keep working.
 //!
 //! Needs Debian's `tor` and `nginx`. Every wait is bounded.
 
+mod common;
+
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use onionwatch_inside::circuit_close::{CloseExecutor, CloseResult, ControlTarget};
 use onionwatch_logs::access::LogFormat;
-use onionwatch_logs::analytics::Analytics;
-use onionwatch_logs::policy::{Action, Policy, PolicyConfig};
 use onionwatch_testnet::nginx::{Nginx, NginxConfig};
 use onionwatch_testnet::{
     shared_network, BackendKind, NetworkConfig, NetworkInfo, ServiceConfig, ServiceTorConfig,
 };
-use onionwatch_tor::circuit_id::CircuitId;
 use onionwatch_tor::socks::{self, Isolation};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -158,6 +158,29 @@ fn per_circuit(lines: &[String]) -> BTreeMap<u32, usize> {
     out
 }
 
+/// The value of the sample starting with `prefix` in `/metrics`.
+fn value(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// Poll `/metrics` until `done` holds; the last text on timeout.
+async fn metrics_until(addr: SocketAddr, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let m = tokio::task::spawn_blocking(move || common::get(addr, "/metrics"))
+            .await
+            .unwrap();
+        if done(&m) {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "never {what}:\n{m}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abusive_circuit_is_closed_and_the_others_keep_working() {
     let mut nginx = Nginx::start(&NginxConfig {
@@ -168,8 +191,43 @@ async fn abusive_circuit_is_closed_and_the_others_keep_working() {
     let info = net(&nginx);
     let onion = &info.onions[0];
     assert!(onion.export_circuit_id);
-    // The network's own readiness requests are in the log already: only
-    // what comes after this offset is ours.
+
+    // Follow the access log from its end: the network's own readiness
+    // requests are in it already.
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "max_requests: {MAX_REQUESTS}\nwindow_secs: 3600\naction: close\ni_understand_closing_circuits: true\n"
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = SocketAddr::from(([127, 0, 0, 1], port));
+    let _logs = common::Running(
+        Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+            .arg("logs")
+            .arg(nginx.access_log())
+            .args(["--project", "shop", "--from-end", "--poll-interval", "50"])
+            .arg("--policy")
+            .arg(&policy)
+            .args(["--control-port", &onion.control])
+            .arg("--control-cookie")
+            .arg(&onion.cookie)
+            .args(["--listen", &metrics.to_string()])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    metrics_until(metrics, "following the access log", |m| {
+        value(m, "onionwatch_log_tail_files ") == Some(1.0)
+    })
+    .await;
     let offset = log_len(&nginx);
 
     // Three circuits, one keep-alive connection each.
@@ -190,29 +248,6 @@ async fn abusive_circuit_is_closed_and_the_others_keep_working() {
     let total = ABUSIVE_REQUESTS + 2 * NORMAL_REQUESTS;
     let lines = log_lines(&mut nginx, offset, total).await;
     assert_eq!(lines.len(), total, "{lines:#?}");
-
-    // The library over the access log: analytics and the policy.
-    let format = LogFormat::combined();
-    let mut analytics = Analytics::default();
-    let mut policy = Policy::new(PolicyConfig {
-        max_requests: MAX_REQUESTS,
-        window_secs: 3600,
-        action: Action::Close,
-        i_understand_closing_circuits: true,
-        ..PolicyConfig::default()
-    })
-    .unwrap();
-    let mut decisions = Vec::new();
-    for l in &lines {
-        let record = format.parse(l.as_bytes()).unwrap();
-        analytics.record(&record);
-        decisions.extend(policy.observe_record(&record));
-    }
-    let summary = analytics.summary();
-    assert_eq!(summary.unique_circuits, 3, "{lines:#?}");
-    assert!(summary.unique_circuits_exact);
-    assert_eq!(summary.requests_by_status["200"], total as u64);
-
     let counts = per_circuit(&lines);
     let mut sizes: Vec<usize> = counts.values().copied().collect();
     sizes.sort_unstable();
@@ -225,29 +260,39 @@ async fn abusive_circuit_is_closed_and_the_others_keep_working() {
         .find(|(_, &n)| n == ABUSIVE_REQUESTS)
         .unwrap()
         .0;
-    assert_eq!(decisions.len(), 1, "{decisions:#?}");
-    let d = &decisions[0];
-    assert_eq!(d.circuit, CircuitId(abusive_id));
-    assert_eq!(d.requests, MAX_REQUESTS + 1);
-    assert!(d.should_close());
-    assert_eq!(policy.counters().decisions(Action::Close), 1);
 
-    // Execute it on the onion-service tor's control port.
-    let target = ControlTarget {
-        control_port: onion.control.parse().unwrap(),
-        control_password: None,
-        control_cookie: Some(onion.cookie.clone()),
-    };
-    let executor = CloseExecutor::spawn(target.closer());
-    let mut events = executor.subscribe();
-    assert!(executor.submit(d));
-    let event = tokio::time::timeout(WAIT, events.recv())
-        .await
-        .expect("the close is executed within the time limit")
-        .unwrap();
-    assert_eq!(event.circuit, CircuitId(abusive_id));
-    assert_eq!(event.result, CloseResult::Closed);
-    assert_eq!(executor.counters().get(CloseResult::Closed), 1);
+    // onionwatch saw every request, 3 circuits, and closed one.
+    let m = metrics_until(metrics, "counting the requests and closing", |m| {
+        value(
+            m,
+            "onionwatch_log_requests_total{project=\"shop\",status_class=\"2xx\"}",
+        ) == Some(total as f64)
+            && value(
+                m,
+                "onionwatch_log_circuit_closes_total{project=\"shop\",result=\"closed\"}",
+            ) == Some(1.0)
+    })
+    .await;
+    assert_eq!(
+        value(
+            &m,
+            "onionwatch_log_unique_circuits{project=\"shop\",window=\"all\"}"
+        ),
+        Some(3.0),
+        "{m}"
+    );
+    assert_eq!(
+        value(
+            &m,
+            "onionwatch_log_abusive_circuits_total{project=\"shop\",action=\"close\"}"
+        ),
+        Some(1.0),
+        "{m}"
+    );
+    assert!(
+        !m.contains(&abusive_id.to_string()),
+        "no circuit ids as labels"
+    );
 
     // The abusive circuit's connection is gone: its next request fails.
     let after_close = abusive.get("/after-close").await;
@@ -266,13 +311,6 @@ async fn abusive_circuit_is_closed_and_the_others_keep_working() {
     for id in more_counts.keys() {
         assert!(counts.contains_key(id) && *id != abusive_id, "{more:#?}");
     }
-    // Closing it again: tor no longer knows it.
-    assert!(executor.submit(d));
-    let again = tokio::time::timeout(WAIT, events.recv())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(again.result, CloseResult::UnknownCircuit);
     // The abusive client can come back, but only on a new circuit.
     let before_back = log_len(&nginx);
     let mut back = Conn::open(info, &format!("abusive-{run}")).await;

@@ -1,0 +1,228 @@
+//! `onionwatch logs` in follow mode as a user runs it: append, rotate,
+//! restart from the state file, and read exact counts from /metrics.
+
+mod common;
+
+use std::fs::{self, OpenOptions};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../onionwatch-logs/tests/fixtures/access-small.log")
+}
+
+fn append(path: &Path, text: &str) {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+fn line(circuit: u32, status: u16) -> String {
+    format!(
+        "fc00:dead:beef:4dad::{circuit:x} - - [11/Jan/2024:18:00:00 +0000] \"GET / HTTP/1.1\" {status} 10 \"-\" \"t\"\n"
+    )
+}
+
+/// Start `onionwatch logs ARGS --listen 127.0.0.1:0` and return it with the
+/// address it printed.
+fn start(args: &[&str]) -> (common::Running, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+        .arg("logs")
+        .args(["--listen", "127.0.0.1:0", "--poll-interval", "20"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let running = common::Running(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = l.split("serving http://").nth(1) {
+                let addr = rest.trim_end_matches("/metrics").to_string();
+                let _ = tx.send(addr);
+            }
+            // Keep draining so the child never blocks on a full pipe.
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("onionwatch logs printed its address");
+    (running, addr.parse().unwrap())
+}
+
+/// Scrape /metrics until every needle is in it.
+fn until(addr: SocketAddr, needles: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = common::get(addr, "/metrics");
+        if needles.iter().all(|n| body.contains(n)) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {needles:?}; last /metrics:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn follow_mode_counts_exactly_across_rotation_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("nginx-access.log");
+    let tor = dir.path().join("tor.log");
+    let state = dir.path().join("state.json");
+    fs::copy(fixture(), &log).unwrap();
+    append(
+        &tor,
+        "Nov 25 09:00:00.000 [notice] Bootstrapped 100% (done): Done\n\
+         Nov 25 09:00:01.000 [warn] Your system clock just jumped\n",
+    );
+    let pattern = dir.path().join("nginx-access*.log");
+    let args = [
+        "--project",
+        "shop",
+        "--state",
+        state.to_str().unwrap(),
+        "--tor-log",
+        tor.to_str().unwrap(),
+        pattern.to_str().unwrap(),
+    ];
+    let (running, addr) = start(&args);
+    assert!(common::get(addr, "/healthz").ends_with("ok\n"));
+    // The fixture's counts, as --once reports them.
+    until(
+        addr,
+        &[
+            "onionwatch_log_lines_total{project=\"shop\"} 17\n",
+            "onionwatch_log_requests_total{project=\"shop\",status_class=\"2xx\"} 6\n",
+            "onionwatch_log_parse_errors_total{project=\"shop\",reason=\"truncated\"} 2\n",
+            "onionwatch_log_unique_circuits{project=\"shop\",window=\"all\"} 8\n",
+            "onionwatch_log_severity_lines_total{project=\"shop\",log=\"tor\",severity=\"warn\"} 1\n",
+            "onionwatch_log_tail_files 2\n",
+        ],
+    );
+
+    let warnings: serde_json::Value = serde_json::from_str(
+        common::get(addr, "/api/v1/warnings")
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(warnings["shop"]["tor"][0]["severity"], "warn", "{warnings}");
+
+    // Append, with a partial line, then rotate (rename and create).
+    append(&log, &line(0x100, 200));
+    append(&log, &line(0x101, 503));
+    let partial = line(0x102, 200);
+    let (head, tail) = partial.split_at(20);
+    append(&log, head);
+    until(addr, &["onionwatch_log_lines_total{project=\"shop\"} 19\n"]);
+    let rotated = dir.path().join("nginx-access.log-2024011118");
+    fs::rename(&log, &rotated).unwrap();
+    append(&log, &line(0x103, 404));
+    // nginx writes to the old file until it reopens its logs.
+    append(&rotated, tail);
+    let body = until(
+        addr,
+        &[
+            "onionwatch_log_lines_total{project=\"shop\"} 21\n",
+            "onionwatch_log_requests_total{project=\"shop\",status_class=\"5xx\"} 2\n",
+            "onionwatch_log_requests_total{project=\"shop\",status_class=\"4xx\"} 4\n",
+            "onionwatch_log_tail_rotations_total 1\n",
+            "onionwatch_log_unique_circuits{project=\"shop\",window=\"all\"} 12\n",
+        ],
+    );
+    assert!(
+        body.contains("onionwatch_log_tail_truncations_total 0\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("onionwatch_log_tail_read_errors_total 0\n"),
+        "{body}"
+    );
+    assert!(!body.contains("fc00"), "no circuit address in metrics");
+
+    // Stop (SIGINT): the state is saved.
+    drop(running);
+    let saved: serde_json::Value = serde_json::from_slice(&fs::read(&state).unwrap()).unwrap();
+    assert_eq!(saved["files"].as_array().unwrap().len(), 2, "{saved}");
+
+    // While stopped: one line in each log. After the restart only those
+    // count.
+    append(&log, &line(0x104, 200));
+    append(&tor, "Nov 25 09:00:02.000 [err] bad\n");
+    let (_running, addr) = start(&args);
+    let body = until(
+        addr,
+        &[
+            "onionwatch_log_lines_total{project=\"shop\"} 1\n",
+            "onionwatch_log_severity_lines_total{project=\"shop\",log=\"tor\",severity=\"err\"} 1\n",
+        ],
+    );
+    assert!(body.contains("severity=\"notice\"} 0\n"), "{body}");
+    assert!(
+        body.contains("onionwatch_log_tail_lines_total 2\n"),
+        "{body}"
+    );
+}
+
+#[test]
+fn follow_mode_rejects_what_it_cannot_follow() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    fs::write(&state, "{not json").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+        .args(["logs", "--listen", "127.0.0.1:0", "--state"])
+        .arg(&state)
+        .arg(fixture())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("state.json") && err.contains("corrupt"),
+        "{err}"
+    );
+    assert!(err.contains("delete it"), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+        .args(["logs", "--listen", "127.0.0.1:0", "-"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--once"));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+        .args([
+            "logs",
+            "--listen",
+            "127.0.0.1:0",
+            "access.log-2024011118.gz",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("compressed"));
+
+    // Off loopback without TLS and authentication: refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+        .args(["logs", "--listen", "0.0.0.0:0"])
+        .arg(fixture())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+}

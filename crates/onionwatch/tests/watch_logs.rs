@@ -1,0 +1,161 @@
+//! `onionwatch watch --onionspray`: every discovered project's nginx access
+//! log and tor log are followed (across a rotation) and exported with a
+//! `project` label, in the series the dashboard reads.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+fn append(path: &Path, text: &str) {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// nginx's `$time_local` for now, so the lines fall in the 5-minute window.
+fn now_local() -> String {
+    let out = Command::new("date")
+        .env("LC_ALL", "C")
+        .args(["-u", "+%d/%b/%Y:%H:%M:%S +0000"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn line(circuit: u32, status: u16, time: &str) -> String {
+    format!(
+        "fc00:dead:beef:4dad::{circuit:x} - - [{time}] \"GET / HTTP/1.1\" {status} 10 \"-\" \"t\"\n"
+    )
+}
+
+fn until(addr: SocketAddr, path: &str, needles: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = common::get(addr, path);
+        if needles.iter().all(|n| body.contains(n)) {
+            return body;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {needles:?} in {path}:\n{body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn discovered_projects_logs_are_followed_with_a_project_label() {
+    let tree = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../onionwatch-inside/tests/fixtures/onionspray");
+    copy_tree(&fixture, tree.path());
+    let news_log = tree.path().join("projects/news/log");
+    let access = news_log.join("nginx-access.log");
+    let t = now_local();
+    append(&access, &line(1, 200, &t));
+    append(&access, &line(2, 200, &t));
+    append(&access, &line(2, 503, &t));
+    append(
+        &news_log.join("tor.log"),
+        "Nov 25 10:00:01.000 [warn] Your system clock just jumped 120 seconds forward\n",
+    );
+    let blog_access = tree.path().join("projects/blog/log/nginx-access.log");
+    append(&blog_access, &line(7, 404, &t));
+    let state = tree.path().join("log-state.json");
+
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let child = common::Running(
+        Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+            .args(["watch", "--interval", "1", "--timeout", "1"])
+            .args(["--listen", &addr.to_string()])
+            .arg("--log-state")
+            .arg(&state)
+            .arg("--onionspray")
+            .arg(tree.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    until(
+        addr,
+        "/metrics",
+        &[
+            "onionwatch_log_lines_total{project=\"news\"} 3\n",
+            "onionwatch_log_requests_total{project=\"news\",status_class=\"2xx\"} 2\n",
+            "onionwatch_log_requests_total{project=\"news\",status_class=\"5xx\"} 1\n",
+            "onionwatch_log_unique_circuits{project=\"news\",window=\"5m\"} 2\n",
+            "onionwatch_log_requests_total{project=\"blog\",status_class=\"4xx\"} 1\n",
+            "onionwatch_log_severity_lines_total{project=\"news\",log=\"tor\",severity=\"warn\"} 1\n",
+            // shop has no tor.log: followed, not an error.
+            "onionwatch_log_tail_read_errors_total 0\n",
+        ],
+    );
+    // The dashboard's unique-circuits column reads the same series.
+    until(addr, "/api/v1/dashboard", &["\"unique_circuits_5m\":2.0"]);
+
+    // Hourly rotation (rename and create).
+    std::fs::rename(&access, news_log.join("nginx-access.log-2026112512")).unwrap();
+    append(&access, &line(3, 200, &now_local()));
+    until(
+        addr,
+        "/metrics",
+        &[
+            "onionwatch_log_lines_total{project=\"news\"} 4\n",
+            "onionwatch_log_unique_circuits{project=\"news\",window=\"5m\"} 3\n",
+            "onionwatch_log_tail_rotations_total 1\n",
+        ],
+    );
+    // Its requests/s and 5xx/s columns come from two samples of
+    // onionwatch_log_requests_total (one a second here).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = common::get(addr, "/api/v1/dashboard");
+        let json: serde_json::Value = body
+            .split("\r\n\r\n")
+            .nth(1)
+            .and_then(|b| serde_json::from_str(b).ok())
+            .unwrap_or_default();
+        let news = json["projects"]
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["project"] == "news").cloned())
+            .unwrap_or_default();
+        if news["requests_per_second"].is_number() && news["errors_5xx_per_second"].is_number() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no request rates for news: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(child);
+    let saved = std::fs::read_to_string(&state).unwrap();
+    assert!(saved.contains("nginx-access.log"), "{saved}");
+}
