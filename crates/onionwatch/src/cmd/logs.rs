@@ -24,7 +24,6 @@ use onionwatch_logs::policy::{Action, PolicyConfig};
 use onionwatch_logs::summary::FileSummary;
 use onionwatch_logs::tail::{TailConfig, TailState};
 use onionwatch_server::Registry;
-use tokio::signal::unix::{signal, SignalKind};
 
 /// Read buffer per file. 64 KiB stays in the CPU cache between the kernel's
 /// copy and the parser; 128 KiB and more measured slower (more system time).
@@ -309,20 +308,7 @@ async fn follow(args: LogsArgs) -> Result<ExitCode> {
         server.local_addr()
     );
 
-    let mut sigterm = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
-    loop {
-        tokio::select! {
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            _ = sighup.recv() => {
-                if let Err(e) = server.reload_tls() {
-                    tracing::error!("TLS not reloaded, keeping the old certificate: {e}");
-                }
-            }
-        }
-    }
+    super::endpoint::until_stopped(&server).await?;
     tracing::info!("stopping");
     // Joins the follower thread, which saves the state.
     tokio::task::spawn_blocking(move || handle.stop())

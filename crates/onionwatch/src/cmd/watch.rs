@@ -17,7 +17,6 @@ use onionwatch_logs::access::LogFormat;
 use onionwatch_logs::follow::{FollowConfig, Follower};
 use onionwatch_logs::tail::TailState;
 use onionwatch_server::Registry;
-use tokio::signal::unix::{signal, SignalKind};
 
 const AFTER: &str = "\
 Examples:
@@ -190,26 +189,13 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
         .merge(dashboard.router());
     let server = onionwatch_server::start(&endpoint, app).await?;
 
-    let mut sigterm = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut discovery_stop = stop_rx;
+    // It re-reads the Onionspray tree on SIGHUP too.
     let discovery = tokio::spawn(rediscover_loop(watcher.clone(), async move {
         let _ = discovery_stop.wait_for(|s| *s).await;
     }));
-    loop {
-        tokio::select! {
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
-            // The discovery loop re-reads the Onionspray tree on SIGHUP too.
-            _ = sighup.recv() => {
-                if let Err(e) = server.reload_tls() {
-                    tracing::error!("TLS not reloaded, keeping the old certificate: {e}");
-                }
-            }
-        }
-    }
+    super::endpoint::until_stopped(&server).await?;
     tracing::info!("stopping");
     let _ = stop_tx.send(true);
     let _ = discovery.await;
