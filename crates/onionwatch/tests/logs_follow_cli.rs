@@ -122,6 +122,20 @@ fn follow_mode_counts_exactly_across_rotation_and_restart() {
     )
     .unwrap();
     assert_eq!(warnings["shop"]["tor"][0]["severity"], "warn", "{warnings}");
+    // Busiest circuits are in the API (never metric labels).
+    let logs: serde_json::Value = serde_json::from_str(
+        common::get(addr, "/api/v1/logs")
+            .split("\r\n\r\n")
+            .nth(1)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(logs[0]["project"], "shop", "{logs}");
+    assert_eq!(logs[0]["unique_circuits"], 8, "{logs}");
+    assert!(
+        logs[0]["previous_circuit_window"]["top_circuits"][0]["requests"].as_u64() >= Some(1),
+        "{logs}"
+    );
 
     // Append, with a partial line, then rotate (rename and create).
     append(&log, &line(0x100, 200));

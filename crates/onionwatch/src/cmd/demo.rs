@@ -236,7 +236,8 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     });
     let app = router(registry)
         .merge(dashboard.router())
-        .merge(watcher.api_router());
+        .merge(watcher.api_router())
+        .merge(super::logs::api(&follower));
     let server = start(&endpoint, app).await?;
     println!("dashboard: http://{}/", server.local_addr());
     println!("metrics:   http://{}/metrics", server.local_addr());

@@ -173,6 +173,28 @@ pub struct LogsArgs {
     max_line: usize,
 }
 
+/// `/api/v1/logs` (each project's summary, busiest circuits included: they
+/// are never metric labels) and `/api/v1/warnings` (the kept tor and
+/// onionbalance warnings).
+pub(crate) fn api(follower: &Follower) -> axum::Router {
+    let (logs, warnings) = (follower.clone(), follower.clone());
+    axum::Router::new()
+        .route(
+            "/api/v1/logs",
+            axum::routing::get(move || {
+                let f = logs.clone();
+                async move { axum::Json(f.summaries()) }
+            }),
+        )
+        .route(
+            "/api/v1/warnings",
+            axum::routing::get(move || {
+                let f = warnings.clone();
+                async move { axum::Json(f.recent_warnings()) }
+            }),
+        )
+}
+
 /// Read and check an abusive-circuit policy file.
 pub(crate) fn load_policy(path: &Path) -> Result<PolicyConfig> {
     let text = std::fs::read_to_string(path)
@@ -288,14 +310,7 @@ async fn follow(args: LogsArgs) -> Result<ExitCode> {
     let handle = follower
         .spawn()
         .context("cannot start the log follower thread")?;
-    let warnings = follower.clone();
-    let app = onionwatch_server::router(registry).route(
-        "/api/v1/warnings",
-        axum::routing::get(move || {
-            let f = warnings.clone();
-            async move { axum::Json(f.recent_warnings()) }
-        }),
-    );
+    let app = onionwatch_server::router(registry).merge(api(&follower));
     let server = onionwatch_server::start(&endpoint, app).await?;
     let scheme = if endpoint.tls.is_some() {
         "https"

@@ -186,6 +186,7 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
     let warnings = tokio::spawn(feed_tor_warnings(roots, dashboard.clone(), interval));
     let app = onionwatch_server::router(registry)
         .merge(watcher.api_router())
+        .merge(super::logs::api(&follower))
         .merge(dashboard.router());
     let server = onionwatch_server::start(&endpoint, app).await?;
 
