@@ -203,6 +203,11 @@ pub struct Config {
     /// kernel's backlog. Default 4096.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Threads serving connections, each its own event loop (as nginx's
+    /// worker processes): a connection and its upstream connection stay on
+    /// one thread. Default 0: one per CPU.
+    #[serde(default)]
+    pub workers: usize,
     /// Per-circuit limits.
     #[serde(default)]
     pub limits: Limits,
@@ -362,6 +367,7 @@ impl Default for Config {
             upstream_timeout_secs: default_upstream_timeout(),
             shutdown_grace_secs: default_shutdown_grace(),
             max_connections: default_max_connections(),
+            workers: 0,
             limits: Limits::default(),
             escalation: Escalation::default(),
             metrics_listen: None,

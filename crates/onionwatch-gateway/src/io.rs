@@ -102,7 +102,31 @@ pub(crate) enum Stream {
     Unix(UnixStream),
 }
 
+/// A connection between runtimes: tokio streams belong to the runtime
+/// that registered them, so a connection moves to its worker as a std one.
+#[derive(Debug)]
+pub(crate) enum StdStream {
+    Tcp(std::net::TcpStream),
+    Unix(std::os::unix::net::UnixStream),
+}
+
 impl Stream {
+    /// Detach from this runtime (non-blocking mode kept).
+    pub(crate) fn into_std(self) -> io::Result<StdStream> {
+        match self {
+            Stream::Tcp(s) => s.into_std().map(StdStream::Tcp),
+            Stream::Unix(s) => s.into_std().map(StdStream::Unix),
+        }
+    }
+
+    /// Register with the current runtime.
+    pub(crate) fn from_std(s: StdStream) -> io::Result<Stream> {
+        match s {
+            StdStream::Tcp(s) => TcpStream::from_std(s).map(Stream::Tcp),
+            StdStream::Unix(s) => UnixStream::from_std(s).map(Stream::Unix),
+        }
+    }
+
     /// Connect to the upstream.
     pub(crate) async fn connect(addr: &UpstreamAddr) -> io::Result<Stream> {
         match addr {

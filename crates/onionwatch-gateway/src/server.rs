@@ -167,6 +167,67 @@ pub struct Gateway {
     max_connections: usize,
     shutdown_grace: Duration,
     drain_rx: mpsc::Receiver<()>,
+    workers: usize,
+}
+
+/// A connection's work; it registers its stream with the worker's runtime
+/// when first polled there.
+type Job = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Threads that serve connections, each with its own single-threaded
+/// runtime, like nginx's workers: a client connection, its upstream
+/// connection and their wake-ups stay on one thread instead of bouncing
+/// between cores. Connections are dealt round-robin.
+struct Workers {
+    senders: Vec<mpsc::UnboundedSender<Job>>,
+    next: usize,
+}
+
+impl Workers {
+    /// `n` workers (0: one per CPU).
+    fn start(n: usize) -> std::io::Result<Workers> {
+        let n = match n {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let mut senders = Vec::with_capacity(n);
+        for i in 0..n {
+            let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            // Log where the caller logs, even to a scoped subscriber.
+            let dispatch = tracing::dispatcher::get_default(Clone::clone);
+            std::thread::Builder::new()
+                .name(format!("gateway-worker-{i}"))
+                .spawn(move || {
+                    let _logging = tracing::dispatcher::set_default(&dispatch);
+                    runtime.block_on(async move {
+                        let mut open = tokio::task::JoinSet::new();
+                        while let Some(job) = rx.recv().await {
+                            open.spawn(job);
+                            // Reap finished connections as we go.
+                            while open.try_join_next().is_some() {}
+                        }
+                        // The accept loop ended: finish (drain) what is open.
+                        while open.join_next().await.is_some() {}
+                    });
+                })?;
+            senders.push(tx);
+        }
+        Ok(Workers { senders, next: 0 })
+    }
+
+    fn len(&self) -> usize {
+        self.senders.len()
+    }
+
+    fn serve(&mut self, job: Job) {
+        let i = self.next % self.senders.len();
+        self.next = self.next.wrapping_add(1);
+        // A worker only stops when its sender is dropped.
+        let _ = self.senders[i].send(job);
+    }
 }
 
 /// Controls a running gateway from elsewhere (signal handlers, tests).
@@ -217,6 +278,7 @@ impl Gateway {
             local,
             escalator: Escalator::new(abuse_rx, settings_rx, metrics, events),
             max_connections: config.max_connections,
+            workers: config.workers,
             shutdown_grace: config.shutdown_grace().unwrap_or(Duration::from_secs(10)),
             shared,
             drain_rx,
@@ -246,7 +308,11 @@ impl Gateway {
         let mut shutdown = shared.shutdown.subscribe();
         tokio::spawn(self.escalator.run());
         tokio::spawn(sweep(Arc::clone(&shared)));
-        tracing::info!(listen = %self.local, upstream = %shared.settings().config.upstream, "gateway listening");
+        let mut workers = Workers::start(self.workers).map_err(|source| Error::Listen {
+            addr: self.local.to_string(),
+            source,
+        })?;
+        tracing::info!(listen = %self.local, upstream = %shared.settings().config.upstream, workers = workers.len(), "gateway listening");
         let permits = Arc::new(Semaphore::new(self.max_connections));
         loop {
             // Past max_connections, stop accepting: the kernel backlog waits.
@@ -279,13 +345,25 @@ impl Gateway {
                 break;
             };
             let shared = Arc::clone(&shared);
-            tokio::spawn(async move {
-                serve_connection(shared, stream, peer).await;
+            let stream = match stream.into_std() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot hand a connection to a worker: {e}");
+                    continue;
+                }
+            };
+            workers.serve(Box::pin(async move {
+                match Stream::from_std(stream) {
+                    Ok(stream) => serve_connection(shared, stream, peer).await,
+                    Err(e) => tracing::warn!(peer, "cannot register a connection: {e}"),
+                }
                 drop((permit, token));
-            });
+            }));
         }
-        // Stop accepting now (and remove a unix socket file).
+        // Stop accepting now (and remove a unix socket file); the workers
+        // end once their connections have.
         drop(self.listener);
+        drop(workers);
         let open = shared.metrics.connections_open.load(Relaxed);
         tracing::info!(open, grace = ?self.shutdown_grace, "gateway stopping: draining open connections");
         shared
