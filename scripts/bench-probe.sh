@@ -52,6 +52,6 @@ run() {
 "$bin" probe -c "$work/bench.yaml" --format json >/dev/null 2>&1 || true
 run onionprobe onionprobe -c "$work/bench.yaml"
 run onionwatch "$bin" probe -c "$work/bench.yaml" --format json
-run onionwatch-c20 "$bin" probe -c "$work/bench.yaml" --format json --concurrency 20
-echo "onionwatch results passed: $(grep -c '"passed":true' "$work/onionwatch.out")/20, with --concurrency 20: $(grep -c '"passed":true' "$work/onionwatch-c20.out")/20"
+run onionwatch-c8 "$bin" probe -c "$work/bench.yaml" --format json --concurrency 8
+echo "onionwatch results passed: $(grep -c '"passed":true' "$work/onionwatch.out")/20, with --concurrency 8: $(grep -c '"passed":true' "$work/onionwatch-c8.out")/20"
 grep -c 'Status code is 200' "$work/onionprobe.time" | sed 's/^/onionprobe 200 responses: /'

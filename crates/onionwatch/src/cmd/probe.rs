@@ -50,7 +50,7 @@ pub struct ProbeArgs {
     /// 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     #[arg(long)]
     check: bool,
-    /// Onion services probed at the same time (default 8).
+    /// Onion services probed at the same time (default 32).
     #[arg(long)]
     concurrency: Option<usize>,
     /// The tor binary to launch.
