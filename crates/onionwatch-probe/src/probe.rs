@@ -680,17 +680,22 @@ impl Prober {
             error_detail: None,
             timestamp: 0.0,
         };
-        for g in [
-            "onion_service_latency_seconds",
-            "onion_service_status_code",
-            "onion_service_unexpected_status_code",
-            "onionwatch_probe_connect_seconds",
-            "onionwatch_probe_first_byte_seconds",
-            "onionwatch_probe_body_bytes",
-        ] {
-            m.unset(g, &p);
-        }
+        // The last result's gauges stay until this one is known: a scrape
+        // during a slow probe must not find them missing.
+        let clear_last_result = || {
+            for g in [
+                "onion_service_latency_seconds",
+                "onion_service_status_code",
+                "onion_service_unexpected_status_code",
+                "onionwatch_probe_connect_seconds",
+                "onionwatch_probe_first_byte_seconds",
+                "onionwatch_probe_body_bytes",
+            ] {
+                m.unset(g, &p);
+            }
+        };
         if !desc.ok {
+            clear_last_result();
             // Written, not left stale: the onion service is not reachable.
             m.set("onion_service_reachable", &p, 0.0);
             if t.protocol == Protocol::Https {
@@ -754,6 +759,7 @@ impl Prober {
             );
         }
 
+        clear_last_result();
         r.status_code = last.status;
         r.connect_seconds = last.connect.map(|d| d.as_secs_f64());
         r.first_byte_seconds = last.first_byte.map(|d| d.as_secs_f64());

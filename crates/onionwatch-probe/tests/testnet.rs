@@ -745,6 +745,30 @@ async fn a_connection_that_succeeds_on_a_retry_counts_as_reachable() {
         "onion_service_reachable{{name=\"flaky\",address=\"{}\",protocol=\"http\",port=\"80\",path=\"/\"}} 1",
         o.flaky
     )));
+
+    // While the next round retries, a scrape still finds the last result
+    // (no gap in the series): its second attempt cannot have ended yet
+    // when its first is counted.
+    FLAKY_DROPS.store(2, Ordering::SeqCst);
+    let next = {
+        let (prober, targets) = (prober.clone(), targets.clone());
+        tokio::spawn(async move { prober.run_round(&targets, 2, None).await })
+    };
+    let deadline = std::time::Instant::now() + ROUND_LIMIT;
+    while m.get("onion_service_fetch_requests", &p) < Some(4.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "round 2 never started"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(m.get("onion_service_status_code", &p), Some(200.0));
+    assert!(m.get("onion_service_latency_seconds", &p).is_some());
+    let results = tokio::time::timeout(ROUND_LIMIT, next)
+        .await
+        .expect("round 2 finished in time")
+        .unwrap();
+    assert!(results[0].passed, "{:?}", results[0]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
