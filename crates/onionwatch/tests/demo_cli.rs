@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -31,14 +31,6 @@ fn tor_children(parent: u32) -> Vec<u32> {
     pids
 }
 
-fn value(metrics: &str, prefix: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// Collects the last lines of the demo's log so a failure shows why.
 fn keep_tail(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
     let lines = Arc::new(Mutex::new(Vec::new()));
@@ -57,11 +49,7 @@ fn keep_tail(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<Strin
 
 #[test]
 fn demo_serves_the_dashboard_and_both_sides_then_stops_cleanly() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut child = common::Running(
         Command::new(env!("CARGO_BIN_EXE_onionwatch"))
             .args([
@@ -106,24 +94,24 @@ fn demo_serves_the_dashboard_and_both_sides_then_stops_cleanly() {
     let start = Instant::now();
     let metrics = loop {
         let m = common::get(addr, "/metrics");
-        let healthy = value(&m, "onion_service_reachable{name=\"healthy\"");
-        let offline = value(&m, "onion_service_reachable{name=\"offline\"");
-        let slow = value(&m, "onion_service_reachable{name=\"slow\"");
-        let shop = value(
+        let healthy = common::value(&m, "onion_service_reachable{name=\"healthy\"");
+        let offline = common::value(&m, "onion_service_reachable{name=\"offline\"");
+        let slow = common::value(&m, "onion_service_reachable{name=\"slow\"");
+        let shop = common::value(
             &m,
             "onionwatch_scrape_up{collector=\"tor_metrics\",project=\"shop\"",
         );
-        let failing = value(&m, "onion_service_status_code{name=\"failing\"");
+        let failing = common::value(&m, "onion_service_status_code{name=\"failing\"");
         // The backends' access logs, followed: requests by status, circuits.
-        let news_2xx = value(
+        let news_2xx = common::value(
             &m,
             "onionwatch_log_requests_total{project=\"news\",status_class=\"2xx\"}",
         );
-        let shop_5xx = value(
+        let shop_5xx = common::value(
             &m,
             "onionwatch_log_requests_total{project=\"shop\",status_class=\"5xx\"}",
         );
-        let circuits = value(
+        let circuits = common::value(
             &m,
             "onionwatch_log_unique_circuits{project=\"news\",window=\"all\"}",
         );

@@ -4,19 +4,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use onionwatch_gateway::echo::EchoServer;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One request as tor sends it: a PROXY header carrying circuit id `id`.
 fn request_on_circuit(gateway: SocketAddr, id: u32) -> String {
@@ -40,7 +32,7 @@ fn gateway_metrics_are_served_on_the_shared_endpoint() {
     let echo = rt
         .block_on(EchoServer::start(&"127.0.0.1:0".parse().unwrap(), false))
         .unwrap();
-    let (listen, metrics) = (free_port(), free_port());
+    let (listen, metrics) = (common::free_port(), common::free_port());
     let _gateway = common::Running(
         Command::new(env!("CARGO_BIN_EXE_onionwatch"))
             .args([
@@ -88,7 +80,7 @@ fn a_public_metrics_endpoint_needs_tls_and_authentication() {
         .args([
             "gateway",
             "--listen",
-            &format!("127.0.0.1:{}", free_port()),
+            &format!("127.0.0.1:{}", common::free_port()),
             "--metrics-listen",
             "0.0.0.0:9",
         ])

@@ -3,26 +3,17 @@
 
 mod common;
 
-use std::fs::{self, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::fs;
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../onionwatch-logs/tests/fixtures/access-small.log")
-}
-
-fn append(path: &Path, text: &str) {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
 }
 
 fn line(circuit: u32, status: u16) -> String {
@@ -61,22 +52,6 @@ fn start(args: &[&str]) -> (common::Running, SocketAddr) {
     (running, addr.parse().unwrap())
 }
 
-/// Scrape /metrics until every needle is in it.
-fn until(addr: SocketAddr, needles: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let body = common::get(addr, "/metrics");
-        if needles.iter().all(|n| body.contains(n)) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {needles:?}; last /metrics:\n{body}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn follow_mode_counts_exactly_across_rotation_and_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -84,7 +59,7 @@ fn follow_mode_counts_exactly_across_rotation_and_restart() {
     let tor = dir.path().join("tor.log");
     let state = dir.path().join("state.json");
     fs::copy(fixture(), &log).unwrap();
-    append(
+    common::append(
         &tor,
         "Nov 25 09:00:00.000 [notice] Bootstrapped 100% (done): Done\n\
          Nov 25 09:00:01.000 [warn] Your system clock just jumped\n",
@@ -102,8 +77,9 @@ fn follow_mode_counts_exactly_across_rotation_and_restart() {
     let (running, addr) = start(&args);
     assert!(common::get(addr, "/healthz").ends_with("ok\n"));
     // The fixture's counts, as --once reports them.
-    until(
+    common::get_until(
         addr,
+        "/metrics",
         &[
             "onionwatch_log_lines_total{project=\"shop\"} 17\n",
             "onionwatch_log_requests_total{project=\"shop\",status_class=\"2xx\"} 6\n",
@@ -138,19 +114,24 @@ fn follow_mode_counts_exactly_across_rotation_and_restart() {
     );
 
     // Append, with a partial line, then rotate (rename and create).
-    append(&log, &line(0x100, 200));
-    append(&log, &line(0x101, 503));
+    common::append(&log, &line(0x100, 200));
+    common::append(&log, &line(0x101, 503));
     let partial = line(0x102, 200);
     let (head, tail) = partial.split_at(20);
-    append(&log, head);
-    until(addr, &["onionwatch_log_lines_total{project=\"shop\"} 19\n"]);
+    common::append(&log, head);
+    common::get_until(
+        addr,
+        "/metrics",
+        &["onionwatch_log_lines_total{project=\"shop\"} 19\n"],
+    );
     let rotated = dir.path().join("nginx-access.log-2024011118");
     fs::rename(&log, &rotated).unwrap();
-    append(&log, &line(0x103, 404));
+    common::append(&log, &line(0x103, 404));
     // nginx writes to the old file until it reopens its logs.
-    append(&rotated, tail);
-    let body = until(
+    common::append(&rotated, tail);
+    let body = common::get_until(
         addr,
+        "/metrics",
         &[
             "onionwatch_log_lines_total{project=\"shop\"} 21\n",
             "onionwatch_log_requests_total{project=\"shop\",status_class=\"5xx\"} 2\n",
@@ -176,11 +157,12 @@ fn follow_mode_counts_exactly_across_rotation_and_restart() {
 
     // While stopped: one line in each log. After the restart only those
     // count.
-    append(&log, &line(0x104, 200));
-    append(&tor, "Nov 25 09:00:02.000 [err] bad\n");
+    common::append(&log, &line(0x104, 200));
+    common::append(&tor, "Nov 25 09:00:02.000 [err] bad\n");
     let (_running, addr) = start(&args);
-    let body = until(
+    let body = common::get_until(
         addr,
+        "/metrics",
         &[
             "onionwatch_log_lines_total{project=\"shop\"} 1\n",
             "onionwatch_log_severity_lines_total{project=\"shop\",log=\"tor\",severity=\"err\"} 1\n",

@@ -158,14 +158,6 @@ fn per_circuit(lines: &[String]) -> BTreeMap<u32, usize> {
     out
 }
 
-/// The value of the sample starting with `prefix` in `/metrics`.
-fn value(metrics: &str, prefix: &str) -> Option<f64> {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 /// Poll `/metrics` until `done` holds; the last text on timeout.
 async fn metrics_until(addr: SocketAddr, what: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + WAIT;
@@ -203,11 +195,7 @@ async fn abusive_circuit_is_closed_and_the_others_keep_working() {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let metrics = SocketAddr::from(([127, 0, 0, 1], port));
     let _logs = common::Running(
         Command::new(env!("CARGO_BIN_EXE_onionwatch"))
@@ -225,7 +213,7 @@ async fn abusive_circuit_is_closed_and_the_others_keep_working() {
             .unwrap(),
     );
     metrics_until(metrics, "following the access log", |m| {
-        value(m, "onionwatch_log_tail_files ") == Some(1.0)
+        common::value(m, "onionwatch_log_tail_files ") == Some(1.0)
     })
     .await;
     let offset = log_len(&nginx);
@@ -263,18 +251,18 @@ async fn abusive_circuit_is_closed_and_the_others_keep_working() {
 
     // onionwatch saw every request, 3 circuits, and closed one.
     let m = metrics_until(metrics, "counting the requests and closing", |m| {
-        value(
+        common::value(
             m,
             "onionwatch_log_requests_total{project=\"shop\",status_class=\"2xx\"}",
         ) == Some(total as f64)
-            && value(
+            && common::value(
                 m,
                 "onionwatch_log_circuit_closes_total{project=\"shop\",result=\"closed\"}",
             ) == Some(1.0)
     })
     .await;
     assert_eq!(
-        value(
+        common::value(
             &m,
             "onionwatch_log_unique_circuits{project=\"shop\",window=\"all\"}"
         ),
@@ -282,7 +270,7 @@ async fn abusive_circuit_is_closed_and_the_others_keep_working() {
         "{m}"
     );
     assert_eq!(
-        value(
+        common::value(
             &m,
             "onionwatch_log_abusive_circuits_total{project=\"shop\",action=\"close\"}"
         ),

@@ -13,14 +13,6 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_onionwatch");
 const TPO: &str = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn find_pidfile(dir: &Path) -> Option<PathBuf> {
     std::fs::read_dir(dir).ok()?.flatten().find_map(|e| {
         let p = e.path().join("tor.pid");
@@ -60,8 +52,8 @@ fn sigterm_kills_the_launched_tor() {
     // DisableNetwork keeps the launched tor bootstrapping forever.
     let mut child = Command::new(BIN)
         .args(["probe", "-e", TPO, "--tor_config", "DisableNetwork 1"])
-        .args(["--socks_port", &free_port().to_string()])
-        .args(["--control_port", &free_port().to_string()])
+        .args(["--socks_port", &common::free_port().to_string()])
+        .args(["--control_port", &common::free_port().to_string()])
         .env("TMPDIR", tmp.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -149,8 +141,8 @@ fn probe_stderr(log_level: Option<&str>, args: &[&str], rust_log: Option<&str>) 
     cmd.env_remove("RUST_LOG")
         .args(["probe", "-c", cfg.to_str().unwrap()])
         .args(args)
-        .args(["--socks_port", &free_port().to_string()])
-        .args(["--control_port", &free_port().to_string()]);
+        .args(["--socks_port", &common::free_port().to_string()])
+        .args(["--control_port", &common::free_port().to_string()]);
     if let Some(v) = rust_log {
         cmd.env("RUST_LOG", v);
     }
@@ -273,7 +265,7 @@ fn sighup_reloads_the_endpoints_in_loop_mode() {
     let (first, second) = (&n.onions[0].address, &n.onions[2].address);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("probe.yaml");
-    let port = free_port();
+    let port = common::free_port();
     let metrics = SocketAddr::from(([127, 0, 0, 1], port));
     let common_opts = format!(
         "{}loop: true\nsleep: 1\nprometheus_exporter: true\nprometheus_exporter_port: {port}\n",

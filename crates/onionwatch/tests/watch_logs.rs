@@ -4,34 +4,10 @@
 
 mod common;
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
-}
-
-fn append(path: &Path, text: &str) {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
 
 /// nginx's `$time_local` for now, so the lines fall in the 5-minute window.
 fn now_local() -> String {
@@ -49,39 +25,24 @@ fn line(circuit: u32, status: u16, time: &str) -> String {
     )
 }
 
-fn until(addr: SocketAddr, path: &str, needles: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let body = common::get(addr, path);
-        if needles.iter().all(|n| body.contains(n)) {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {needles:?} in {path}:\n{body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn discovered_projects_logs_are_followed_with_a_project_label() {
     let tree = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../onionwatch-inside/tests/fixtures/onionspray");
-    copy_tree(&fixture, tree.path());
+    common::copy_tree(&fixture, tree.path());
     let news_log = tree.path().join("projects/news/log");
     let access = news_log.join("nginx-access.log");
     let t = now_local();
-    append(&access, &line(1, 200, &t));
-    append(&access, &line(2, 200, &t));
-    append(&access, &line(2, 503, &t));
-    append(
+    common::append(&access, &line(1, 200, &t));
+    common::append(&access, &line(2, 200, &t));
+    common::append(&access, &line(2, 503, &t));
+    common::append(
         &news_log.join("tor.log"),
         "Nov 25 10:00:01.000 [warn] Your system clock just jumped 120 seconds forward\n",
     );
     let blog_access = tree.path().join("projects/blog/log/nginx-access.log");
-    append(&blog_access, &line(7, 404, &t));
+    common::append(&blog_access, &line(7, 404, &t));
     let state = tree.path().join("log-state.json");
 
     let port = TcpListener::bind("127.0.0.1:0")
@@ -103,7 +64,7 @@ fn discovered_projects_logs_are_followed_with_a_project_label() {
             .spawn()
             .unwrap(),
     );
-    until(
+    common::get_until(
         addr,
         "/metrics",
         &[
@@ -118,12 +79,12 @@ fn discovered_projects_logs_are_followed_with_a_project_label() {
         ],
     );
     // The dashboard's unique-circuits column reads the same series.
-    until(addr, "/api/v1/dashboard", &["\"unique_circuits_5m\":2.0"]);
+    common::get_until(addr, "/api/v1/dashboard", &["\"unique_circuits_5m\":2.0"]);
 
     // Hourly rotation (rename and create).
     std::fs::rename(&access, news_log.join("nginx-access.log-2026112512")).unwrap();
-    append(&access, &line(3, 200, &now_local()));
-    until(
+    common::append(&access, &line(3, 200, &now_local()));
+    common::get_until(
         addr,
         "/metrics",
         &[

@@ -8,19 +8,6 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let dest = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &dest);
-        } else {
-            std::fs::copy(entry.path(), dest).unwrap();
-        }
-    }
-}
-
 /// Poll /api/v1/targets until `done` holds (30 s at most).
 fn targets_until(addr: SocketAddr, done: impl Fn(&str) -> bool) -> String {
     let start = Instant::now();
@@ -38,7 +25,7 @@ fn sighup_picks_up_new_and_removed_projects() {
     let tree = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../onionwatch-inside/tests/fixtures/onionspray");
-    copy_tree(&fixture, tree.path());
+    common::copy_tree(&fixture, tree.path());
     let warning = "Nov 25 10:00:01.000 [warn] Your system clock just jumped 120 seconds forward";
     let tor_log = tree.path().join("projects/news/log/tor.log");
     let mut log = std::fs::read_to_string(&tor_log).unwrap();
@@ -69,7 +56,7 @@ fn sighup_picks_up_new_and_removed_projects() {
 
     // A new project (a copy of news), and blog removed.
     let projects = tree.path().join("projects");
-    copy_tree(&projects.join("news"), &projects.join("daily"));
+    common::copy_tree(&projects.join("news"), &projects.join("daily"));
     std::fs::copy(
         tree.path().join("news.conf"),
         tree.path().join("daily.conf"),
