@@ -221,6 +221,19 @@ impl TestNetwork {
                 torrc::common(&nick, &dir, &authorities) + &torrc::relay(port()?, port()?, false);
             nodes.push(TorNode::spawn(&tor, &nick, Role::Relay, &dir, &text)?);
         }
+        // Onion-service tors start only once the consensus lists every relay
+        // as Running and Stable: started earlier, with the 3 authorities
+        // alone, they cannot build 4-hop intro circuits, and tor then stops
+        // launching them for 300 s after ~30 failures ("exceeded its circuit
+        // launch limit"), longer than any readiness wait.
+        wait_for_full_consensus(
+            &mut nodes,
+            authorities[0].dir_port,
+            3 + config.relays,
+            Instant::now() + config.ready_timeout,
+            &auth_dirs[0].join("notice.log"),
+        )
+        .await?;
 
         let mut backends = Vec::new();
         let mut onions = Vec::new();
@@ -433,6 +446,60 @@ impl TestNetwork {
         }
         Ok(())
     }
+}
+
+/// Poll the authority's consensus until `relays` relays are in it with the
+/// Running and Stable flags.
+async fn wait_for_full_consensus(
+    nodes: &mut [TorNode],
+    dir_port: u16,
+    relays: usize,
+    deadline: Instant,
+    log: &Path,
+) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        let usable = fetch_consensus(dir_port).await.map_or(0, |text| {
+            text.lines()
+                .filter(|l| l.starts_with("s ") && l.contains(" Running") && l.contains(" Stable"))
+                .count()
+        });
+        if usable >= relays {
+            tracing::debug!(relays, waited = ?start.elapsed(), "the consensus lists every relay");
+            return Ok(());
+        }
+        nodes.iter_mut().try_for_each(TorNode::check_alive)?;
+        if Instant::now() >= deadline {
+            return Err(Error::Timeout {
+                what: format!(
+                    "a consensus with {relays} Running and Stable relays ({usable} so far)"
+                ),
+                waited: start.elapsed(),
+                log: log.to_owned(),
+                tail: tail(log, 15),
+            });
+        }
+        sleep(POLL).await;
+    }
+}
+
+/// The current consensus from an authority's DirPort (`None` until there is
+/// one: tor answers 404 before its first vote).
+async fn fetch_consensus(dir_port: u16) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(loopback(dir_port))
+        .await
+        .ok()?;
+    s.write_all(b"GET /tor/status-vote/current/consensus HTTP/1.0\r\n\r\n")
+        .await
+        .ok()?;
+    let mut body = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut body))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&body);
+    text.starts_with("HTTP/1.0 200").then(|| text.into_owned())
 }
 
 /// One reachability attempt, on a fresh circuit (`token` isolates it).
