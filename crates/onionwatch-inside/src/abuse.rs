@@ -39,7 +39,7 @@ impl AbuseGuard {
     /// tokio runtime: close executors are spawned on it later, from the
     /// follower's thread.
     pub fn new(config: PolicyConfig, resolve: Resolver) -> Result<Arc<Self>, PolicyConfigError> {
-        Policy::new(config.clone())?;
+        config.validate()?;
         Ok(Arc::new(AbuseGuard {
             config,
             resolve,

@@ -26,7 +26,6 @@ pub mod nginx;
 pub mod onionspray;
 pub mod targets;
 pub mod tor_control;
-pub mod tor_log;
 pub mod tor_metrics;
 pub mod torrc;
 pub mod watch;

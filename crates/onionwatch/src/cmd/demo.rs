@@ -205,35 +205,11 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         args.state_dir.as_deref(),
     )?;
     let sampler = dashboard.spawn();
-    // Each project's tor log, for the dashboard's warnings column.
-    let logs: Vec<(String, PathBuf)> = projects
-        .iter()
-        .zip(["hs0", "hs1"])
-        .map(|(p, tor)| (p.to_string(), info.dir.join(tor).join("notice.log")))
-        .collect();
-    let dash = dashboard.clone();
-    let every = Duration::from_secs(args.interval);
-    let warnings = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            let logs = logs.clone();
-            // Small blocking file reads: off the async workers.
-            let found = tokio::task::spawn_blocking(move || {
-                logs.into_iter()
-                    .filter_map(|(project, log)| {
-                        let lines = onionwatch_inside::tor_log::recent_warnings(&log, 5).ok()?;
-                        Some((project, lines))
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .unwrap_or_default();
-            for (project, lines) in found {
-                dash.set_recent_warnings(&project, lines);
-            }
-        }
-    });
+    let warnings = tokio::spawn(super::logs::feed_tor_warnings(
+        follower.clone(),
+        dashboard.clone(),
+        Duration::from_secs(args.interval),
+    ));
     let app = router(registry)
         .merge(dashboard.router())
         .merge(watcher.api_router())

@@ -195,6 +195,29 @@ pub(crate) fn api(follower: &Follower) -> axum::Router {
         )
 }
 
+/// Show each project's last tor warnings, as the follower keeps them, on
+/// the dashboard (the logs are already being read: no second read).
+pub(crate) async fn feed_tor_warnings(
+    follower: Follower,
+    dashboard: Arc<onionwatch_dashboard::Dashboard>,
+    every: Duration,
+) {
+    const SHOWN: usize = 5;
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        for (project, logs) in follower.recent_warnings() {
+            let lines = logs.get(LogKind::Tor.as_str()).map_or_else(Vec::new, |l| {
+                l[l.len().saturating_sub(SHOWN)..]
+                    .iter()
+                    .map(|r| r.text.clone())
+                    .collect()
+            });
+            dashboard.set_recent_warnings(&project, lines);
+        }
+    }
+}
+
 /// Read and check an abusive-circuit policy file.
 pub(crate) fn load_policy(path: &Path) -> Result<PolicyConfig> {
     let text = std::fs::read_to_string(path)

@@ -4,14 +4,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use onionwatch_dashboard::{Dashboard, DashboardConfig};
 use onionwatch_inside::abuse::{single_control_port, AbuseGuard};
 use onionwatch_inside::targets::{Config, Flags, Settings};
-use onionwatch_inside::tor_log::recent_warnings;
 use onionwatch_inside::watch::{rediscover_loop, Watcher};
 use onionwatch_logs::access::LogFormat;
 use onionwatch_logs::follow::{FollowConfig, Follower};
@@ -138,7 +136,6 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
     };
     let endpoint = args.endpoint.config(settings.listen)?;
     let interval = settings.interval;
-    let roots = settings.onionspray.clone();
     let follower = Follower::new(
         FollowConfig {
             state_file: settings.log_state.clone(),
@@ -183,7 +180,11 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
         args.state_dir.as_deref(),
     )?;
     let sampler = dashboard.spawn();
-    let warnings = tokio::spawn(feed_tor_warnings(roots, dashboard.clone(), interval));
+    let warnings = tokio::spawn(super::logs::feed_tor_warnings(
+        follower.clone(),
+        dashboard.clone(),
+        interval,
+    ));
     let app = onionwatch_server::router(registry)
         .merge(watcher.api_router())
         .merge(super::logs::api(&follower))
@@ -206,41 +207,4 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
     let _ = tokio::task::spawn_blocking(move || follow.stop()).await;
     server.shutdown(std::time::Duration::from_secs(5)).await?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Show each discovered project's latest tor warnings on the dashboard.
-async fn feed_tor_warnings(roots: Vec<PathBuf>, dashboard: Arc<Dashboard>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        let roots = roots.clone();
-        // Discovery and the log reads are small blocking file reads.
-        let found = tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            for root in &roots {
-                let Ok((inst, _)) = onionwatch_inside::discovery::discover(root) else {
-                    continue;
-                };
-                for project in inst.projects {
-                    let lines: Vec<String> = project
-                        .logs
-                        .iter()
-                        .filter(|l| {
-                            l.file_name()
-                                .is_some_and(|n| n.to_string_lossy().starts_with("tor"))
-                        })
-                        .filter_map(|l| recent_warnings(l, 5).ok())
-                        .flatten()
-                        .collect();
-                    out.push((project.name, lines));
-                }
-            }
-            out
-        })
-        .await
-        .unwrap_or_default();
-        for (project, lines) in found {
-            dashboard.set_recent_warnings(&project, lines);
-        }
-    }
 }
