@@ -340,7 +340,7 @@ async fn a_fast_circuit_gets_429_with_retry_after_while_another_is_served() {
 #[tokio::test]
 async fn connections_per_circuit_are_capped() {
     let env = start(|c| c.limits.max_connections_per_circuit = 2).await;
-    bounded(async {
+    let open = bounded(async {
         let mut held = Vec::new();
         for _ in 0..2 {
             let mut c = Client::tcp(&env.addr, Some(7)).await;
@@ -360,6 +360,9 @@ async fn connections_per_circuit_are_capped() {
         for c in &mut held {
             assert_eq!(c.get("/", "").await.status, 200);
         }
+        // Still open while the gauge is read: connections are served on
+        // worker threads, which would otherwise see them close meanwhile.
+        (held, other)
     })
     .await;
     let m = env.handle.metrics();
@@ -368,6 +371,7 @@ async fn connections_per_circuit_are_capped() {
         m.active_circuits.load(std::sync::atomic::Ordering::Relaxed),
         2
     );
+    drop(open);
 }
 
 #[tokio::test]
