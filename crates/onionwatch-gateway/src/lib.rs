@@ -35,6 +35,7 @@ mod io;
 mod limiter;
 pub mod metrics;
 mod server;
+mod timer;
 
 pub use config::{Config, Escalation, Limits, ListenAddr, ProxyProtocol, UpstreamAddr};
 pub use error::Error;

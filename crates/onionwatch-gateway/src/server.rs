@@ -18,7 +18,7 @@ use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use onionwatch_tor::proxy::{ProxyHeader, ProxyHeaderError};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{broadcast, mpsc, watch, Semaphore};
@@ -30,6 +30,7 @@ use crate::escalate::{Abuse, EscalationEvent, Escalator};
 use crate::io::{read_header, Listener, Prefixed, Stream};
 use crate::limiter::{CircuitTable, ConnGuard, Policy, Refusal};
 use crate::metrics::{Metrics, RejectReason};
+use crate::timer::{LazySleep, LazyTimer};
 
 /// How often idle circuits are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);
@@ -530,7 +531,7 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: Stream, peer: String)
                     Ok::<_, Infallible>(too_many(reason, retry, true))
                 });
                 let mut b = hyper::server::conn::http1::Builder::new();
-                b.timer(TokioTimer::new())
+                b.timer(LazyTimer::default())
                     .header_read_timeout(settings.request_header_timeout)
                     .keep_alive(false);
                 metrics.response(429);
@@ -547,6 +548,7 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: Stream, peer: String)
         circuit,
         circuit_value: circuit.map(HeaderValue::from),
         upstream: Mutex::new(None),
+        upstream_deadline: Mutex::new(None),
         _conn_guard: conn_guard,
     });
     let svc = {
@@ -558,7 +560,7 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: Stream, peer: String)
     };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
+        .timer(LazyTimer::default())
         // Also bounds how long an idle keep-alive connection is kept.
         .header_read_timeout(settings.request_header_timeout)
         .keep_alive(true);
@@ -590,6 +592,8 @@ struct ConnCtx {
     /// The upstream connection, tagged with the settings generation it was
     /// opened under (a reload may change the upstream).
     upstream: Mutex<Option<(u64, SendRequest<Incoming>)>>,
+    /// The upstream timeout, kept across requests (see [`LazySleep`]).
+    upstream_deadline: Mutex<Option<LazySleep>>,
     _conn_guard: Option<ConnGuard>,
 }
 
@@ -636,10 +640,8 @@ impl ConnCtx {
             None => None,
         };
 
-        let upgrade = is_upgrade(req.headers());
         let headers = req.headers_mut();
-        remove_circuit_headers(headers, &settings);
-        remove_hop_by_hop(headers, upgrade);
+        let upgrade = clean_headers(headers, Some(&settings.header), true);
         if let Some(v) = &self.circuit_value {
             headers.insert(settings.header.clone(), v.clone());
         }
@@ -647,7 +649,7 @@ impl ConnCtx {
         let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
         let started = Instant::now();
-        let mut resp = match self.send(req, &settings, upgrade).await {
+        let mut resp = match self.send(req, &settings, upgrade, started).await {
             Ok(r) => r,
             Err(e) => {
                 metrics.upstream_errors_total.fetch_add(1, Relaxed);
@@ -679,7 +681,7 @@ impl ConnCtx {
                 return out;
             }
         }
-        remove_hop_by_hop(resp.headers_mut(), false);
+        clean_headers(resp.headers_mut(), None, false);
         resp.map(|inner| Body::Stream {
             inner,
             _guard: guard,
@@ -688,12 +690,37 @@ impl ConnCtx {
 
     /// Send `req` on this connection's upstream connection, opening one if
     /// needed; a request that was never written is retried once on a new
-    /// connection (the upstream may have closed an idle one).
+    /// connection (the upstream may have closed an idle one). The upstream
+    /// has `upstream_timeout` from `started` to answer with a response head.
     async fn send(
+        &self,
+        req: Request<Incoming>,
+        settings: &Settings,
+        upgrade: bool,
+        started: Instant,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let deadline = started + settings.upstream_timeout;
+        let mut timer = self
+            .upstream_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or_else(|| LazySleep::until(deadline));
+        timer.set(deadline);
+        let result = self.send_before(req, settings, upgrade, &mut timer).await;
+        *self
+            .upstream_deadline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(timer);
+        result
+    }
+
+    async fn send_before(
         &self,
         mut req: Request<Incoming>,
         settings: &Settings,
         upgrade: bool,
+        deadline: &mut LazySleep,
     ) -> Result<Response<Incoming>, UpstreamError> {
         for _ in 0..2 {
             let reused = self
@@ -707,16 +734,16 @@ impl ConnCtx {
                 Some(s) => s,
                 None => self.connect(settings).await?,
             };
-            match tokio::time::timeout(settings.upstream_timeout, sender.ready()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(_)) => continue,
-                Err(_) => return Err(UpstreamError::Timeout),
+            tokio::select! {
+                r = sender.ready() => if r.is_err() { continue },
+                _ = &mut *deadline => return Err(UpstreamError::Timeout),
             }
-            match tokio::time::timeout(settings.upstream_timeout, sender.try_send_request(req))
-                .await
-            {
-                Err(_) => return Err(UpstreamError::Timeout),
-                Ok(Ok(resp)) => {
+            let sent = tokio::select! {
+                r = sender.try_send_request(req) => r,
+                _ = &mut *deadline => return Err(UpstreamError::Timeout),
+            };
+            match sent {
+                Ok(resp) => {
                     // An upgraded connection is no longer HTTP: never reuse it.
                     if !(upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS) {
                         *self.upstream.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -724,7 +751,7 @@ impl ConnCtx {
                     }
                     return Ok(resp);
                 }
-                Ok(Err(mut e)) => match e.take_message() {
+                Err(mut e) => match e.take_message() {
                     Some(r) => req = r,
                     None => return Err(UpstreamError::Http(e.into_error())),
                 },
@@ -803,65 +830,100 @@ impl ConnCtx {
     }
 }
 
-fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
-}
-
-/// Remove every header of the circuit-id name (all occurrences; names are
-/// case-insensitive by construction) and its spellings with `_` for `-`:
-/// CGI, PHP and WSGI map both to the same variable, so both are spoofing.
-fn remove_circuit_headers(headers: &mut HeaderMap, settings: &Settings) {
-    headers.remove(&settings.header);
-    // Rare: only scan when some header name has an underscore.
-    if headers.keys().any(|k| k.as_str().contains('_')) {
+/// Make `headers` fit to forward: remove hop-by-hop headers (RFC 9110
+/// §7.6.1) and, given `circuit`, every header of the circuit-id name (all
+/// occurrences, and its spellings with `_` for `-`: CGI, PHP and WSGI map
+/// both to the same variable, so both are spoofing). With `allow_upgrade`,
+/// an upgrade request keeps `Upgrade` and `Connection: upgrade`. Returns
+/// whether it is such an upgrade.
+fn clean_headers(
+    headers: &mut HeaderMap,
+    circuit: Option<&HeaderName>,
+    allow_upgrade: bool,
+) -> bool {
+    // One scan first: most messages need no removal, and each removal
+    // hashes its name.
+    let (mut connection, mut hop, mut spoof) = (false, false, false);
+    for name in headers.keys() {
+        if name == header::CONNECTION {
+            connection = true;
+        } else if is_hop_by_hop(name) {
+            hop = true;
+        } else if let Some(c) = circuit {
+            spoof |= name == c || (name.as_str().contains('_') && same_with_dashes(name, c));
+        }
+    }
+    let upgrade = allow_upgrade
+        && connection
+        && headers.contains_key(header::UPGRADE)
+        && connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"));
+    if connection {
+        let listed: Vec<HeaderName> = connection_tokens(headers)
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .filter(|n| !(upgrade && n == header::UPGRADE))
+            .collect();
+        for n in listed {
+            headers.remove(n);
+        }
+        headers.remove(header::CONNECTION);
+    }
+    if hop {
+        for n in [
+            header::TE,
+            header::TRAILER,
+            header::TRANSFER_ENCODING,
+            HeaderName::from_static("keep-alive"),
+            HeaderName::from_static("proxy-connection"),
+        ] {
+            headers.remove(n);
+        }
+        if !upgrade {
+            headers.remove(header::UPGRADE);
+        }
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    if let (true, Some(c)) = (spoof, circuit) {
+        headers.remove(c);
         let spoofs: Vec<HeaderName> = headers
             .keys()
-            .filter(|k| {
-                k.as_str().contains('_') && k.as_str().replace('_', "-") == settings.header.as_str()
-            })
+            .filter(|k| k.as_str().contains('_') && same_with_dashes(k, c))
             .cloned()
             .collect();
         for k in spoofs {
             headers.remove(&k);
         }
     }
+    upgrade
 }
 
-/// Remove hop-by-hop headers (RFC 9110 §7.6.1), keeping `Connection:
-/// upgrade` and `Upgrade` when forwarding an upgrade.
-fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
-    let listed: Vec<HeaderName> = headers
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    name == header::TE
+        || name == header::TRAILER
+        || name == header::TRANSFER_ENCODING
+        || name == header::UPGRADE
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
+}
+
+/// `name` with every `_` read as `-` equals `target`.
+fn same_with_dashes(name: &HeaderName, target: &HeaderName) -> bool {
+    let (a, b) = (name.as_str().as_bytes(), target.as_str().as_bytes());
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(&x, &y)| x == y || (x == b'_' && y == b'-'))
+}
+
+/// The comma-separated tokens of every `Connection` header.
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
-        .filter(|n| !(keep_upgrade && n == header::UPGRADE))
-        .collect();
-    for n in listed {
-        headers.remove(n);
-    }
-    for n in [
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-    ] {
-        headers.remove(n);
-    }
-    if keep_upgrade {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::CONNECTION);
-        headers.remove(header::UPGRADE);
-    }
+        .map(str::trim)
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
@@ -930,7 +992,7 @@ mod tests {
                 HeaderValue::from_static(v),
             );
         }
-        remove_circuit_headers(&mut h, &s);
+        clean_headers(&mut h, Some(&s.header), false);
         let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, vec!["accept", "x-onion-circuit"]);
@@ -948,13 +1010,12 @@ mod tests {
         h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert(header::HOST, HeaderValue::from_static("x.onion"));
-        assert!(is_upgrade(&h));
         let mut up = h.clone();
-        remove_hop_by_hop(&mut up, true);
+        assert!(clean_headers(&mut up, None, true));
         assert_eq!(up.get(header::UPGRADE).unwrap(), "websocket");
         assert_eq!(up.get(header::CONNECTION).unwrap(), "upgrade");
         assert!(!up.contains_key("x-secret") && !up.contains_key(header::TE));
-        remove_hop_by_hop(&mut h, false);
+        assert!(!clean_headers(&mut h, None, false));
         let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
         assert_eq!(left, vec!["host"]);
     }

@@ -456,6 +456,70 @@ async fn an_unreachable_upstream_gives_502() {
     assert_eq!(m.responses(5), 1);
 }
 
+/// An upstream that answers `GET /` at once and never answers `/hang`.
+async fn hanging_upstream() -> std::net::SocketAddr {
+    use tokio::io::AsyncReadExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head: Vec<u8> = buf.drain(..end + 4).collect();
+                        if head.starts_with(b"GET /hang ") {
+                            // Hold the connection open, answer nothing.
+                            std::future::pending::<()>().await;
+                        }
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if s.write_all(ok).await.is_err() {
+                            return;
+                        }
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_upstream_that_does_not_answer_in_time_gives_504() {
+    let up = hanging_upstream().await;
+    let env = start(|c| {
+        c.upstream = onionwatch_gateway::UpstreamAddr::Tcp(up.to_string());
+        c.upstream_timeout_secs = 0.5;
+    })
+    .await;
+    bounded(async {
+        let mut c = Client::tcp(&env.addr, Some(1)).await;
+        // Answered requests first: each moves the deadline on, and the
+        // timeout still counts from the start of the request that hangs.
+        for _ in 0..3 {
+            assert_eq!(c.get("/", "").await.status, 200);
+        }
+        let started = std::time::Instant::now();
+        let r = c.get("/hang", "").await;
+        assert_eq!(r.status, 504, "{}", r.text());
+        assert!(started.elapsed() >= std::time::Duration::from_millis(500));
+        // The connection to the client stays usable; a new upstream one serves it.
+        assert_eq!(c.get("/", "").await.status, 200);
+    })
+    .await;
+    let m = env.handle.metrics();
+    assert_eq!(
+        m.upstream_errors_total
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
 #[tokio::test]
 async fn shutdown_stops_accepting_and_drains_the_request_in_flight() {
     let env = start(|_| {}).await;
