@@ -3,7 +3,7 @@
 # vs Debian's nginx doing the same job (PROXY v1 in, X-Onion-CircuitID out).
 #
 #   apt-get install -y nginx      # once
-#   scripts/bench-gateway.sh [DURATION_SECS=10] [CONNS=32]
+#   scripts/bench-gateway.sh [DURATION_SECS=10] [CONNS=32] [ROUNDS=1]
 #
 # Everything listens on 127.0.0.1 and every load run stops by itself after
 # 2 s of warm-up + DURATION_SECS. The same echo upstream (a small hyper
@@ -14,6 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${1:-10}
 CONNS=${2:-32}
+ROUNDS=${3:-1}
 command -v nginx >/dev/null || { echo "nginx is missing: apt-get install -y nginx" >&2; exit 1; }
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -77,10 +78,41 @@ echo "== what the upstream sees"
 echo "-- gateway:"; $BENCH check --target 127.0.0.1:$GW --proxy | grep -i '^x-onion'
 echo "-- nginx:";   $BENCH check --target 127.0.0.1:$NG --proxy | grep -i '^x-onion'
 
-echo "== load: $CONNS connections, ${DURATION} s each (after 2 s warm-up)"
-echo "-- direct to the upstream (no PROXY header):"
-$BENCH load --target 127.0.0.1:$UP --conns "$CONNS" --duration "$DURATION"
-echo "-- through onionwatch gateway:"
-$BENCH load --target 127.0.0.1:$GW --proxy --conns "$CONNS" --duration "$DURATION"
-echo "-- through nginx:"
-$BENCH load --target 127.0.0.1:$NG --proxy --conns "$CONNS" --duration "$DURATION"
+# CPU time (user + system, in clock ticks) of processes and all their threads:
+# the servers' CPU per request is steadier than wall-clock figures on a
+# shared machine.
+ticks() {
+  local t=0 p f
+  for p in "$@"; do
+    for f in /proc/"$p"/task/*/stat; do
+      # Fields after the ")" that ends the command name: utime is the 12th, stime the 13th.
+      set -- $(sed 's/.*) //' "$f")
+      t=$((t + ${12} + ${13}))
+    done
+  done
+  echo "$t"
+}
+HZ=$(getconf CLK_TCK)
+GW_PID=${pids[1]}
+NG_PIDS=$(cat "$work/nginx.pid"; pgrep -P "$(cat "$work/nginx.pid")")
+
+# load NAME TARGET [--proxy] -- SERVER_PIDS...: one load run, then the
+# servers' CPU per request (the echo upstream's is the same in every run).
+load() {
+  local name=$1 target=$2 proxy=$3; shift 4
+  local before out after reqs
+  before=$(ticks "$@")
+  out=$($BENCH load --target "$target" $proxy --conns "$CONNS" --duration "$DURATION")
+  after=$(ticks "$@")
+  reqs=$(sed -n 's/.* requests=\([0-9]*\) .*/\1/p' <<<"$out")
+  echo "$name $out server_cpu_per_request=$(( (after - before) * 1000000 / HZ / (reqs > 0 ? reqs : 1) ))us"
+}
+
+echo "== load: $CONNS connections, ${DURATION} s each (after 2 s warm-up), $ROUNDS round(s)"
+for round in $(seq "$ROUNDS"); do
+  echo "-- round $round"
+  # The upstream is the "server" of the direct run.
+  load direct 127.0.0.1:$UP "" -- "${pids[0]}"
+  load gateway 127.0.0.1:$GW --proxy -- "$GW_PID"
+  load nginx 127.0.0.1:$NG --proxy -- $NG_PIDS
+done
