@@ -94,4 +94,21 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn summaries_keep_their_structure_when_relabelled() {
+        let page = "# TYPE s summary\n\
+                    s{quantile=\"0.5\"} 1\n\
+                    s_sum 3\n\
+                    s_count 2\n";
+        let mut f = parse(page, &Limits::default()).unwrap();
+        relabel(&mut f, "news", "hs-1");
+        assert_eq!(
+            render(&f, Format::Prometheus),
+            "# HELP s \n# TYPE s summary\n\
+             s{quantile=\"0.5\",project=\"news\",tor_instance=\"hs-1\"} 1\n\
+             s_sum{project=\"news\",tor_instance=\"hs-1\"} 3\n\
+             s_count{project=\"news\",tor_instance=\"hs-1\"} 2\n"
+        );
+    }
 }
