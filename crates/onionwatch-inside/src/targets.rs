@@ -18,8 +18,9 @@
 //! ```
 //!
 //! Discovered Onionspray projects have their logs followed too
-//! (`log/nginx-access*.log` and each tor's `Log … file` path); the
-//! `onionwatch_log_*` series then carry their `project` label.
+//! (`log/nginx-access*.log` and each tor's log, see
+//! [`crate::discovery::log_sources`]); the `onionwatch_log_*` series then
+//! carry their `project` label.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

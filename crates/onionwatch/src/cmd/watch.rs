@@ -28,10 +28,12 @@ Examples:
       --nginx-status news=http://127.0.0.1:8081/nginx_status
 
 Each project's nginx access logs and tor logs are followed across
-rotations (discovered: log/nginx-access*.log and tor's Log file; or
---access-log/--tor-log, or access_logs/tor_logs in the YAML), exported as
-onionwatch_log_* series with a `project` label (requests by status class,
-unique circuits, tor log lines by severity) and onionwatch_log_tail_*
+rotations (discovered: log/nginx-access*.log and tor's Log file, else
+log/tor.log or a softmap worker's <worker>/tor.log, plus the installation's
+onionbalance/*.log; or --access-log/--tor-log, or access_logs/tor_logs/
+onionbalance_logs in the YAML), exported as onionwatch_log_* series with a
+`project` label (requests by status class, unique circuits, tor and
+onionbalance log lines by severity) and onionwatch_log_tail_*
 health counters; --log-state keeps the positions across restarts.
 
 Serves the dashboard at /, /metrics (Prometheus text; OpenMetrics if asked
