@@ -38,7 +38,8 @@ use crate::Error;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Address of the HTTP endpoint (`/metrics`, `/healthz`,
-    /// `/api/v1/targets`); loopback only. Default `127.0.0.1:9925`.
+    /// `/api/v1/targets`). Default `127.0.0.1:9925`; a non-loopback
+    /// address needs TLS and authentication (`onionwatch watch --help`).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// Seconds between two scrapes of each target. Default 15.

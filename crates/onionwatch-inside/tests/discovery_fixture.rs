@@ -157,7 +157,11 @@ fn every_project_has_its_access_and_tor_logs_followed() {
     // Every file followed is in the fixture (except the access-log glob).
     for (_, kind, rel) in &got {
         if *kind != LogKind::Access {
-            assert!(dir.join(rel).is_file(), "{} is not in the fixture", rel.display());
+            assert!(
+                dir.join(rel).is_file(),
+                "{} is not in the fixture",
+                rel.display()
+            );
         }
     }
 }

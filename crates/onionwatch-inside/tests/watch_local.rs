@@ -69,7 +69,7 @@ async fn a_slow_or_dead_target_does_not_block_the_others() {
         ..Flags::default()
     };
     let watcher = Watcher::new(Settings::build(None, &flags).unwrap());
-    watcher.start();
+    watcher.start().unwrap();
     let registry = Arc::new(Registry::default());
     registry.register(watcher.collector());
 
@@ -126,4 +126,78 @@ async fn a_slow_or_dead_target_does_not_block_the_others() {
     watcher.set_targets(Vec::new());
     let text = render(&registry.gather(), Format::Prometheus);
     assert!(!text.contains("project=\"good\""), "{text}");
+}
+
+/// An Onionspray tree with one hardmap project per name, each tor with a
+/// MetricsPort (nothing listens there: discovery only).
+fn tree(projects: &[(&str, u16)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, port) in projects {
+        let p = dir.path().join("projects").join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(
+            p.join("tor.conf"),
+            format!("MetricsPort 127.0.0.1:{port}\nMetricsPortPolicy accept 127.0.0.1\n"),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+fn projects(w: &Watcher) -> Vec<String> {
+    w.target_states().into_iter().map(|s| s.project).collect()
+}
+
+#[tokio::test]
+async fn start_up_fails_on_a_missing_or_empty_tree() {
+    let settings = |root: &std::path::Path| {
+        let flags = Flags {
+            onionspray: vec![root.to_owned()],
+            ..Flags::default()
+        };
+        Settings::build(None, &flags).unwrap()
+    };
+    let missing = std::path::Path::new("/nonexistent/onionspray");
+    let err = Watcher::new(settings(missing)).start().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("cannot read /nonexistent/onionspray"),
+        "{err}"
+    );
+    let empty = tree(&[]);
+    std::fs::create_dir(empty.path().join("projects")).unwrap();
+    let err = Watcher::new(settings(empty.path())).start().unwrap_err();
+    assert!(err.to_string().contains("nothing to watch"), "{err}");
+}
+
+#[tokio::test]
+async fn a_tree_that_fails_later_keeps_only_its_own_targets() {
+    let a = tree(&[("a", 1)]);
+    let b = tree(&[("b", 2), ("c", 3)]);
+    let flags = Flags {
+        onionspray: vec![a.path().to_owned(), b.path().to_owned()],
+        interval_seconds: Some(3600.0),
+        ..Flags::default()
+    };
+    let watcher = Watcher::new(Settings::build(None, &flags).unwrap());
+    watcher.start().unwrap();
+    assert_eq!(projects(&watcher), ["a", "b", "c"]);
+
+    // Tree a becomes unreadable, c leaves tree b: a keeps its target, c goes.
+    let moved = a.path().with_extension("moved");
+    std::fs::rename(a.path(), &moved).unwrap();
+    std::fs::remove_dir_all(b.path().join("projects/c")).unwrap();
+    watcher.rediscover();
+    assert_eq!(projects(&watcher), ["a", "b"]);
+
+    // Once it is back, a new project of tree a shows up.
+    std::fs::rename(&moved, a.path()).unwrap();
+    std::fs::create_dir(a.path().join("projects/d")).unwrap();
+    std::fs::write(
+        a.path().join("projects/d/tor.conf"),
+        "MetricsPort 127.0.0.1:4\n",
+    )
+    .unwrap();
+    watcher.rediscover();
+    assert_eq!(projects(&watcher), ["a", "b", "d"]);
 }

@@ -167,7 +167,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     let watcher = Watcher::new(settings);
     watcher.attach_log_follower(follower.clone());
-    watcher.start();
+    watcher.start()?;
     registry.register(watcher.collector());
     let follow = follower
         .spawn()

@@ -85,7 +85,8 @@ pub struct WatchArgs {
     /// Discover the projects of this Onionspray installation (repeatable).
     #[arg(long, value_name = "DIR")]
     onionspray: Vec<PathBuf>,
-    /// Where to serve (loopback only) [default: 127.0.0.1:9925].
+    /// Where to serve [default: 127.0.0.1:9925]. A non-loopback address
+    /// needs --tls-cert/--tls-key and --auth-file or --tls-client-ca.
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<SocketAddr>,
     /// Seconds between scrapes of each target [default: 15].
@@ -150,7 +151,7 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
     let watcher = Watcher::new(settings);
     // Discovery (in start) gives the follower the discovered projects' logs.
     watcher.attach_log_follower(follower.clone());
-    watcher.start();
+    watcher.start()?;
     // The policy sees every record, so it is in place before the follower starts.
     let guard = match policy {
         Some(policy) => {
