@@ -55,8 +55,23 @@ enum Command {
     Testnet(cmd::testnet::TestnetCommand),
 }
 
+/// Exit status of a command-line usage error: Nagios' UNKNOWN, so it never
+/// reads as `audit`'s or `probe --check`'s CRITICAL (2, clap's default).
+const USAGE_ERROR: u8 = 3;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version go to stdout and succeed.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(USAGE_ERROR)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     logging::init(cli.verbose);
 
     let runtime = match tokio::runtime::Runtime::new() {

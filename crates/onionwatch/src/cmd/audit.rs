@@ -20,8 +20,9 @@ Examples:
   onionwatch audit --format json projects/news/tor.conf news.conf
   onionwatch audit --suggest-ports /home/onionspray/onionspray
 
-Exit status: 0 nothing found, 1 warnings only, 2 critical findings (or bad
-usage), 3 an input could not be read.";
+Exit status (Nagios' OK, WARNING, CRITICAL, UNKNOWN): 0 nothing found,
+1 warnings only, 2 critical findings, 3 an input could not be read or bad
+usage.";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {

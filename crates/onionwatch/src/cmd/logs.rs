@@ -73,7 +73,7 @@ $http_x_onion_circuitid. Lines that do not parse are counted and skipped
 (-v shows the first few with line numbers).
 
 Exit status: 0 on success, 1 if a file cannot be read or --log-format is
-invalid, 2 on bad usage.";
+invalid, 3 on bad usage.";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {

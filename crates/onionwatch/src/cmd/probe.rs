@@ -23,19 +23,21 @@ pub enum Format {
     Json,
 }
 
+const AFTER: &str = "\
+Examples:
+  onionwatch probe -e ADDRESS.onion --no-launch_tor --socks_port 9050 --control_port 9051
+  onionwatch probe -c configs/tor.yaml --format json
+  onionwatch probe -c site.yaml --check     (Nagios/Icinga exit codes)
+
+Exit status: 0 when every probe of every round passed, 1 otherwise (or on
+error), 3 on bad usage; with --check 0 OK, 1 WARNING, 2 CRITICAL,
+3 UNKNOWN (bad usage or no usable tor included).";
+
 /// Probe onion services from the outside: descriptor (HSFETCH, decrypted),
 /// then HTTP(S) or TCP through tor, concurrently. Reads Onionprobe's YAML
 /// config and exports its metric names.
-///
-/// Examples:
-///
-///   onionwatch probe -e ADDRESS.onion --no-launch_tor --socks_port 9050 --control_port 9051
-///   onionwatch probe -c configs/tor.yaml --format json
-///   onionwatch probe -c site.yaml --check     (Nagios/Icinga exit codes)
-///
-/// Exit status: 0 when every probe of every round passed, 1 otherwise (or on
-/// error); with --check 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 #[derive(Debug, Args, Clone)]
+#[command(after_long_help = AFTER)]
 pub struct ProbeArgs {
     /// Onionprobe YAML config file (ONIONPROBE_CONFIG also works).
     #[arg(short = 'c', long, env = "ONIONPROBE_CONFIG")]

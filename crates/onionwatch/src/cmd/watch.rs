@@ -41,7 +41,7 @@ for), /healthz and /api/v1/targets. Off loopback it needs --tls-cert/--tls-key
 and --auth-file or --tls-client-ca. Every tor family is re-exported with `project` and
 `tor_instance` labels; per target: onionwatch_scrape_up and
 onionwatch_scrape_duration_seconds. Exit status: 0 after SIGINT/SIGTERM,
-1 on an error (bad configuration, port in use), 2 on bad usage.";
+1 on an error (bad configuration, port in use), 3 on bad usage.";
 
 /// Scrape every project's tor MetricsPort, tor control port and nginx
 /// stub_status, and serve them on one loopback endpoint.
