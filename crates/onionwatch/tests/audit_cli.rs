@@ -1,7 +1,8 @@
 //! `onionwatch audit` run as a binary on the fixture configurations of
 //! onionwatch-inside: exit codes, text and JSON output, `--suggest-ports`;
 //! and the binary-wide conventions it relies on: usage errors exit 3
-//! (Nagios' UNKNOWN), `--help`/`--version` exit 0.
+//! (Nagios' UNKNOWN), `--help`/`--version` exit 0, and a closed standard
+//! output ends a command quietly.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -56,9 +57,32 @@ fn usage_errors_exit_3_and_help_and_version_exit_0() {
     assert!(help.contains("3 on bad usage"), "{help}");
 }
 
-#[allow(dead_code)]
 fn fixture(p: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../onionwatch-inside/tests/fixtures")
         .join(p)
+}
+
+#[test]
+fn a_closed_stdout_ends_commands_quietly() {
+    let tree = fixture("onionspray-bad");
+    let log = fixture("onionspray/projects/news/log/nginx-access.log");
+    for args in [
+        vec!["audit", "--format", "json", tree.to_str().unwrap()],
+        vec!["audit", "--suggest-ports", tree.to_str().unwrap()],
+        vec!["logs", "--once", "--format", "json", log.to_str().unwrap()],
+    ] {
+        // The reading end is closed before the command starts: its first
+        // write fails with EPIPE, with no race against a reader.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+            .args(&args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
 }

@@ -72,12 +72,12 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
                     .iter()
                     .map(|(p, s)| serde_json::json!({"installation": p, "projects": s}))
                     .collect();
-                println!("{}", serde_json::to_string(&v)?);
+                outln!("{}", serde_json::to_string(&v)?)?;
             }
             Format::Text => {
                 for (p, s) in &all {
-                    println!("# {}", p.display());
-                    print!("{}", suggestions_text(s));
+                    outln!("# {}", p.display())?;
+                    out!("{}", suggestions_text(s))?;
                 }
             }
         }
@@ -91,8 +91,8 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
         }
     };
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string(&report)?),
-        Format::Text => print!("{}", report.to_text()),
+        Format::Json => outln!("{}", serde_json::to_string(&report)?)?,
+        Format::Text => out!("{}", report.to_text())?,
     }
     Ok(ExitCode::from(report.exit_code()))
 }

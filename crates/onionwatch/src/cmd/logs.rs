@@ -391,8 +391,8 @@ fn once(args: LogsArgs) -> Result<ExitCode> {
     summary.project = args.project;
     summary.files = files;
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string(&summary)?),
-        Format::Prometheus => print!("{}", summary.to_prometheus()),
+        Format::Json => outln!("{}", serde_json::to_string(&summary)?)?,
+        Format::Prometheus => out!("{}", summary.to_prometheus())?,
     }
     Ok(ExitCode::SUCCESS)
 }

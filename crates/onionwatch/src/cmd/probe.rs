@@ -359,7 +359,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
             c
         }
         Err(e) if args.check => {
-            println!("ONIONWATCH UNKNOWN - {e:#}");
+            outln!("ONIONWATCH UNKNOWN - {e:#}")?;
             return Ok(ExitCode::from(3));
         }
         Err(e) => return Err(e),
@@ -373,7 +373,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         t = open_tor(&config) => match t {
             Ok(t) => Arc::new(t),
             Err(e) if args.check => {
-                println!("ONIONWATCH UNKNOWN - {e:#}");
+                outln!("ONIONWATCH UNKNOWN - {e:#}")?;
                 return Ok(ExitCode::from(3));
             }
             Err(e) => return Err(e),
@@ -434,7 +434,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
                 r = rx.recv() => {
                     if let Some(r) = r {
                         if args.format == Format::Json {
-                            println!("{}", json_line(&r));
+                            outln!("{}", json_line(&r))?;
                         }
                         if let Some(b) = &bar { b.inc(1); }
                     }
@@ -446,14 +446,14 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         };
         while let Ok(r) = rx.try_recv() {
             if args.format == Format::Json {
-                println!("{}", json_line(&r));
+                outln!("{}", json_line(&r))?;
             }
         }
         if let Some(b) = bar {
             b.finish_and_clear();
         }
         if args.format == Format::Text {
-            print!("{}", table(&results));
+            out!("{}", table(&results))?;
         }
         all_passed &= results.iter().all(|r| r.passed);
         last_results = results;
@@ -486,7 +486,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
     }
     if args.check {
         let (state, line) = nagios(&last_results);
-        println!("{line}");
+        outln!("{line}")?;
         return Ok(ExitCode::from(state as u8));
     }
     Ok(match code {
