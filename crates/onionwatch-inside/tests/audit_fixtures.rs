@@ -22,8 +22,20 @@ fn found(r: &Report) -> Vec<(&'static str, Severity)> {
     v
 }
 
+fn run_all(paths: &[&str]) -> Report {
+    let paths: Vec<PathBuf> = paths.iter().map(|p| fixture(p)).collect();
+    audit(&paths).unwrap()
+}
+
 #[test]
 fn good_configurations_are_clean() {
+    // Two tors with their own authenticated TCP control ports.
+    let r = run_all(&[
+        "audit/control-tcp-news.torrc",
+        "audit/control-tcp-shop.torrc",
+    ]);
+    assert!(r.findings.is_empty(), "{}", r.to_text());
+    assert_eq!(r.checked, 2);
     for p in [
         "audit/good.torrc",
         "audit/good-unix-control.torrc",
@@ -106,6 +118,47 @@ fn control_port_without_authentication() {
         found(&r),
         [(rules::CONTROL_PORT_NO_AUTH, Severity::Critical)]
     );
+}
+
+#[test]
+fn control_port_shared_over_tcp() {
+    let r = run_all(&[
+        "audit/control-tcp-news.torrc",
+        "audit/control-tcp-shop-shared.torrc",
+    ]);
+    assert_eq!(
+        found(&r),
+        [(rules::CONTROL_PORT_SHARED, Severity::Critical)]
+    );
+    let f = &r.findings[0];
+    assert!(
+        f.message.contains("port 9051")
+            && f.message.contains("control-tcp-news.torrc/tor")
+            && f.message.contains("control-tcp-shop-shared.torrc/tor"),
+        "{f:?}"
+    );
+    assert!(
+        f.location.ends_with("control-tcp-shop-shared.torrc:5"),
+        "{f:?}"
+    );
+    assert_eq!(r.exit_code(), 2);
+}
+
+#[test]
+fn onionspray_configuration_without_policy() {
+    let r = run("audit/spray-policy-missing.conf");
+    assert_eq!(
+        found(&r),
+        [(rules::METRICS_POLICY_MISSING, Severity::Warning)]
+    );
+    let f = &r.findings[0];
+    assert_eq!(
+        (f.project.as_str(), f.instance.as_str()),
+        ("news", "config")
+    );
+    assert!(f.location.ends_with("spray-policy-missing.conf:2"), "{f:?}");
+    assert_eq!(f.fix, "set tor_metrics_port_policy accept 127.0.0.1");
+    assert_eq!(r.exit_code(), 1);
 }
 
 #[test]
