@@ -46,7 +46,9 @@ pub struct AuditArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Instead of auditing, print a distinct loopback `tor_metrics_port` for
-    /// every project of each Onionspray installation given.
+    /// every project of each Onionspray installation given (one per tor
+    /// worker of a softmap project), avoiding every port a tor uses or a
+    /// project configuration names.
     #[arg(long)]
     suggest_ports: bool,
     /// First port --suggest-ports hands out.
