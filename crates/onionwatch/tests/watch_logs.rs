@@ -98,8 +98,14 @@ fn discovered_projects_logs_are_followed_with_a_project_label() {
             "onionwatch_log_tail_read_errors_total 0\n",
         ],
     );
-    // The dashboard's unique-circuits column reads the same series.
-    common::get_until(addr, "/api/v1/dashboard", &["\"unique_circuits_5m\":2.0"]);
+    // The dashboard's unique-circuits column reads the same series;
+    // shop's worker warning is on its row; onionbalance gets none.
+    let dashboard = common::get_until(
+        addr,
+        "/api/v1/dashboard",
+        &["\"unique_circuits_5m\":2.0", "Rejecting SOCKS request"],
+    );
+    assert!(!dashboard.contains("\"project\":\"\""), "{dashboard}");
 
     // Hourly rotation (rename and create).
     std::fs::rename(&access, news_log.join("nginx-access.log-2026112512")).unwrap();

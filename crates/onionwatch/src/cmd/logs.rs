@@ -207,12 +207,14 @@ pub(crate) async fn feed_tor_warnings(
     loop {
         tick.tick().await;
         for (project, logs) in follower.recent_warnings() {
-            let lines = logs.get(LogKind::Tor.as_str()).map_or_else(Vec::new, |l| {
-                l[l.len().saturating_sub(SHOWN)..]
-                    .iter()
-                    .map(|r| r.text.clone())
-                    .collect()
-            });
+            // Only onionbalance's logs (installation-wide, no project): no row.
+            let Some(l) = logs.get(LogKind::Tor.as_str()) else {
+                continue;
+            };
+            let lines = l[l.len().saturating_sub(SHOWN)..]
+                .iter()
+                .map(|r| r.text.clone())
+                .collect();
             dashboard.set_recent_warnings(&project, lines);
         }
     }
