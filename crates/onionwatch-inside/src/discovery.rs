@@ -3,7 +3,7 @@
 //! project's nginx `stub_status` if its `nginx.conf` serves one on TCP.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use onionwatch_logs::follow::{LogKind, Source};
 use onionwatch_tor::control::ControlAddr;
@@ -77,10 +77,16 @@ pub fn targets_of(inst: &Installation) -> Vec<Target> {
     out
 }
 
-/// The logs of every project to follow: its nginx access logs
+/// The logs to follow: every project's nginx access logs
 /// (`log/nginx-access*.log`, which covers `log_separate`'s per-domain
-/// files but not the rotated `*.log-DATE[.gz]` ones), `log/tor.log`, and
-/// any other existing file a tor's `Log … file` names (softmap workers).
+/// files but not the rotated `*.log-DATE[.gz]` ones), each tor's log, and
+/// the installation's `onionbalance/*.log` (no project label: Onionbalance
+/// serves the whole installation).
+///
+/// A tor's log is the file its `Log … file` line names when that exists
+/// here; otherwise where Onionspray puts it relative to the tree (which
+/// may be mounted elsewhere, e.g. in a container): `log/tor.log` for the
+/// project's tor, `<worker dir>/tor.log` for a softmap worker.
 pub fn log_sources(inst: &Installation) -> Vec<Source> {
     let mut out = Vec::new();
     for p in &inst.projects {
@@ -94,27 +100,33 @@ pub fn log_sources(inst: &Installation) -> Vec<Source> {
             kind: LogKind::Access,
             pattern: log_dir.join("nginx-access*.log"),
         });
-        // torrc paths are absolute: they only help where they exist here
-        // (not when the tree is mounted elsewhere, e.g. in a container).
-        let mut tor_logs = vec![log_dir.join("tor.log")];
-        tor_logs.extend(
-            p.tors
-                .iter()
-                .flat_map(|t| t.log_files())
-                .filter(|f| f.is_file()),
-        );
         let mut seen = std::collections::BTreeSet::new();
-        for pattern in tor_logs {
-            let key = std::fs::canonicalize(&pattern).unwrap_or_else(|_| pattern.clone());
-            if seen.insert(key) {
-                out.push(Source {
-                    project: p.name.clone(),
-                    kind: LogKind::Tor,
-                    pattern,
+        for t in &p.tors {
+            let mut files: Vec<PathBuf> =
+                t.log_files().into_iter().filter(|f| f.is_file()).collect();
+            if files.is_empty() {
+                files.push(match t.conf.parent() {
+                    Some(dir) if dir != p.dir => dir.join("tor.log"),
+                    _ => log_dir.join("tor.log"),
                 });
+            }
+            for pattern in files {
+                let key = std::fs::canonicalize(&pattern).unwrap_or_else(|_| pattern.clone());
+                if seen.insert(key) {
+                    out.push(Source {
+                        project: p.name.clone(),
+                        kind: LogKind::Tor,
+                        pattern,
+                    });
+                }
             }
         }
     }
+    out.extend(inst.onionbalance_logs.iter().map(|f| Source {
+        project: String::new(),
+        kind: LogKind::Onionbalance,
+        pattern: f.clone(),
+    }));
     out
 }
 

@@ -188,6 +188,11 @@ pub fn is_installation(dir: &Path) -> bool {
 /// Read an installation's layout and every generated tor configuration.
 /// A project whose `tor.conf` cannot be read is an error naming the file.
 pub fn discover(root: &Path) -> Result<Installation, Error> {
+    // A missing or unreadable directory says so, not "no projects/".
+    std::fs::read_dir(root).map_err(|source| Error::Read {
+        path: root.to_owned(),
+        source,
+    })?;
     let projects_dir = ["projects", "projects.d"]
         .iter()
         .map(|d| root.join(d))

@@ -18,8 +18,9 @@
 //! ```
 //!
 //! Discovered Onionspray projects have their logs followed too
-//! (`log/nginx-access*.log` and each tor's `Log … file` path); the
-//! `onionwatch_log_*` series then carry their `project` label.
+//! (`log/nginx-access*.log` and each tor's log, see
+//! [`crate::discovery::log_sources`]); the `onionwatch_log_*` series then
+//! carry their `project` label.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -37,7 +38,8 @@ use crate::Error;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Address of the HTTP endpoint (`/metrics`, `/healthz`,
-    /// `/api/v1/targets`); loopback only. Default `127.0.0.1:9925`.
+    /// `/api/v1/targets`). Default `127.0.0.1:9925`; a non-loopback
+    /// address needs TLS and authentication (`onionwatch watch --help`).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// Seconds between two scrapes of each target. Default 15.

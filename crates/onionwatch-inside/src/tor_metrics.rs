@@ -67,10 +67,48 @@ pub async fn scrape(addr: SocketAddr) -> Result<Vec<Family>, MetricsError> {
 }
 
 /// Add `project` and `tor_instance` to every sample (families from tor
-/// keep their names, types, HELP and histogram structure).
+/// keep their names, types, HELP and histogram structure); labels of those
+/// names on the page become `exported_project`/`exported_tor_instance`.
 pub fn relabel(families: &mut [Family], project: &str, tor_instance: &str) {
     for f in families {
         f.add_label("project", project);
         f.add_label("tor_instance", tor_instance);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onionwatch_metrics::parse::parse;
+    use onionwatch_metrics::{render, Format};
+
+    #[test]
+    fn a_page_cannot_pose_as_another_project() {
+        let page = "# TYPE tor_hs_intro_num_total counter\n\
+                    tor_hs_intro_num_total{onion=\"a\",project=\"bank\",tor_instance=\"hs-9\"} 7\n";
+        let mut f = parse(page, &Limits::default()).unwrap();
+        relabel(&mut f, "news", "tor");
+        let text = render(&f, Format::Prometheus);
+        assert!(
+            text.contains("tor_hs_intro_num_total{onion=\"a\",exported_project=\"bank\",exported_tor_instance=\"hs-9\",project=\"news\",tor_instance=\"tor\"} 7\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn summaries_keep_their_structure_when_relabelled() {
+        let page = "# TYPE s summary\n\
+                    s{quantile=\"0.5\"} 1\n\
+                    s_sum 3\n\
+                    s_count 2\n";
+        let mut f = parse(page, &Limits::default()).unwrap();
+        relabel(&mut f, "news", "hs-1");
+        assert_eq!(
+            render(&f, Format::Prometheus),
+            "# HELP s \n# TYPE s summary\n\
+             s{quantile=\"0.5\",project=\"news\",tor_instance=\"hs-1\"} 1\n\
+             s_sum{project=\"news\",tor_instance=\"hs-1\"} 3\n\
+             s_count{project=\"news\",tor_instance=\"hs-1\"} 2\n"
+        );
     }
 }

@@ -11,14 +11,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use onionwatch_logs::follow::Follower;
+use onionwatch_logs::follow::{Follower, Source};
 use onionwatch_metrics::{Collect, Family};
 use onionwatch_tor::control::ControlAddr;
 use serde::Serialize;
 
 use crate::targets::{Collector, Endpoint, Settings, Target};
 use crate::tor_control::ControlSource;
-use crate::{discovery, nginx, tor_control, tor_metrics};
+use crate::{discovery, nginx, tor_control, tor_metrics, Error};
 
 type Key = (Collector, String, String);
 
@@ -48,6 +48,13 @@ impl Drop for Entry {
     }
 }
 
+/// What one Onionspray tree gave at its last successful discovery.
+#[derive(Debug, Default)]
+struct Tree {
+    targets: Vec<Target>,
+    logs: Vec<Source>,
+}
+
 #[derive(Debug)]
 struct Shared {
     interval: Duration,
@@ -55,6 +62,12 @@ struct Shared {
     entries: RwLock<BTreeMap<Key, Arc<Entry>>>,
     /// Follows the projects' logs; its sources are updated at each discovery.
     logs: Mutex<Option<Follower>>,
+    /// Each tree's last successful discovery.
+    trees: Mutex<BTreeMap<PathBuf, Tree>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The running monitor. Cloning shares it.
@@ -74,6 +87,7 @@ impl Watcher {
                 timeout: settings.timeout,
                 entries: RwLock::new(BTreeMap::new()),
                 logs: Mutex::new(None),
+                trees: Mutex::new(BTreeMap::new()),
             }),
             settings: Arc::new(settings),
         }
@@ -84,57 +98,80 @@ impl Watcher {
     /// [`Watcher::start`]; register [`Follower::collector`] with the
     /// registry and spawn it yourself).
     pub fn attach_log_follower(&self, follower: Follower) {
-        *self.shared.logs.lock().unwrap_or_else(|e| e.into_inner()) = Some(follower);
+        *lock(&self.shared.logs) = Some(follower);
     }
 
     /// Start the static targets and discover the Onionspray trees once.
-    pub fn start(&self) {
-        self.rediscover();
+    /// A tree that cannot be read, or nothing to watch at all (no target
+    /// and no log), is an error: at start-up that is a mistake to report,
+    /// not to run through.
+    pub fn start(&self) -> Result<(), Error> {
+        let mut trees = BTreeMap::new();
+        for root in &self.settings.onionspray {
+            trees.insert(root.clone(), self.discover_tree(root)?);
+        }
+        if self.settings.targets.is_empty()
+            && self.settings.logs.is_empty()
+            && trees
+                .values()
+                .all(|t| t.targets.is_empty() && t.logs.is_empty())
+        {
+            let roots: Vec<String> = trees.keys().map(|r| r.display().to_string()).collect();
+            return Err(Error::Invalid(format!(
+                "nothing to watch: the Onionspray installation(s) {} have no projects (check the directory: projects/<name>/ must hold the generated tor.conf), and no target or log was given",
+                roots.join(", ")
+            )));
+        }
+        *lock(&self.shared.trees) = trees;
+        self.apply();
+        Ok(())
     }
 
     /// Discover the Onionspray trees again and reconcile the running
     /// targets: new ones start, vanished ones stop, unchanged ones keep
-    /// their state. A tree that cannot be read keeps its previous targets.
+    /// their state. A tree that cannot be read now keeps its previous
+    /// targets and logs; the other trees are updated.
     pub fn rediscover(&self) {
-        let mut targets = self.settings.targets.clone();
-        let mut logs = self.settings.logs.clone();
-        let mut failed = false;
         for root in &self.settings.onionspray {
-            match discovery::discover(root) {
-                Ok((inst, found)) => {
-                    if self.settings.follow_onionspray_logs {
-                        logs.extend(discovery::log_sources(&inst));
-                    }
-                    tracing::debug!(root = %root.display(), projects = inst.projects.len(), targets = found.len(), "discovered the Onionspray tree");
-                    for t in found {
-                        if !targets.iter().any(|s| s.key() == t.key()) {
-                            targets.push(t);
-                        }
-                    }
+            match self.discover_tree(root) {
+                Ok(tree) => {
+                    lock(&self.shared.trees).insert(root.clone(), tree);
                 }
                 Err(e) => {
-                    failed = true;
                     tracing::warn!(root = %root.display(), error = %e, "cannot discover Onionspray projects; keeping the previous targets of this tree");
                 }
             }
         }
-        if failed {
-            // Keep every target we had from discovery.
-            let entries = self
-                .shared
-                .entries
-                .read()
-                .unwrap_or_else(|e| e.into_inner());
-            for e in entries.values() {
-                if !targets.iter().any(|t| t.key() == e.target.key()) {
-                    targets.push(e.target.clone());
+        self.apply();
+    }
+
+    fn discover_tree(&self, root: &std::path::Path) -> Result<Tree, Error> {
+        let (inst, targets) = discovery::discover(root)?;
+        let logs = if self.settings.follow_onionspray_logs {
+            discovery::log_sources(&inst)
+        } else {
+            Vec::new()
+        };
+        tracing::debug!(root = %root.display(), projects = inst.projects.len(), targets = targets.len(), "discovered the Onionspray tree");
+        Ok(Tree { targets, logs })
+    }
+
+    /// Run the configured targets plus those of every tree, and follow
+    /// their logs. A configured target wins over a discovered one of the
+    /// same key.
+    fn apply(&self) {
+        let mut targets = self.settings.targets.clone();
+        let mut logs = self.settings.logs.clone();
+        for tree in lock(&self.shared.trees).values() {
+            for t in &tree.targets {
+                if !targets.iter().any(|s| s.key() == t.key()) {
+                    targets.push(t.clone());
                 }
             }
+            logs.extend(tree.logs.iter().cloned());
         }
         self.set_targets(targets);
-        let follower = self.shared.logs.lock().unwrap_or_else(|e| e.into_inner());
-        // After a failed discovery the previous log sources stay.
-        if let (Some(f), false) = (follower.as_ref(), failed) {
+        if let Some(f) = lock(&self.shared.logs).as_ref() {
             f.set_sources(logs);
         }
     }

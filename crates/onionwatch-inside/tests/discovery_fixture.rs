@@ -125,8 +125,9 @@ fn every_project_has_its_access_and_tor_logs_followed() {
         })
         .collect();
     let want = |p: &str, kind, path: &str| (p.to_string(), kind, PathBuf::from(path));
-    // The torrc paths (/home/onionspray/…) do not exist here: only the
-    // project's own log/tor.log is followed.
+    // The torrc paths (/home/onionspray/…) do not exist here: each tor's
+    // log is found where Onionspray puts it in the tree (log/tor.log, or
+    // the softmap worker's directory); onionbalance's are installation-wide.
     assert_eq!(
         got,
         [
@@ -147,7 +148,20 @@ fn every_project_has_its_access_and_tor_logs_followed() {
                 LogKind::Access,
                 "projects/shop/log/nginx-access*.log"
             ),
-            want("shop", LogKind::Tor, "projects/shop/log/tor.log"),
+            want("shop", LogKind::Tor, "projects/shop/hs-1/tor.log"),
+            want("shop", LogKind::Tor, "projects/shop/hs-2/tor.log"),
+            want("", LogKind::Onionbalance, "onionbalance/onionbalance.log"),
+            want("", LogKind::Onionbalance, "onionbalance/tor.log"),
         ]
     );
+    // Every file followed is in the fixture (except the access-log glob).
+    for (_, kind, rel) in &got {
+        if *kind != LogKind::Access {
+            assert!(
+                dir.join(rel).is_file(),
+                "{} is not in the fixture",
+                rel.display()
+            );
+        }
+    }
 }

@@ -1,6 +1,7 @@
-//! The watch runtime against local fake endpoints: a MetricsPort serving a
+//! The watch runtime against local endpoints: a MetricsPort serving a
 //! real tor page, one that accepts and never answers, and one refusing
-//! connections. The slow and dead ones must not hold back the rest.
+//! connections (the slow and dead ones must not hold back the rest); two
+//! real nginx, one of them stopped; Onionspray trees that fail.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,7 +70,7 @@ async fn a_slow_or_dead_target_does_not_block_the_others() {
         ..Flags::default()
     };
     let watcher = Watcher::new(Settings::build(None, &flags).unwrap());
-    watcher.start();
+    watcher.start().unwrap();
     let registry = Arc::new(Registry::default());
     registry.register(watcher.collector());
 
@@ -88,6 +89,22 @@ async fn a_slow_or_dead_target_does_not_block_the_others() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    // Every target has its scrape duration; the slow one took the timeout.
+    for (p, at_least) in [("good", 0.0), ("slow", 0.4), ("dead", 0.0)] {
+        let line = format!("onionwatch_scrape_duration_seconds{{collector=\"tor_metrics\",project=\"{p}\",tor_instance=\"tor\"}} ");
+        let v: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no duration for {p}:\n{text}"))
+            .parse()
+            .unwrap();
+        assert!(v > 0.0 && v >= at_least, "{p}: {v}");
+    }
+    assert_eq!(
+        text.matches("# TYPE onionwatch_scrape_duration_seconds gauge\n")
+            .count(),
+        1
+    );
     let up = |p: &str| {
         format!("onionwatch_scrape_up{{collector=\"tor_metrics\",project=\"{p}\",tor_instance=\"tor\"}}")
     };
@@ -126,4 +143,162 @@ async fn a_slow_or_dead_target_does_not_block_the_others() {
     watcher.set_targets(Vec::new());
     let text = render(&registry.gather(), Format::Prometheus);
     assert!(!text.contains("project=\"good\""), "{text}");
+}
+
+/// An Onionspray tree with one hardmap project per name, each tor with a
+/// MetricsPort (nothing listens there: discovery only).
+fn tree(projects: &[(&str, u16)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, port) in projects {
+        let p = dir.path().join("projects").join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(
+            p.join("tor.conf"),
+            format!("MetricsPort 127.0.0.1:{port}\nMetricsPortPolicy accept 127.0.0.1\n"),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+fn projects(w: &Watcher) -> Vec<String> {
+    w.target_states().into_iter().map(|s| s.project).collect()
+}
+
+#[tokio::test]
+async fn start_up_fails_on_a_missing_or_empty_tree() {
+    let settings = |root: &std::path::Path| {
+        let flags = Flags {
+            onionspray: vec![root.to_owned()],
+            ..Flags::default()
+        };
+        Settings::build(None, &flags).unwrap()
+    };
+    let missing = std::path::Path::new("/nonexistent/onionspray");
+    let err = Watcher::new(settings(missing)).start().unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("cannot read /nonexistent/onionspray"),
+        "{err}"
+    );
+    let empty = tree(&[]);
+    std::fs::create_dir(empty.path().join("projects")).unwrap();
+    let err = Watcher::new(settings(empty.path())).start().unwrap_err();
+    assert!(err.to_string().contains("nothing to watch"), "{err}");
+}
+
+#[tokio::test]
+async fn a_tree_that_fails_later_keeps_only_its_own_targets() {
+    let a = tree(&[("a", 1)]);
+    let b = tree(&[("b", 2), ("c", 3)]);
+    let flags = Flags {
+        onionspray: vec![a.path().to_owned(), b.path().to_owned()],
+        interval_seconds: Some(3600.0),
+        ..Flags::default()
+    };
+    let watcher = Watcher::new(Settings::build(None, &flags).unwrap());
+    watcher.start().unwrap();
+    assert_eq!(projects(&watcher), ["a", "b", "c"]);
+
+    // Tree a becomes unreadable, c leaves tree b: a keeps its target, c goes.
+    let moved = a.path().with_extension("moved");
+    std::fs::rename(a.path(), &moved).unwrap();
+    std::fs::remove_dir_all(b.path().join("projects/c")).unwrap();
+    watcher.rediscover();
+    assert_eq!(projects(&watcher), ["a", "b"]);
+
+    // Once it is back, a new project of tree a shows up.
+    std::fs::rename(&moved, a.path()).unwrap();
+    std::fs::create_dir(a.path().join("projects/d")).unwrap();
+    std::fs::write(
+        a.path().join("projects/d/tor.conf"),
+        "MetricsPort 127.0.0.1:4\n",
+    )
+    .unwrap();
+    watcher.rediscover();
+    assert_eq!(projects(&watcher), ["a", "b", "d"]);
+}
+
+/// Render the registry until `done` holds (30 s at most).
+async fn render_until(registry: &Registry, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = render(&registry.gather(), Format::Prometheus);
+        if done(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_stopped_nginx_reads_nginx_up_0_and_the_other_keeps_working() {
+    use onionwatch_testnet::nginx::{Nginx, NginxConfig};
+    let config = NginxConfig {
+        server_directives: "location = /stub_status { stub_status; allow 127.0.0.1; deny all; }"
+            .into(),
+        ..NginxConfig::default()
+    };
+    let a = Nginx::start(&config).expect("nginx starts (apt-get install nginx)");
+    let b = Nginx::start(&config).expect("nginx starts (apt-get install nginx)");
+    let flags = Flags {
+        nginx_status: vec![
+            format!("a=http://{}/stub_status", a.addr()),
+            format!("b=http://{}/stub_status", b.addr()),
+        ],
+        interval_seconds: Some(0.3),
+        timeout_seconds: Some(0.3),
+        ..Flags::default()
+    };
+    let watcher = Watcher::new(Settings::build(None, &flags).unwrap());
+    watcher.start().unwrap();
+    let registry = Arc::new(Registry::default());
+    registry.register(watcher.collector());
+    render_until(&registry, "both nginx up", |t| {
+        t.contains("nginx_up{project=\"a\"} 1\n") && t.contains("nginx_up{project=\"b\"} 1\n")
+    })
+    .await;
+
+    drop(b); // kills b's nginx
+    let text = render_until(&registry, "b's nginx_up to read 0", |t| {
+        t.contains("nginx_up{project=\"b\"} 0\n")
+    })
+    .await;
+    assert!(text.contains("nginx_up{project=\"a\"} 1\n"), "{text}");
+    assert!(
+        text.contains("nginx_connections_active{project=\"a\"} "),
+        "{text}"
+    );
+    // b has nothing but nginx_up now: no stale counters.
+    let b_lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("project=\"b\"") && l.starts_with("nginx_"))
+        .collect();
+    assert_eq!(b_lines, ["nginx_up{project=\"b\"} 0"], "{text}");
+    // a keeps being scraped.
+    let a_scrapes = |w: &Watcher| {
+        w.target_states()
+            .iter()
+            .find(|s| s.project == "a")
+            .unwrap()
+            .scrapes
+    };
+    let before = a_scrapes(&watcher);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while a_scrapes(&watcher) <= before {
+        assert!(Instant::now() < deadline, "a is no longer scraped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let b_state = watcher
+        .target_states()
+        .into_iter()
+        .find(|s| s.project == "b")
+        .unwrap();
+    assert_eq!(b_state.health, "down");
+    assert!(b_state.last_error.unwrap().contains("nginx stub_status"));
+    drop(a);
 }

@@ -151,12 +151,20 @@ impl Family {
     }
 
     /// Add `(name, value)` to every sample's labels (e.g. `project`),
-    /// after the existing ones, unless the sample already has that label.
+    /// after the existing ones. A sample that already has `name` keeps its
+    /// value as `exported_<name>` (more `exported_` prefixes if that is
+    /// taken too), as Prometheus does with `honor_labels: false`: a scraped
+    /// page cannot pose as another project.
     pub fn add_label(&mut self, name: &str, value: &str) {
         for s in &mut self.samples {
-            if !s.labels.iter().any(|(k, _)| k == name) {
-                s.labels.push((name.to_owned(), value.to_owned()));
+            if let Some(i) = s.labels.iter().position(|(k, _)| k == name) {
+                let mut renamed = format!("exported_{name}");
+                while s.labels.iter().any(|(k, _)| *k == renamed) {
+                    renamed.insert_str(0, "exported_");
+                }
+                s.labels[i].0 = renamed;
             }
+            s.labels.push((name.to_owned(), value.to_owned()));
         }
     }
 }
@@ -249,11 +257,30 @@ mod tests {
     }
 
     #[test]
-    fn add_label_keeps_existing_values() {
+    fn add_label_renames_a_scraped_label_of_the_same_name() {
+        let l = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect()
+        };
         let mut f = Family::gauge("g", "");
-        f.push(&[("project", "a")], 1.0).push(&[], 2.0);
+        f.push(&[("project", "a")], 1.0)
+            .push(&[], 2.0)
+            .push(&[("project", "a"), ("exported_project", "c")], 3.0);
         f.add_label("project", "b");
-        assert_eq!(f.samples[0].labels, vec![("project".into(), "a".into())]);
-        assert_eq!(f.samples[1].labels, vec![("project".into(), "b".into())]);
+        assert_eq!(
+            f.samples[0].labels,
+            l(&[("exported_project", "a"), ("project", "b")])
+        );
+        assert_eq!(f.samples[1].labels, l(&[("project", "b")]));
+        assert_eq!(
+            f.samples[2].labels,
+            l(&[
+                ("exported_exported_project", "a"),
+                ("exported_project", "c"),
+                ("project", "b")
+            ])
+        );
     }
 }

@@ -399,6 +399,17 @@ impl Parser {
         {
             return Err(format!("histogram bucket {name} has no le label"));
         }
+        if family.kind == MetricType::Summary && suffix.is_empty() {
+            match labels.iter().find(|(k, _)| k == "quantile") {
+                None => return Err(format!("summary sample {name} has no quantile label")),
+                Some((_, q)) if parse_value(q).is_none() => {
+                    return Err(format!(
+                        "summary sample {name} has quantile {q:?}, not a number"
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         family.samples.push(Sample {
             suffix: suffix.to_owned(),
             labels,
@@ -592,6 +603,38 @@ tor_hs_intro_circ_build_time_count{onion=\"a\"} 6\n";
     }
 
     #[test]
+    fn summaries_keep_quantiles_sum_and_count() {
+        let text = "# HELP rpc_seconds RPC latency.\n\
+# TYPE rpc_seconds summary\n\
+rpc_seconds{service=\"a\",quantile=\"0.5\"} 0.25\n\
+rpc_seconds{service=\"a\",quantile=\"0.99\"} 1.5\n\
+rpc_seconds_sum{service=\"a\"} 12.75\n\
+rpc_seconds_count{service=\"a\"} 30\n\
+# TYPE other gauge\n\
+other 1\n\
+# HELP rpc_seconds RPC latency.\n\
+# TYPE rpc_seconds summary\n\
+rpc_seconds{service=\"b\",quantile=\"NaN\"} NaN\n\
+rpc_seconds_sum{service=\"b\"} 0\n\
+rpc_seconds_count{service=\"b\"} 0\n";
+        let fams = p(text).unwrap();
+        assert_eq!(fams.len(), 2);
+        let f = &fams[0];
+        assert_eq!(
+            (f.name.as_str(), f.kind),
+            ("rpc_seconds", MetricType::Summary)
+        );
+        let suffixes: Vec<&str> = f.samples.iter().map(|s| s.suffix.as_str()).collect();
+        assert_eq!(suffixes, ["", "", "_sum", "_count", "", "_sum", "_count"]);
+        assert_eq!(f.samples[1].labels[1], ("quantile".into(), "0.99".into()));
+        let out = render(&fams, Format::Prometheus);
+        assert_eq!(out.matches("# TYPE rpc_seconds summary\n").count(), 1);
+        assert!(out.contains("rpc_seconds{service=\"a\",quantile=\"0.99\"} 1.5\nrpc_seconds_sum{service=\"a\"} 12.75\nrpc_seconds_count{service=\"a\"} 30\nrpc_seconds{service=\"b\""), "{out}");
+        // Parsed again, it renders the same (NaN != NaN rules out comparing families).
+        assert_eq!(render(&p(&out).unwrap(), Format::Prometheus), out);
+    }
+
+    #[test]
     fn label_values_with_quotes_commas_backslashes_and_braces() {
         let text = "m{a=\"x,y\",b=\"q\\\"uote\",c=\"back\\\\slash\",d=\"n\\nl\",e=\"}{ =\",f=\"Transparent pf/netfilter listener\",} 1 1700000000000\n";
         let fams = p(text).unwrap();
@@ -643,6 +686,20 @@ tor_hs_intro_circ_build_time_count{onion=\"a\"} 6\n";
             ("# TYPE h histogram\nh_bucket 1\n", 2, "no le"),
             ("m{9=\"x\"} 1\n", 1, "invalid label name"),
             ("m 1 12ab\n", 1, "timestamp"),
+            (
+                "# TYPE s summary\ns_sum 1\ns{a=\"b\"} 1\n",
+                3,
+                "no quantile",
+            ),
+            (
+                "# TYPE s summary\ns{quantile=\"high\"} 1\n",
+                2,
+                "not a number",
+            ),
+            ("# TYPE s summary\ns{quantile=\"\"} 1\n", 2, "not a number"),
+            ("# TYPE s summary\ns 1\n", 2, "no quantile"),
+            ("# TYPE s summary\n# TYPE s_count gauge\n", 2, "clashes"),
+            ("# TYPE s summary\n# TYPE s histogram\n", 2, "line 1"),
         ];
         for (text, line, needle) in cases {
             let err = p(text).unwrap_err();
@@ -715,6 +772,10 @@ tor_hs_intro_circ_build_time_count{onion=\"a\"} 6\n";
             "m 1e999999".into(),
             "m --1".into(),
             "m 1 -".into(),
+            "# TYPE s summary\ns{quantile=\"0.5\",quantile=\"0.9\"} 1".into(),
+            "# TYPE s summary\ns_bucket{le=\"1\"} 1\ns_sum{quantile=\"x\"} 1".into(),
+            "s_sum 1\n# TYPE s summary\ns{quantile=\"1e999\"} 1".into(),
+            "# TYPE s summary\ns{quantile=\"0.5\"".into(),
         ];
         inputs.push("m{".to_owned() + &"a=\"b\",".repeat(1000) + "} 1");
         inputs.push("x".repeat(100_000));

@@ -1,5 +1,21 @@
 //! `onionwatch`: monitor Tor onion services from the inside and from the outside.
 
+/// `print!` that returns the write error instead of panicking. Every
+/// command writes its standard output through `out!`/`outln!`, so a reader
+/// that goes away (`| head`) ends the command quietly (see `main`).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!($($arg)*))
+    };
+}
+
+/// `println!` that returns the write error instead of panicking (see `out!`).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod cmd;
 mod logging;
 
@@ -55,8 +71,23 @@ enum Command {
     Testnet(cmd::testnet::TestnetCommand),
 }
 
+/// Exit status of a command-line usage error: Nagios' UNKNOWN, so it never
+/// reads as `audit`'s or `probe --check`'s CRITICAL (2, clap's default).
+const USAGE_ERROR: u8 = 3;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version go to stdout and succeed.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(USAGE_ERROR)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     logging::init(cli.verbose);
 
     let runtime = match tokio::runtime::Runtime::new() {
@@ -81,9 +112,26 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
+        // Whoever read our output stopped (`| head`): not worth a message.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn write_stdout(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_fmt(args)?;
+    // Flushed now, so a closed pipe is seen here and not lost at exit.
+    stdout.flush()
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

@@ -34,5 +34,5 @@ fn tls_needs_both_certificate_and_key() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert_eq!(out.status.code(), Some(3), "a usage error");
 }

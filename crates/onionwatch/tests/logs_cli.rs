@@ -186,10 +186,10 @@ fn errors_name_the_file_and_exit_1() {
     // Without --once the command follows its files (logs_follow_cli.rs);
     // follow-only options are usage errors with it, and so is no input.
     let out = onionwatch(&["logs", "--once", "--tor-log", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2), "--tor-log is for follow mode");
+    assert_eq!(out.status.code(), Some(3), "--tor-log is for follow mode");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--once"));
     let out = onionwatch(&["logs", "--once"]);
-    assert_eq!(out.status.code(), Some(2), "no FILE");
+    assert_eq!(out.status.code(), Some(3), "no FILE");
 
     let out = onionwatch(&["logs", "--help"]);
     let help = String::from_utf8_lossy(&out.stdout);

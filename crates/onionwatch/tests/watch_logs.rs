@@ -1,6 +1,7 @@
 //! `onionwatch watch --onionspray`: every discovered project's nginx access
-//! log and tor log are followed (across a rotation) and exported with a
-//! `project` label, in the series the dashboard reads.
+//! log and tor logs (softmap workers' too) are followed (across a rotation)
+//! and exported with a `project` label, in the series the dashboard reads;
+//! the installation's onionbalance logs are counted by severity.
 
 mod common;
 
@@ -41,6 +42,22 @@ fn discovered_projects_logs_are_followed_with_a_project_label() {
         &news_log.join("tor.log"),
         "Nov 25 10:00:01.000 [warn] Your system clock just jumped 120 seconds forward\n",
     );
+    // A softmap worker's tor logs in its own directory.
+    common::append(
+        &tree.path().join("projects/shop/hs-1/tor.log"),
+        "Nov 25 10:00:02.000 [warn] Rejecting SOCKS request for anonymous connection\n",
+    );
+    // Onionbalance's own log (Python logging) and its tor's.
+    let ob = tree.path().join("onionbalance");
+    common::append(
+        &ob.join("onionbalance.log"),
+        "2026-11-25 10:00:03,120 [WARNING]: Instance shop1 is offline. Ignoring its intro points...\n\
+         2026-11-25 10:00:04,250 [ERROR]: Error uploading descriptor for service shop\n",
+    );
+    common::append(
+        &ob.join("tor.log"),
+        "Nov 25 10:00:05.000 [notice] Bootstrapped 100% (done): Done\n",
+    );
     let blog_access = tree.path().join("projects/blog/log/nginx-access.log");
     common::append(&blog_access, &line(7, 404, &t));
     let state = tree.path().join("log-state.json");
@@ -74,12 +91,21 @@ fn discovered_projects_logs_are_followed_with_a_project_label() {
             "onionwatch_log_unique_circuits{project=\"news\",window=\"5m\"} 2\n",
             "onionwatch_log_requests_total{project=\"blog\",status_class=\"4xx\"} 1\n",
             "onionwatch_log_severity_lines_total{project=\"news\",log=\"tor\",severity=\"warn\"} 1\n",
-            // shop has no tor.log: followed, not an error.
+            "onionwatch_log_severity_lines_total{project=\"shop\",log=\"tor\",severity=\"warn\"} 1\n",
+            "onionwatch_log_severity_lines_total{log=\"onionbalance\",severity=\"warn\"} 1\n",
+            "onionwatch_log_severity_lines_total{log=\"onionbalance\",severity=\"err\"} 1\n",
+            "onionwatch_log_severity_lines_total{log=\"onionbalance\",severity=\"notice\"} 1\n",
             "onionwatch_log_tail_read_errors_total 0\n",
         ],
     );
-    // The dashboard's unique-circuits column reads the same series.
-    common::get_until(addr, "/api/v1/dashboard", &["\"unique_circuits_5m\":2.0"]);
+    // The dashboard's unique-circuits column reads the same series;
+    // shop's worker warning is on its row; onionbalance gets none.
+    let dashboard = common::get_until(
+        addr,
+        "/api/v1/dashboard",
+        &["\"unique_circuits_5m\":2.0", "Rejecting SOCKS request"],
+    );
+    assert!(!dashboard.contains("\"project\":\"\""), "{dashboard}");
 
     // Hourly rotation (rename and create).
     std::fs::rename(&access, news_log.join("nginx-access.log-2026112512")).unwrap();

@@ -1,5 +1,6 @@
 //! `onionwatch watch --onionspray`: a project appearing or disappearing is
-//! picked up live on SIGHUP, and projects' tor warnings reach the dashboard.
+//! picked up live on SIGHUP and by the periodic re-discovery
+//! (`rediscover_seconds`), and projects' tor warnings reach the dashboard.
 
 mod common;
 
@@ -18,6 +19,10 @@ fn targets_until(addr: SocketAddr, done: impl Fn(&str) -> bool) -> String {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+fn has(body: &str, project: &str) -> bool {
+    body.contains(&format!("\"project\":\"{project}\""))
 }
 
 #[test]
@@ -40,19 +45,45 @@ fn sighup_picks_up_new_and_removed_projects() {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let child = common::Running(
         Command::new(env!("CARGO_BIN_EXE_onionwatch"))
-            .args(["watch", "--listen", &addr.to_string(), "--onionspray"])
+            .args(["watch", "--interval", "1", "--timeout", "1"])
+            .args(["--listen", &addr.to_string(), "--onionspray"])
             .arg(tree.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
-    let has = |body: &str, project: &str| body.contains(&format!("\"project\":\"{project}\""));
     let body = targets_until(addr, |b| has(b, "news") && has(b, "blog"));
     assert!(
         has(&body, "news") && has(&body, "blog") && !has(&body, "daily"),
         "{body}"
     );
+
+    // news's tor warning is on its dashboard row.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = common::get(addr, "/api/v1/dashboard");
+        let json: serde_json::Value = body
+            .split_once("\r\n\r\n")
+            .and_then(|(_, b)| serde_json::from_str(b).ok())
+            .unwrap_or_default();
+        let shown = json["projects"].as_array().is_some_and(|rows| {
+            rows.iter().any(|r| {
+                r["project"] == "news"
+                    && r["recent_warnings"]
+                        .as_array()
+                        .is_some_and(|w| w.iter().any(|l| l == warning))
+            })
+        });
+        if shown {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "news's warning is not on the dashboard: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // A new project (a copy of news), and blog removed.
     let projects = tree.path().join("projects");
@@ -70,4 +101,38 @@ fn sighup_picks_up_new_and_removed_projects() {
     assert!(has(&body, "daily"), "new project not discovered: {body}");
     assert!(!has(&body, "blog"), "removed project still watched: {body}");
     assert!(has(&body, "news") && has(&body, "shop"), "{body}");
+}
+
+#[test]
+fn periodic_rediscovery_picks_up_a_new_project_without_sighup() {
+    let tree = tempfile::tempdir().unwrap();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../onionwatch-inside/tests/fixtures/onionspray");
+    common::copy_tree(&fixture, tree.path());
+    let addr = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let config = tree.path().join("watch.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: {addr}\nonionspray: ['{}']\nrediscover_seconds: 0.5\n",
+            tree.path().display()
+        ),
+    )
+    .unwrap();
+    let _child = common::Running(
+        Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+            .args(["watch", "--config"])
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let body = targets_until(addr, |b| has(b, "news"));
+    assert!(has(&body, "news") && !has(&body, "daily"), "{body}");
+
+    let projects = tree.path().join("projects");
+    common::copy_tree(&projects.join("news"), &projects.join("daily"));
+    let body = targets_until(addr, |b| has(b, "daily"));
+    assert!(has(&body, "daily"), "new project not discovered: {body}");
 }

@@ -20,8 +20,9 @@ Examples:
   onionwatch audit --format json projects/news/tor.conf news.conf
   onionwatch audit --suggest-ports /home/onionspray/onionspray
 
-Exit status: 0 nothing found, 1 warnings only, 2 critical findings (or bad
-usage), 3 an input could not be read.";
+Exit status (Nagios' OK, WARNING, CRITICAL, UNKNOWN): 0 nothing found,
+1 warnings only, 2 critical findings, 3 an input could not be read or bad
+usage.";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -45,7 +46,9 @@ pub struct AuditArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Instead of auditing, print a distinct loopback `tor_metrics_port` for
-    /// every project of each Onionspray installation given.
+    /// every project of each Onionspray installation given (one per tor
+    /// worker of a softmap project), avoiding every port a tor uses or a
+    /// project configuration names.
     #[arg(long)]
     suggest_ports: bool,
     /// First port --suggest-ports hands out.
@@ -71,12 +74,12 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
                     .iter()
                     .map(|(p, s)| serde_json::json!({"installation": p, "projects": s}))
                     .collect();
-                println!("{}", serde_json::to_string(&v)?);
+                outln!("{}", serde_json::to_string(&v)?)?;
             }
             Format::Text => {
                 for (p, s) in &all {
-                    println!("# {}", p.display());
-                    print!("{}", suggestions_text(s));
+                    outln!("# {}", p.display())?;
+                    out!("{}", suggestions_text(s))?;
                 }
             }
         }
@@ -90,8 +93,8 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
         }
     };
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string(&report)?),
-        Format::Text => print!("{}", report.to_text()),
+        Format::Json => outln!("{}", serde_json::to_string(&report)?)?,
+        Format::Text => out!("{}", report.to_text())?,
     }
     Ok(ExitCode::from(report.exit_code()))
 }

@@ -167,7 +167,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     );
     let watcher = Watcher::new(settings);
     watcher.attach_log_follower(follower.clone());
-    watcher.start();
+    watcher.start()?;
     registry.register(watcher.collector());
     let follow = follower
         .spawn()
@@ -215,12 +215,13 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         .merge(watcher.api_router())
         .merge(super::logs::api(&follower));
     let server = start(&endpoint, app).await?;
-    println!("dashboard: http://{}/", server.local_addr());
-    println!("metrics:   http://{}/metrics", server.local_addr());
-    println!(
+    outln!("dashboard: http://{}/", server.local_addr())?;
+    outln!("metrics:   http://{}/metrics", server.local_addr())?;
+    outln!(
         "client SOCKS {} · control {}",
-        info.client.socks, info.client.control
-    );
+        info.client.socks,
+        info.client.control
+    )?;
 
     let probing = tokio::spawn(async move {
         let mut round = 0;

@@ -88,15 +88,17 @@ pub async fn expose_onion(args: ExposeArgs) -> Result<ExitCode> {
     let exposed = expose(&tor, args.target, args.port, &args.key_dir)
         .await
         .context("publish the metrics onion service")?;
-    println!(
+    outln!(
         "onion service: {}.onion (port {} → {})",
-        exposed.address, args.port, args.target
-    );
-    println!(
+        exposed.address,
+        args.port,
+        args.target
+    )?;
+    outln!(
         "client key (give it to `onionwatch scrape-gateway --client-key-file`, keep it secret):"
-    );
-    println!("{}", exposed.client_line);
-    println!("The onion service lives while this command runs; Ctrl-C removes it.");
+    )?;
+    outln!("{}", exposed.client_line)?;
+    outln!("The onion service lives while this command runs; Ctrl-C removes it.")?;
     wait_for_stop().await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -113,10 +115,10 @@ pub async fn scrape_gateway(args: ScrapeGatewayArgs) -> Result<ExitCode> {
         ..EndpointConfig::default()
     };
     let server = start(&config, proxy.router()).await?;
-    println!(
+    outln!(
         "scrape http://{}/metrics to reach {address}.onion through tor",
         server.local_addr()
-    );
+    )?;
     wait_for_stop().await?;
     server.shutdown(std::time::Duration::from_secs(5)).await?;
     Ok(ExitCode::SUCCESS)

@@ -148,7 +148,7 @@ impl GatewayArgs {
 pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
     let config = args.load()?;
     if args.check {
-        println!("configuration OK: {config:#?}");
+        outln!("configuration OK: {config:#?}")?;
         return Ok(ExitCode::SUCCESS);
     }
     if let ListenAddr::Tcp(a) = config.listen {

@@ -73,7 +73,7 @@ $http_x_onion_circuitid. Lines that do not parse are counted and skipped
 (-v shows the first few with line numbers).
 
 Exit status: 0 on success, 1 if a file cannot be read or --log-format is
-invalid, 2 on bad usage.";
+invalid, 3 on bad usage.";
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Format {
@@ -207,12 +207,14 @@ pub(crate) async fn feed_tor_warnings(
     loop {
         tick.tick().await;
         for (project, logs) in follower.recent_warnings() {
-            let lines = logs.get(LogKind::Tor.as_str()).map_or_else(Vec::new, |l| {
-                l[l.len().saturating_sub(SHOWN)..]
-                    .iter()
-                    .map(|r| r.text.clone())
-                    .collect()
-            });
+            // Only onionbalance's logs (installation-wide, no project): no row.
+            let Some(l) = logs.get(LogKind::Tor.as_str()) else {
+                continue;
+            };
+            let lines = l[l.len().saturating_sub(SHOWN)..]
+                .iter()
+                .map(|r| r.text.clone())
+                .collect();
             dashboard.set_recent_warnings(&project, lines);
         }
     }
@@ -391,8 +393,8 @@ fn once(args: LogsArgs) -> Result<ExitCode> {
     summary.project = args.project;
     summary.files = files;
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string(&summary)?),
-        Format::Prometheus => print!("{}", summary.to_prometheus()),
+        Format::Json => outln!("{}", serde_json::to_string(&summary)?)?,
+        Format::Prometheus => out!("{}", summary.to_prometheus())?,
     }
     Ok(ExitCode::SUCCESS)
 }

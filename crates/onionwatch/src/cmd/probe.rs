@@ -23,19 +23,21 @@ pub enum Format {
     Json,
 }
 
+const AFTER: &str = "\
+Examples:
+  onionwatch probe -e ADDRESS.onion --no-launch_tor --socks_port 9050 --control_port 9051
+  onionwatch probe -c configs/tor.yaml --format json
+  onionwatch probe -c site.yaml --check     (Nagios/Icinga exit codes)
+
+Exit status: 0 when every probe of every round passed, 1 otherwise (or on
+error), 3 on bad usage; with --check 0 OK, 1 WARNING, 2 CRITICAL,
+3 UNKNOWN (bad usage or no usable tor included).";
+
 /// Probe onion services from the outside: descriptor (HSFETCH, decrypted),
 /// then HTTP(S) or TCP through tor, concurrently. Reads Onionprobe's YAML
 /// config and exports its metric names.
-///
-/// Examples:
-///
-///   onionwatch probe -e ADDRESS.onion --no-launch_tor --socks_port 9050 --control_port 9051
-///   onionwatch probe -c configs/tor.yaml --format json
-///   onionwatch probe -c site.yaml --check     (Nagios/Icinga exit codes)
-///
-/// Exit status: 0 when every probe of every round passed, 1 otherwise (or on
-/// error); with --check 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 #[derive(Debug, Args, Clone)]
+#[command(after_long_help = AFTER)]
 pub struct ProbeArgs {
     /// Onionprobe YAML config file (ONIONPROBE_CONFIG also works).
     #[arg(short = 'c', long, env = "ONIONPROBE_CONFIG")]
@@ -357,7 +359,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
             c
         }
         Err(e) if args.check => {
-            println!("ONIONWATCH UNKNOWN - {e:#}");
+            outln!("ONIONWATCH UNKNOWN - {e:#}")?;
             return Ok(ExitCode::from(3));
         }
         Err(e) => return Err(e),
@@ -371,7 +373,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         t = open_tor(&config) => match t {
             Ok(t) => Arc::new(t),
             Err(e) if args.check => {
-                println!("ONIONWATCH UNKNOWN - {e:#}");
+                outln!("ONIONWATCH UNKNOWN - {e:#}")?;
                 return Ok(ExitCode::from(3));
             }
             Err(e) => return Err(e),
@@ -432,7 +434,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
                 r = rx.recv() => {
                     if let Some(r) = r {
                         if args.format == Format::Json {
-                            println!("{}", json_line(&r));
+                            outln!("{}", json_line(&r))?;
                         }
                         if let Some(b) = &bar { b.inc(1); }
                     }
@@ -444,14 +446,14 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         };
         while let Ok(r) = rx.try_recv() {
             if args.format == Format::Json {
-                println!("{}", json_line(&r));
+                outln!("{}", json_line(&r))?;
             }
         }
         if let Some(b) = bar {
             b.finish_and_clear();
         }
         if args.format == Format::Text {
-            print!("{}", table(&results));
+            out!("{}", table(&results))?;
         }
         all_passed &= results.iter().all(|r| r.passed);
         last_results = results;
@@ -484,7 +486,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
     }
     if args.check {
         let (state, line) = nagios(&last_results);
-        println!("{line}");
+        outln!("{line}")?;
         return Ok(ExitCode::from(state as u8));
     }
     Ok(match code {

@@ -122,8 +122,8 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
         _ = sigterm.recv() => return Ok(ExitCode::from(143)),
     };
     match args.format {
-        Format::Json => println!("{}", serde_json::to_string(net.info())?),
-        Format::Text => print_text(net.info()),
+        Format::Json => outln!("{}", serde_json::to_string(net.info())?)?,
+        Format::Text => print_text(net.info())?,
     }
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -143,30 +143,31 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
-fn print_text(info: &NetworkInfo) {
-    println!("private Tor network ready (data in {})", info.dir.display());
-    println!("client SOCKS:    {}", info.client.socks);
-    println!(
+fn print_text(info: &NetworkInfo) -> std::io::Result<()> {
+    outln!("private Tor network ready (data in {})", info.dir.display())?;
+    outln!("client SOCKS:    {}", info.client.socks)?;
+    outln!(
         "client control:  {} (cookie {})",
         info.client.control,
         info.client.cookie.display()
-    );
+    )?;
     for o in &info.onions {
-        println!("onion service:   {}", o.address);
-        println!(
+        outln!("onion service:   {}", o.address)?;
+        outln!(
             "  tor {}: control {} (cookie {})",
             o.tor,
             o.control,
             o.cookie.display()
-        );
+        )?;
         if let Some(m) = o.metrics {
-            println!("  MetricsPort:   http://{m}/metrics");
+            outln!("  MetricsPort:   http://{m}/metrics")?;
         }
-        println!("  backend:       {}", o.backend);
+        outln!("  backend:       {}", o.backend)?;
     }
-    println!(
+    outln!(
         "try: curl --socks5-hostname {} http://{}/",
-        info.client.socks, info.onions[0].address
-    );
-    println!("Ctrl-C stops every tor.");
+        info.client.socks,
+        info.onions[0].address
+    )?;
+    outln!("Ctrl-C stops every tor.")
 }

@@ -28,10 +28,12 @@ Examples:
       --nginx-status news=http://127.0.0.1:8081/nginx_status
 
 Each project's nginx access logs and tor logs are followed across
-rotations (discovered: log/nginx-access*.log and tor's Log file; or
---access-log/--tor-log, or access_logs/tor_logs in the YAML), exported as
-onionwatch_log_* series with a `project` label (requests by status class,
-unique circuits, tor log lines by severity) and onionwatch_log_tail_*
+rotations (discovered: log/nginx-access*.log and tor's Log file, else
+log/tor.log or a softmap worker's <worker>/tor.log, plus the installation's
+onionbalance/*.log; or --access-log/--tor-log, or access_logs/tor_logs/
+onionbalance_logs in the YAML), exported as onionwatch_log_* series with a
+`project` label (requests by status class, unique circuits, tor and
+onionbalance log lines by severity) and onionwatch_log_tail_*
 health counters; --log-state keeps the positions across restarts.
 
 Serves the dashboard at /, /metrics (Prometheus text; OpenMetrics if asked
@@ -39,7 +41,7 @@ for), /healthz and /api/v1/targets. Off loopback it needs --tls-cert/--tls-key
 and --auth-file or --tls-client-ca. Every tor family is re-exported with `project` and
 `tor_instance` labels; per target: onionwatch_scrape_up and
 onionwatch_scrape_duration_seconds. Exit status: 0 after SIGINT/SIGTERM,
-1 on an error (bad configuration, port in use), 2 on bad usage.";
+1 on an error (bad configuration, port in use), 3 on bad usage.";
 
 /// Scrape every project's tor MetricsPort, tor control port and nginx
 /// stub_status, and serve them on one loopback endpoint.
@@ -83,7 +85,8 @@ pub struct WatchArgs {
     /// Discover the projects of this Onionspray installation (repeatable).
     #[arg(long, value_name = "DIR")]
     onionspray: Vec<PathBuf>,
-    /// Where to serve (loopback only) [default: 127.0.0.1:9925].
+    /// Where to serve [default: 127.0.0.1:9925]. A non-loopback address
+    /// needs --tls-cert/--tls-key and --auth-file or --tls-client-ca.
     #[arg(long, value_name = "HOST:PORT")]
     listen: Option<SocketAddr>,
     /// Seconds between scrapes of each target [default: 15].
@@ -148,7 +151,7 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
     let watcher = Watcher::new(settings);
     // Discovery (in start) gives the follower the discovered projects' logs.
     watcher.attach_log_follower(follower.clone());
-    watcher.start();
+    watcher.start()?;
     // The policy sees every record, so it is in place before the follower starts.
     let guard = match policy {
         Some(policy) => {

@@ -1,0 +1,163 @@
+//! `onionwatch watch --config` together with flags: flag targets add to
+//! the YAML's, `--listen` and `--interval` override its values; a failing
+//! target is named with its reason in the log; start-up mistakes (a
+//! missing Onionspray directory, nothing to watch) fail with a message.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOR_PAGE: &str =
+    include_str!("../../onionwatch-metrics/tests/data/tor-0.4.9-metricsport-2onions.txt");
+const STUB_STATUS: &str = "Active connections: 2 \nserver accepts handled requests\n 10 10 31 \nReading: 0 Writing: 1 Waiting: 1 \n";
+
+fn watch(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_onionwatch"));
+    cmd.arg("watch").args(args).stdin(Stdio::null());
+    cmd
+}
+
+#[test]
+fn flags_add_targets_and_override_listen_and_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tor = common::serve(TOR_PAGE);
+    let nginx = common::serve(STUB_STATUS);
+    let dead = common::dead_addr();
+    let yaml_listen = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let listen = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let config = tmp.path().join("watch.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen: {yaml_listen}\ninterval_seconds: 3600\ntimeout_seconds: 0.5\n\
+             projects:\n  news:\n    tors:\n      - metrics_port: {tor}\n"
+        ),
+    )
+    .unwrap();
+    let log = tmp.path().join("watch.log");
+    let _child = common::Running(
+        watch(&["--config", config.to_str().unwrap()])
+            .args(["--listen", &listen.to_string(), "--interval", "0.5"])
+            .args(["--metrics-port", &format!("shop={dead}")])
+            .args([
+                "--nginx-status",
+                &format!("blog=http://{nginx}/stub_status"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+
+    // With the YAML's interval news would be scraped once an hour: two
+    // scrapes mean --interval won.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let targets = loop {
+        let body = common::get(listen, "/api/v1/targets");
+        let json: serde_json::Value = body
+            .split_once("\r\n\r\n")
+            .and_then(|(_, b)| serde_json::from_str(b).ok())
+            .unwrap_or_default();
+        let targets = json["targets"].as_array().cloned().unwrap_or_default();
+        let news_scrapes = targets
+            .iter()
+            .find(|t| t["project"] == "news")
+            .and_then(|t| t["scrapes"].as_u64())
+            .unwrap_or(0);
+        if targets.len() == 3 && news_scrapes >= 2 {
+            break targets;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "targets not scraped twice: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut summary: Vec<(String, String, String)> = targets
+        .iter()
+        .map(|t| {
+            (
+                t["project"].as_str().unwrap().to_owned(),
+                t["origin"].as_str().unwrap().to_owned(),
+                t["health"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    summary.sort();
+    let s = |p: &str, o: &str, h: &str| (p.to_owned(), o.to_owned(), h.to_owned());
+    assert_eq!(
+        summary,
+        [
+            s("blog", "flag", "up"),
+            s("news", "config", "up"),
+            s("shop", "flag", "down")
+        ]
+    );
+    // --listen replaced the YAML's address.
+    assert!(std::net::TcpStream::connect(yaml_listen).is_err());
+
+    let metrics = common::get(listen, "/metrics");
+    assert!(
+        metrics.contains("tor_relay_traffic_bytes{direction=\"read\",project=\"news\",tor_instance=\"tor\"} 184921\n"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("nginx_http_requests_total{project=\"blog\"} 31\n"));
+
+    // The failing target's warning names it and says why.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap();
+        let warned = text.lines().any(|l| {
+            l.contains("WARN")
+                && l.contains("scrape failed")
+                && l.contains("project=shop")
+                && l.contains(&format!("cannot connect to tor's MetricsPort {dead}"))
+        });
+        if warned {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no scrape warning for shop:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn start_up_mistakes_fail_with_a_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty.yaml");
+    std::fs::write(&empty, "interval_seconds: 5\n").unwrap();
+    let empty_tree = tmp.path().join("onionspray");
+    std::fs::create_dir_all(empty_tree.join("projects")).unwrap();
+    for (args, needle) in [
+        (
+            vec!["--onionspray", "/nonexistent/onionspray"],
+            "cannot read /nonexistent/onionspray",
+        ),
+        (
+            vec!["--config", empty.to_str().unwrap()],
+            "nothing to watch",
+        ),
+        (
+            vec!["--onionspray", empty_tree.to_str().unwrap()],
+            "nothing to watch",
+        ),
+    ] {
+        let listen = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+        let mut child = watch(&args)
+            .args(["--listen", &listen.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let status = common::wait_exit(&mut child);
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}

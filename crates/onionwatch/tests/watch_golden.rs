@@ -1,0 +1,128 @@
+//! Golden test of `onionwatch watch`'s whole `/metrics`: the binary scrapes
+//! a local server serving the stored tor MetricsPort page, a stub_status
+//! page and a MetricsPort nothing listens on; its exposition, with only the
+//! scrape durations normalised, must equal tests/data/watch-metrics.golden.txt.
+//! ONIONWATCH_BLESS=1 rewrites that file (review the diff before committing).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const TOR_PAGE: &str =
+    include_str!("../../onionwatch-metrics/tests/data/tor-0.4.9-metricsport-2onions.txt");
+const STUB_STATUS: &str = "Active connections: 3 \nserver accepts handled requests\n 120 120 345 \nReading: 0 Writing: 1 Waiting: 2 \n";
+const GOLDEN: &str = "tests/data/watch-metrics.golden.txt";
+
+/// Replace what differs between runs (each scrape's duration) with a
+/// placeholder, after checking it is a positive number.
+fn normalise(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        match line.strip_prefix("onionwatch_scrape_duration_seconds{") {
+            Some(rest) => {
+                let (labels, value) = rest.rsplit_once(' ').unwrap();
+                let v: f64 = value.parse().unwrap();
+                assert!(v > 0.0 && v.is_finite(), "{line}");
+                out.push_str(&format!(
+                    "onionwatch_scrape_duration_seconds{{{labels} <duration>"
+                ));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The lines only in `want` (-) or only in `got` (+), with their line
+/// numbers, from a longest-common-subsequence alignment; at most 60.
+fn diff(want: &str, got: &str) -> String {
+    let a: Vec<&str> = want.lines().collect();
+    let b: Vec<&str> = got.lines().collect();
+    // lcs[i][j]: common lines of a[i..] and b[j..].
+    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out.push(format!("-{:>4}: {}", i + 1, a[i]));
+            i += 1;
+        } else {
+            out.push(format!("+{:>4}: {}", j + 1, b[j]));
+            j += 1;
+        }
+    }
+    let total = out.len();
+    out.truncate(60);
+    if total > 60 {
+        out.push(format!("… and {} more changed lines", total - 60));
+    }
+    out.join("\n")
+}
+
+#[test]
+fn whole_metrics_output_matches_the_stored_file() {
+    let tor = common::serve(TOR_PAGE);
+    let nginx = common::serve(STUB_STATUS);
+    let dead = common::dead_addr();
+    let listen = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let _child = common::Running(
+        Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+            .args(["watch", "--interval", "60", "--timeout", "5"])
+            .args(["--listen", &listen.to_string()])
+            .args(["--metrics-port", &format!("news={tor}")])
+            .args([
+                "--nginx-status",
+                &format!("news=http://{nginx}/stub_status"),
+            ])
+            .args(["--metrics-port", &format!("shop/hs-1={dead}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // Once every target has been scraped, nothing changes for 60 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let body = common::get(listen, "/api/v1/targets");
+        if body.matches("\"scrapes\":1").count() == 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "targets not scraped: {body}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let response = common::get(listen, "/metrics");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    let got = normalise(body);
+
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN);
+    if std::env::var_os("ONIONWATCH_BLESS").is_some() {
+        std::fs::write(&path, &got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        got == want,
+        "/metrics differs from {GOLDEN} (- stored, + now); if the change is intended, \
+         rerun with ONIONWATCH_BLESS=1 and review the file's diff:\n{}",
+        diff(&want, &got)
+    );
+}
