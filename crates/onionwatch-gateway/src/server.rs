@@ -563,6 +563,7 @@ async fn serve_connection(shared: Arc<Shared>, mut stream: Stream, peer: String)
         .timer(LazyTimer::default())
         // Also bounds how long an idle keep-alive connection is kept.
         .header_read_timeout(settings.request_header_timeout)
+        .writev(false)
         .keep_alive(true);
     let conn = builder.serve_connection(io, svc).with_upgrades();
     tokio::pin!(conn);
@@ -780,6 +781,7 @@ impl ConnCtx {
                 .map_err(UpstreamError::Connect)?;
         }
         let (sender, conn) = hyper::client::conn::http1::Builder::new()
+            .writev(false)
             .handshake(TokioIo::new(stream))
             .await
             .map_err(UpstreamError::Http)?;
