@@ -7,12 +7,14 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A program (`tor`, `tor-gencert`, `prometheus`, `nginx`) is not installed.
-    #[error("cannot run `{program}`: {source}. Install it first: `sudo apt-get install -y {}` (Debian/Ubuntu)", debian_package(program))]
+    // `error` is shown in the message and deliberately not a `source()`:
+    // printing the chain (`{:#}`) would repeat it.
+    #[error("cannot run `{program}`: {error}. Install it first (Debian/Ubuntu, as root): `apt-get install -y {}`, or run onionwatch's `scripts/install-deps`", debian_package(program))]
     TorMissing {
         /// The program that could not be run.
         program: String,
         /// The I/O error from exec.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A helper command (key generation, fingerprint) failed.
     #[error("`{command}` failed: {detail}")]

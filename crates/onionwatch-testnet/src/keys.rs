@@ -23,9 +23,9 @@ fn run(program: &Path, args: &[&str], stdin: &[u8]) -> Result<String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|source| Error::TorMissing {
+        .map_err(|error| Error::TorMissing {
             program: program.display().to_string(),
-            source,
+            error,
         })?;
     if let Some(mut input) = child.stdin.take() {
         input

@@ -566,9 +566,9 @@ fn hash_password(tor: &Path, password: &str) -> Result<String> {
     let out = std::process::Command::new(tor)
         .args(["--quiet", "--hash-password", password])
         .output()
-        .map_err(|source| Error::TorMissing {
+        .map_err(|error| Error::TorMissing {
             program: tor.display().to_string(),
-            source,
+            error,
         })?;
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()

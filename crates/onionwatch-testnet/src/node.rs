@@ -158,9 +158,9 @@ fn start(tor: &Path, nickname: &str, dir: &Path, append: bool) -> Result<Child> 
         .stdout(out)
         .stderr(err)
         .spawn()
-        .map_err(|source| Error::TorMissing {
+        .map_err(|error| Error::TorMissing {
             program: tor.display().to_string(),
-            source,
+            error,
         })?;
     tracing::debug!(node = nickname, pid = child.id(), "started tor");
     Ok(child)

@@ -1,10 +1,23 @@
 //! The private Tor network against real tor: one network for the happy path,
-//! and cheap failure cases that need no consensus.
+//! and failure cases, most of them cheap (they fail before the first
+//! consensus); a tor dying at start-up needs one, as onion-service tors start
+//! only once the consensus lists every relay.
 
 use std::path::Path;
 
 use onionwatch_testnet::{http, Error, NetworkConfig, ServiceTorConfig, TestNetwork};
 use onionwatch_tor::socks::Isolation;
+
+/// The error and its sources, joined as anyhow's `{:#}` does.
+fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        text = format!("{text}: {e}");
+        source = e.source();
+    }
+    text
+}
 
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
@@ -76,5 +89,8 @@ async fn a_missing_tor_says_how_to_install_it() {
         ..NetworkConfig::default()
     };
     let err = TestNetwork::start(config).await.unwrap_err();
-    assert!(err.to_string().contains("apt-get install -y tor"), "{err}");
+    // As the CLI prints it: the error and its sources.
+    let text = chain(&err);
+    assert!(text.contains("apt-get install -y tor"), "{text}");
+    assert_eq!(text.matches("No such file").count(), 1, "{text}");
 }
