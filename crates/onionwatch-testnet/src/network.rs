@@ -12,7 +12,7 @@ use tokio::time::sleep;
 use crate::backend::Backend;
 use crate::config::{BackendKind, ControlKind, NetworkConfig, ServiceConfig};
 use crate::error::{Error, Result};
-use crate::keys::make_authority;
+use crate::keys::{hash_password, make_authority};
 use crate::node::{private_dir, tail, Role, TorNode};
 use crate::ports::{free_port, loopback};
 use crate::torrc::{self, DirAuthorityLine};
@@ -84,7 +84,7 @@ impl TestNetwork {
         config.validate().map_err(Error::Config)?;
         let started = Instant::now();
         let deadline = started + config.ready_timeout;
-        let mut net = Self::launch(&config).await?;
+        let mut net = Self::launch(&config, deadline).await?;
         net.wait_ready(&config, deadline).await?;
         tracing::info!(elapsed = ?started.elapsed(), onions = net.info.onions.len(), "test network ready");
         Ok(net)
@@ -139,7 +139,7 @@ impl TestNetwork {
         self.nodes.iter_mut().for_each(TorNode::kill);
     }
 
-    async fn launch(config: &NetworkConfig) -> Result<Self> {
+    async fn launch(config: &NetworkConfig, deadline: Instant) -> Result<Self> {
         let (tempdir, root) = match &config.dir {
             Some(dir) => {
                 fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
@@ -167,25 +167,10 @@ impl TestNetwork {
         for d in &auth_dirs {
             private_dir(d)?;
         }
+        let key = |i: usize| make_authority(&tor, &gencert, &auth_dirs[i], auth_ports[i].1);
         let identities = {
-            let (tor, dirs, ports) = (tor.clone(), auth_dirs.clone(), auth_ports.clone());
-            tokio::task::spawn_blocking(move || {
-                std::thread::scope(|s| {
-                    let handles: Vec<_> = dirs
-                        .iter()
-                        .zip(&ports)
-                        .map(|(d, (_, dir_port))| {
-                            s.spawn(|| make_authority(&tor, &gencert, d, *dir_port))
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().expect("key generation thread panicked"))
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
-            .await
-            .expect("key generation task panicked")?
+            let (a, b, c) = tokio::try_join!(key(0), key(1), key(2))?;
+            [a, b, c]
         };
         let authorities: Vec<DirAuthorityLine> = identities
             .into_iter()
@@ -230,7 +215,7 @@ impl TestNetwork {
             &mut nodes,
             authorities[0].dir_port,
             3 + config.relays,
-            Instant::now() + config.ready_timeout,
+            deadline,
             &auth_dirs[0].join("notice.log"),
         )
         .await?;
@@ -320,7 +305,7 @@ impl TestNetwork {
         if let Some(password) = &config.client_password {
             text.push_str(&format!(
                 "HashedControlPassword {}\n",
-                hash_password(&tor, password)?
+                hash_password(&tor, password).await?
             ));
         }
         nodes.push(TorNode::spawn(&tor, "client", Role::Client, &dir, &text)?);
@@ -340,7 +325,7 @@ impl TestNetwork {
             _tempdir: tempdir,
         };
         // tor writes `hostname` within a second of starting.
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = deadline.min(Instant::now() + Duration::from_secs(30));
         for (hs_dir, mut onion) in onions {
             let hostname = hs_dir.join("hostname");
             onion.address = net
@@ -484,17 +469,18 @@ async fn wait_for_full_consensus(
 }
 
 /// The current consensus from an authority's DirPort (`None` until there is
-/// one: tor answers 404 before its first vote).
+/// one: tor answers 404 before its first vote; `None` too after 5 s).
 async fn fetch_consensus(dir_port: u16) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(loopback(dir_port))
-        .await
-        .ok()?;
-    s.write_all(b"GET /tor/status-vote/current/consensus HTTP/1.0\r\n\r\n")
-        .await
-        .ok()?;
-    let mut body = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut body))
+    let fetch = async {
+        let mut s = tokio::net::TcpStream::connect(loopback(dir_port)).await?;
+        s.write_all(b"GET /tor/status-vote/current/consensus HTTP/1.0\r\n\r\n")
+            .await?;
+        let mut body = Vec::new();
+        s.read_to_end(&mut body).await?;
+        std::io::Result::Ok(body)
+    };
+    let body = tokio::time::timeout(Duration::from_secs(5), fetch)
         .await
         .ok()?
         .ok()?;
@@ -560,23 +546,4 @@ fn tor_gencert(tor: &Path) -> PathBuf {
         }
         _ => PathBuf::from("tor-gencert"),
     }
-}
-
-fn hash_password(tor: &Path, password: &str) -> Result<String> {
-    let out = std::process::Command::new(tor)
-        .args(["--quiet", "--hash-password", password])
-        .output()
-        .map_err(|error| Error::TorMissing {
-            program: tor.display().to_string(),
-            error,
-        })?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("16:"))
-        .map(str::to_owned)
-        .ok_or_else(|| Error::Command {
-            command: "tor --hash-password".into(),
-            detail: text.into_owned(),
-        })
 }
