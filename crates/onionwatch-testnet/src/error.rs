@@ -36,6 +36,16 @@ pub enum Error {
         /// The last lines of that log.
         tail: String,
     },
+    /// A tor could not bind its ports, on fresh ones the second time too.
+    #[error("tor node {node} could not bind its ports, twice (a port picked free was taken by another process before tor bound it); retry, and look for programs binding random loopback ports (`ss -ltnp`) if it keeps happening; last lines of {log}:\n{tail}")]
+    PortClash {
+        /// Node nickname.
+        node: String,
+        /// Its log file.
+        log: PathBuf,
+        /// The last lines of that log.
+        tail: String,
+    },
     /// The test nginx exited (bad configuration, port taken...).
     #[error("nginx exited ({status}); last lines of {log}:\n{tail}")]
     NginxDied {
@@ -72,6 +82,21 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether a tor exited because a port it was to bind was taken.
+    pub(crate) fn is_port_clash(&self) -> bool {
+        matches!(self, Error::NodeDied { tail, .. } if tail.contains("Address already in use"))
+    }
+
+    /// A port clash seen again after the retry: [`Error::PortClash`].
+    pub(crate) fn clash_again(self) -> Error {
+        match self {
+            Error::NodeDied {
+                node, log, tail, ..
+            } if tail.contains("Address already in use") => Error::PortClash { node, log, tail },
+            other => other,
+        }
+    }
+
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let what = what.into();
         move |source| Error::Io { what, source }

@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::time::sleep;
 
 use crate::backend::Backend;
-use crate::config::{BackendKind, ControlKind, NetworkConfig, ServiceConfig};
+use crate::config::{BackendKind, ControlKind, NetworkConfig, ServiceConfig, ServiceTorConfig};
 use crate::error::{Error, Result};
 use crate::keys::{hash_password, make_authority};
 use crate::node::{private_dir, tail, Role, TorNode};
@@ -154,57 +154,21 @@ impl TestNetwork {
                 (Some(t), root)
             }
         };
-        let tor = config.tor.clone();
-        let gencert = tor_gencert(&tor);
-        let port = || free_port().map_err(Error::io("pick a free port"));
-
-        // Authority keys: ~1 s of RSA each, so make them in parallel.
-        let mut auth_ports = Vec::new();
-        for _ in 0..3 {
-            auth_ports.push((port()?, port()?));
-        }
-        let auth_dirs: Vec<PathBuf> = (0..3).map(|i| root.join(format!("auth{i}"))).collect();
-        for d in &auth_dirs {
-            private_dir(d)?;
-        }
-        let key = |i: usize| make_authority(&tor, &gencert, &auth_dirs[i], auth_ports[i].1);
-        let identities = {
-            let (a, b, c) = tokio::try_join!(key(0), key(1), key(2))?;
-            [a, b, c]
-        };
-        let authorities: Vec<DirAuthorityLine> = identities
-            .into_iter()
-            .zip(&auth_ports)
-            .enumerate()
-            .map(|(i, (id, (or_port, dir_port)))| DirAuthorityLine {
-                nickname: format!("auth{i}"),
-                or_port: *or_port,
-                dir_port: *dir_port,
-                v3ident: id.v3ident,
-                fingerprint: id.fingerprint,
-            })
-            .collect();
+        let tor = &config.tor;
 
         let mut nodes = Vec::new();
         // If anything below fails, `nodes` drops and kills what started.
-        for (i, a) in authorities.iter().enumerate() {
-            let text = torrc::common(&a.nickname, &auth_dirs[i], &authorities)
-                + &torrc::relay(a.or_port, a.dir_port, true);
-            nodes.push(TorNode::spawn(
-                &tor,
-                &a.nickname,
-                Role::Authority,
-                &auth_dirs[i],
-                &text,
-            )?);
-        }
+        let authorities = start_authorities(config, &root, &mut nodes).await?;
         for i in 0..config.relays {
             let nick = format!("relay{i}");
             let dir = root.join(&nick);
             private_dir(&dir)?;
-            let text =
-                torrc::common(&nick, &dir, &authorities) + &torrc::relay(port()?, port()?, false);
-            nodes.push(TorNode::spawn(&tor, &nick, Role::Relay, &dir, &text)?);
+            let common = torrc::common(&nick, &dir, &authorities);
+            let (node, _) = start_node(config, &nick, Role::Relay, &dir, 2, |p| {
+                common.clone() + &torrc::relay(p[0], p[1], false)
+            })
+            .await?;
+            nodes.push(node);
         }
         // Onion-service tors start only once the consensus lists every relay
         // as Running and Stable: started earlier, with the 3 authorities
@@ -216,7 +180,7 @@ impl TestNetwork {
             authorities[0].dir_port,
             3 + config.relays,
             deadline,
-            &auth_dirs[0].join("notice.log"),
+            &root.join("auth0").join("notice.log"),
         )
         .await?;
 
@@ -226,23 +190,8 @@ impl TestNetwork {
             let nick = format!("hs{t}");
             let dir = root.join(&nick);
             private_dir(&dir)?;
-            let control = match tor_cfg.control {
-                ControlKind::Tcp => format!("127.0.0.1:{}", port()?),
-                ControlKind::Unix => format!("unix:{}", dir.join("control.sock").display()),
-            };
-            let metrics = match tor_cfg.metrics_port {
-                true => Some(loopback(port()?)),
-                false => None,
-            };
-            let mut text = torrc::common(&nick, &dir, &authorities);
-            text.push_str("SocksPort 0\n");
-            text.push_str(&torrc::control(&control));
-            if let Some(m) = metrics {
-                text.push_str(&format!(
-                    "MetricsPort {m}\nMetricsPortPolicy {}\n",
-                    tor_cfg.metrics_policy
-                ));
-            }
+            let mut services = String::new();
+            let first = onions.len();
             for (s, svc) in tor_cfg.services.iter().enumerate() {
                 let (backend, access_log) = match &svc.backend {
                     BackendKind::BuiltIn => {
@@ -258,18 +207,18 @@ impl TestNetwork {
                 };
                 let hs_dir = dir.join(format!("hs{s}"));
                 private_dir(&hs_dir)?;
-                text.push_str(&format!(
+                services.push_str(&format!(
                     "HiddenServiceDir {}\nHiddenServicePort 80 {backend}\n",
                     hs_dir.display()
                 ));
                 if svc.export_circuit_id {
-                    text.push_str("HiddenServiceExportCircuitID haproxy\n");
+                    services.push_str("HiddenServiceExportCircuitID haproxy\n");
                 }
                 if svc.pow_defenses {
-                    text.push_str("HiddenServicePoWDefensesEnabled 1\n");
+                    services.push_str("HiddenServicePoWDefensesEnabled 1\n");
                 }
                 if let Some((rate, burst)) = svc.intro_dos {
-                    text.push_str(&format!(
+                    services.push_str(&format!(
                         "HiddenServiceEnableIntroDoSDefense 1\nHiddenServiceEnableIntroDoSRatePerSec {rate}\nHiddenServiceEnableIntroDoSBurstPerSec {burst}\n"
                     ));
                 }
@@ -277,9 +226,9 @@ impl TestNetwork {
                     hs_dir,
                     OnionInfo {
                         address: String::new(),
-                        control: control.clone(),
+                        control: String::new(),
                         cookie: dir.join("control_auth_cookie"),
-                        metrics,
+                        metrics: None,
                         backend,
                         tor: nick.clone(),
                         export_circuit_id: svc.export_circuit_id,
@@ -287,28 +236,45 @@ impl TestNetwork {
                     },
                 ));
             }
-            nodes.push(TorNode::spawn(
-                &tor,
-                &nick,
-                Role::OnionService,
-                &dir,
-                &text,
-            )?);
+            let common = torrc::common(&nick, &dir, &authorities);
+            let ports = usize::from(tor_cfg.control == ControlKind::Tcp)
+                + usize::from(tor_cfg.metrics_port);
+            let (node, ports) = start_node(config, &nick, Role::OnionService, &dir, ports, |p| {
+                let (control, metrics) = service_tor_endpoints(tor_cfg, &dir, p);
+                let mut text = common.clone() + "SocksPort 0\n" + &torrc::control(&control);
+                if let Some(m) = metrics {
+                    text.push_str(&format!(
+                        "MetricsPort {m}\nMetricsPortPolicy {}\n",
+                        tor_cfg.metrics_policy
+                    ));
+                }
+                text + &services
+            })
+            .await?;
+            nodes.push(node);
+            let (control, metrics) = service_tor_endpoints(tor_cfg, &dir, &ports);
+            for (_, onion) in &mut onions[first..] {
+                onion.control = control.clone();
+                onion.metrics = metrics;
+            }
         }
 
         let dir = root.join("client");
         private_dir(&dir)?;
-        let (socks, control) = (loopback(port()?), loopback(port()?));
-        let mut text = torrc::common("client", &dir, &authorities);
-        text.push_str(&format!("SocksPort {socks} ExtendedErrors\n"));
-        text.push_str(&torrc::control(&control.to_string()));
+        let mut common = torrc::common("client", &dir, &authorities);
         if let Some(password) = &config.client_password {
-            text.push_str(&format!(
+            common.push_str(&format!(
                 "HashedControlPassword {}\n",
-                hash_password(&tor, password).await?
+                hash_password(tor, password).await?
             ));
         }
-        nodes.push(TorNode::spawn(&tor, "client", Role::Client, &dir, &text)?);
+        let (node, ports) = start_node(config, "client", Role::Client, &dir, 2, |p| {
+            format!("{common}SocksPort {} ExtendedErrors\n", loopback(p[0]))
+                + &torrc::control(&loopback(p[1]).to_string())
+        })
+        .await?;
+        nodes.push(node);
+        let (socks, control) = (loopback(ports[0]), loopback(ports[1]));
 
         let mut net = Self {
             info: NetworkInfo {
@@ -513,6 +479,132 @@ async fn reach(
     } else {
         Err(format!("unexpected answer: HTTP {} {:?}", r.status, r.body))
     }
+}
+
+/// `count` free ports for `nick`, shown to the [`crate::PortHook`] if any.
+fn pick_ports(config: &NetworkConfig, nick: &str, count: usize) -> Result<Vec<u16>> {
+    let ports = (0..count)
+        .map(|_| free_port())
+        .collect::<std::io::Result<Vec<u16>>>()
+        .map_err(Error::io("pick a free port"))?;
+    if let Some(hook) = &config.port_hook {
+        hook.call(nick, &ports);
+    }
+    Ok(ports)
+}
+
+/// Start one tor on `count` ports picked now (`torrc` writes its config from
+/// them) and wait until it has bound them. If another process took one
+/// first (the race [`free_port`] cannot close), start it once more on fresh
+/// ports. Returns the node and the ports it listens on.
+async fn start_node(
+    config: &NetworkConfig,
+    nick: &str,
+    role: Role,
+    dir: &Path,
+    count: usize,
+    torrc: impl Fn(&[u16]) -> String,
+) -> Result<(TorNode, Vec<u16>)> {
+    let mut retried = false;
+    loop {
+        let ports = pick_ports(config, nick, count)?;
+        let mut node = TorNode::spawn(&config.tor, nick, role, dir, &torrc(&ports))?;
+        match node.wait_started().await {
+            Ok(()) => return Ok((node, ports)),
+            Err(e) if e.is_port_clash() && !retried => {
+                tracing::warn!(
+                    node = nick,
+                    ?ports,
+                    "a port was taken; retrying on fresh ports"
+                );
+                retried = true;
+            }
+            Err(e) => return Err(e.clash_again()),
+        }
+    }
+}
+
+/// Make the 3 authorities' keys and start them, pushing them onto `nodes`.
+/// Every node's torrc names every authority's ports, so a port clash
+/// restarts all three on fresh ports (with fresh keys: the certificate
+/// holds the DirPort), once.
+async fn start_authorities(
+    config: &NetworkConfig,
+    root: &Path,
+    nodes: &mut Vec<TorNode>,
+) -> Result<Vec<DirAuthorityLine>> {
+    let gencert = tor_gencert(&config.tor);
+    let dirs: Vec<PathBuf> = (0..3).map(|i| root.join(format!("auth{i}"))).collect();
+    let mut retried = false;
+    loop {
+        let mut ports = Vec::new();
+        for (i, d) in dirs.iter().enumerate() {
+            if retried {
+                fs::remove_dir_all(d).map_err(Error::io(format!("remove {}", d.display())))?;
+            }
+            private_dir(d)?;
+            ports.push(pick_ports(config, &format!("auth{i}"), 2)?);
+        }
+        // ~1 s of RSA each, so in parallel.
+        let key = |i: usize| make_authority(&config.tor, &gencert, &dirs[i], ports[i][1]);
+        let (a, b, c) = tokio::try_join!(key(0), key(1), key(2))?;
+        let authorities: Vec<DirAuthorityLine> = [a, b, c]
+            .into_iter()
+            .zip(&ports)
+            .enumerate()
+            .map(|(i, (id, p))| DirAuthorityLine {
+                nickname: format!("auth{i}"),
+                or_port: p[0],
+                dir_port: p[1],
+                v3ident: id.v3ident,
+                fingerprint: id.fingerprint,
+            })
+            .collect();
+        let mut started = Vec::new();
+        let result: Result<()> = async {
+            for (a, dir) in authorities.iter().zip(&dirs) {
+                let text = torrc::common(&a.nickname, dir, &authorities)
+                    + &torrc::relay(a.or_port, a.dir_port, true);
+                let node = TorNode::spawn(&config.tor, &a.nickname, Role::Authority, dir, &text)?;
+                started.push(node);
+            }
+            for node in &mut started {
+                node.wait_started().await?;
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                nodes.append(&mut started);
+                return Ok(authorities);
+            }
+            Err(e) if e.is_port_clash() && !retried => {
+                tracing::warn!("an authority's port was taken; restarting them on fresh ports");
+                retried = true;
+                // `started` drops here: those tors are killed before the retry.
+            }
+            Err(e) => return Err(e.clash_again()),
+        }
+    }
+}
+
+/// The control endpoint and MetricsPort of an onion-service tor, from the
+/// ports [`start_node`] picked for it (control first, if TCP).
+fn service_tor_endpoints(
+    cfg: &ServiceTorConfig,
+    dir: &Path,
+    ports: &[u16],
+) -> (String, Option<SocketAddr>) {
+    let mut ports = ports.iter().copied();
+    let control = match cfg.control {
+        ControlKind::Tcp => loopback(ports.next().expect("a control port")).to_string(),
+        ControlKind::Unix => format!("unix:{}", dir.join("control.sock").display()),
+    };
+    let metrics = cfg
+        .metrics_port
+        .then(|| loopback(ports.next().expect("a MetricsPort")));
+    (control, metrics)
 }
 
 fn config_service(config: &NetworkConfig, index: usize) -> &ServiceConfig {

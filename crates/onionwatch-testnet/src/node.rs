@@ -5,6 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -75,6 +76,32 @@ impl TorNode {
         Ok(())
     }
 
+    /// Wait until tor has written its pid file, which it does only after
+    /// binding every listener: a port taken by another process shows as
+    /// [`Error::NodeDied`] (its log tail says "Address already in use").
+    pub(crate) async fn wait_started(&mut self) -> Result<()> {
+        // A few tens of milliseconds normally; generous for a loaded machine.
+        let limit = Duration::from_secs(30);
+        let deadline = Instant::now() + limit;
+        let pid = self.pid().map(|p| p.to_string());
+        let pid_file = self.dir.join("pid");
+        loop {
+            if fs::read_to_string(&pid_file).is_ok_and(|p| Some(p.trim().to_owned()) == pid) {
+                return Ok(());
+            }
+            self.check_alive()?;
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!("tor node {} to bind its ports", self.nickname),
+                    waited: limit,
+                    log: self.log_path(),
+                    tail: self.log_tail(15),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -136,6 +163,9 @@ impl Drop for TorNode {
 /// (appended to on a restart).
 fn start(tor: &Path, nickname: &str, dir: &Path, append: bool) -> Result<Child> {
     let torrc_path = dir.join("torrc");
+    // A pid file left by an earlier run (or a reused --dir) would pass
+    // `wait_started` too early.
+    let _ = fs::remove_file(dir.join("pid"));
     // Errors in the torrc are printed before `Log` takes effect: keep them.
     let out_path = dir.join("stdout.log");
     let out = fs::OpenOptions::new()
