@@ -82,7 +82,7 @@ fn picks(picked: &Picked, nick: &str) -> Vec<Vec<u16>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_onion_services_answer_through_the_client_and_teardown_kills_every_tor() {
+async fn two_onion_services_answer_through_the_client_and_dropping_kills_every_tor() {
     let net = TestNetwork::start(NetworkConfig::with_onions(2, 1))
         .await
         .expect("test network starts");
@@ -111,14 +111,15 @@ async fn two_onion_services_answer_through_the_client_and_teardown_kills_every_t
     }
     assert!(info.client.cookie.exists());
 
+    // Dropped without shutdown(), as a test that just ends does.
     let dir = info.dir.clone();
-    net.shutdown();
+    drop(net);
     assert_gone(&pids);
     assert!(!dir.exists(), "temporary directory {} left", dir.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn taken_ports_are_retried_once_on_fresh_ports() {
+async fn taken_ports_are_retried_once_and_a_panicking_test_leaves_no_tor() {
     // An authority (all three restart) and the client (alone) find a port
     // taken on their first try.
     let (hook, picked) = take_ports(&["auth1", "client"], 1);
@@ -142,6 +143,17 @@ async fn taken_ports_are_retried_once_on_fresh_ports() {
         .await
         .expect("GET through the onion service");
     assert_eq!(r.status, 200);
+
+    // A test body that panics while it holds the network.
+    let pids = net.pids();
+    assert_eq!(pids.len(), 7);
+    let body = std::thread::spawn(move || {
+        let _held = net;
+        panic!("a failing test body (expected)");
+    });
+    assert!(body.join().is_err());
+    assert_gone(&pids);
+    assert!(!info.dir.exists(), "{} left", info.dir.display());
 }
 
 #[tokio::test]
@@ -170,8 +182,10 @@ async fn a_port_taken_twice_names_the_node_and_the_address_in_use() {
 }
 
 #[tokio::test]
-async fn a_tor_that_dies_at_start_up_is_named_with_its_log() {
+async fn a_tor_that_dies_at_start_up_is_named_with_its_log_and_the_others_are_killed() {
+    let dir = tempfile::tempdir().unwrap();
     let config = NetworkConfig {
+        dir: Some(dir.path().to_owned()),
         service_tors: vec![ServiceTorConfig {
             metrics_policy: "not-a-policy".into(),
             ..ServiceTorConfig::default()
@@ -189,6 +203,11 @@ async fn a_tor_that_dies_at_start_up_is_named_with_its_log() {
         }
         other => panic!("expected NodeDied, got {other}"),
     }
+    // At least the 3 authorities and 2 relays ran (hs0 writes its pid
+    // file before it rejects the policy, so the client may have started too).
+    let pids = pid_files(dir.path());
+    assert!(pids.len() >= 5, "{pids:?}");
+    assert_gone(&pids);
 }
 
 #[tokio::test]
@@ -202,4 +221,27 @@ async fn a_missing_tor_says_how_to_install_it() {
     let text = chain(&err);
     assert!(text.contains("apt-get install -y tor"), "{text}");
     assert_eq!(text.matches("No such file").count(), 1, "{text}");
+}
+
+#[tokio::test]
+async fn a_too_short_readiness_timeout_names_what_is_not_ready_and_kills_every_tor() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = NetworkConfig {
+        dir: Some(dir.path().to_owned()),
+        // No consensus exists this early (the first vote takes ~10 s).
+        ready_timeout: Duration::from_secs(1),
+        ..NetworkConfig::default()
+    };
+    let err = TestNetwork::start(config).await.unwrap_err();
+    match &err {
+        Error::Timeout { what, .. } => assert!(
+            what.contains("a consensus with 5 Running and Stable relays"),
+            "{err}"
+        ),
+        other => panic!("expected Timeout, got {other}"),
+    }
+    // The 3 authorities and 2 relays had started.
+    let pids = pid_files(dir.path());
+    assert_eq!(pids.len(), 5, "{pids:?}");
+    assert_gone(&pids);
 }
