@@ -1,5 +1,6 @@
 //! `onionwatch testnet up` as a user runs it: its output (one JSON line, or
-//! text), its flags reaching tor, and no tor left after SIGINT/SIGTERM.
+//! text), its flags reaching tor, and no tor left after SIGINT/SIGTERM,
+//! whether the network was ready or still starting.
 
 mod common;
 
@@ -158,6 +159,11 @@ fn testnet_up_prints_one_json_line_and_sigint_leaves_no_tor() {
 
     signal(&child.0, libc::SIGINT);
     assert_eq!(exit_code(&mut child.0), Some(0), "exit code after SIGINT");
+    assert_eq!(
+        rest(&rx),
+        Vec::<String>::new(),
+        "stdout after the JSON line"
+    );
     assert_no_tor_in(dir.path());
 }
 
@@ -286,6 +292,25 @@ async fn testnet_up_prints_text_and_its_service_flags_reach_tor() {
     assert_eq!(exit_code(&mut child.0), Some(0), "exit code after SIGTERM");
     assert_eq!(rest(&rx), Vec::<String>::new(), "stdout after the text");
     assert_no_tor_in(dir.path());
+}
+
+#[test]
+fn a_signal_during_start_up_leaves_no_tor() {
+    for (sig, code) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = onionwatch_up(dir.path(), &["--format", "json"]);
+        let rx = stdout_lines(&mut child.0);
+        // An authority's tor is running: stop long before any consensus.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while tors_in(dir.path()).is_empty() {
+            assert!(Instant::now() < deadline, "no tor started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        signal(&child.0, sig);
+        assert_eq!(exit_code(&mut child.0), Some(code), "signal {sig}");
+        assert_eq!(rest(&rx), Vec::<String>::new(), "nothing printed");
+        assert_no_tor_in(dir.path());
+    }
 }
 
 #[test]
