@@ -156,9 +156,8 @@ impl TestNetwork {
         };
         let tor = &config.tor;
 
-        let mut nodes = Vec::new();
         // If anything below fails, `nodes` drops and kills what started.
-        let authorities = start_authorities(config, &root, &mut nodes).await?;
+        let (authorities, mut nodes) = start_authorities(config, &root).await?;
         for i in 0..config.relays {
             let nick = format!("relay{i}");
             let dir = root.join(&nick);
@@ -524,15 +523,13 @@ async fn start_node(
     }
 }
 
-/// Make the 3 authorities' keys and start them, pushing them onto `nodes`.
-/// Every node's torrc names every authority's ports, so a port clash
-/// restarts all three on fresh ports (with fresh keys: the certificate
-/// holds the DirPort), once.
+/// Make the 3 authorities' keys and start them. Every node's torrc names
+/// every authority's ports, so a port clash restarts all three on fresh
+/// ports (with fresh keys: the certificate holds the DirPort), once.
 async fn start_authorities(
     config: &NetworkConfig,
     root: &Path,
-    nodes: &mut Vec<TorNode>,
-) -> Result<Vec<DirAuthorityLine>> {
+) -> Result<(Vec<DirAuthorityLine>, Vec<TorNode>)> {
     let gencert = tor_gencert(&config.tor);
     let dirs: Vec<PathBuf> = (0..3).map(|i| root.join(format!("auth{i}"))).collect();
     let mut retried = false;
@@ -575,10 +572,7 @@ async fn start_authorities(
         }
         .await;
         match result {
-            Ok(()) => {
-                nodes.append(&mut started);
-                return Ok(authorities);
-            }
+            Ok(()) => return Ok((authorities, started)),
             Err(e) if e.is_port_clash() && !retried => {
                 tracing::warn!("an authority's port was taken; restarting them on fresh ports");
                 retried = true;

@@ -159,13 +159,16 @@ impl Drop for TorNode {
     }
 }
 
-/// Start `tor -f DIR/torrc`, its output going to `DIR/stdout.log`
-/// (appended to on a restart).
+/// Start `tor -f DIR/torrc`, its output going to `DIR/stdout.log`. A
+/// restart (`append`) keeps both logs; a first start begins them afresh.
 fn start(tor: &Path, nickname: &str, dir: &Path, append: bool) -> Result<Child> {
     let torrc_path = dir.join("torrc");
-    // A pid file left by an earlier run (or a reused --dir) would pass
-    // `wait_started` too early.
+    // A pid file left by an earlier run (a reused --dir) would pass
+    // `wait_started` too early, and its log would hide this run's errors.
     let _ = fs::remove_file(dir.join("pid"));
+    if !append {
+        let _ = fs::remove_file(dir.join("notice.log"));
+    }
     // Errors in the torrc are printed before `Log` takes effect: keep them.
     let out_path = dir.join("stdout.log");
     let out = fs::OpenOptions::new()
