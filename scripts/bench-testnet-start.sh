@@ -2,11 +2,11 @@
 # Cold-start time of the private Tor network: seconds from launching
 # `onionwatch testnet up --onions N --format json` until its JSON line (every
 # onion service reachable), over RUNS runs, then the median.
-# Usage: scripts/bench-testnet-start.sh [RUNS] [ONIONS]   (needs target/release/onionwatch or BIN=)
+# Usage: scripts/bench-testnet-start.sh [RUNS] [ONIONS]   (needs the release binary in ${CARGO_TARGET_DIR:-target}/release, or BIN=)
 set -euo pipefail
 runs=${1:-3}
 onions=${2:-3}
-bin=${BIN:-target/release/onionwatch}
+bin=${BIN:-${CARGO_TARGET_DIR:-target}/release/onionwatch}
 times=()
 for i in $(seq "$runs"); do
   start=$(date +%s.%N)

@@ -5,13 +5,18 @@ use std::process::Command;
 
 use onionwatch_probe::Config;
 
-/// `<python prefix>/share/onionprobe/configs`, where `pip install
-/// onionprobe==1.4.1` puts them; `None` when Onionprobe is not installed.
+/// `share/onionprobe/configs` under the data directory `pip install
+/// onionprobe==1.4.1` used, as its installed-files record says: not always
+/// under `sys.prefix` (Debian's pip puts it in /usr/local, a user install in
+/// ~/.local). `None` when Onionprobe is not installed.
 fn configs_dir() -> Option<PathBuf> {
     let out = Command::new("python3")
         .args([
             "-c",
-            "import onionprobe, sys, os; print(os.path.join(sys.prefix, 'share', 'onionprobe', 'configs'))",
+            "import importlib.metadata as m, os\n\
+             d = m.distribution('onionprobe')\n\
+             f = next(f for f in d.files if str(f).endswith('onionprobe/configs/tor.yaml'))\n\
+             print(os.path.dirname(os.path.normpath(d.locate_file(f))))",
         ])
         .output()
         .ok()?;
@@ -22,12 +27,10 @@ fn configs_dir() -> Option<PathBuf> {
 #[test]
 fn bundled_onionprobe_configs_load() {
     let Some(dir) = configs_dir() else {
-        eprintln!(
-            "SKIPPED: Onionprobe is not installed (python3 -m pip install onionprobe==1.4.1; .ci/run installs it)"
-        );
+        eprintln!("SKIPPED: Onionprobe is not installed (scripts/install-deps installs it)");
         assert!(
             std::env::var_os("CI").is_none(),
-            "CI must install onionprobe==1.4.1 (see .ci/run)"
+            "CI must install onionprobe==1.4.1 (scripts/install-deps)"
         );
         return;
     };

@@ -443,7 +443,7 @@ async fn onionprobe_and_onionwatch_export_the_same_families() {
         .status()
         .is_ok_and(|s| s.success());
     if !have {
-        eprintln!("SKIPPED: Onionprobe is not installed (python3 -m pip install onionprobe==1.4.1; .ci/run installs it)");
+        eprintln!("SKIPPED: Onionprobe is not installed (scripts/install-deps installs it)");
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must install onionprobe==1.4.1"

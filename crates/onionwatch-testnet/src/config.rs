@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How a tor's control port listens.
@@ -82,6 +83,31 @@ impl Default for ServiceTorConfig {
     }
 }
 
+/// Called with a node's nickname (`auth0`, `relay1`, `hs0`, `client`) and
+/// the ports picked for it, before its tor starts: tests use it to take a
+/// port and provoke a clash.
+#[derive(Clone)]
+pub struct PortHook(Arc<PortHookFn>);
+
+type PortHookFn = dyn Fn(&str, &[u16]) + Send + Sync;
+
+impl PortHook {
+    /// Wrap `f(nickname, ports)`.
+    pub fn new(f: impl Fn(&str, &[u16]) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(f))
+    }
+
+    pub(crate) fn call(&self, nickname: &str, ports: &[u16]) {
+        (self.0)(nickname, ports)
+    }
+}
+
+impl std::fmt::Debug for PortHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PortHook")
+    }
+}
+
 /// The whole network: 3 authorities (which also relay), `relays` more relays,
 /// the onion-service tors and one client.
 #[derive(Debug, Clone)]
@@ -99,6 +125,8 @@ pub struct NetworkConfig {
     pub client_password: Option<String>,
     /// Longest wait for the whole network to become reachable.
     pub ready_timeout: Duration,
+    /// See [`PortHook`]; `None` outside tests.
+    pub port_hook: Option<PortHook>,
 }
 
 impl Default for NetworkConfig {
@@ -110,6 +138,7 @@ impl Default for NetworkConfig {
             tor: PathBuf::from("tor"),
             client_password: None,
             ready_timeout: Duration::from_secs(240),
+            port_hook: None,
         }
     }
 }

@@ -7,12 +7,14 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A program (`tor`, `tor-gencert`, `prometheus`, `nginx`) is not installed.
-    #[error("cannot run `{program}`: {source}. Install it first: `sudo apt-get install -y {}` (Debian/Ubuntu)", debian_package(program))]
+    // `error` is shown in the message and deliberately not a `source()`:
+    // printing the chain (`{:#}`) would repeat it.
+    #[error("cannot run `{program}`: {error}. Install it first (Debian/Ubuntu, as root): `apt-get install -y {}`, or run onionwatch's `scripts/install-deps`", debian_package(program))]
     TorMissing {
         /// The program that could not be run.
         program: String,
         /// The I/O error from exec.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A helper command (key generation, fingerprint) failed.
     #[error("`{command}` failed: {detail}")]
@@ -29,6 +31,16 @@ pub enum Error {
         node: String,
         /// Exit status.
         status: String,
+        /// Its log file.
+        log: PathBuf,
+        /// The last lines of that log.
+        tail: String,
+    },
+    /// A tor could not bind its ports, on fresh ones the second time too.
+    #[error("tor node {node} could not bind its ports, twice (a port picked free was taken by another process before tor bound it); retry, and look for programs binding random loopback ports (`ss -ltnp`) if it keeps happening; last lines of {log}:\n{tail}")]
+    PortClash {
+        /// Node nickname.
+        node: String,
         /// Its log file.
         log: PathBuf,
         /// The last lines of that log.
@@ -70,6 +82,21 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether a tor exited because a port it was to bind was taken.
+    pub(crate) fn is_port_clash(&self) -> bool {
+        matches!(self, Error::NodeDied { tail, .. } if tail.contains("Address already in use"))
+    }
+
+    /// A port clash seen again after the retry: [`Error::PortClash`].
+    pub(crate) fn clash_again(self) -> Error {
+        match self {
+            Error::NodeDied {
+                node, log, tail, ..
+            } if tail.contains("Address already in use") => Error::PortClash { node, log, tail },
+            other => other,
+        }
+    }
+
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let what = what.into();
         move |source| Error::Io { what, source }

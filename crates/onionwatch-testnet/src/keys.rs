@@ -1,8 +1,11 @@
 //! Directory-authority keys and relay fingerprints.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
 
 use crate::error::{Error, Result};
 
@@ -15,26 +18,43 @@ pub(crate) struct AuthorityIdentity {
     pub fingerprint: String,
 }
 
-fn run(program: &Path, args: &[&str], stdin: &[u8]) -> Result<String> {
+/// Longest run of a helper command (`tor-gencert`, `tor --list-fingerprint`,
+/// `tor --hash-password`): each takes about a second, more on a busy machine.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Run `program args` with `stdin`, killing it after [`COMMAND_TIMEOUT`]
+/// (or when the future is dropped, e.g. on Ctrl-C during start-up).
+async fn run(program: &Path, args: &[&str], stdin: &[u8]) -> Result<String> {
     let command = format!("{} {}", program.display(), args.join(" "));
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
-        .map_err(|source| Error::TorMissing {
+        .map_err(|error| Error::TorMissing {
             program: program.display().to_string(),
-            source,
+            error,
         })?;
-    if let Some(mut input) = child.stdin.take() {
-        input
-            .write_all(stdin)
-            .map_err(Error::io(format!("write stdin of `{command}`")))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(Error::io(format!("wait for `{command}`")))?;
+    let output = async {
+        if let Some(mut input) = child.stdin.take() {
+            input
+                .write_all(stdin)
+                .await
+                .map_err(Error::io(format!("write stdin of `{command}`")))?;
+        }
+        child
+            .wait_with_output()
+            .await
+            .map_err(Error::io(format!("wait for `{command}`")))
+    };
+    let out = tokio::time::timeout(COMMAND_TIMEOUT, output)
+        .await
+        .map_err(|_| Error::Command {
+            command: command.clone(),
+            detail: format!("no result after {COMMAND_TIMEOUT:?}; killed it"),
+        })??;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
         return Err(Error::Command {
@@ -53,7 +73,7 @@ fn run(program: &Path, args: &[&str], stdin: &[u8]) -> Result<String> {
 /// Create authority keys in `datadir/keys` and read back both identities.
 ///
 /// `tor_gencert` is the `tor-gencert` program, `tor` the tor binary.
-pub(crate) fn make_authority(
+pub(crate) async fn make_authority(
     tor: &Path,
     tor_gencert: &Path,
     datadir: &Path,
@@ -81,7 +101,8 @@ pub(crate) fn make_authority(
             "0",
         ],
         b"\n",
-    )?;
+    )
+    .await?;
     let cert_path = keys.join("authority_certificate");
     let cert = std::fs::read_to_string(&cert_path)
         .map_err(Error::io(format!("read {}", cert_path.display())))?;
@@ -89,7 +110,7 @@ pub(crate) fn make_authority(
         command: "tor-gencert".into(),
         detail: format!("no fingerprint line in {}", cert_path.display()),
     })?;
-    let fingerprint = relay_fingerprint(tor, datadir)?;
+    let fingerprint = relay_fingerprint(tor, datadir).await?;
     Ok(AuthorityIdentity {
         v3ident,
         fingerprint,
@@ -97,7 +118,7 @@ pub(crate) fn make_authority(
 }
 
 /// Have tor create the relay identity key in `datadir` and print its fingerprint.
-fn relay_fingerprint(tor: &Path, datadir: &Path) -> Result<String> {
+async fn relay_fingerprint(tor: &Path, datadir: &Path) -> Result<String> {
     let out = run(
         tor,
         &[
@@ -113,11 +134,25 @@ fn relay_fingerprint(tor: &Path, datadir: &Path) -> Result<String> {
             "/dev/null",
         ],
         b"",
-    )?;
+    )
+    .await?;
     parse_list_fingerprint(&out).ok_or_else(|| Error::Command {
         command: "tor --list-fingerprint".into(),
         detail: format!("no fingerprint in its output: {out}"),
     })
+}
+
+/// `HashedControlPassword` value for `password` (`16:…`).
+pub(crate) async fn hash_password(tor: &Path, password: &str) -> Result<String> {
+    let out = run(tor, &["--quiet", "--hash-password", password], b"").await?;
+    out.lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("16:"))
+        .map(str::to_owned)
+        .ok_or_else(|| Error::Command {
+            command: "tor --hash-password".into(),
+            detail: out.clone(),
+        })
 }
 
 /// The `fingerprint XXXX` line of an authority certificate.

@@ -37,7 +37,8 @@ mod torrc;
 
 pub use backend::{Backend, HOLD_PATH};
 pub use config::{
-    BackendKind, BuiltInResponse, ControlKind, NetworkConfig, ServiceConfig, ServiceTorConfig,
+    BackendKind, BuiltInResponse, ControlKind, NetworkConfig, PortHook, ServiceConfig,
+    ServiceTorConfig,
 };
 pub use error::{Error, Result};
 pub use network::{ClientInfo, NetworkInfo, OnionInfo, TestNetwork};

@@ -10,9 +10,9 @@ use serde::Serialize;
 use tokio::time::sleep;
 
 use crate::backend::Backend;
-use crate::config::{BackendKind, ControlKind, NetworkConfig, ServiceConfig};
+use crate::config::{BackendKind, ControlKind, NetworkConfig, ServiceConfig, ServiceTorConfig};
 use crate::error::{Error, Result};
-use crate::keys::make_authority;
+use crate::keys::{hash_password, make_authority};
 use crate::node::{private_dir, tail, Role, TorNode};
 use crate::ports::{free_port, loopback};
 use crate::torrc::{self, DirAuthorityLine};
@@ -84,7 +84,7 @@ impl TestNetwork {
         config.validate().map_err(Error::Config)?;
         let started = Instant::now();
         let deadline = started + config.ready_timeout;
-        let mut net = Self::launch(&config).await?;
+        let mut net = Self::launch(&config, deadline).await?;
         net.wait_ready(&config, deadline).await?;
         tracing::info!(elapsed = ?started.elapsed(), onions = net.info.onions.len(), "test network ready");
         Ok(net)
@@ -139,7 +139,7 @@ impl TestNetwork {
         self.nodes.iter_mut().for_each(TorNode::kill);
     }
 
-    async fn launch(config: &NetworkConfig) -> Result<Self> {
+    async fn launch(config: &NetworkConfig, deadline: Instant) -> Result<Self> {
         let (tempdir, root) = match &config.dir {
             Some(dir) => {
                 fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
@@ -154,72 +154,20 @@ impl TestNetwork {
                 (Some(t), root)
             }
         };
-        let tor = config.tor.clone();
-        let gencert = tor_gencert(&tor);
-        let port = || free_port().map_err(Error::io("pick a free port"));
+        let tor = &config.tor;
 
-        // Authority keys: ~1 s of RSA each, so make them in parallel.
-        let mut auth_ports = Vec::new();
-        for _ in 0..3 {
-            auth_ports.push((port()?, port()?));
-        }
-        let auth_dirs: Vec<PathBuf> = (0..3).map(|i| root.join(format!("auth{i}"))).collect();
-        for d in &auth_dirs {
-            private_dir(d)?;
-        }
-        let identities = {
-            let (tor, dirs, ports) = (tor.clone(), auth_dirs.clone(), auth_ports.clone());
-            tokio::task::spawn_blocking(move || {
-                std::thread::scope(|s| {
-                    let handles: Vec<_> = dirs
-                        .iter()
-                        .zip(&ports)
-                        .map(|(d, (_, dir_port))| {
-                            s.spawn(|| make_authority(&tor, &gencert, d, *dir_port))
-                        })
-                        .collect();
-                    handles
-                        .into_iter()
-                        .map(|h| h.join().expect("key generation thread panicked"))
-                        .collect::<Result<Vec<_>>>()
-                })
-            })
-            .await
-            .expect("key generation task panicked")?
-        };
-        let authorities: Vec<DirAuthorityLine> = identities
-            .into_iter()
-            .zip(&auth_ports)
-            .enumerate()
-            .map(|(i, (id, (or_port, dir_port)))| DirAuthorityLine {
-                nickname: format!("auth{i}"),
-                or_port: *or_port,
-                dir_port: *dir_port,
-                v3ident: id.v3ident,
-                fingerprint: id.fingerprint,
-            })
-            .collect();
-
-        let mut nodes = Vec::new();
         // If anything below fails, `nodes` drops and kills what started.
-        for (i, a) in authorities.iter().enumerate() {
-            let text = torrc::common(&a.nickname, &auth_dirs[i], &authorities)
-                + &torrc::relay(a.or_port, a.dir_port, true);
-            nodes.push(TorNode::spawn(
-                &tor,
-                &a.nickname,
-                Role::Authority,
-                &auth_dirs[i],
-                &text,
-            )?);
-        }
+        let (authorities, mut nodes) = start_authorities(config, &root).await?;
         for i in 0..config.relays {
             let nick = format!("relay{i}");
             let dir = root.join(&nick);
             private_dir(&dir)?;
-            let text =
-                torrc::common(&nick, &dir, &authorities) + &torrc::relay(port()?, port()?, false);
-            nodes.push(TorNode::spawn(&tor, &nick, Role::Relay, &dir, &text)?);
+            let common = torrc::common(&nick, &dir, &authorities);
+            let (node, _) = start_node(config, &nick, Role::Relay, &dir, 2, |p| {
+                common.clone() + &torrc::relay(p[0], p[1], false)
+            })
+            .await?;
+            nodes.push(node);
         }
         // Onion-service tors start only once the consensus lists every relay
         // as Running and Stable: started earlier, with the 3 authorities
@@ -230,8 +178,8 @@ impl TestNetwork {
             &mut nodes,
             authorities[0].dir_port,
             3 + config.relays,
-            Instant::now() + config.ready_timeout,
-            &auth_dirs[0].join("notice.log"),
+            deadline,
+            &root.join("auth0").join("notice.log"),
         )
         .await?;
 
@@ -241,23 +189,8 @@ impl TestNetwork {
             let nick = format!("hs{t}");
             let dir = root.join(&nick);
             private_dir(&dir)?;
-            let control = match tor_cfg.control {
-                ControlKind::Tcp => format!("127.0.0.1:{}", port()?),
-                ControlKind::Unix => format!("unix:{}", dir.join("control.sock").display()),
-            };
-            let metrics = match tor_cfg.metrics_port {
-                true => Some(loopback(port()?)),
-                false => None,
-            };
-            let mut text = torrc::common(&nick, &dir, &authorities);
-            text.push_str("SocksPort 0\n");
-            text.push_str(&torrc::control(&control));
-            if let Some(m) = metrics {
-                text.push_str(&format!(
-                    "MetricsPort {m}\nMetricsPortPolicy {}\n",
-                    tor_cfg.metrics_policy
-                ));
-            }
+            let mut services = String::new();
+            let first = onions.len();
             for (s, svc) in tor_cfg.services.iter().enumerate() {
                 let (backend, access_log) = match &svc.backend {
                     BackendKind::BuiltIn => {
@@ -273,18 +206,18 @@ impl TestNetwork {
                 };
                 let hs_dir = dir.join(format!("hs{s}"));
                 private_dir(&hs_dir)?;
-                text.push_str(&format!(
+                services.push_str(&format!(
                     "HiddenServiceDir {}\nHiddenServicePort 80 {backend}\n",
                     hs_dir.display()
                 ));
                 if svc.export_circuit_id {
-                    text.push_str("HiddenServiceExportCircuitID haproxy\n");
+                    services.push_str("HiddenServiceExportCircuitID haproxy\n");
                 }
                 if svc.pow_defenses {
-                    text.push_str("HiddenServicePoWDefensesEnabled 1\n");
+                    services.push_str("HiddenServicePoWDefensesEnabled 1\n");
                 }
                 if let Some((rate, burst)) = svc.intro_dos {
-                    text.push_str(&format!(
+                    services.push_str(&format!(
                         "HiddenServiceEnableIntroDoSDefense 1\nHiddenServiceEnableIntroDoSRatePerSec {rate}\nHiddenServiceEnableIntroDoSBurstPerSec {burst}\n"
                     ));
                 }
@@ -292,9 +225,9 @@ impl TestNetwork {
                     hs_dir,
                     OnionInfo {
                         address: String::new(),
-                        control: control.clone(),
+                        control: String::new(),
                         cookie: dir.join("control_auth_cookie"),
-                        metrics,
+                        metrics: None,
                         backend,
                         tor: nick.clone(),
                         export_circuit_id: svc.export_circuit_id,
@@ -302,28 +235,45 @@ impl TestNetwork {
                     },
                 ));
             }
-            nodes.push(TorNode::spawn(
-                &tor,
-                &nick,
-                Role::OnionService,
-                &dir,
-                &text,
-            )?);
+            let common = torrc::common(&nick, &dir, &authorities);
+            let ports = usize::from(tor_cfg.control == ControlKind::Tcp)
+                + usize::from(tor_cfg.metrics_port);
+            let (node, ports) = start_node(config, &nick, Role::OnionService, &dir, ports, |p| {
+                let (control, metrics) = service_tor_endpoints(tor_cfg, &dir, p);
+                let mut text = common.clone() + "SocksPort 0\n" + &torrc::control(&control);
+                if let Some(m) = metrics {
+                    text.push_str(&format!(
+                        "MetricsPort {m}\nMetricsPortPolicy {}\n",
+                        tor_cfg.metrics_policy
+                    ));
+                }
+                text + &services
+            })
+            .await?;
+            nodes.push(node);
+            let (control, metrics) = service_tor_endpoints(tor_cfg, &dir, &ports);
+            for (_, onion) in &mut onions[first..] {
+                onion.control = control.clone();
+                onion.metrics = metrics;
+            }
         }
 
         let dir = root.join("client");
         private_dir(&dir)?;
-        let (socks, control) = (loopback(port()?), loopback(port()?));
-        let mut text = torrc::common("client", &dir, &authorities);
-        text.push_str(&format!("SocksPort {socks} ExtendedErrors\n"));
-        text.push_str(&torrc::control(&control.to_string()));
+        let mut common = torrc::common("client", &dir, &authorities);
         if let Some(password) = &config.client_password {
-            text.push_str(&format!(
+            common.push_str(&format!(
                 "HashedControlPassword {}\n",
-                hash_password(&tor, password)?
+                hash_password(tor, password).await?
             ));
         }
-        nodes.push(TorNode::spawn(&tor, "client", Role::Client, &dir, &text)?);
+        let (node, ports) = start_node(config, "client", Role::Client, &dir, 2, |p| {
+            format!("{common}SocksPort {} ExtendedErrors\n", loopback(p[0]))
+                + &torrc::control(&loopback(p[1]).to_string())
+        })
+        .await?;
+        nodes.push(node);
+        let (socks, control) = (loopback(ports[0]), loopback(ports[1]));
 
         let mut net = Self {
             info: NetworkInfo {
@@ -340,7 +290,7 @@ impl TestNetwork {
             _tempdir: tempdir,
         };
         // tor writes `hostname` within a second of starting.
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = deadline.min(Instant::now() + Duration::from_secs(30));
         for (hs_dir, mut onion) in onions {
             let hostname = hs_dir.join("hostname");
             onion.address = net
@@ -484,17 +434,18 @@ async fn wait_for_full_consensus(
 }
 
 /// The current consensus from an authority's DirPort (`None` until there is
-/// one: tor answers 404 before its first vote).
+/// one: tor answers 404 before its first vote; `None` too after 5 s).
 async fn fetch_consensus(dir_port: u16) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(loopback(dir_port))
-        .await
-        .ok()?;
-    s.write_all(b"GET /tor/status-vote/current/consensus HTTP/1.0\r\n\r\n")
-        .await
-        .ok()?;
-    let mut body = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut body))
+    let fetch = async {
+        let mut s = tokio::net::TcpStream::connect(loopback(dir_port)).await?;
+        s.write_all(b"GET /tor/status-vote/current/consensus HTTP/1.0\r\n\r\n")
+            .await?;
+        let mut body = Vec::new();
+        s.read_to_end(&mut body).await?;
+        std::io::Result::Ok(body)
+    };
+    let body = tokio::time::timeout(Duration::from_secs(5), fetch)
         .await
         .ok()?
         .ok()?;
@@ -529,6 +480,127 @@ async fn reach(
     }
 }
 
+/// `count` free ports for `nick`, shown to the [`crate::PortHook`] if any.
+fn pick_ports(config: &NetworkConfig, nick: &str, count: usize) -> Result<Vec<u16>> {
+    let ports = (0..count)
+        .map(|_| free_port())
+        .collect::<std::io::Result<Vec<u16>>>()
+        .map_err(Error::io("pick a free port"))?;
+    if let Some(hook) = &config.port_hook {
+        hook.call(nick, &ports);
+    }
+    Ok(ports)
+}
+
+/// Start one tor on `count` ports picked now (`torrc` writes its config from
+/// them) and wait until it has bound them. If another process took one
+/// first (the race [`free_port`] cannot close), start it once more on fresh
+/// ports. Returns the node and the ports it listens on.
+async fn start_node(
+    config: &NetworkConfig,
+    nick: &str,
+    role: Role,
+    dir: &Path,
+    count: usize,
+    torrc: impl Fn(&[u16]) -> String,
+) -> Result<(TorNode, Vec<u16>)> {
+    let mut retried = false;
+    loop {
+        let ports = pick_ports(config, nick, count)?;
+        let mut node = TorNode::spawn(&config.tor, nick, role, dir, &torrc(&ports))?;
+        match node.wait_started().await {
+            Ok(()) => return Ok((node, ports)),
+            Err(e) if e.is_port_clash() && !retried => {
+                tracing::warn!(
+                    node = nick,
+                    ?ports,
+                    "a port was taken; retrying on fresh ports"
+                );
+                retried = true;
+            }
+            Err(e) => return Err(e.clash_again()),
+        }
+    }
+}
+
+/// Make the 3 authorities' keys and start them. Every node's torrc names
+/// every authority's ports, so a port clash restarts all three on fresh
+/// ports (with fresh keys: the certificate holds the DirPort), once.
+async fn start_authorities(
+    config: &NetworkConfig,
+    root: &Path,
+) -> Result<(Vec<DirAuthorityLine>, Vec<TorNode>)> {
+    let gencert = tor_gencert(&config.tor);
+    let dirs: Vec<PathBuf> = (0..3).map(|i| root.join(format!("auth{i}"))).collect();
+    let mut retried = false;
+    loop {
+        let mut ports = Vec::new();
+        for (i, d) in dirs.iter().enumerate() {
+            if retried {
+                fs::remove_dir_all(d).map_err(Error::io(format!("remove {}", d.display())))?;
+            }
+            private_dir(d)?;
+            ports.push(pick_ports(config, &format!("auth{i}"), 2)?);
+        }
+        // ~1 s of RSA each, so in parallel.
+        let key = |i: usize| make_authority(&config.tor, &gencert, &dirs[i], ports[i][1]);
+        let (a, b, c) = tokio::try_join!(key(0), key(1), key(2))?;
+        let authorities: Vec<DirAuthorityLine> = [a, b, c]
+            .into_iter()
+            .zip(&ports)
+            .enumerate()
+            .map(|(i, (id, p))| DirAuthorityLine {
+                nickname: format!("auth{i}"),
+                or_port: p[0],
+                dir_port: p[1],
+                v3ident: id.v3ident,
+                fingerprint: id.fingerprint,
+            })
+            .collect();
+        let mut started = Vec::new();
+        let result: Result<()> = async {
+            for (a, dir) in authorities.iter().zip(&dirs) {
+                let text = torrc::common(&a.nickname, dir, &authorities)
+                    + &torrc::relay(a.or_port, a.dir_port, true);
+                let node = TorNode::spawn(&config.tor, &a.nickname, Role::Authority, dir, &text)?;
+                started.push(node);
+            }
+            for node in &mut started {
+                node.wait_started().await?;
+            }
+            Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => return Ok((authorities, started)),
+            Err(e) if e.is_port_clash() && !retried => {
+                tracing::warn!("an authority's port was taken; restarting them on fresh ports");
+                retried = true;
+                // `started` drops here: those tors are killed before the retry.
+            }
+            Err(e) => return Err(e.clash_again()),
+        }
+    }
+}
+
+/// The control endpoint and MetricsPort of an onion-service tor, from the
+/// ports [`start_node`] picked for it (control first, if TCP).
+fn service_tor_endpoints(
+    cfg: &ServiceTorConfig,
+    dir: &Path,
+    ports: &[u16],
+) -> (String, Option<SocketAddr>) {
+    let mut ports = ports.iter().copied();
+    let control = match cfg.control {
+        ControlKind::Tcp => loopback(ports.next().expect("a control port")).to_string(),
+        ControlKind::Unix => format!("unix:{}", dir.join("control.sock").display()),
+    };
+    let metrics = cfg
+        .metrics_port
+        .then(|| loopback(ports.next().expect("a MetricsPort")));
+    (control, metrics)
+}
+
 fn config_service(config: &NetworkConfig, index: usize) -> &ServiceConfig {
     config
         .service_tors
@@ -560,23 +632,4 @@ fn tor_gencert(tor: &Path) -> PathBuf {
         }
         _ => PathBuf::from("tor-gencert"),
     }
-}
-
-fn hash_password(tor: &Path, password: &str) -> Result<String> {
-    let out = std::process::Command::new(tor)
-        .args(["--quiet", "--hash-password", password])
-        .output()
-        .map_err(|source| Error::TorMissing {
-            program: tor.display().to_string(),
-            source,
-        })?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .map(str::trim)
-        .find(|l| l.starts_with("16:"))
-        .map(str::to_owned)
-        .ok_or_else(|| Error::Command {
-            command: "tor --hash-password".into(),
-            detail: text.into_owned(),
-        })
 }

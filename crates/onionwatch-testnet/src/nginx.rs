@@ -209,9 +209,9 @@ fn spawn(nginx: &Path, dir: &Path) -> Result<Child> {
         }
         other => other,
     }
-    .map_err(|source| Error::TorMissing {
+    .map_err(|error| Error::TorMissing {
         program: "nginx".into(),
-        source,
+        error,
     })
 }
 

@@ -5,6 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -75,6 +76,32 @@ impl TorNode {
         Ok(())
     }
 
+    /// Wait until tor has written its pid file, which it does only after
+    /// binding every listener: a port taken by another process shows as
+    /// [`Error::NodeDied`] (its log tail says "Address already in use").
+    pub(crate) async fn wait_started(&mut self) -> Result<()> {
+        // A few tens of milliseconds normally; generous for a loaded machine.
+        let limit = Duration::from_secs(30);
+        let deadline = Instant::now() + limit;
+        let pid = self.pid().map(|p| p.to_string());
+        let pid_file = self.dir.join("pid");
+        loop {
+            if fs::read_to_string(&pid_file).is_ok_and(|p| Some(p.trim().to_owned()) == pid) {
+                return Ok(());
+            }
+            self.check_alive()?;
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!("tor node {} to bind its ports", self.nickname),
+                    waited: limit,
+                    log: self.log_path(),
+                    tail: self.log_tail(15),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The process id while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
@@ -132,10 +159,16 @@ impl Drop for TorNode {
     }
 }
 
-/// Start `tor -f DIR/torrc`, its output going to `DIR/stdout.log`
-/// (appended to on a restart).
+/// Start `tor -f DIR/torrc`, its output going to `DIR/stdout.log`. A
+/// restart (`append`) keeps both logs; a first start begins them afresh.
 fn start(tor: &Path, nickname: &str, dir: &Path, append: bool) -> Result<Child> {
     let torrc_path = dir.join("torrc");
+    // A pid file left by an earlier run (a reused --dir) would pass
+    // `wait_started` too early, and its log would hide this run's errors.
+    let _ = fs::remove_file(dir.join("pid"));
+    if !append {
+        let _ = fs::remove_file(dir.join("notice.log"));
+    }
     // Errors in the torrc are printed before `Log` takes effect: keep them.
     let out_path = dir.join("stdout.log");
     let out = fs::OpenOptions::new()
@@ -158,9 +191,9 @@ fn start(tor: &Path, nickname: &str, dir: &Path, append: bool) -> Result<Child> 
         .stdout(out)
         .stderr(err)
         .spawn()
-        .map_err(|source| Error::TorMissing {
+        .map_err(|error| Error::TorMissing {
             program: tor.display().to_string(),
-            source,
+            error,
         })?;
     tracing::debug!(node = nickname, pid = child.id(), "started tor");
     Ok(child)

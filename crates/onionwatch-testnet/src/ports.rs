@@ -11,8 +11,8 @@ static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
 /// Pick a TCP port on 127.0.0.1 that is free now.
 ///
 /// There is an unavoidable race with other processes between closing the
-/// probe listener and tor binding the port; tor then fails to start and the
-/// error names the node and its log, so the caller sees it plainly.
+/// probe listener and tor binding the port; the network then starts that
+/// tor once more on fresh ports, and names it if that fails too.
 pub fn free_port() -> std::io::Result<u16> {
     let mut handed = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
     let handed = handed.get_or_insert_with(HashSet::new);

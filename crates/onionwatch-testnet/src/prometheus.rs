@@ -59,9 +59,9 @@ impl Prometheus {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|source| Error::TorMissing {
+            .map_err(|error| Error::TorMissing {
                 program: "prometheus".into(),
-                source,
+                error,
             })?;
         let mut me = Self {
             child,

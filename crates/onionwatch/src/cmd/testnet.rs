@@ -1,12 +1,15 @@
 //! `onionwatch testnet`: a private Tor network on loopback.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use onionwatch_testnet::{ControlKind, NetworkConfig, NetworkInfo, ServiceConfig, TestNetwork};
+use onionwatch_testnet::{
+    BackendKind, ControlKind, NetworkConfig, NetworkInfo, ServiceConfig, TestNetwork,
+};
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Debug, Subcommand)]
@@ -65,6 +68,22 @@ pub struct UpArgs {
     /// Enable proof-of-work defences (HiddenServicePoWDefensesEnabled 1).
     #[arg(long)]
     pow: bool,
+    /// Enable the introduction-point DoS defence with this many
+    /// introductions per second (HiddenServiceEnableIntroDoSDefense 1,
+    /// HiddenServiceEnableIntroDoSRatePerSec).
+    #[arg(long, value_name = "N", requires = "intro_dos_burst")]
+    intro_dos_rate: Option<u32>,
+    /// The introduction-point DoS defence's burst per second
+    /// (HiddenServiceEnableIntroDoSBurstPerSec); needs --intro-dos-rate.
+    #[arg(long, value_name = "N", requires = "intro_dos_rate")]
+    intro_dos_burst: Option<u32>,
+    /// Send every onion service's connections to this address (e.g. your
+    /// web server on 127.0.0.1:8080) instead of a built-in HTTP server.
+    #[arg(long, value_name = "IP:PORT")]
+    backend: Option<SocketAddr>,
+    /// The MetricsPortPolicy of the onion-service tors.
+    #[arg(long, value_name = "POLICY", default_value = "accept 127.0.0.1")]
+    metrics_policy: String,
     /// How the onion-service tors' control ports listen.
     #[arg(long, value_enum, default_value_t = Control::Tcp)]
     control: Control,
@@ -81,6 +100,7 @@ impl UpArgs {
         let mut config = NetworkConfig::with_onions(self.onions, self.onions_per_tor);
         for t in &mut config.service_tors {
             t.metrics_port = !self.no_metrics;
+            t.metrics_policy = self.metrics_policy.clone();
             t.control = match self.control {
                 Control::Tcp => ControlKind::Tcp,
                 Control::Unix => ControlKind::Unix,
@@ -89,6 +109,10 @@ impl UpArgs {
                 *s = ServiceConfig {
                     export_circuit_id: self.export_circuit_id,
                     pow_defenses: self.pow,
+                    intro_dos: self.intro_dos_rate.zip(self.intro_dos_burst),
+                    backend: self
+                        .backend
+                        .map_or(BackendKind::BuiltIn, BackendKind::Address),
                     ..ServiceConfig::default()
                 };
             }
