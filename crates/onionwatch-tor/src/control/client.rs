@@ -119,17 +119,32 @@ impl Drop for WriteGuard<'_> {
     }
 }
 
-/// Keywords whose arguments may hold secrets and are left out of errors.
-const SECRET_COMMANDS: [&str; 4] = [
+/// Keywords whose arguments are left out of errors: they may hold secrets
+/// (or, for PROTOCOLINFO, only padding).
+const QUIET_COMMANDS: [&str; 5] = [
     "AUTHENTICATE",
     "AUTHCHALLENGE",
     "ADD_ONION",
     "ONION_CLIENT_AUTH_ADD",
+    "PROTOCOLINFO",
 ];
+
+/// `PROTOCOLINFO 1` padded with more (ignored) version arguments to over
+/// 1024 bytes. An HTTP server such as tor's MetricsPort waits for the blank
+/// line ending the request headers, which a control port would take as an
+/// empty command and close on; but tor's HTTP ports answer `400` at once to
+/// headers over 1024 bytes, so whatever answers shows what the port is.
+pub(crate) fn protocolinfo_line() -> String {
+    let mut line = String::from("PROTOCOLINFO 1");
+    while line.len() <= 1100 {
+        line.push_str(" 1");
+    }
+    line
+}
 
 fn command_label(line: &str) -> String {
     let keyword = line.split(' ').next().unwrap_or("");
-    if SECRET_COMMANDS
+    if QUIET_COMMANDS
         .iter()
         .any(|k| keyword.eq_ignore_ascii_case(k))
     {
@@ -250,7 +265,7 @@ impl ControlClient {
         let (client, events) = Self::unauthenticated(stream, addr.clone(), opts);
         let mut stage = "PROTOCOLINFO";
         let res = tokio::time::timeout_at(start + limit, async {
-            let reply = match client.raw_command("PROTOCOLINFO 1").await {
+            let reply = match client.raw_command(&protocolinfo_line()).await {
                 Ok(r) => r,
                 Err(ControlError::Closed { reason, .. }) => {
                     let detail = match reason {
