@@ -8,7 +8,7 @@ use onionwatch_testnet::{
     ServiceTorConfig, HOLD_PATH,
 };
 use onionwatch_tor::control::{
-    AddOnion, Auth, ConnectOptions, ControlAddr, ControlClient, ControlError, Event, EventStream,
+    AddOnion, Auth, AuthMethod, ConnectOptions, ControlAddr, ControlClient, ControlError, Event, EventStream,
     HsDescAction, ListenerKind, Signal,
 };
 use onionwatch_tor::proxy::ProxyHeader;
@@ -52,16 +52,25 @@ async fn client(auth: Auth) -> Result<(ControlClient, EventStream), ControlError
 
 #[tokio::test]
 async fn cookie_safecookie_and_password_authenticate_and_a_wrong_password_fails() {
-    for auth in [
-        Auth::Cookie { path: None },
-        Auth::SafeCookie { path: None },
-        Auth::Password(PASSWORD.into()),
-        Auth::Auto { password: None },
+    // The client tor offers COOKIE, SAFECOOKIE and HASHEDPASSWORD: Auto
+    // takes SAFECOOKIE even when it has the password.
+    for (auth, method) in [
+        (Auth::Cookie { path: None }, AuthMethod::Cookie),
+        (Auth::SafeCookie { path: None }, AuthMethod::SafeCookie),
+        (Auth::Password(PASSWORD.into()), AuthMethod::HashedPassword),
+        (Auth::Auto { password: None }, AuthMethod::SafeCookie),
+        (
+            Auth::Auto {
+                password: Some(PASSWORD.into()),
+            },
+            AuthMethod::SafeCookie,
+        ),
     ] {
         let label = format!("{auth:?}");
         let (tor, _events) = client(auth)
             .await
             .unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!(tor.auth_method(), Some(&method), "{label}");
         let phase = tor.bootstrap_phase().await.unwrap();
         assert_eq!(phase.progress, 100, "{label}: {phase:?}");
         assert_eq!(phase.tag, "done");
@@ -70,8 +79,15 @@ async fn cookie_safecookie_and_password_authenticate_and_a_wrong_password_fails(
     }
 
     let err = client(Auth::Password("wrong".into())).await.unwrap_err();
-    assert!(matches!(err, ControlError::AuthFailed { .. }), "{err:?}");
-    assert!(err.to_string().contains("password"), "{err}");
+    let ControlError::AuthFailed { method, message } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*method, AuthMethod::HashedPassword);
+    // tor's own words, not ours.
+    assert!(
+        message.contains("Password did not match HashedControlPassword"),
+        "{message}"
+    );
 
     // An explicit cookie path that is not readable is named in the error.
     let err = client(Auth::Cookie {

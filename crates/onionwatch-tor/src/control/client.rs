@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::args::{tokenize, Token};
-use super::auth::{authenticate, Auth, ProtocolInfo};
+use super::auth::{authenticate, Auth, AuthMethod, ProtocolInfo};
 use super::events::Event;
 use super::reply::{read_line, LineError, ProtocolError, Reply, ReplyParser};
 use super::types::{
@@ -56,6 +56,7 @@ struct Inner {
     reader: tokio::task::AbortHandle,
     command_timeout: Option<Duration>,
     protocol_info: OnceLock<ProtocolInfo>,
+    auth_method: OnceLock<AuthMethod>,
 }
 
 impl Drop for Inner {
@@ -295,8 +296,9 @@ impl ControlClient {
                 detail: format!("unexpected answer to PROTOCOLINFO: {:?}", reply.message()),
             })?;
             stage = "authentication";
-            authenticate(&client, &auth, &info).await?;
+            let method = authenticate(&client, &auth, &info).await?;
             let _ = client.inner.protocol_info.set(info);
+            let _ = client.inner.auth_method.set(method);
             Ok(())
         })
         .await;
@@ -342,6 +344,7 @@ impl ControlClient {
                 reader: task.abort_handle(),
                 command_timeout: opts.command_timeout,
                 protocol_info: OnceLock::new(),
+                auth_method: OnceLock::new(),
             }),
         };
         (client, EventStream { rx, dropped })
@@ -351,6 +354,13 @@ impl ControlClient {
     /// for a client made by [`ControlClient::unauthenticated`].
     pub fn protocol_info(&self) -> Option<&ProtocolInfo> {
         self.inner.protocol_info.get()
+    }
+
+    /// The method this connection authenticated with (what
+    /// [`Auth::Auto`] chose); `None` for a client made by
+    /// [`ControlClient::unauthenticated`].
+    pub fn auth_method(&self) -> Option<&AuthMethod> {
+        self.inner.auth_method.get()
     }
 
     /// True once the connection is closed.

@@ -639,6 +639,53 @@ async fn safecookie_end_to_end() {
 }
 
 #[tokio::test]
+async fn auto_prefers_safecookie_then_cookie_then_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cookie");
+    let cookie = [0x42u8; 32];
+    std::fs::write(&path, cookie).unwrap();
+    let missing = dir.path().join("missing");
+    // Names `named` as its cookie file, accepts the cookie, SAFECOOKIE and
+    // the password "pw".
+    let tor = |named: &Path, methods: &'static str| {
+        let named = named.to_owned();
+        let mut safe = safecookie_tor(path.clone(), cookie, false);
+        move |line: &str| match line {
+            l if is_protocolinfo(l) => Some(cookie_info(&named, methods)),
+            r#"AUTHENTICATE "pw""# => Some("250 OK\r\n".into()),
+            l if l == format!("AUTHENTICATE {}", hex(&cookie)) => Some("250 OK\r\n".into()),
+            other => safe(other),
+        }
+    };
+    let all = "COOKIE,SAFECOOKIE,HASHEDPASSWORD";
+    for (named, methods, want) in [
+        (&path, all, AuthMethod::SafeCookie),
+        (&path, "HASHEDPASSWORD,COOKIE", AuthMethod::Cookie),
+        // An unreadable cookie falls back to the password.
+        (&missing, all, AuthMethod::HashedPassword),
+    ] {
+        let (stream, _task) = fake_tor(tor(named, methods));
+        let auth = Auth::Auto {
+            password: Some("pw".into()),
+        };
+        let (c, _events) = ControlClient::from_stream(stream, "fake", auth, quick())
+            .await
+            .unwrap_or_else(|e| panic!("{methods} {named:?}: {e}"));
+        assert_eq!(c.auth_method(), Some(&want), "{methods} {named:?}");
+    }
+
+    // Without a password, an unreadable cookie is the error to report.
+    let (stream, _task) = fake_tor(tor(&missing, all));
+    let e = ControlClient::from_stream(stream, "fake", Auth::default(), quick())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ControlError::CookieUnreadable { ref path, .. } if *path == missing),
+        "{e}"
+    );
+}
+
+#[tokio::test]
 async fn cookie_auth_and_cookie_errors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cookie");
