@@ -630,7 +630,8 @@ async fn safecookie_end_to_end() {
         "{seen:?}"
     );
 
-    // Our cookie differs from tor's: tor says 515.
+    // Tor's cookie differs from ours: its server hash gives it away, so we
+    // stop before answering.
     let (stream, _task) = fake_tor(safecookie_tor(path.clone(), [0x43; 32], false));
     let e = ControlClient::from_stream(stream, "fake", Auth::default(), quick())
         .await
