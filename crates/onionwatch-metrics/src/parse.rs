@@ -230,6 +230,17 @@ fn type_from_str(s: &str) -> Option<MetricType> {
     })
 }
 
+/// Sample-name suffixes a `kind` family owns besides its bare name (a
+/// counter `x` owns `x_total`, as in OpenMetrics).
+fn suffixes(kind: MetricType) -> &'static [&'static str] {
+    match kind {
+        MetricType::Histogram => &["_bucket", "_sum", "_count"],
+        MetricType::Summary => &["_sum", "_count"],
+        MetricType::Counter => &["_total"],
+        _ => &[],
+    }
+}
+
 fn type_name(t: MetricType) -> &'static str {
     match t {
         MetricType::Counter => "counter",
@@ -283,6 +294,23 @@ impl Parser {
     }
 
     fn declare(&mut self, name: &str, kind: MetricType, line: usize) -> Result<(), String> {
+        // A family of another name cannot hold this one's samples: the
+        // encoders would write two families under one name.
+        if let Some((taken, &(_, first))) = suffixes(kind)
+            .iter()
+            .map(|s| format!("{name}{s}"))
+            .find_map(|s| self.by_name.get_key_value(&s))
+        {
+            let at = if first == 0 {
+                "by earlier samples".to_owned()
+            } else {
+                format!("on line {first}")
+            };
+            return Err(format!(
+                "{name} is declared as {} here, but {taken}, one of its sample names, is a family of its own {at}",
+                type_name(kind)
+            ));
+        }
         if let Some(&(i, first)) = self.by_name.get(name) {
             let existing = self.families[i].kind;
             if existing == kind {
@@ -326,21 +354,13 @@ impl Parser {
     }
 
     fn register_suffixes(&mut self, family: &str, kind: MetricType, i: usize) {
-        let mut add = |sample: String, suffix: &'static str| {
-            self.by_sample.entry(sample).or_insert((i, suffix));
-        };
-        match kind {
-            MetricType::Histogram => {
-                add(format!("{family}_bucket"), "_bucket");
-                add(format!("{family}_sum"), "_sum");
-                add(format!("{family}_count"), "_count");
-            }
-            MetricType::Summary => {
-                add(family.to_owned(), "");
-                add(format!("{family}_sum"), "_sum");
-                add(format!("{family}_count"), "_count");
-            }
-            _ => add(family.to_owned(), ""),
+        if kind != MetricType::Histogram {
+            self.by_sample.entry(family.to_owned()).or_insert((i, ""));
+        }
+        for &suffix in suffixes(kind) {
+            self.by_sample
+                .entry(format!("{family}{suffix}"))
+                .or_insert((i, suffix));
         }
     }
 
@@ -798,6 +818,37 @@ rpc_seconds_count{service=\"b\"} 0\n";
         let out = render(&fams, Format::OpenMetrics);
         assert!(out.contains("# TYPE x counter\n"), "{out}");
         assert!(out.contains("x_total 2\n"), "{out}");
+    }
+
+    /// Found by the `exposition` fuzz target: these parsed, but rendered
+    /// two families under one name, which did not parse again.
+    #[test]
+    fn a_family_cannot_take_another_familys_sample_names() {
+        for (text, taken) in [
+            ("x_total 1\n#TYPE x counter\n", "x_total"),
+            (
+                "# TYPE x_total gauge\nx_total 1\n# TYPE x counter\n",
+                "x_total",
+            ),
+            ("h_bucket 1\n# TYPE h histogram\n", "h_bucket"),
+            ("s_sum 1\n# TYPE s summary\n", "s_sum"),
+        ] {
+            let e = p(text).unwrap_err();
+            assert!(e.to_string().contains(taken), "{text:?}: {e}");
+        }
+        // A counter x declared first owns x_total samples, and renders and
+        // parses back to the same family.
+        let fams = p("# TYPE x counter\nx_total 1\n").unwrap();
+        assert_eq!(fams.len(), 1);
+        assert_eq!(
+            (fams[0].name.as_str(), fams[0].kind),
+            ("x", MetricType::Counter)
+        );
+        assert_eq!(fams[0].samples[0].suffix, "_total");
+        let again = p(&render(&fams, Format::Prometheus)).unwrap();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].name, "x");
+        assert_eq!(again[0].samples, fams[0].samples);
     }
 
     #[test]

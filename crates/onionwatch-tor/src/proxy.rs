@@ -303,6 +303,12 @@ mod tests {
             h.encode(),
             "PROXY TCP6 fc00:dead:beef:4dad::23 ::1 35 80\r\n"
         );
+
+        // The example: the low 32 bits are the circuit id.
+        let h = p("PROXY TCP6 fc00:dead:beef:4dad::AABB:CCDD ::1 65535 42\r\n").unwrap();
+        assert_eq!(h.circuit_id(), Some(CircuitId(0xAABB_CCDD)));
+        assert_eq!(h.source().unwrap().port(), 65535);
+        assert_eq!(h.destination().unwrap().port(), 42);
     }
 
     #[test]

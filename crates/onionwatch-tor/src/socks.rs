@@ -4,6 +4,8 @@
 //! (`ATYP = DOMAINNAME`) so that tor does the lookup. Distinct
 //! username/password pairs put streams on distinct circuits, because tor's
 //! SocksPort isolates by SOCKS credentials (`IsolateSOCKSAuth`, on by default).
+//! Connecting and the handshake together are bounded by a timeout
+//! ([`DEFAULT_TIMEOUT`], or the one given to [`connect_timeout`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), onionwatch_tor::socks::SocksError> {
@@ -15,9 +17,15 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// The bound [`connect`] puts on connecting and the handshake: a little over
+/// tor's own `SocksTimeout` (2 minutes), so that tor's typed answer comes
+/// first whenever tor gives one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(150);
 
 /// Credentials that select a circuit: streams with different credentials
 /// never share a circuit.
@@ -206,6 +214,16 @@ pub enum SocksError {
     /// The target host name does not fit in a SOCKS5 request.
     #[error("host name {0:?} is empty or longer than 255 bytes")]
     BadHost(String),
+    /// No complete answer in time.
+    #[error("no stream to {target} through the SOCKS port {proxy} within {after:?} (tor may still be building circuits: allow more time; or check that {proxy} is tor's SocksPort)")]
+    Timeout {
+        /// The SOCKS port.
+        proxy: SocketAddr,
+        /// `host:port` asked for.
+        target: String,
+        /// The limit.
+        after: Duration,
+    },
     /// Tor answered the CONNECT with a failure.
     #[error("tor could not open a stream to {target}: {reply}")]
     Reply {
@@ -226,7 +244,8 @@ impl SocksError {
     }
 }
 
-/// Open a stream to `host:port` through the SOCKS5 port at `proxy`.
+/// Open a stream to `host:port` through the SOCKS5 port at `proxy`, within
+/// [`DEFAULT_TIMEOUT`].
 ///
 /// With `isolation`, the stream goes on a circuit of its own (per distinct
 /// credentials); without, tor may reuse a circuit.
@@ -236,11 +255,31 @@ pub async fn connect(
     port: u16,
     isolation: Option<&Isolation>,
 ) -> Result<TcpStream, SocksError> {
-    let mut stream = TcpStream::connect(proxy)
+    connect_timeout(proxy, host, port, isolation, DEFAULT_TIMEOUT).await
+}
+
+/// [`connect`] within `limit` instead of [`DEFAULT_TIMEOUT`].
+pub async fn connect_timeout(
+    proxy: SocketAddr,
+    host: &str,
+    port: u16,
+    isolation: Option<&Isolation>,
+    limit: Duration,
+) -> Result<TcpStream, SocksError> {
+    let open = async {
+        let mut stream = TcpStream::connect(proxy)
+            .await
+            .map_err(|source| SocksError::Connect { proxy, source })?;
+        handshake(&mut stream, proxy, host, port, isolation).await?;
+        Ok(stream)
+    };
+    tokio::time::timeout(limit, open)
         .await
-        .map_err(|source| SocksError::Connect { proxy, source })?;
-    handshake(&mut stream, proxy, host, port, isolation).await?;
-    Ok(stream)
+        .map_err(|_| SocksError::Timeout {
+            proxy,
+            target: format!("{host}:{port}"),
+            after: limit,
+        })?
 }
 
 /// Run the SOCKS5 handshake on an already connected stream.
@@ -381,18 +420,49 @@ mod tests {
 
     #[tokio::test]
     async fn extended_errors_are_typed() {
-        for code in 0xF0..=0xF7u8 {
+        use SocksReply::*;
+        // tor's src/lib/net/socks5_status.h (proposal 304).
+        for (code, want) in [
+            (0xF0, OnionDescriptorNotFound),
+            (0xF1, OnionDescriptorInvalid),
+            (0xF2, OnionIntroFailed),
+            (0xF3, OnionRendezvousFailed),
+            (0xF4, OnionMissingClientAuth),
+            (0xF5, OnionWrongClientAuth),
+            (0xF6, OnionInvalidAddress),
+            (0xF7, OnionIntroTimedOut),
+        ] {
             let reply = vec![5, 0, 5, code, 0, 1, 0, 0, 0, 0, 0, 0];
             let (res, _) = run(reply, None, "x.onion").await;
             let err = res.unwrap_err();
-            assert_eq!(err.reply().unwrap().code(), code);
+            assert_eq!(err.reply(), Some(want), "0x{code:02X}");
             assert!(err.to_string().contains("onion_service"), "{err}");
         }
-        let (res, _) = run(vec![5, 0, 5, 0xF0, 0, 1, 0, 0, 0, 0, 0, 0], None, "x").await;
-        assert_eq!(
-            res.unwrap_err().reply(),
-            Some(SocksReply::OnionDescriptorNotFound)
+    }
+
+    #[tokio::test]
+    async fn a_proxy_that_never_answers_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = listener.local_addr().unwrap();
+        // Accept, then hold the connection without a word.
+        let _held = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            std::future::pending::<()>().await;
+            drop(stream);
+        });
+        let limit = Duration::from_millis(200);
+        let res = tokio::time::timeout(
+            Duration::from_secs(10),
+            connect_timeout(proxy, "x.onion", 80, None, limit),
+        )
+        .await
+        .expect("bounded by its own timeout");
+        let err = res.unwrap_err();
+        assert!(
+            matches!(err, SocksError::Timeout { after, ref target, .. } if after == limit && target == "x.onion:80"),
+            "{err:?}"
         );
+        assert!(err.to_string().contains(&proxy.to_string()), "{err}");
     }
 
     #[tokio::test]

@@ -8,8 +8,8 @@ use onionwatch_testnet::{
     ServiceTorConfig, HOLD_PATH,
 };
 use onionwatch_tor::control::{
-    AddOnion, Auth, ConnectOptions, ControlAddr, ControlClient, ControlError, Event, EventStream,
-    HsDescAction, ListenerKind, Signal,
+    AddOnion, Auth, AuthMethod, ClientAuthAdded, ConnectOptions, ControlAddr, ControlClient,
+    ControlError, Event, EventStream, HsDescAction, ListenerKind, Signal, StatusKind,
 };
 use onionwatch_tor::proxy::ProxyHeader;
 use onionwatch_tor::socks::{self, Isolation};
@@ -50,18 +50,45 @@ async fn client(auth: Auth) -> Result<(ControlClient, EventStream), ControlError
     ControlClient::connect(&client_addr(), auth).await
 }
 
+/// The first event `pick` accepts, within [`WAIT`].
+async fn wait_for<T>(
+    events: &mut EventStream,
+    what: &str,
+    mut pick: impl FnMut(Event) -> Option<T>,
+) -> T {
+    timeout(WAIT, async {
+        loop {
+            let event = events.recv().await.expect("event stream open");
+            if let Some(found) = pick(event) {
+                return found;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {what} within {WAIT:?}"))
+}
+
 #[tokio::test]
 async fn cookie_safecookie_and_password_authenticate_and_a_wrong_password_fails() {
-    for auth in [
-        Auth::Cookie { path: None },
-        Auth::SafeCookie { path: None },
-        Auth::Password(PASSWORD.into()),
-        Auth::Auto { password: None },
+    // The client tor offers COOKIE, SAFECOOKIE and HASHEDPASSWORD: Auto
+    // takes SAFECOOKIE even when it has the password.
+    for (auth, method) in [
+        (Auth::Cookie { path: None }, AuthMethod::Cookie),
+        (Auth::SafeCookie { path: None }, AuthMethod::SafeCookie),
+        (Auth::Password(PASSWORD.into()), AuthMethod::HashedPassword),
+        (Auth::Auto { password: None }, AuthMethod::SafeCookie),
+        (
+            Auth::Auto {
+                password: Some(PASSWORD.into()),
+            },
+            AuthMethod::SafeCookie,
+        ),
     ] {
         let label = format!("{auth:?}");
         let (tor, _events) = client(auth)
             .await
             .unwrap_or_else(|e| panic!("{label}: {e}"));
+        assert_eq!(tor.auth_method(), Some(&method), "{label}");
         let phase = tor.bootstrap_phase().await.unwrap();
         assert_eq!(phase.progress, 100, "{label}: {phase:?}");
         assert_eq!(phase.tag, "done");
@@ -70,8 +97,15 @@ async fn cookie_safecookie_and_password_authenticate_and_a_wrong_password_fails(
     }
 
     let err = client(Auth::Password("wrong".into())).await.unwrap_err();
-    assert!(matches!(err, ControlError::AuthFailed { .. }), "{err:?}");
-    assert!(err.to_string().contains("password"), "{err}");
+    let ControlError::AuthFailed { method, message } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*method, AuthMethod::HashedPassword);
+    // tor's own words, not ours.
+    assert!(
+        message.contains("Password did not match HashedControlPassword"),
+        "{message}"
+    );
 
     // An explicit cookie path that is not readable is named in the error.
     let err = client(Auth::Cookie {
@@ -87,35 +121,32 @@ async fn cookie_safecookie_and_password_authenticate_and_a_wrong_password_fails(
 
 #[tokio::test]
 async fn a_port_that_is_not_a_control_port_fails_clearly() {
-    // tor's MetricsPort speaks HTTP and waits for a whole request, so the
-    // client's bounded PROTOCOLINFO wait is what catches it.
+    // The MetricsPort answers the padded PROTOCOLINFO with 400 (headers over
+    // its limit), the SocksPort with its "not an HTTP proxy" page: both are
+    // caught at their first line, long before the connect timeout.
     let metrics = net().onions[0].metrics.expect("hs0 has a MetricsPort");
+    let socks = net().client.socks;
     let opts = ConnectOptions {
-        timeout: Duration::from_secs(2),
+        timeout: WAIT,
         ..ConnectOptions::default()
     };
-    let res = timeout(
-        WAIT,
-        ControlClient::connect_with(&ControlAddr::Tcp(metrics), Auth::default(), opts.clone()),
-    )
-    .await
-    .expect("no hang");
-    let err = res.unwrap_err();
-    assert!(matches!(err, ControlError::Timeout { .. }), "{err:?}");
-    assert!(err.to_string().contains("ControlPort"), "{err}");
-
-    // tor's SocksPort answers at once, and not in the control protocol.
-    let socks = net().client.socks;
-    let err = ControlClient::connect_with(&ControlAddr::Tcp(socks), Auth::default(), opts)
+    for (port, answer) in [
+        (metrics, "HTTP/1.0 400 Bad Request"),
+        (socks, "HTTP/1.0 501 Tor is not an HTTP Proxy"),
+    ] {
+        let err = timeout(
+            Duration::from_secs(5),
+            ControlClient::connect_with(&ControlAddr::Tcp(port), Auth::default(), opts.clone()),
+        )
         .await
+        .unwrap_or_else(|_| panic!("{port} ({answer}) is caught at once"))
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            ControlError::NotControlPort { .. } | ControlError::Closed { .. }
-        ),
-        "{err:?}"
-    );
+        let ControlError::NotControlPort { detail, .. } = &err else {
+            panic!("{port}: {err:?}")
+        };
+        assert!(detail.contains(answer), "{port}: {detail}");
+        assert!(err.to_string().contains("not a tor control port"), "{err}");
+    }
 }
 
 #[tokio::test]
@@ -128,13 +159,12 @@ async fn hsfetch_of_a_live_onion_service_yields_received_and_the_descriptor() {
     let id = address.trim_end_matches(".onion");
     tor.hs_fetch(address, &[]).await.unwrap();
 
-    let (mut received, mut content) = (false, None);
+    let (mut hsdir, mut content) = (None, None);
     timeout(WAIT, async {
-        while !(received && content.is_some()) {
+        while !(hsdir.is_some() && content.is_some()) {
             match events.recv().await.expect("event stream open") {
                 Event::HsDesc(d) if d.address == id && d.action == HsDescAction::Received => {
-                    assert!(d.hsdir.as_deref().unwrap_or("").starts_with('$'), "{d:?}");
-                    received = true;
+                    hsdir = Some(d.hsdir.expect("RECEIVED names its HSDir"));
                 }
                 Event::HsDescContent(c) if c.address == id && !c.content.is_empty() => {
                     content = Some(c.content)
@@ -148,6 +178,30 @@ async fn hsfetch_of_a_live_onion_service_yields_received_and_the_descriptor() {
     let content = content.unwrap();
     assert!(content.starts_with("hs-descriptor 3"), "{content}");
     assert!(content.contains("\nrevision-counter "), "{content}");
+
+    // Again from that HSDir by SERVER= (its $FINGERPRINT alone): the new
+    // REQUESTED and the RECEIVED after it name that server.
+    let hsdir = hsdir.unwrap();
+    let (fingerprint, _nick) = hsdir.split_once('~').expect("$FINGERPRINT~nickname");
+    assert!(
+        fingerprint.len() == 41 && fingerprint.starts_with('$'),
+        "{hsdir}"
+    );
+    tor.hs_fetch(address, &[fingerprint.to_owned()])
+        .await
+        .unwrap();
+    for action in [HsDescAction::Requested, HsDescAction::Received] {
+        let d = wait_for(
+            &mut events,
+            &format!("{action:?} from {hsdir}"),
+            |e| match e {
+                Event::HsDesc(d) if d.address == id && d.action == action => Some(d),
+                _ => None,
+            },
+        )
+        .await;
+        assert_eq!(d.hsdir.as_deref(), Some(hsdir.as_str()), "{d:?}");
+    }
 }
 
 #[tokio::test]
@@ -257,10 +311,74 @@ async fn getinfo_getconf_signal_and_listeners_have_typed_results() {
     );
     let version = tor.get_info_one("version").await.unwrap();
     assert!(version.starts_with("0.4."), "{version}");
-    // Not NEWNYM: it would move other tests' streams to new circuits.
+    // NEWNYM and RELOAD go to hs0 (see below): on this tor they would
+    // cancel other tests' descriptor fetches.
     tor.signal(Signal::ClearDnsCache).await.unwrap();
     let err = tor.get_info(&["no/such/key"]).await.unwrap_err();
     assert!(err.tor_status().is_some(), "{err:?}");
+}
+
+#[tokio::test]
+async fn newnym_and_reload_are_accepted_and_tor_still_answers() {
+    let control: ControlAddr = net().onions[0].control.parse().unwrap();
+    let (tor, _events) = ControlClient::connect(&control, Auth::default())
+        .await
+        .unwrap();
+    for signal in [Signal::NewNym, Signal::Reload] {
+        tor.signal(signal).await.unwrap();
+        // The same connection, and a new one, still get answers.
+        let version = tor.get_info_one("version").await.unwrap();
+        assert!(version.starts_with("0.4."), "{signal:?}: {version}");
+        let (again, _events) = ControlClient::connect(&control, Auth::default())
+            .await
+            .unwrap();
+        assert_eq!(again.bootstrap_phase().await.unwrap().progress, 100);
+    }
+}
+
+#[tokio::test]
+async fn circ_and_status_client_events_arrive_from_real_tor() {
+    let (tor, mut events) = client(Auth::default()).await.unwrap();
+    tor.set_events(&["CIRC", "STATUS_CLIENT"]).await.unwrap();
+
+    // A stream on a fresh isolation needs new onion-service circuits.
+    let onion = &net().onions[1];
+    let id = onion.address.trim_end_matches(".onion");
+    let iso = Isolation::new("circ-events");
+    let stream = timeout(
+        WAIT,
+        socks::connect(net().client.socks, &onion.address, 80, Some(&iso)),
+    )
+    .await
+    .expect("connects within the wait")
+    .unwrap();
+    let circ = wait_for(&mut events, "CIRC event for the onion", |e| match e {
+        Event::Circ(c) if c.rend_query.as_deref() == Some(id) => Some(c),
+        _ => None,
+    })
+    .await;
+    let purpose = circ.purpose.as_deref().unwrap_or("");
+    assert!(purpose.starts_with("HS_CLIENT_"), "{circ:?}");
+    assert!(circ.id > 0 && !circ.path.is_empty(), "{circ:?}");
+    drop(stream);
+
+    // tor reports a SocksPort client that does not speak SOCKS, with the
+    // first 8 bytes it sent.
+    let mut junk = tokio::net::TcpStream::connect(net().client.socks)
+        .await
+        .unwrap();
+    junk.write_all(b"onionwatch\r\n").await.unwrap();
+    let status = wait_for(&mut events, "STATUS_CLIENT event", |e| match e {
+        Event::Status(s) if s.action == "SOCKS_UNKNOWN_PROTOCOL" => Some(s),
+        _ => None,
+    })
+    .await;
+    assert_eq!(status.kind, StatusKind::Client);
+    assert_eq!(status.severity, "WARN");
+    assert_eq!(
+        status.args.get("DATA").map(String::as_str),
+        Some("onionwat")
+    );
 }
 
 #[tokio::test]
@@ -291,11 +409,30 @@ async fn add_onion_del_onion_and_client_auth_round_trip() {
     let (client, _events) = client(Auth::default()).await.unwrap();
     // Any 32 bytes are an x25519 private key.
     let key = "yPGUxgKaC5ACyEzsdANHJEJzt5DIqDRBlAFaAWWQn0o=";
-    client
-        .onion_client_auth_add(UNPUBLISHED, key, Some("test"), false)
-        .await
-        .unwrap();
+    // What tor holds for the address: its ONION_CLIENT_AUTH_VIEW lines.
+    let view = || async {
+        let reply = client
+            .command(&format!("ONION_CLIENT_AUTH_VIEW {UNPUBLISHED}"))
+            .await
+            .unwrap();
+        reply
+            .lines
+            .iter()
+            .filter(|l| l.text.starts_with("CLIENT "))
+            .map(|l| l.text.clone())
+            .collect::<Vec<_>>()
+    };
+    let add = || client.onion_client_auth_add(UNPUBLISHED, key, Some("test"), false);
+    assert_eq!(add().await.unwrap(), ClientAuthAdded::Added);
+    assert_eq!(add().await.unwrap(), ClientAuthAdded::Replaced);
+    let held = view().await;
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert!(
+        held[0].contains(&format!("x25519:{key}")) && held[0].contains("ClientName=test"),
+        "{held:?}"
+    );
     client.onion_client_auth_remove(UNPUBLISHED).await.unwrap();
+    assert_eq!(view().await, Vec::<String>::new());
 }
 
 #[tokio::test]

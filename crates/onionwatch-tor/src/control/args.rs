@@ -36,7 +36,20 @@ pub fn tokenize(s: &str) -> Vec<Token> {
         if key_end > start && key_end < b.len() && b[key_end] == b'=' {
             let key = s[start..key_end].to_owned();
             i = key_end + 1;
-            if i < b.len() && b[i] == b'"' {
+            // tor quotes some values twice (`DATA=""PROTOCOL""` in
+            // STATUS_CLIENT SOCKS_UNKNOWN_PROTOCOL): an empty string glued
+            // to more text is that, so read the inner quoted string.
+            let doubled = b.get(i) == Some(&b'"')
+                && b.get(i + 1) == Some(&b'"')
+                && b.get(i + 2).is_some_and(|&c| c != b' ');
+            if doubled {
+                let (v, used) = unquote(&b[i + 1..]);
+                out.push(Token::Pair(key, lossy(v)));
+                i += 1 + used;
+                if b.get(i) == Some(&b'"') {
+                    i += 1;
+                }
+            } else if i < b.len() && b[i] == b'"' {
                 let (v, used) = unquote(&b[i..]);
                 out.push(Token::Pair(key, lossy(v)));
                 i += used;
@@ -202,6 +215,28 @@ mod tests {
         assert_eq!(tokenize(r#"K="a\"#), vec![p("K", "a\\")]);
         assert_eq!(tokenize(""), vec![]);
         assert_eq!(tokenize("é=ü x"), vec![w("é=ü"), w("x")]);
+    }
+
+    #[test]
+    fn doubly_quoted_values_are_read_whole() {
+        // As tor 0.4.9 sends them.
+        assert_eq!(
+            tokenize(r#"WARN SOCKS_UNKNOWN_PROTOCOL DATA=""PROTOCOL"""#),
+            vec![
+                w("WARN"),
+                w("SOCKS_UNKNOWN_PROTOCOL"),
+                p("DATA", "PROTOCOL")
+            ]
+        );
+        assert_eq!(
+            tokenize(r#"DATA=""GET \"x\\ "" N=1"#),
+            vec![p("DATA", r#"GET "x\ "#), p("N", "1")]
+        );
+        // A plain empty string stays one.
+        assert_eq!(tokenize(r#"A="" B="""#), vec![p("A", ""), p("B", "")]);
+        // Cut short: no panic, the text so far.
+        assert_eq!(tokenize(r#"A=""x"#), vec![p("A", "x")]);
+        assert_eq!(tokenize(r#"A=""x""#), vec![p("A", "x")]);
     }
 
     #[test]

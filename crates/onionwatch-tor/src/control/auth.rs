@@ -123,6 +123,10 @@ impl ProtocolInfo {
     fn offers(&self, m: &AuthMethod) -> bool {
         self.methods.contains(m)
     }
+
+    fn offered(&self) -> Vec<String> {
+        self.methods.iter().map(|m| m.as_str().to_owned()).collect()
+    }
 }
 
 #[cfg(unix)]
@@ -139,8 +143,10 @@ fn path_from_bytes(b: Vec<u8>) -> PathBuf {
 /// How to authenticate to tor.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Auth {
-    /// Pick from what tor offers: `NULL`, then the password if given and
-    /// `HASHEDPASSWORD` is offered, then `SAFECOOKIE`, then `COOKIE`.
+    /// Pick from what tor offers: `SAFECOOKIE`, else `COOKIE`, when offered
+    /// and tor's cookie file is readable; else the password, if given and
+    /// `HASHEDPASSWORD` is offered; else `NULL`.
+    /// [`ControlClient::auth_method`] tells which was used.
     Auto {
         /// A control password, if one is known.
         password: Option<String>,
@@ -229,25 +235,20 @@ pub async fn read_cookie(path: &Path) -> Result<[u8; COOKIE_LEN], ControlError> 
         })
 }
 
-/// Authenticate `client` as `auth` asks, given tor's `PROTOCOLINFO`.
+/// Authenticate `client` as `auth` asks, given tor's `PROTOCOLINFO`; returns
+/// the method used.
 pub(crate) async fn authenticate(
     client: &ControlClient,
     auth: &Auth,
     info: &ProtocolInfo,
-) -> Result<(), ControlError> {
-    let offered = || {
-        info.methods
-            .iter()
-            .map(|m| m.as_str().to_owned())
-            .collect::<Vec<_>>()
-    };
+) -> Result<AuthMethod, ControlError> {
     let require = |m: AuthMethod| {
         if info.offers(&m) {
             Ok(())
         } else {
             Err(ControlError::MethodNotOffered {
                 method: m.as_str().to_owned(),
-                offered: offered(),
+                offered: info.offered(),
             })
         }
     };
@@ -260,7 +261,7 @@ pub(crate) async fn authenticate(
     match auth {
         Auth::Null => {
             require(AuthMethod::Null)?;
-            send_auth(client, AuthMethod::Null, "AUTHENTICATE".into()).await
+            null(client).await
         }
         Auth::Password(p) => {
             require(AuthMethod::HashedPassword)?;
@@ -268,42 +269,64 @@ pub(crate) async fn authenticate(
         }
         Auth::Cookie { path } => {
             require(AuthMethod::Cookie)?;
-            cookie(client, &cookie_path(path)?).await
+            cookie(client, &read_cookie(&cookie_path(path)?).await?).await
         }
         Auth::SafeCookie { path } => {
             require(AuthMethod::SafeCookie)?;
-            safe_cookie(client, &cookie_path(path)?).await
+            let path = cookie_path(path)?;
+            safe_cookie(client, &path, &read_cookie(&path).await?).await
         }
-        Auth::Auto { password: pass } => {
-            if info.offers(&AuthMethod::Null) {
-                return send_auth(client, AuthMethod::Null, "AUTHENTICATE".into()).await;
-            }
-            if let (Some(p), true) = (pass, info.offers(&AuthMethod::HashedPassword)) {
-                return password(client, p).await;
-            }
-            let cookie_ok = info.cookie_file.is_some();
-            if cookie_ok && info.offers(&AuthMethod::SafeCookie) {
-                return safe_cookie(client, &cookie_path(&None)?).await;
-            }
-            if cookie_ok && info.offers(&AuthMethod::Cookie) {
-                return cookie(client, &cookie_path(&None)?).await;
-            }
-            let detail = if info.offers(&AuthMethod::HashedPassword) {
-                "tor wants a control password (HashedControlPassword) and none was given"
-            } else if info.offers(&AuthMethod::Cookie) || info.offers(&AuthMethod::SafeCookie) {
-                "tor offers cookie authentication but did not name its cookie file; give the path"
-            } else {
-                "tor offers no method this client supports"
-            };
-            Err(ControlError::NoUsableMethod {
-                offered: offered(),
-                detail: detail.into(),
-            })
-        }
+        Auth::Auto { password: pass } => auto(client, info, pass.as_deref()).await,
     }
 }
 
-async fn password(client: &ControlClient, password: &str) -> Result<(), ControlError> {
+/// [`Auth::Auto`]. Reading the cookie sends nothing, so an unreadable cookie
+/// can still fall back to the password; a refused `AUTHENTICATE` cannot (tor
+/// closes the connection after it).
+async fn auto(
+    client: &ControlClient,
+    info: &ProtocolInfo,
+    pass: Option<&str>,
+) -> Result<AuthMethod, ControlError> {
+    let safe = info.offers(&AuthMethod::SafeCookie);
+    let mut cookie_err = None;
+    if safe || info.offers(&AuthMethod::Cookie) {
+        let read = match &info.cookie_file {
+            Some(path) => read_cookie(path).await.map(|c| (path, c)),
+            None => Err(ControlError::NoCookieFile),
+        };
+        match read {
+            Ok((path, c)) if safe => return safe_cookie(client, path, &c).await,
+            Ok((_, c)) => return cookie(client, &c).await,
+            Err(e) => cookie_err = Some(e),
+        }
+    }
+    if let (Some(p), true) = (pass, info.offers(&AuthMethod::HashedPassword)) {
+        return password(client, p).await;
+    }
+    if info.offers(&AuthMethod::Null) {
+        return null(client).await;
+    }
+    // The cookie error says which file and what to check.
+    if let Some(e) = cookie_err {
+        return Err(e);
+    }
+    let detail = if info.offers(&AuthMethod::HashedPassword) {
+        "tor wants a control password (HashedControlPassword) and none was given"
+    } else {
+        "tor offers no method this client supports"
+    };
+    Err(ControlError::NoUsableMethod {
+        offered: info.offered(),
+        detail: detail.into(),
+    })
+}
+
+async fn null(client: &ControlClient) -> Result<AuthMethod, ControlError> {
+    send_auth(client, AuthMethod::Null, "AUTHENTICATE".into()).await
+}
+
+async fn password(client: &ControlClient, password: &str) -> Result<AuthMethod, ControlError> {
     send_auth(
         client,
         AuthMethod::HashedPassword,
@@ -312,18 +335,20 @@ async fn password(client: &ControlClient, password: &str) -> Result<(), ControlE
     .await
 }
 
-async fn cookie(client: &ControlClient, path: &Path) -> Result<(), ControlError> {
-    let cookie = read_cookie(path).await?;
+async fn cookie(client: &ControlClient, cookie: &[u8]) -> Result<AuthMethod, ControlError> {
     send_auth(
         client,
         AuthMethod::Cookie,
-        format!("AUTHENTICATE {}", hex(&cookie)),
+        format!("AUTHENTICATE {}", hex(cookie)),
     )
     .await
 }
 
-async fn safe_cookie(client: &ControlClient, path: &Path) -> Result<(), ControlError> {
-    let cookie = read_cookie(path).await?;
+async fn safe_cookie(
+    client: &ControlClient,
+    path: &Path,
+    cookie: &[u8],
+) -> Result<AuthMethod, ControlError> {
     let mut client_nonce = [0u8; 32];
     getrandom::fill(&mut client_nonce).map_err(|e| ControlError::Random(e.to_string()))?;
     let reply = client
@@ -349,7 +374,7 @@ async fn safe_cookie(client: &ControlClient, path: &Path) -> Result<(), ControlE
         return Err(bad("SERVERNONCE is not 32 bytes"));
     }
     let mut mac = HmacSha256::new_from_slice(SERVER_KEY).expect("HMAC takes any key length");
-    mac.update(&cookie);
+    mac.update(cookie);
     mac.update(&client_nonce);
     mac.update(&server_nonce);
     if mac.verify_slice(&server_hash).is_err() {
@@ -357,7 +382,7 @@ async fn safe_cookie(client: &ControlClient, path: &Path) -> Result<(), ControlE
             path: path.to_owned(),
         });
     }
-    let answer = safecookie_client_hash(&cookie, &client_nonce, &server_nonce);
+    let answer = safecookie_client_hash(cookie, &client_nonce, &server_nonce);
     send_auth(
         client,
         AuthMethod::SafeCookie,
@@ -370,9 +395,9 @@ async fn send_auth(
     client: &ControlClient,
     method: AuthMethod,
     line: String,
-) -> Result<(), ControlError> {
+) -> Result<AuthMethod, ControlError> {
     match client.command(&line).await {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(method),
         Err(ControlError::Tor {
             status: 515,
             message,

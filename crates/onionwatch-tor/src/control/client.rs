@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::args::{tokenize, Token};
-use super::auth::{authenticate, Auth, ProtocolInfo};
+use super::auth::{authenticate, Auth, AuthMethod, ProtocolInfo};
 use super::events::Event;
 use super::reply::{read_line, LineError, ProtocolError, Reply, ReplyParser};
 use super::types::{
@@ -56,6 +56,7 @@ struct Inner {
     reader: tokio::task::AbortHandle,
     command_timeout: Option<Duration>,
     protocol_info: OnceLock<ProtocolInfo>,
+    auth_method: OnceLock<AuthMethod>,
 }
 
 impl Drop for Inner {
@@ -119,17 +120,32 @@ impl Drop for WriteGuard<'_> {
     }
 }
 
-/// Keywords whose arguments may hold secrets and are left out of errors.
-const SECRET_COMMANDS: [&str; 4] = [
+/// Keywords whose arguments are left out of errors: they may hold secrets
+/// (or, for PROTOCOLINFO, only padding).
+const QUIET_COMMANDS: [&str; 5] = [
     "AUTHENTICATE",
     "AUTHCHALLENGE",
     "ADD_ONION",
     "ONION_CLIENT_AUTH_ADD",
+    "PROTOCOLINFO",
 ];
+
+/// `PROTOCOLINFO 1` padded with more (ignored) version arguments to over
+/// 1024 bytes. An HTTP server such as tor's MetricsPort waits for the blank
+/// line ending the request headers, which a control port would take as an
+/// empty command and close on; but tor's HTTP ports answer `400` at once to
+/// headers over 1024 bytes, so whatever answers shows what the port is.
+pub(crate) fn protocolinfo_line() -> String {
+    let mut line = String::from("PROTOCOLINFO 1");
+    while line.len() <= 1100 {
+        line.push_str(" 1");
+    }
+    line
+}
 
 fn command_label(line: &str) -> String {
     let keyword = line.split(' ').next().unwrap_or("");
-    if SECRET_COMMANDS
+    if QUIET_COMMANDS
         .iter()
         .any(|k| keyword.eq_ignore_ascii_case(k))
     {
@@ -250,7 +266,7 @@ impl ControlClient {
         let (client, events) = Self::unauthenticated(stream, addr.clone(), opts);
         let mut stage = "PROTOCOLINFO";
         let res = tokio::time::timeout_at(start + limit, async {
-            let reply = match client.raw_command("PROTOCOLINFO 1").await {
+            let reply = match client.raw_command(&protocolinfo_line()).await {
                 Ok(r) => r,
                 Err(ControlError::Closed { reason, .. }) => {
                     let detail = match reason {
@@ -280,8 +296,9 @@ impl ControlClient {
                 detail: format!("unexpected answer to PROTOCOLINFO: {:?}", reply.message()),
             })?;
             stage = "authentication";
-            authenticate(&client, &auth, &info).await?;
+            let method = authenticate(&client, &auth, &info).await?;
             let _ = client.inner.protocol_info.set(info);
+            let _ = client.inner.auth_method.set(method);
             Ok(())
         })
         .await;
@@ -327,6 +344,7 @@ impl ControlClient {
                 reader: task.abort_handle(),
                 command_timeout: opts.command_timeout,
                 protocol_info: OnceLock::new(),
+                auth_method: OnceLock::new(),
             }),
         };
         (client, EventStream { rx, dropped })
@@ -336,6 +354,13 @@ impl ControlClient {
     /// for a client made by [`ControlClient::unauthenticated`].
     pub fn protocol_info(&self) -> Option<&ProtocolInfo> {
         self.inner.protocol_info.get()
+    }
+
+    /// The method this connection authenticated with (what
+    /// [`Auth::Auto`] chose); `None` for a client made by
+    /// [`ControlClient::unauthenticated`].
+    pub fn auth_method(&self) -> Option<&AuthMethod> {
+        self.inner.auth_method.get()
     }
 
     /// True once the connection is closed.

@@ -230,7 +230,7 @@ mod tests {
                     let mut closes = 0;
                     while let Ok(Some(line)) = lines.next_line().await {
                         let reply = match line.as_str() {
-                            "PROTOCOLINFO 1" => NULL_INFO.to_owned(),
+                            l if l.starts_with("PROTOCOLINFO 1") => NULL_INFO.to_owned(),
                             "AUTHENTICATE" => "250 OK\r\n".to_owned(),
                             "CLOSECIRCUIT 7" => "250 OK\r\n".to_owned(),
                             l if l.starts_with("CLOSECIRCUIT ") => {

@@ -331,6 +331,67 @@ mod tests {
     }
 
     #[test]
+    fn hs_desc_service_side_actions() {
+        // The shapes tor's own tests (test_hs_control.c) expect.
+        let fp = "$ABCDEF0123456789ABCDEF0123456789ABCDEF01~relay2";
+        let blinded = "B3nR3Qm0rXv5C6dKZ3Ue1s9f1cdB+Ukwz1T5cBuCf3E";
+        let index = "4444444444444444444444444444444444444444444444444444444444444444";
+        let d = |line: String| match ev(&line) {
+            Event::HsDesc(d) => d,
+            other => panic!("{line}: {other:?}"),
+        };
+
+        let c = d(format!(
+            "650 HS_DESC CREATED {ADDR} UNKNOWN UNKNOWN {blinded}"
+        ));
+        assert_eq!(c.action, HsDescAction::Created);
+        assert_eq!(
+            (c.address.as_str(), c.auth_type.as_str()),
+            (ADDR, "UNKNOWN")
+        );
+        assert_eq!(c.hsdir, None);
+        assert_eq!(c.descriptor_id.as_deref(), Some(blinded));
+
+        let u = d(format!(
+            "650 HS_DESC UPLOAD {ADDR} UNKNOWN {fp} {blinded} HSDIR_INDEX={index}"
+        ));
+        assert_eq!(u.action, HsDescAction::Upload);
+        assert_eq!(u.hsdir.as_deref(), Some(fp));
+        assert_eq!(u.descriptor_id.as_deref(), Some(blinded));
+        assert_eq!(u.hsdir_index.as_deref(), Some(index));
+        assert!(u.other.is_empty(), "{u:?}");
+
+        let up = d(format!("650 HS_DESC UPLOADED {ADDR} UNKNOWN {fp}"));
+        assert_eq!(up.action, HsDescAction::Uploaded);
+        assert_eq!(up.hsdir.as_deref(), Some(fp));
+        assert_eq!((up.descriptor_id, up.reason), (None, None));
+
+        let f = d(format!(
+            "650 HS_DESC FAILED {ADDR} UNKNOWN {fp} {blinded} REASON=UPLOAD_REJECTED"
+        ));
+        assert_eq!(f.action, HsDescAction::Failed);
+        assert_eq!(f.reason.as_deref(), Some("UPLOAD_REJECTED"));
+
+        // control-spec's IGNORE: a fetched descriptor tor did not use.
+        let i = d(format!("650 HS_DESC IGNORE {ADDR} NO_AUTH {fp} {blinded}"));
+        assert_eq!(i.action, HsDescAction::Ignore);
+        assert_eq!(i.hsdir.as_deref(), Some(fp));
+    }
+
+    #[test]
+    fn status_client_with_tors_double_quotes() {
+        let e = ev(r#"650 STATUS_CLIENT WARN SOCKS_UNKNOWN_PROTOCOL DATA=""PROTOCOL"""#);
+        let Event::Status(s) = &e else {
+            panic!("{e:?}")
+        };
+        assert_eq!(
+            (s.kind, s.severity.as_str(), s.action.as_str()),
+            (StatusKind::Client, "WARN", "SOCKS_UNKNOWN_PROTOCOL")
+        );
+        assert_eq!(s.args["DATA"], "PROTOCOL");
+    }
+
+    #[test]
     fn hs_desc_content_data_block() {
         let e = ev(&format!(
             "650+HS_DESC_CONTENT {ADDR} blinded $FP~nick\r\nhs-descriptor 3\r\n..dot\r\nsignature x\r\n.\r\n650 OK\r\n"

@@ -397,6 +397,51 @@ mod tests {
     }
 
     #[test]
+    fn lines_at_the_limit_are_accepted() {
+        let mut p = ReplyParser::new(100, 1000);
+        let at = format!("250 {}", "a".repeat(96));
+        assert_eq!(
+            p.push(at.as_bytes()).unwrap().unwrap().lines[0].text.len(),
+            96
+        );
+        // The `\r` of the line end does not count.
+        assert!(p.push(format!("{at}\r").as_bytes()).unwrap().is_some());
+        let over = format!("{at}a");
+        assert_eq!(
+            p.push(over.as_bytes()),
+            Err(ProtocolError::LineTooLong { max: 100 })
+        );
+
+        // With the defaults, a 1 MiB value (e.g. a big GETINFO) fits.
+        let mut p = ReplyParser::default();
+        let big = format!("250 x={}", "v".repeat(1 << 20));
+        assert!(p.push(big.as_bytes()).unwrap().is_some());
+        let edge = format!("250 {}", "v".repeat(DEFAULT_MAX_LINE - 4));
+        assert!(p.push(edge.as_bytes()).unwrap().is_some());
+        assert!(p.push(format!("{edge}v").as_bytes()).is_err());
+    }
+
+    #[tokio::test]
+    async fn read_line_accepts_a_line_at_the_limit() {
+        let line = [b'a'; 100];
+        for end in [&b"\r\n"[..], b"\n"] {
+            let data = [&line[..], end, b"x\n"].concat();
+            let mut r = tokio::io::BufReader::with_capacity(16, &data[..]);
+            let mut buf = Vec::new();
+            assert!(read_line(&mut r, &mut buf, 100).await.unwrap());
+            assert_eq!(buf, line);
+            assert!(read_line(&mut r, &mut buf, 100).await.unwrap());
+            assert_eq!(buf, b"x");
+        }
+        let data = [&line[..], b"a\r\n"].concat();
+        let mut r = tokio::io::BufReader::with_capacity(16, &data[..]);
+        assert!(matches!(
+            read_line(&mut r, &mut Vec::new(), 100).await,
+            Err(LineError::Protocol(ProtocolError::LineTooLong { max: 100 }))
+        ));
+    }
+
+    #[test]
     fn truncated_reply_is_in_progress() {
         let mut p = ReplyParser::default();
         p.push(b"250-a").unwrap();

@@ -44,6 +44,11 @@ where
     (client, task)
 }
 
+/// The padded `PROTOCOLINFO 1` the client sends first.
+fn is_protocolinfo(line: &str) -> bool {
+    line == super::client::protocolinfo_line()
+}
+
 fn quick() -> ConnectOptions {
     ConnectOptions {
         timeout: Duration::from_secs(5),
@@ -59,7 +64,7 @@ where
     F: FnMut(&str) -> Option<String> + Send + 'static,
 {
     move |line| match line {
-        "PROTOCOLINFO 1" => Some(NULL_INFO.into()),
+        l if is_protocolinfo(l) => Some(NULL_INFO.into()),
         "AUTHENTICATE" => Some("250 OK\r\n".into()),
         other => rest(other),
     }
@@ -492,6 +497,49 @@ async fn not_a_control_port() {
     );
 }
 
+#[tokio::test]
+async fn an_http_server_that_waits_for_the_headers_is_caught_at_once() {
+    // Like tor's MetricsPort: silent until the blank line ending the
+    // headers, 400 once they exceed 1024 bytes.
+    let (client, mut server) = duplex(1 << 16);
+    tokio::spawn(async move {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 512];
+        while seen.len() <= 1024 && !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            match tokio::io::AsyncReadExt::read(&mut server, &mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = server.write_all(b"HTTP/1.0 400 Bad Request\r\n\r\n").await;
+    });
+    let opts = ConnectOptions {
+        timeout: LIMIT,
+        ..quick()
+    };
+    let e = timeout(
+        Duration::from_secs(2),
+        ControlClient::from_stream(client, "metrics", Auth::default(), opts),
+    )
+    .await
+    .expect("caught well before the connect timeout")
+    .unwrap_err();
+    let ControlError::NotControlPort { detail, .. } = &e else {
+        panic!("{e:?}")
+    };
+    assert!(detail.contains("HTTP/1.0 400 Bad Request"), "{detail}");
+}
+
+#[test]
+fn protocolinfo_padding_is_only_version_arguments() {
+    let line = super::client::protocolinfo_line();
+    assert!(line.len() > 1024, "{}", line.len());
+    assert!(line.len() < 1200, "{}", line.len());
+    let mut words = line.split(' ');
+    assert_eq!(words.next(), Some("PROTOCOLINFO"));
+    assert!(words.all(|w| w == "1"), "{line}");
+}
+
 fn cookie_info(path: &Path, methods: &str) -> String {
     format!(
         "250-PROTOCOLINFO 1\r\n250-AUTH METHODS={methods} COOKIEFILE={}\r\n250-VERSION Tor=\"0.4.9.11\"\r\n250 OK\r\n",
@@ -509,7 +557,7 @@ fn safecookie_tor(
     let server_nonce = [0x5a; 32];
     let mut client_nonce = Vec::new();
     move |line| {
-        if line == "PROTOCOLINFO 1" {
+        if is_protocolinfo(line) {
             return Some(cookie_info(&path, "COOKIE,SAFECOOKIE"));
         }
         if let Some(cn) = line.strip_prefix("AUTHCHALLENGE SAFECOOKIE ") {
@@ -582,12 +630,60 @@ async fn safecookie_end_to_end() {
         "{seen:?}"
     );
 
-    // Our cookie differs from tor's: tor says 515.
+    // Tor's cookie differs from ours: its server hash gives it away, so we
+    // stop before answering.
     let (stream, _task) = fake_tor(safecookie_tor(path.clone(), [0x43; 32], false));
     let e = ControlClient::from_stream(stream, "fake", Auth::default(), quick())
         .await
         .unwrap_err();
     assert!(matches!(e, ControlError::ServerHashMismatch { .. }), "{e}");
+}
+
+#[tokio::test]
+async fn auto_prefers_safecookie_then_cookie_then_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cookie");
+    let cookie = [0x42u8; 32];
+    std::fs::write(&path, cookie).unwrap();
+    let missing = dir.path().join("missing");
+    // Names `named` as its cookie file, accepts the cookie, SAFECOOKIE and
+    // the password "pw".
+    let tor = |named: &Path, methods: &'static str| {
+        let named = named.to_owned();
+        let mut safe = safecookie_tor(path.clone(), cookie, false);
+        move |line: &str| match line {
+            l if is_protocolinfo(l) => Some(cookie_info(&named, methods)),
+            r#"AUTHENTICATE "pw""# => Some("250 OK\r\n".into()),
+            l if l == format!("AUTHENTICATE {}", hex(&cookie)) => Some("250 OK\r\n".into()),
+            other => safe(other),
+        }
+    };
+    let all = "COOKIE,SAFECOOKIE,HASHEDPASSWORD";
+    for (named, methods, want) in [
+        (&path, all, AuthMethod::SafeCookie),
+        (&path, "HASHEDPASSWORD,COOKIE", AuthMethod::Cookie),
+        // An unreadable cookie falls back to the password.
+        (&missing, all, AuthMethod::HashedPassword),
+    ] {
+        let (stream, _task) = fake_tor(tor(named, methods));
+        let auth = Auth::Auto {
+            password: Some("pw".into()),
+        };
+        let (c, _events) = ControlClient::from_stream(stream, "fake", auth, quick())
+            .await
+            .unwrap_or_else(|e| panic!("{methods} {named:?}: {e}"));
+        assert_eq!(c.auth_method(), Some(&want), "{methods} {named:?}");
+    }
+
+    // Without a password, an unreadable cookie is the error to report.
+    let (stream, _task) = fake_tor(tor(&missing, all));
+    let e = ControlClient::from_stream(stream, "fake", Auth::default(), quick())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, ControlError::CookieUnreadable { ref path, .. } if *path == missing),
+        "{e}"
+    );
 }
 
 #[tokio::test]
@@ -598,7 +694,7 @@ async fn cookie_auth_and_cookie_errors() {
     let p = path.clone();
     let (stream, task) = fake_tor(move |line| {
         Some(match line {
-            "PROTOCOLINFO 1" => cookie_info(&p, "COOKIE"),
+            l if is_protocolinfo(l) => cookie_info(&p, "COOKIE"),
             l if l == format!("AUTHENTICATE {}", "ab".repeat(32)) => "250 OK\r\n".into(),
             _ => "515 Authentication failed\r\n".into(),
         })
@@ -641,7 +737,7 @@ async fn password_auth_and_wrong_password() {
     let info = "250-PROTOCOLINFO 1\r\n250-AUTH METHODS=HASHEDPASSWORD\r\n250 OK\r\n";
     let handler = move |line: &str| {
         Some(match line {
-            "PROTOCOLINFO 1" => info.into(),
+            l if is_protocolinfo(l) => info.into(),
             r#"AUTHENTICATE "pa\"ss\\word""# => "250 OK\r\n".into(),
             _ => "515 Authentication failed: Password did not match HashedControlPassword value from configuration\r\n".into(),
         })
@@ -704,7 +800,7 @@ async fn tcp_and_unix_transports() {
         let mut lines = BufReader::new(r).lines();
         while let Ok(Some(l)) = lines.next_line().await {
             let out = match l.as_str() {
-                "PROTOCOLINFO 1" => NULL_INFO,
+                l if is_protocolinfo(l) => NULL_INFO,
                 _ => "250 OK\r\n",
             };
             w.write_all(out.as_bytes()).await.unwrap();
