@@ -97,15 +97,16 @@ GW_PID=${pids[1]}
 NG_PIDS=$(cat "$work/nginx.pid"; pgrep -P "$(cat "$work/nginx.pid")")
 
 # load NAME TARGET [--proxy] -- SERVER_PIDS...: one load run, then the
-# servers' CPU per request (the echo upstream's is the same in every run).
+# servers' CPU time per answered request, warm-up included on both sides
+# (the echo upstream's share is the same in every run).
 load() {
   local name=$1 target=$2 proxy=$3; shift 4
-  local before out after reqs
+  local before out after answered
   before=$(ticks "$@")
   out=$($BENCH load --target "$target" $proxy --conns "$CONNS" --duration "$DURATION")
   after=$(ticks "$@")
-  reqs=$(sed -n 's/.* requests=\([0-9]*\) .*/\1/p' <<<"$out")
-  echo "$name $out server_cpu_per_request=$(( (after - before) * 1000000 / HZ / (reqs > 0 ? reqs : 1) ))us"
+  answered=$(sed -n 's/.* answered=\([0-9]*\).*/\1/p' <<<"$out")
+  echo "$name $out cpu_per_request=$(( (after - before) * 1000000 / HZ / (answered > 0 ? answered : 1) ))us" | tee -a "$work/runs"
 }
 
 echo "== load: $CONNS connections, ${DURATION} s each (after 2 s warm-up), $ROUNDS round(s)"
@@ -116,3 +117,27 @@ for round in $(seq "$ROUNDS"); do
   load gateway 127.0.0.1:$GW --proxy -- "$GW_PID"
   load nginx 127.0.0.1:$NG --proxy -- $NG_PIDS
 done
+
+# Medians over the rounds (rounds interleave the three, so a slow spell on
+# a shared machine hits all of them), and the issue's two comparisons.
+echo "== medians of $ROUNDS round(s), $CONNS connection(s)"
+awk '
+  function field(k,   i) { for (i = 2; i <= NF; i++) if (index($i, k "=") == 1) { v = substr($i, length(k) + 2); sub(/us$/, "", v); return v + 0 } }
+  function median(a, n,   i, j, t) {
+    for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j-1] > a[j]; j--) { t = a[j]; a[j] = a[j-1]; a[j-1] = t }
+    return n % 2 ? a[(n+1)/2] : (a[n/2] + a[n/2+1]) / 2
+  }
+  { n[$1]++; rps[$1, n[$1]] = field("rps"); p50[$1, n[$1]] = field("p50"); p99[$1, n[$1]] = field("p99"); cpu[$1, n[$1]] = field("cpu_per_request") }
+  END {
+    split("direct gateway nginx", names, " ")
+    for (k = 1; k <= 3; k++) {
+      t = names[k]
+      for (i = 1; i <= n[t]; i++) { a[i] = rps[t, i] }; m_rps[t] = median(a, n[t])
+      for (i = 1; i <= n[t]; i++) { a[i] = p50[t, i] }; m_p50[t] = median(a, n[t])
+      for (i = 1; i <= n[t]; i++) { a[i] = p99[t, i] }; m_p99[t] = median(a, n[t])
+      for (i = 1; i <= n[t]; i++) { a[i] = cpu[t, i] }; m_cpu[t] = median(a, n[t])
+      printf "%-8s rps=%d p50=%dus p99=%dus cpu_per_request=%dus\n", t, m_rps[t], m_p50[t], m_p99[t], m_cpu[t]
+    }
+    printf "gateway vs nginx requests/s: %+.1f%%\n", (m_rps["gateway"] / m_rps["nginx"] - 1) * 100
+    printf "p99 overhead vs direct: gateway %.2f ms, nginx %.2f ms\n", (m_p99["gateway"] - m_p99["direct"]) / 1000, (m_p99["nginx"] - m_p99["direct"]) / 1000
+  }' "$work/runs"

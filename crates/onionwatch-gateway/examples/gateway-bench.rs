@@ -13,7 +13,7 @@
 //! Each connection then sends `GET /` requests back to back until the
 //! deadline, timing each from the write to the end of the response. It
 //! prints requests/s and latency percentiles over the measured period
-//! (after `--warmup`).
+//! (after `--warmup`), and how many requests were answered in all.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -230,6 +230,8 @@ async fn check(o: &Opts) -> Result<(), String> {
 #[derive(Default)]
 struct Tally {
     latencies_us: Vec<u32>,
+    /// Every answered request, warm-up included (for CPU per request).
+    answered: u64,
     non_200: u64,
     errors: u64,
     reconnects: u64,
@@ -261,6 +263,7 @@ async fn load(o: &Opts) -> Result<(), String> {
                 let sent = Instant::now();
                 match c.request().await {
                     Ok((status, _)) => {
+                        t.answered += 1;
                         let done = Instant::now();
                         if sent >= measure_from && done <= end {
                             t.latencies_us
@@ -284,6 +287,7 @@ async fn load(o: &Opts) -> Result<(), String> {
     for task in tasks {
         let t = task.await.map_err(|e| e.to_string())?;
         all.latencies_us.extend(t.latencies_us);
+        all.answered += t.answered;
         all.non_200 += t.non_200;
         all.errors += t.errors;
         all.reconnects += t.reconnects;
@@ -296,7 +300,7 @@ async fn load(o: &Opts) -> Result<(), String> {
     let pct = |p: f64| l[((l.len() as f64 * p).ceil() as usize).clamp(1, l.len()) - 1];
     let rps = l.len() as f64 / o.duration;
     println!(
-        "target={target} proxy={} conns={} duration={}s requests={} rps={:.0} p50={}us p99={}us max={}us non200={} errors={} reconnects={}",
+        "target={target} proxy={} conns={} duration={}s requests={} rps={:.0} p50={}us p99={}us max={}us non200={} errors={} reconnects={} answered={}",
         o.proxy,
         o.conns,
         o.duration,
@@ -307,7 +311,8 @@ async fn load(o: &Opts) -> Result<(), String> {
         l[l.len() - 1],
         all.non_200,
         all.errors,
-        all.reconnects
+        all.reconnects,
+        all.answered
     );
     Ok(())
 }
