@@ -113,7 +113,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         // Whoever read our output stopped (`| head`): not worth a message.
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -121,17 +121,62 @@ fn main() -> ExitCode {
     }
 }
 
-fn write_stdout(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_fmt(args)?;
-    // Flushed now, so a closed pipe is seen here and not lost at exit.
-    stdout.flush()
+/// A write to standard output failed. Its own type, so `main` can tell our
+/// reader going away from a broken pipe anywhere else (a tor's stdin, a
+/// SOCKS or control connection), which is a real failure.
+#[derive(Debug)]
+struct StdoutError(std::io::Error);
+
+impl std::fmt::Display for StdoutError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("cannot write to standard output")
+    }
 }
 
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
+impl std::error::Error for StdoutError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+fn write_stdout(args: std::fmt::Arguments<'_>) -> Result<(), StdoutError> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_fmt(args).map_err(StdoutError)?;
+    // Flushed now, so a closed pipe is seen here and not lost at exit.
+    stdout.flush().map_err(StdoutError)
+}
+
+/// Whether `e` comes from our standard output's reader having gone away.
+fn stdout_closed(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<StdoutError>()
+            .is_some_and(|s| s.0.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+    use std::io::{Error, ErrorKind};
+
+    #[test]
+    fn only_a_closed_stdout_is_quiet() {
+        let closed = || StdoutError(Error::from(ErrorKind::BrokenPipe));
+        assert!(stdout_closed(&anyhow::Error::new(closed())));
+        assert!(stdout_closed(
+            &Err::<(), _>(closed())
+                .context("print the table")
+                .unwrap_err()
+        ));
+        // A broken pipe elsewhere, e.g. writing to tor-gencert's stdin.
+        let elsewhere = Err::<(), _>(Error::from(ErrorKind::BrokenPipe))
+            .context("write the passphrase to tor-gencert")
+            .unwrap_err();
+        assert!(!stdout_closed(&elsewhere));
+        // Standard output failing otherwise (a full disk) is reported.
+        let full = StdoutError(Error::from(ErrorKind::StorageFull));
+        assert!(!stdout_closed(&anyhow::Error::new(full)));
+    }
 }

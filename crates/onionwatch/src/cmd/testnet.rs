@@ -167,7 +167,7 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
     Ok(code)
 }
 
-fn print_text(info: &NetworkInfo) -> std::io::Result<()> {
+fn print_text(info: &NetworkInfo) -> Result<(), crate::StdoutError> {
     outln!("private Tor network ready (data in {})", info.dir.display())?;
     outln!("client SOCKS:    {}", info.client.socks)?;
     outln!(
