@@ -51,6 +51,7 @@ impl Drop for Entry {
 /// What one Onionspray tree gave at its last successful discovery.
 #[derive(Debug, Default)]
 struct Tree {
+    projects: usize,
     targets: Vec<Target>,
     logs: Vec<Source>,
 }
@@ -110,17 +111,8 @@ impl Watcher {
         for root in &self.settings.onionspray {
             trees.insert(root.clone(), self.discover_tree(root)?);
         }
-        if self.settings.targets.is_empty()
-            && self.settings.logs.is_empty()
-            && trees
-                .values()
-                .all(|t| t.targets.is_empty() && t.logs.is_empty())
-        {
-            let roots: Vec<String> = trees.keys().map(|r| r.display().to_string()).collect();
-            return Err(Error::Invalid(format!(
-                "nothing to watch: the Onionspray installation(s) {} have no projects (check the directory: projects/<name>/ must hold the generated tor.conf), and no target or log was given",
-                roots.join(", ")
-            )));
+        if let Some(e) = self.nothing_to_watch(&trees) {
+            return Err(e);
         }
         *lock(&self.shared.trees) = trees;
         self.apply();
@@ -153,7 +145,57 @@ impl Watcher {
             Vec::new()
         };
         tracing::debug!(root = %root.display(), projects = inst.projects.len(), targets = targets.len(), "discovered the Onionspray tree");
-        Ok(Tree { targets, logs })
+        Ok(Tree {
+            projects: inst.projects.len(),
+            targets,
+            logs,
+        })
+    }
+
+    /// The error to stop on when neither the settings nor `trees` give a
+    /// target or a log: what was found, and what to change.
+    fn nothing_to_watch(&self, trees: &BTreeMap<PathBuf, Tree>) -> Option<Error> {
+        let s = &self.settings;
+        let empty = s.targets.is_empty()
+            && s.logs.is_empty()
+            && trees
+                .values()
+                .all(|t| t.targets.is_empty() && t.logs.is_empty());
+        if !empty {
+            return None;
+        }
+        if trees.is_empty() {
+            return Some(Error::Invalid(
+                "nothing to watch: give an Onionspray directory (--onionspray DIR), a target (--metrics-port, --control-port, --nginx-status) or a log (--access-log, --tor-log), on the command line or in the configuration file".into(),
+            ));
+        }
+        let found: Vec<String> = trees
+            .iter()
+            .map(|(root, t)| match t.projects {
+                0 => format!(
+                    "{} has no projects (each needs projects/<name>/ with its generated tor.conf)",
+                    root.display()
+                ),
+                n => format!(
+                    "{} has {n} project(s) but no MetricsPort, ControlPort or nginx stub_status in them",
+                    root.display()
+                ),
+            })
+            .collect();
+        let mut msg = format!(
+            "nothing to watch: no target or log was given, and {}",
+            found.join("; ")
+        );
+        if !s.follow_onionspray_logs {
+            msg.push_str(", and follow_onionspray_logs is false");
+        }
+        if trees.values().any(|t| t.projects > 0) {
+            msg.push_str(": give the projects' tors a MetricsPort or ControlPort (`onionwatch audit --suggest-ports DIR` proposes ports)");
+            if !s.follow_onionspray_logs {
+                msg.push_str(" or set follow_onionspray_logs: true to follow their logs");
+            }
+        }
+        Some(Error::Invalid(msg))
     }
 
     /// Run the configured targets plus those of every tree, and follow

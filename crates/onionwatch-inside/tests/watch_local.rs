@@ -166,7 +166,7 @@ fn projects(w: &Watcher) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn start_up_fails_on_a_missing_or_empty_tree() {
+async fn start_up_fails_on_a_missing_tree_or_nothing_to_watch() {
     let settings = |root: &std::path::Path| {
         let flags = Flags {
             onionspray: vec![root.to_owned()],
@@ -184,7 +184,34 @@ async fn start_up_fails_on_a_missing_or_empty_tree() {
     let empty = tree(&[]);
     std::fs::create_dir(empty.path().join("projects")).unwrap();
     let err = Watcher::new(settings(empty.path())).start().unwrap_err();
-    assert!(err.to_string().contains("nothing to watch"), "{err}");
+    let want = format!("nothing to watch: no target or log was given, and {} has no projects (each needs projects/<name>/ with its generated tor.conf)", empty.path().display());
+    assert_eq!(err.to_string(), want);
+
+    // Projects whose tors have no port to scrape, with log following off.
+    let portless = tree(&[]);
+    let p = portless.path().join("projects/news");
+    std::fs::create_dir_all(&p).unwrap();
+    std::fs::write(p.join("tor.conf"), "SocksPort 0\n").unwrap();
+    let mut s = settings(portless.path());
+    s.follow_onionspray_logs = false;
+    let err = Watcher::new(s).start().unwrap_err().to_string();
+    assert!(
+        err.contains("has 1 project(s) but no MetricsPort, ControlPort or nginx stub_status")
+            && err.contains("set follow_onionspray_logs: true")
+            && !err.contains("no projects"),
+        "{err}"
+    );
+    // With log following on, the project's logs are something to watch.
+    Watcher::new(settings(portless.path())).start().unwrap();
+
+    let err = Watcher::new(Settings::build(None, &Flags::default()).unwrap())
+        .start()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("give an Onionspray directory (--onionspray DIR)"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

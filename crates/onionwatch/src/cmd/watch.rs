@@ -128,11 +128,6 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
         log_state: args.log_state,
     };
     let settings = Settings::build(config, &flags)?;
-    if settings.targets.is_empty() && settings.onionspray.is_empty() && settings.logs.is_empty() {
-        anyhow::bail!(
-            "nothing to watch: give --onionspray DIR, --metrics-port, --control-port, --nginx-status, --access-log, --tor-log or --config FILE"
-        );
-    }
     let log_state = match &settings.log_state {
         Some(path) => TailState::load(path)?,
         None => TailState::default(),
