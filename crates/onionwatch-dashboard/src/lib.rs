@@ -115,7 +115,7 @@ pub struct ProjectRow {
     pub unique_circuits_5m: Option<f64>,
     /// Request-rate history `[unix seconds, requests/s]`.
     pub requests_history: Vec<(i64, f64)>,
-    /// Recent tor warnings and errors.
+    /// Recent tor and onionbalance warnings and errors.
     pub recent_warnings: Vec<String>,
 }
 

@@ -205,7 +205,7 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         args.state_dir.as_deref(),
     )?;
     let sampler = dashboard.spawn();
-    let warnings = tokio::spawn(super::logs::feed_tor_warnings(
+    let warnings = tokio::spawn(super::logs::feed_recent_warnings(
         follower.clone(),
         dashboard.clone(),
         Duration::from_secs(args.interval),

@@ -1,6 +1,7 @@
 //! `onionwatch logs`: analyse nginx access logs once (`--once`), or follow
 //! them (and tor and onionbalance logs) and serve their metrics.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use onionwatch_logs::analytics::{Analytics, AnalyticsConfig};
 use onionwatch_logs::follow::{FollowConfig, Follower, LogKind, Source};
 use onionwatch_logs::lines::{Line, LineReader, DEFAULT_MAX_LINE};
 use onionwatch_logs::policy::{Action, PolicyConfig};
+use onionwatch_logs::severity::RecentLine;
 use onionwatch_logs::summary::FileSummary;
 use onionwatch_logs::tail::{TailConfig, TailState};
 use onionwatch_server::Registry;
@@ -195,29 +197,44 @@ pub(crate) fn api(follower: &Follower) -> axum::Router {
         )
 }
 
-/// Show each project's last tor warnings, as the follower keeps them, on
-/// the dashboard (the logs are already being read: no second read).
-pub(crate) async fn feed_tor_warnings(
+/// Show each project's last tor and onionbalance warnings, as the follower
+/// keeps them, on the dashboard (the logs are already being read: no
+/// second read).
+pub(crate) async fn feed_recent_warnings(
     follower: Follower,
     dashboard: Arc<onionwatch_dashboard::Dashboard>,
     every: Duration,
 ) {
-    const SHOWN: usize = 5;
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        for (project, logs) in follower.recent_warnings() {
-            // Only onionbalance's logs (installation-wide, no project): no row.
-            let Some(l) = logs.get(LogKind::Tor.as_str()) else {
-                continue;
-            };
-            let lines = l[l.len().saturating_sub(SHOWN)..]
-                .iter()
-                .map(|r| r.text.clone())
-                .collect();
+        for (project, lines) in dashboard_warnings(follower.recent_warnings()) {
             dashboard.set_recent_warnings(&project, lines);
         }
     }
+}
+
+/// Each project's last warning lines for its dashboard row: tor's last,
+/// onionbalance's filling in when tor has fewer.
+fn dashboard_warnings(
+    recent: BTreeMap<String, BTreeMap<&'static str, Vec<RecentLine>>>,
+) -> Vec<(String, Vec<String>)> {
+    const SHOWN: usize = 5;
+    recent
+        .into_iter()
+        // An installation-wide Onionbalance log has no project: no row.
+        .filter(|(project, _)| !project.is_empty())
+        .map(|(project, logs)| {
+            let lines: Vec<String> = [LogKind::Onionbalance, LogKind::Tor]
+                .iter()
+                .filter_map(|k| logs.get(k.as_str()))
+                .flatten()
+                .map(|r| r.text.clone())
+                .collect();
+            let shown = lines[lines.len().saturating_sub(SHOWN)..].to_vec();
+            (project, shown)
+        })
+        .collect()
 }
 
 /// Read and check an abusive-circuit policy file.
@@ -477,4 +494,43 @@ fn analyse(
         );
     }
     Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onionwatch_logs::severity::Severity;
+
+    fn lines(kind: LogKind, texts: &[&str]) -> BTreeMap<&'static str, Vec<RecentLine>> {
+        let lines = texts
+            .iter()
+            .map(|t| RecentLine {
+                severity: Severity::Warn,
+                text: (*t).to_owned(),
+            })
+            .collect();
+        BTreeMap::from([(kind.as_str(), lines)])
+    }
+
+    #[test]
+    fn dashboard_rows_skip_only_the_installation_wide_log() {
+        let mut both = lines(LogKind::Onionbalance, &["ob1", "ob2"]);
+        both.extend(lines(LogKind::Tor, &["t1", "t2", "t3", "t4"]));
+        let recent = BTreeMap::from([
+            (
+                String::new(),
+                lines(LogKind::Onionbalance, &["whole install"]),
+            ),
+            ("news".to_owned(), lines(LogKind::Onionbalance, &["ob"])),
+            ("shop".to_owned(), both),
+        ]);
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            dashboard_warnings(recent),
+            [
+                ("news".to_owned(), s(&["ob"])),
+                ("shop".to_owned(), s(&["ob2", "t1", "t2", "t3", "t4"])),
+            ]
+        );
+    }
 }
