@@ -4,8 +4,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -96,18 +96,6 @@ fn signal(child: &Child, sig: i32) {
     unsafe { libc::kill(child.id() as i32, sig) };
 }
 
-/// Wait (bounded) for the command to exit; its exit code.
-fn exit_code(child: &mut Child) -> Option<i32> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status.code();
-        }
-        assert!(Instant::now() < deadline, "onionwatch did not exit");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn testnet_up_prints_one_json_line_and_sigint_leaves_no_tor() {
     let dir = tempfile::tempdir().unwrap();
@@ -158,30 +146,17 @@ fn testnet_up_prints_one_json_line_and_sigint_leaves_no_tor() {
     assert_eq!(tors_in(dir.path()).len(), 7);
 
     signal(&child.0, libc::SIGINT);
-    assert_eq!(exit_code(&mut child.0), Some(0), "exit code after SIGINT");
+    assert_eq!(
+        common::wait_exit(&mut child.0).code(),
+        Some(0),
+        "exit code after SIGINT"
+    );
     assert_eq!(
         rest(&rx),
         Vec::<String>::new(),
         "stdout after the JSON line"
     );
     assert_no_tor_in(dir.path());
-}
-
-/// A backend of the test's own: answers every connection with one page.
-fn external_backend() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for mut conn in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
-                let _ = conn.read(&mut [0; 4096]);
-                let _ = conn
-                    .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 17\r\n\r\nexternal backend\n");
-            });
-        }
-    });
-    addr
 }
 
 /// The text after `label` on the first line of `lines` starting with it,
@@ -196,7 +171,7 @@ fn field<'a>(lines: &'a [String], label: &str) -> Vec<&'a str> {
 
 #[tokio::test]
 async fn testnet_up_prints_text_and_its_service_flags_reach_tor() {
-    let backend = external_backend();
+    let backend = common::serve("external backend\n");
     let dir = tempfile::tempdir().unwrap();
     let mut child = onionwatch_up(
         dir.path(),
@@ -289,7 +264,11 @@ async fn testnet_up_prints_text_and_its_service_flags_reach_tor() {
     }
 
     signal(&child.0, libc::SIGTERM);
-    assert_eq!(exit_code(&mut child.0), Some(0), "exit code after SIGTERM");
+    assert_eq!(
+        common::wait_exit(&mut child.0).code(),
+        Some(0),
+        "exit code after SIGTERM"
+    );
     assert_eq!(rest(&rx), Vec::<String>::new(), "stdout after the text");
     assert_no_tor_in(dir.path());
 }
@@ -307,7 +286,11 @@ fn a_signal_during_start_up_leaves_no_tor() {
             std::thread::sleep(Duration::from_millis(20));
         }
         signal(&child.0, sig);
-        assert_eq!(exit_code(&mut child.0), Some(code), "signal {sig}");
+        assert_eq!(
+            common::wait_exit(&mut child.0).code(),
+            Some(code),
+            "signal {sig}"
+        );
         assert_eq!(rest(&rx), Vec::<String>::new(), "nothing printed");
         assert_no_tor_in(dir.path());
     }
