@@ -74,21 +74,12 @@ async fn a_slow_or_dead_target_does_not_block_the_others() {
     let registry = Arc::new(Registry::default());
     registry.register(watcher.collector());
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let text = loop {
-        let text = render(&registry.gather(), Format::Prometheus);
-        if ["good", "slow", "dead"]
+    let text = render_until(&registry, "every target scraped", |t| {
+        ["good", "slow", "dead"]
             .iter()
-            .all(|p| text.contains(&format!("collector=\"tor_metrics\",project=\"{p}\"")))
-        {
-            break text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "targets not scraped in time:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+            .all(|p| t.contains(&format!("collector=\"tor_metrics\",project=\"{p}\"")))
+    })
+    .await;
     // Every target has its scrape duration; the slow one took the timeout.
     for (p, at_least) in [("good", 0.0), ("slow", 0.4), ("dead", 0.0)] {
         let line = format!("onionwatch_scrape_duration_seconds{{collector=\"tor_metrics\",project=\"{p}\",tor_instance=\"tor\"}} ");

@@ -53,28 +53,15 @@ fn flags_add_targets_and_override_listen_and_interval() {
 
     // With the YAML's interval news would be scraped once an hour: two
     // scrapes mean --interval won.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let targets = loop {
-        let body = common::get(listen, "/api/v1/targets");
-        let json: serde_json::Value = body
-            .split_once("\r\n\r\n")
-            .and_then(|(_, b)| serde_json::from_str(b).ok())
-            .unwrap_or_default();
-        let targets = json["targets"].as_array().cloned().unwrap_or_default();
+    let json = common::json_until(listen, "/api/v1/targets", |json| {
+        let targets = json["targets"].as_array();
         let news_scrapes = targets
-            .iter()
-            .find(|t| t["project"] == "news")
+            .and_then(|ts| ts.iter().find(|t| t["project"] == "news"))
             .and_then(|t| t["scrapes"].as_u64())
             .unwrap_or(0);
-        if targets.len() == 3 && news_scrapes >= 2 {
-            break targets;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "targets not scraped twice: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+        targets.is_some_and(|ts| ts.len() == 3) && news_scrapes >= 2
+    });
+    let targets = json["targets"].as_array().unwrap();
     let mut summary: Vec<(String, String, String)> = targets
         .iter()
         .map(|t| {

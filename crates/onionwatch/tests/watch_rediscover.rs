@@ -60,30 +60,16 @@ fn sighup_picks_up_new_and_removed_projects() {
     );
 
     // news's tor warning is on its dashboard row.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let body = common::get(addr, "/api/v1/dashboard");
-        let json: serde_json::Value = body
-            .split_once("\r\n\r\n")
-            .and_then(|(_, b)| serde_json::from_str(b).ok())
-            .unwrap_or_default();
-        let shown = json["projects"].as_array().is_some_and(|rows| {
+    common::json_until(addr, "/api/v1/dashboard", |json| {
+        json["projects"].as_array().is_some_and(|rows| {
             rows.iter().any(|r| {
                 r["project"] == "news"
                     && r["recent_warnings"]
                         .as_array()
                         .is_some_and(|w| w.iter().any(|l| l == warning))
             })
-        });
-        if shown {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "news's warning is not on the dashboard: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        })
+    });
 
     // A new project (a copy of news), and blog removed.
     let projects = tree.path().join("projects");

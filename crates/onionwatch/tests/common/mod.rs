@@ -66,6 +66,30 @@ pub fn get_until(addr: SocketAddr, path: &str, needles: &[&str]) -> String {
     }
 }
 
+/// `GET path` until its JSON body satisfies `done` (30 s at most); that body.
+#[allow(dead_code)]
+pub fn json_until(
+    addr: SocketAddr,
+    path: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let answer = get(addr, path);
+        let json = answer
+            .split_once("\r\n\r\n")
+            .and_then(|(_, b)| serde_json::from_str(b).ok());
+        if let Some(json) = json.filter(&done) {
+            return json;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting on {path}:\n{answer}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The value of the first sample line starting with `prefix`.
 #[allow(dead_code)]
 pub fn value(metrics: &str, prefix: &str) -> Option<f64> {
