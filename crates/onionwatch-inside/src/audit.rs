@@ -566,6 +566,8 @@ pub struct PortSuggestion {
     /// The project.
     pub project: String,
     /// `127.0.0.1:PORT`, the first tor's port (for `set tor_metrics_port`).
+    /// Like `kept`, derivable from `tor_instances`; both stay so that the
+    /// JSON of `audit --suggest-ports` keeps its fields.
     pub tor_metrics_port: String,
     /// The policy to pair it with.
     pub tor_metrics_port_policy: String,
@@ -582,8 +584,6 @@ pub struct PortSuggestion {
 /// project configuration (`set tor_metrics_port`) names.
 pub fn suggest_ports(root: &Path, base: u16) -> Result<Vec<PortSuggestion>, Error> {
     let inst = onionspray::discover(root)?;
-    // Ports any tor listens on or any configuration names.
-    let mut used: BTreeSet<u16> = BTreeSet::new();
     // Port → the projects that listen on or claim it; how many listeners.
     let mut claims: BTreeMap<u16, BTreeSet<&str>> = BTreeMap::new();
     let mut listeners: BTreeMap<u16, usize> = BTreeMap::new();
@@ -598,7 +598,6 @@ pub fn suggest_ports(root: &Path, base: u16) -> Result<Vec<PortSuggestion>, Erro
             ] {
                 for e in t.torrc.all(key) {
                     if let Some(port) = Listen::parse(&e.value).and_then(|l| l.port()) {
-                        used.insert(port);
                         *listeners.entry(port).or_default() += 1;
                         claims.entry(port).or_default().insert(&p.name);
                     }
@@ -613,10 +612,11 @@ pub fn suggest_ports(root: &Path, base: u16) -> Result<Vec<PortSuggestion>, Erro
     };
     for c in &inst.configs {
         if let Some(port) = config_port(c).and_then(|l| l.port()) {
-            used.insert(port);
             claims.entry(port).or_default().insert(&c.name);
         }
     }
+    // Not to hand out: what is claimed, then what is handed out.
+    let mut used: BTreeSet<u16> = claims.keys().copied().collect();
     // Safe to keep for `project`: loopback, one listener at most, nobody else's.
     let keepable = |l: Option<Listen>, project: &str| {
         l.filter(|l| matches!(l, Listen::Tcp(a) if a.ip().is_loopback()))
