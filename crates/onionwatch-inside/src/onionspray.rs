@@ -188,11 +188,8 @@ pub fn is_installation(dir: &Path) -> bool {
 /// Read an installation's layout and every generated tor configuration.
 /// A project whose `tor.conf` cannot be read is an error naming the file.
 pub fn discover(root: &Path) -> Result<Installation, Error> {
-    // A missing or unreadable directory says so, not "no projects/".
-    std::fs::read_dir(root).map_err(|source| Error::Read {
-        path: root.to_owned(),
-        source,
-    })?;
+    // Read first: a missing or unreadable directory says so, not "no projects/".
+    let root_confs = files_ending(root, ".conf")?;
     let projects_dir = ["projects", "projects.d"]
         .iter()
         .map(|d| root.join(d))
@@ -251,7 +248,7 @@ pub fn discover(root: &Path) -> Result<Installation, Error> {
         });
     }
     let mut configs = Vec::new();
-    for file in files_ending(root, ".conf")? {
+    for file in root_confs {
         let text = crate::torrc::read_bounded(&file)?;
         if looks_like_config(&text) {
             configs.extend(parse_config(&text, &file));
