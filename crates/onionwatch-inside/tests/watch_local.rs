@@ -55,10 +55,11 @@ async fn silent_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
 async fn a_slow_or_dead_target_does_not_block_the_others() {
     let good = tor_like_server().await;
     let (slow, _slow_task) = silent_server().await;
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap() // closed when `l` drops: connection refused
-    };
+    // Bound but not listening: refuses connections, and holds the port so
+    // that no other process can listen there.
+    let dead_socket = tokio::net::TcpSocket::new_v4().unwrap();
+    dead_socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dead = dead_socket.local_addr().unwrap();
     let flags = Flags {
         metrics_ports: vec![
             format!("good={good}"),

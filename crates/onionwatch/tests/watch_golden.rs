@@ -89,7 +89,7 @@ fn whole_metrics_output_matches_the_stored_file() {
                 "--nginx-status",
                 &format!("news=http://{nginx}/stub_status"),
             ])
-            .args(["--metrics-port", &format!("shop/hs-1={dead}")])
+            .args(["--metrics-port", &format!("shop/hs-1={}", dead.addr)])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

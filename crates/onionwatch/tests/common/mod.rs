@@ -145,10 +145,23 @@ pub fn serve(body: &'static str) -> SocketAddr {
     addr
 }
 
-/// A loopback port nothing listens on (connections are refused).
+/// A loopback address whose connections are refused while this lives.
 #[allow(dead_code)]
-pub fn dead_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
+pub struct DeadAddr {
+    pub addr: SocketAddr,
+    /// Bound but not listening (and without SO_REUSEADDR): it holds the
+    /// port, so no other process can listen there, and refuses connections.
+    _socket: tokio::net::TcpSocket,
+}
+
+#[allow(dead_code)]
+pub fn dead_addr() -> DeadAddr {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    DeadAddr {
+        addr: socket.local_addr().unwrap(),
+        _socket: socket,
+    }
 }
 
 /// Wait for `child` to exit (30 s at most, then kill it and fail).
