@@ -363,22 +363,28 @@ async fn circ_and_status_client_events_arrive_from_real_tor() {
     drop(stream);
 
     // tor reports a SocksPort client that does not speak SOCKS, with the
-    // first 8 bytes it sent.
+    // first 8 bytes it sent. Other tests send junk to the same SocksPort in
+    // parallel, so only the event carrying our bytes is ours.
     let mut junk = tokio::net::TcpStream::connect(net().client.socks)
         .await
         .unwrap();
     junk.write_all(b"onionwatch\r\n").await.unwrap();
-    let status = wait_for(&mut events, "STATUS_CLIENT event", |e| match e {
-        Event::Status(s) if s.action == "SOCKS_UNKNOWN_PROTOCOL" => Some(s),
-        _ => None,
-    })
+    let status = wait_for(
+        &mut events,
+        "STATUS_CLIENT event with DATA=onionwat",
+        |e| match e {
+            Event::Status(s)
+                if s.action == "SOCKS_UNKNOWN_PROTOCOL"
+                    && s.args.get("DATA").map(String::as_str) == Some("onionwat") =>
+            {
+                Some(s)
+            }
+            _ => None,
+        },
+    )
     .await;
     assert_eq!(status.kind, StatusKind::Client);
     assert_eq!(status.severity, "WARN");
-    assert_eq!(
-        status.args.get("DATA").map(String::as_str),
-        Some("onionwat")
-    );
 }
 
 #[tokio::test]
