@@ -157,7 +157,7 @@ impl TestNetwork {
         let tor = &config.tor;
 
         // If anything below fails, `nodes` drops and kills what started.
-        let (authorities, mut nodes) = start_authorities(config, &root).await?;
+        let (authorities, mut nodes) = start_authorities(config, &root, deadline).await?;
         let mut relays = Vec::new();
         for i in 0..config.relays {
             let nick = format!("relay{i}");
@@ -173,7 +173,7 @@ impl TestNetwork {
             });
         }
         nodes.extend(
-            start_tier(config, &relays)
+            start_tier(config, &relays, deadline)
                 .await?
                 .into_iter()
                 .map(|(n, _)| n),
@@ -286,7 +286,7 @@ impl TestNetwork {
                     + &torrc::control(&loopback(p[1]).to_string())
             }),
         });
-        let mut started = start_tier(config, &tier).await?;
+        let mut started = start_tier(config, &tier, deadline).await?;
         let (client, ports) = started.pop().expect("the client is started last");
         let (socks, control) = (loopback(ports[0]), loopback(ports[1]));
         for ((node, ports), tor_cfg) in started.into_iter().zip(&config.service_tors) {
@@ -534,6 +534,7 @@ type Torrc<'a> = Box<dyn Fn(&[u16]) -> String + 'a>;
 async fn start_tier(
     config: &NetworkConfig,
     specs: &[NodeSpec<'_>],
+    deadline: Instant,
 ) -> Result<Vec<(TorNode, Vec<u16>)>> {
     let spawn = |s: &NodeSpec| -> Result<(TorNode, Vec<u16>)> {
         let ports = pick_ports(config, &s.nick, s.ports)?;
@@ -547,7 +548,7 @@ async fn start_tier(
             if retry {
                 *slot = spawn(spec)?;
             }
-            slot.0.wait_started().await
+            slot.0.wait_started(deadline).await
         })
         .await?;
     }
@@ -573,6 +574,7 @@ async fn retry_on_clash<T>(what: &str, mut start: impl AsyncFnMut(bool) -> Resul
 async fn start_authorities(
     config: &NetworkConfig,
     root: &Path,
+    deadline: Instant,
 ) -> Result<(Vec<DirAuthorityLine>, Vec<TorNode>)> {
     let gencert = tor_gencert(&config.tor);
     let dirs: Vec<PathBuf> = (0..3).map(|i| root.join(format!("auth{i}"))).collect();
@@ -614,7 +616,7 @@ async fn start_authorities(
             )?);
         }
         for node in &mut started {
-            node.wait_started().await?;
+            node.wait_started(deadline).await?;
         }
         Ok((authorities, started))
     })
