@@ -2,11 +2,12 @@
 //! twice like tor declares its per-service families, relabelled as the
 //! inside monitor relabels a scraped page, and rendered.
 
+mod common;
+
 use onionwatch_metrics::parse::{parse, Limits};
 use onionwatch_metrics::{render, Format, MetricType};
 
 const PAGE: &str = include_str!("data/summary-page.txt");
-const GOLDEN: &str = include_str!("data/summary-page.rendered.txt");
 
 #[test]
 fn summaries_parse_relabel_and_render() {
@@ -29,20 +30,7 @@ fn summaries_parse_relabel_and_render() {
         f.add_label("tor_instance", "tor");
     }
     let text = render(&families, Format::Prometheus);
-    if std::env::var_os("ONIONWATCH_BLESS").is_some() {
-        std::fs::write(
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/data/summary-page.rendered.txt"
-            ),
-            &text,
-        )
-        .unwrap();
-    }
-    assert_eq!(
-        text, GOLDEN,
-        "rendering changed; rerun with ONIONWATCH_BLESS=1 and review the diff"
-    );
+    common::assert_golden("summary-page.rendered.txt", &text);
     // Parsed again, the structure is the same.
     let again = parse(&text, &Limits::default()).unwrap();
     assert_eq!(render(&again, Format::Prometheus), text);
