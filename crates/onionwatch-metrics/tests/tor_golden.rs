@@ -2,13 +2,14 @@
 //! services (captured from `onionwatch testnet up --onions 2
 //! --onions-per-tor 2` with curl), parsed and rendered again.
 
+mod common;
+
 use std::collections::BTreeSet;
 
 use onionwatch_metrics::parse::{parse, Limits};
 use onionwatch_metrics::{render, Format, MetricType};
 
 const SAMPLE: &str = include_str!("data/tor-0.4.9-metricsport-2onions.txt");
-const GOLDEN: &str = include_str!("data/tor-0.4.9-metricsport-2onions.rendered.txt");
 
 fn sample_lines(text: &str) -> BTreeSet<&str> {
     text.lines()
@@ -52,20 +53,7 @@ fn real_tor_output_parses_merges_and_renders_back() {
     assert_eq!(sample_lines(&text), sample_lines(SAMPLE));
     // One HELP and one TYPE per family.
     assert_eq!(text.matches("# TYPE ").count(), families.len());
-    if std::env::var_os("ONIONWATCH_BLESS").is_some() {
-        std::fs::write(
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/tests/data/tor-0.4.9-metricsport-2onions.rendered.txt"
-            ),
-            &text,
-        )
-        .unwrap();
-    }
-    assert_eq!(
-        text, GOLDEN,
-        "rendering changed; rerun with ONIONWATCH_BLESS=1 and review the diff"
-    );
+    common::assert_golden("tor-0.4.9-metricsport-2onions.rendered.txt", &text);
 
     // Our output parses to the same families.
     assert_eq!(parse(&text, &Limits::default()).unwrap(), families);

@@ -169,16 +169,21 @@ pub async fn attempt(req: &Request<'_>) -> Attempt {
 }
 
 async fn run(req: &Request<'_>, start: Instant, out: &mut Attempt) -> Result<(), ConnError> {
-    let tcp = match timeout(
+    let tcp = match socks::connect_timeout(
+        req.socks,
+        req.host,
+        req.port,
+        Some(&req.isolation),
         req.connect_timeout,
-        socks::connect(req.socks, req.host, req.port, Some(&req.isolation)),
     )
     .await
     {
-        Err(_) => return Err(ConnError::ConnectTimeout(req.connect_timeout)),
-        Ok(Err(SocksError::Reply { reply, .. })) => return Err(ConnError::Socks(reply)),
-        Ok(Err(e)) => return Err(ConnError::Proxy(e.to_string())),
-        Ok(Ok(s)) => s,
+        Err(SocksError::Timeout { .. }) => {
+            return Err(ConnError::ConnectTimeout(req.connect_timeout))
+        }
+        Err(SocksError::Reply { reply, .. }) => return Err(ConnError::Socks(reply)),
+        Err(e) => return Err(ConnError::Proxy(e.to_string())),
+        Ok(s) => s,
     };
     let _ = tcp.set_nodelay(true);
     let stream: Box<dyn Io> = if req.tls {
@@ -589,6 +594,29 @@ mod tests {
     fn dates_like_python() {
         assert_eq!(python_date(0), "Jan 01 00:00:00 1970 UTC");
         assert_eq!(python_date(1_798_160_756), "Dec 25 01:05:56 2026 UTC");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connect_timeout_longer_than_the_socks_default_is_kept() {
+        // Never accepted: the handshake waits until a timeout ends it.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let limit = socks::DEFAULT_TIMEOUT * 2;
+        let req = Request {
+            socks: silent.local_addr().unwrap(),
+            host: "x.onion",
+            port: 80,
+            path: None,
+            tls: false,
+            tls_verify: false,
+            roots: Arc::new(rustls::RootCertStore::empty()),
+            isolation: Isolation::new("t"),
+            connect_timeout: limit,
+            tls_timeout: limit,
+            read_timeout: limit,
+            max_body: 0,
+        };
+        let a = attempt(&req).await;
+        assert_eq!(a.error, Some(ConnError::ConnectTimeout(limit)), "{a:?}");
     }
 
     #[test]

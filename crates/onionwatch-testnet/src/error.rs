@@ -92,7 +92,7 @@ impl Error {
         match self {
             Error::NodeDied {
                 node, log, tail, ..
-            } if tail.contains("Address already in use") => Error::PortClash { node, log, tail },
+            } if self.is_port_clash() => Error::PortClash { node, log, tail },
             other => other,
         }
     }

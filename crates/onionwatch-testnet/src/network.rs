@@ -157,18 +157,27 @@ impl TestNetwork {
         let tor = &config.tor;
 
         // If anything below fails, `nodes` drops and kills what started.
-        let (authorities, mut nodes) = start_authorities(config, &root).await?;
+        let (authorities, mut nodes) = start_authorities(config, &root, deadline).await?;
+        let mut relays = Vec::new();
         for i in 0..config.relays {
             let nick = format!("relay{i}");
             let dir = root.join(&nick);
             private_dir(&dir)?;
             let common = torrc::common(&nick, &dir, &authorities);
-            let (node, _) = start_node(config, &nick, Role::Relay, &dir, 2, |p| {
-                common.clone() + &torrc::relay(p[0], p[1], false)
-            })
-            .await?;
-            nodes.push(node);
+            relays.push(NodeSpec {
+                nick,
+                role: Role::Relay,
+                dir,
+                ports: 2,
+                torrc: Box::new(move |p| common.clone() + &torrc::relay(p[0], p[1], false)),
+            });
         }
+        nodes.extend(
+            start_tier(config, &relays, deadline)
+                .await?
+                .into_iter()
+                .map(|(n, _)| n),
+        );
         // Onion-service tors start only once the consensus lists every relay
         // as Running and Stable: started earlier, with the 3 authorities
         // alone, they cannot build 4-hop intro circuits, and tor then stops
@@ -183,6 +192,8 @@ impl TestNetwork {
         )
         .await?;
 
+        // The onion-service tors and the client, all at once.
+        let mut tier = Vec::new();
         let mut backends = Vec::new();
         let mut onions = Vec::new();
         for (t, tor_cfg) in config.service_tors.iter().enumerate() {
@@ -190,7 +201,6 @@ impl TestNetwork {
             let dir = root.join(&nick);
             private_dir(&dir)?;
             let mut services = String::new();
-            let first = onions.len();
             for (s, svc) in tor_cfg.services.iter().enumerate() {
                 let (backend, access_log) = match &svc.backend {
                     BackendKind::BuiltIn => {
@@ -238,24 +248,23 @@ impl TestNetwork {
             let common = torrc::common(&nick, &dir, &authorities);
             let ports = usize::from(tor_cfg.control == ControlKind::Tcp)
                 + usize::from(tor_cfg.metrics_port);
-            let (node, ports) = start_node(config, &nick, Role::OnionService, &dir, ports, |p| {
-                let (control, metrics) = service_tor_endpoints(tor_cfg, &dir, p);
-                let mut text = common.clone() + "SocksPort 0\n" + &torrc::control(&control);
-                if let Some(m) = metrics {
-                    text.push_str(&format!(
-                        "MetricsPort {m}\nMetricsPortPolicy {}\n",
-                        tor_cfg.metrics_policy
-                    ));
-                }
-                text + &services
-            })
-            .await?;
-            nodes.push(node);
-            let (control, metrics) = service_tor_endpoints(tor_cfg, &dir, &ports);
-            for (_, onion) in &mut onions[first..] {
-                onion.control = control.clone();
-                onion.metrics = metrics;
-            }
+            tier.push(NodeSpec {
+                nick,
+                role: Role::OnionService,
+                dir: dir.clone(),
+                ports,
+                torrc: Box::new(move |p| {
+                    let (control, metrics) = service_tor_endpoints(tor_cfg, &dir, p);
+                    let mut text = common.clone() + "SocksPort 0\n" + &torrc::control(&control);
+                    if let Some(m) = metrics {
+                        text.push_str(&format!(
+                            "MetricsPort {m}\nMetricsPortPolicy {}\n",
+                            tor_cfg.metrics_policy
+                        ));
+                    }
+                    text + &services
+                }),
+            });
         }
 
         let dir = root.join("client");
@@ -267,13 +276,28 @@ impl TestNetwork {
                 hash_password(tor, password).await?
             ));
         }
-        let (node, ports) = start_node(config, "client", Role::Client, &dir, 2, |p| {
-            format!("{common}SocksPort {} ExtendedErrors\n", loopback(p[0]))
-                + &torrc::control(&loopback(p[1]).to_string())
-        })
-        .await?;
-        nodes.push(node);
+        tier.push(NodeSpec {
+            nick: "client".into(),
+            role: Role::Client,
+            dir: dir.clone(),
+            ports: 2,
+            torrc: Box::new(move |p| {
+                format!("{common}SocksPort {} ExtendedErrors\n", loopback(p[0]))
+                    + &torrc::control(&loopback(p[1]).to_string())
+            }),
+        });
+        let mut started = start_tier(config, &tier, deadline).await?;
+        let (client, ports) = started.pop().expect("the client is started last");
         let (socks, control) = (loopback(ports[0]), loopback(ports[1]));
+        for ((node, ports), tor_cfg) in started.into_iter().zip(&config.service_tors) {
+            let (control, metrics) = service_tor_endpoints(tor_cfg, &node.dir, &ports);
+            for (_, onion) in onions.iter_mut().filter(|(_, o)| o.tor == node.nickname) {
+                onion.control = control.clone();
+                onion.metrics = metrics;
+            }
+            nodes.push(node);
+        }
+        nodes.push(client);
 
         let mut net = Self {
             info: NetworkInfo {
@@ -492,34 +516,55 @@ fn pick_ports(config: &NetworkConfig, nick: &str, count: usize) -> Result<Vec<u1
     Ok(ports)
 }
 
-/// Start one tor on `count` ports picked now (`torrc` writes its config from
-/// them) and wait until it has bound them. If another process took one
-/// first (the race [`free_port`] cannot close), start it once more on fresh
-/// ports. Returns the node and the ports it listens on.
-async fn start_node(
-    config: &NetworkConfig,
-    nick: &str,
+/// A tor to start on `ports` ports picked for it; `torrc` writes its
+/// configuration from them.
+struct NodeSpec<'a> {
+    nick: String,
     role: Role,
-    dir: &Path,
-    count: usize,
-    torrc: impl Fn(&[u16]) -> String,
-) -> Result<(TorNode, Vec<u16>)> {
-    let mut retried = false;
-    loop {
-        let ports = pick_ports(config, nick, count)?;
-        let mut node = TorNode::spawn(&config.tor, nick, role, dir, &torrc(&ports))?;
-        match node.wait_started().await {
-            Ok(()) => return Ok((node, ports)),
-            Err(e) if e.is_port_clash() && !retried => {
-                tracing::warn!(
-                    node = nick,
-                    ?ports,
-                    "a port was taken; retrying on fresh ports"
-                );
-                retried = true;
+    dir: PathBuf,
+    ports: usize,
+    torrc: Torrc<'a>,
+}
+
+type Torrc<'a> = Box<dyn Fn(&[u16]) -> String + 'a>;
+
+/// Start every tor of `specs` at once, then wait until each has bound its
+/// ports. One that found a port taken starts again alone, on fresh ports.
+/// Returns the nodes, in order, with the ports they listen on.
+async fn start_tier(
+    config: &NetworkConfig,
+    specs: &[NodeSpec<'_>],
+    deadline: Instant,
+) -> Result<Vec<(TorNode, Vec<u16>)>> {
+    let spawn = |s: &NodeSpec| -> Result<(TorNode, Vec<u16>)> {
+        let ports = pick_ports(config, &s.nick, s.ports)?;
+        let node = TorNode::spawn(&config.tor, &s.nick, s.role, &s.dir, &(s.torrc)(&ports))?;
+        Ok((node, ports))
+    };
+    // If anything below fails, `started` drops and kills what started.
+    let mut started = specs.iter().map(spawn).collect::<Result<Vec<_>>>()?;
+    for (spec, slot) in specs.iter().zip(&mut started) {
+        retry_on_clash(&spec.nick, async |retry| {
+            if retry {
+                *slot = spawn(spec)?;
             }
-            Err(e) => return Err(e.clash_again()),
+            slot.0.wait_started(deadline).await
+        })
+        .await?;
+    }
+    Ok(started)
+}
+
+/// Run `start`, and once more (`start(true)`, which picks fresh ports) if a
+/// port it picked was taken first: the race [`free_port`] cannot close. A
+/// second clash is [`Error::PortClash`].
+async fn retry_on_clash<T>(what: &str, mut start: impl AsyncFnMut(bool) -> Result<T>) -> Result<T> {
+    match start(false).await {
+        Err(e) if e.is_port_clash() => {
+            tracing::warn!(what, "a port was taken; starting again on fresh ports");
+            start(true).await.map_err(Error::clash_again)
         }
+        other => other,
     }
 }
 
@@ -529,14 +574,14 @@ async fn start_node(
 async fn start_authorities(
     config: &NetworkConfig,
     root: &Path,
+    deadline: Instant,
 ) -> Result<(Vec<DirAuthorityLine>, Vec<TorNode>)> {
     let gencert = tor_gencert(&config.tor);
     let dirs: Vec<PathBuf> = (0..3).map(|i| root.join(format!("auth{i}"))).collect();
-    let mut retried = false;
-    loop {
+    retry_on_clash("the authorities", async |retry| {
         let mut ports = Vec::new();
         for (i, d) in dirs.iter().enumerate() {
-            if retried {
+            if retry {
                 fs::remove_dir_all(d).map_err(Error::io(format!("remove {}", d.display())))?;
             }
             private_dir(d)?;
@@ -557,34 +602,29 @@ async fn start_authorities(
                 fingerprint: id.fingerprint,
             })
             .collect();
+        // On an error `started` drops: those tors are killed before a retry.
         let mut started = Vec::new();
-        let result: Result<()> = async {
-            for (a, dir) in authorities.iter().zip(&dirs) {
-                let text = torrc::common(&a.nickname, dir, &authorities)
-                    + &torrc::relay(a.or_port, a.dir_port, true);
-                let node = TorNode::spawn(&config.tor, &a.nickname, Role::Authority, dir, &text)?;
-                started.push(node);
-            }
-            for node in &mut started {
-                node.wait_started().await?;
-            }
-            Ok(())
+        for (a, dir) in authorities.iter().zip(&dirs) {
+            let text = torrc::common(&a.nickname, dir, &authorities)
+                + &torrc::relay(a.or_port, a.dir_port, true);
+            started.push(TorNode::spawn(
+                &config.tor,
+                &a.nickname,
+                Role::Authority,
+                dir,
+                &text,
+            )?);
         }
-        .await;
-        match result {
-            Ok(()) => return Ok((authorities, started)),
-            Err(e) if e.is_port_clash() && !retried => {
-                tracing::warn!("an authority's port was taken; restarting them on fresh ports");
-                retried = true;
-                // `started` drops here: those tors are killed before the retry.
-            }
-            Err(e) => return Err(e.clash_again()),
+        for node in &mut started {
+            node.wait_started(deadline).await?;
         }
-    }
+        Ok((authorities, started))
+    })
+    .await
 }
 
 /// The control endpoint and MetricsPort of an onion-service tor, from the
-/// ports [`start_node`] picked for it (control first, if TCP).
+/// ports picked for it (control first, if TCP).
 fn service_tor_endpoints(
     cfg: &ServiceTorConfig,
     dir: &Path,

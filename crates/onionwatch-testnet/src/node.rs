@@ -79,10 +79,9 @@ impl TorNode {
     /// Wait until tor has written its pid file, which it does only after
     /// binding every listener: a port taken by another process shows as
     /// [`Error::NodeDied`] (its log tail says "Address already in use").
-    pub(crate) async fn wait_started(&mut self) -> Result<()> {
-        // A few tens of milliseconds normally; generous for a loaded machine.
-        let limit = Duration::from_secs(30);
-        let deadline = Instant::now() + limit;
+    /// Normally a few tens of milliseconds; [`Error::Timeout`] after `deadline`.
+    pub(crate) async fn wait_started(&mut self, deadline: Instant) -> Result<()> {
+        let start = Instant::now();
         let pid = self.pid().map(|p| p.to_string());
         let pid_file = self.dir.join("pid");
         loop {
@@ -93,7 +92,7 @@ impl TorNode {
             if Instant::now() >= deadline {
                 return Err(Error::Timeout {
                     what: format!("tor node {} to bind its ports", self.nickname),
-                    waited: limit,
+                    waited: start.elapsed(),
                     log: self.log_path(),
                     tail: self.log_tail(15),
                 });

@@ -175,9 +175,11 @@ async fn a_port_taken_twice_names_the_node_and_the_address_in_use() {
         other => panic!("expected PortClash, got {other}"),
     }
     assert_eq!(picks(&picked, "relay0").len(), 2);
-    // The authorities had started; relay0 never wrote a pid file.
+    // The authorities had started, relay1 too (perhaps without its pid file
+    // yet: it starts beside relay0); relay0 never wrote one.
+    assert!(!dir.path().join("relay0").join("pid").exists());
     let pids = pid_files(dir.path());
-    assert_eq!(pids.len(), 3, "{pids:?}");
+    assert!(pids.len() >= 3, "{pids:?}");
     assert_gone(&pids);
 }
 
@@ -228,20 +230,19 @@ async fn a_too_short_readiness_timeout_names_what_is_not_ready_and_kills_every_t
     let dir = tempfile::tempdir().unwrap();
     let config = NetworkConfig {
         dir: Some(dir.path().to_owned()),
-        // No consensus exists this early (the first vote takes ~10 s).
-        ready_timeout: Duration::from_secs(1),
+        // Over before the authorities' keys are made (seconds of RSA), so
+        // the first tor started cannot have bound its ports in time.
+        ready_timeout: Duration::from_millis(10),
         ..NetworkConfig::default()
     };
     let err = TestNetwork::start(config).await.unwrap_err();
     match &err {
-        Error::Timeout { what, .. } => assert!(
-            what.contains("a consensus with 5 Running and Stable relays"),
-            "{err}"
-        ),
+        Error::Timeout { what, .. } => {
+            assert!(what.contains("tor node auth0 to bind its ports"), "{err}")
+        }
         other => panic!("expected Timeout, got {other}"),
     }
-    // The 3 authorities and 2 relays had started.
-    let pids = pid_files(dir.path());
-    assert_eq!(pids.len(), 5, "{pids:?}");
-    assert_gone(&pids);
+    // No relay was started; whichever authority wrote its pid file is gone.
+    assert!(!dir.path().join("relay0").exists());
+    assert_gone(&pid_files(dir.path()));
 }

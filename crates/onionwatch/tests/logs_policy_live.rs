@@ -61,13 +61,9 @@ impl Conn {
     async fn open(info: &NetworkInfo, token: &str) -> Conn {
         let host = info.onions[0].address.clone();
         let iso = Isolation::new(token);
-        let stream = tokio::time::timeout(
-            WAIT,
-            socks::connect(info.client.socks, &host, 80, Some(&iso)),
-        )
-        .await
-        .expect("SOCKS connect within the time limit")
-        .unwrap_or_else(|e| panic!("connect {host} as {token}: {e}"));
+        let stream = socks::connect_timeout(info.client.socks, &host, 80, Some(&iso), WAIT)
+            .await
+            .unwrap_or_else(|e| panic!("connect {host} as {token}: {e}"));
         Conn { stream, host }
     }
 

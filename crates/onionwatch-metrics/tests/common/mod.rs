@@ -1,0 +1,64 @@
+//! Golden files of the metrics tests.
+
+use std::path::Path;
+
+/// Fail unless `text` equals the file `tests/data/<file>`, showing the lines
+/// that differ. With `ONIONWATCH_BLESS` set, write `text` there instead.
+#[track_caller]
+pub fn assert_golden(file: &str, text: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(file);
+    if std::env::var_os("ONIONWATCH_BLESS").is_some() {
+        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        text == want,
+        "{} differs (- stored, + now); if the change is intended, rerun with \
+         ONIONWATCH_BLESS=1 and review the file's diff:\n{}",
+        path.display(),
+        diff(&want, text)
+    );
+}
+
+/// The lines only in `want` (-) or only in `got` (+), with their line
+/// numbers, from a longest-common-subsequence alignment; at most 60.
+fn diff(want: &str, got: &str) -> String {
+    let a: Vec<&str> = want.lines().collect();
+    let b: Vec<&str> = got.lines().collect();
+    // lcs[i][j]: common lines of a[i..] and b[j..].
+    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    let (mut i, mut j, mut out) = (0, 0, Vec::new());
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            out.push(format!("-{:>4}: {}", i + 1, a[i]));
+            i += 1;
+        } else {
+            out.push(format!("+{:>4}: {}", j + 1, b[j]));
+            j += 1;
+        }
+    }
+    if out.is_empty() {
+        out.push("(the same lines: only line endings or the final newline differ)".into());
+    }
+    let total = out.len();
+    out.truncate(60);
+    if total > 60 {
+        out.push(format!("… and {} more changed lines", total - 60));
+    }
+    out.join("\n")
+}
