@@ -40,37 +40,8 @@ $BENCH wait 127.0.0.1:$UP
 RUST_LOG=warn $OW gateway --listen 127.0.0.1:$GW --upstream 127.0.0.1:$UP & pids+=($!)
 $BENCH wait 127.0.0.1:$GW
 
-# nginx: the upstream id is $proxy_protocol_addr (nginx cannot turn hex into
-# decimal without a scripting module); proxy_set_header replaces any header of
-# that name the client sent. Keep-alive both sides, no request cap per
-# connection, no access log (the gateway keeps no log either).
-mkdir -p "$work/tmp"
-cat >"$work/nginx.conf" <<EOF
-worker_processes 2;
-pid $work/nginx.pid;
-error_log $work/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $work/tmp;
-  proxy_temp_path $work/tmp;
-  keepalive_requests 100000000;
-  upstream echo {
-    server 127.0.0.1:$UP;
-    keepalive 128;
-    keepalive_requests 100000000;
-  }
-  server {
-    listen 127.0.0.1:$NG proxy_protocol;
-    location / {
-      proxy_pass http://echo;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-Onion-CircuitID \$proxy_protocol_addr;
-    }
-  }
-}
-EOF
+. scripts/gateway-nginx.conf.sh
+gateway_nginx_conf "$work" "$UP" "$NG" 2 >"$work/nginx.conf"
 nginx -c "$work/nginx.conf"
 $BENCH wait 127.0.0.1:$NG
 

@@ -35,6 +35,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+. scripts/gateway-nginx.conf.sh
+
 UP=$($BENCH free-port)
 $BENCH upstream --listen 127.0.0.1:$UP 2>/dev/null & pids+=($!)
 $BENCH wait 127.0.0.1:$UP
@@ -48,28 +50,7 @@ server() {
       RUST_LOG=warn "$@" "$OW" gateway -c "$work/gateway.yaml" 2>"$work/server.err" &
       ;;
     nginx)
-      mkdir -p "$work/tmp"
-      cat >"$work/nginx.conf" <<EOF
-pid $work/nginx.pid;
-error_log $work/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $work/tmp;
-  proxy_temp_path $work/tmp;
-  keepalive_requests 100000000;
-  upstream echo { server 127.0.0.1:$UP; keepalive 128; keepalive_requests 100000000; }
-  server {
-    listen 127.0.0.1:$PORT proxy_protocol;
-    location / {
-      proxy_pass http://echo;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header X-Onion-CircuitID \$proxy_protocol_addr;
-    }
-  }
-}
-EOF
+      gateway_nginx_conf "$work" "$UP" "$PORT" 1 >"$work/nginx.conf"
       # One process that is the worker, so valgrind and strace see it all.
       "$@" nginx -c "$work/nginx.conf" -g 'daemon off; master_process off;' 2>"$work/server.err" &
       ;;

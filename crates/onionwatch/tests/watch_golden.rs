@@ -5,16 +5,17 @@
 //! ONIONWATCH_BLESS=1 rewrites that file (review the diff before committing).
 
 mod common;
+// The metrics crate's golden-file helper (reads tests/data of this crate).
+#[path = "../../onionwatch-metrics/tests/common/mod.rs"]
+mod golden;
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const TOR_PAGE: &str =
     include_str!("../../onionwatch-metrics/tests/data/tor-0.4.9-metricsport-2onions.txt");
 const STUB_STATUS: &str = "Active connections: 3 \nserver accepts handled requests\n 120 120 345 \nReading: 0 Writing: 1 Waiting: 2 \n";
-const GOLDEN: &str = "tests/data/watch-metrics.golden.txt";
 
 /// Replace what differs between runs (each scrape's duration) with a
 /// placeholder, after checking it is a positive number.
@@ -35,43 +36,6 @@ fn normalise(text: &str) -> String {
         out.push('\n');
     }
     out
-}
-
-/// The lines only in `want` (-) or only in `got` (+), with their line
-/// numbers, from a longest-common-subsequence alignment; at most 60.
-fn diff(want: &str, got: &str) -> String {
-    let a: Vec<&str> = want.lines().collect();
-    let b: Vec<&str> = got.lines().collect();
-    // lcs[i][j]: common lines of a[i..] and b[j..].
-    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    let (mut i, mut j, mut out) = (0, 0, Vec::new());
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            i += 1;
-            j += 1;
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            out.push(format!("-{:>4}: {}", i + 1, a[i]));
-            i += 1;
-        } else {
-            out.push(format!("+{:>4}: {}", j + 1, b[j]));
-            j += 1;
-        }
-    }
-    let total = out.len();
-    out.truncate(60);
-    if total > 60 {
-        out.push(format!("… and {} more changed lines", total - 60));
-    }
-    out.join("\n")
 }
 
 #[test]
@@ -113,16 +77,5 @@ fn whole_metrics_output_matches_the_stored_file() {
     );
     let got = normalise(body);
 
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(GOLDEN);
-    if std::env::var_os("ONIONWATCH_BLESS").is_some() {
-        std::fs::write(&path, &got).unwrap();
-        return;
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        got == want,
-        "/metrics differs from {GOLDEN} (- stored, + now); if the change is intended, \
-         rerun with ONIONWATCH_BLESS=1 and review the file's diff:\n{}",
-        diff(&want, &got)
-    );
+    golden::assert_golden("watch-metrics.golden.txt", &got);
 }
