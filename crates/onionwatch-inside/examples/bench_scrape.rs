@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use onionwatch_inside::tor_metrics;
+use onionwatch_inside::collector::tor_metrics;
 use onionwatch_metrics::{merge, render, Format};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;

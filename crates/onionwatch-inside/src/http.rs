@@ -24,46 +24,79 @@ pub struct HttpUrl {
     pub path: String,
 }
 
-impl FromStr for HttpUrl {
-    type Err = String;
+/// Why a text is not an [`HttpUrl`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Another scheme than `http://`.
+    #[error("{0:?} is not an http:// URL (stub_status and MetricsPort are plain HTTP on loopback; https is not supported)")]
+    NotHttp(String),
+    /// `[` without `]` around an IPv6 host.
+    #[error("{0:?}: unclosed [ in the host")]
+    UnclosedBracket(String),
+    /// A port that is not a number from 0 to 65535.
+    #[error("{url:?}: invalid port {port:?}")]
+    Port {
+        /// The URL.
+        url: String,
+        /// The port as written.
+        port: String,
+    },
+    /// No host, or a space or line break in it.
+    #[error("{0:?} is not a valid http:// URL")]
+    Invalid(String),
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let rest = s.strip_prefix("http://").ok_or_else(|| {
-            format!("{s:?} is not an http:// URL (stub_status and MetricsPort are plain HTTP on loopback; https is not supported)")
-        })?;
+impl FromStr for HttpUrl {
+    type Err = UrlError;
+
+    fn from_str(s: &str) -> Result<Self, UrlError> {
+        let rest = s
+            .strip_prefix("http://")
+            .ok_or_else(|| UrlError::NotHttp(s.to_owned()))?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
         };
+        let port = |p: &str| {
+            p.parse().map_err(|_| UrlError::Port {
+                url: s.to_owned(),
+                port: p.to_owned(),
+            })
+        };
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
             let (h, after) = v6
                 .split_once(']')
-                .ok_or_else(|| format!("{s:?}: unclosed [ in the host"))?;
+                .ok_or_else(|| UrlError::UnclosedBracket(s.to_owned()))?;
             let port = match after.strip_prefix(':') {
-                Some(p) => p
-                    .parse()
-                    .map_err(|_| format!("{s:?}: invalid port {p:?}"))?,
+                Some(p) => port(p)?,
                 None => 80,
             };
             (h.to_owned(), port)
         } else {
             match authority.rsplit_once(':') {
-                Some((h, p)) => (
-                    h.to_owned(),
-                    p.parse()
-                        .map_err(|_| format!("{s:?}: invalid port {p:?}"))?,
-                ),
+                Some((h, p)) => (h.to_owned(), port(p)?),
                 None => (authority.to_owned(), 80),
             }
         };
         if host.is_empty() || host.contains(['@', ' ']) || path.contains([' ', '\r', '\n']) {
-            return Err(format!("{s:?} is not a valid http:// URL"));
+            return Err(UrlError::Invalid(s.to_owned()));
         }
         Ok(HttpUrl {
             host,
             port,
             path: path.to_owned(),
         })
+    }
+}
+
+/// The URL of a `stub_status` an Onionspray project's `nginx.conf` serves.
+impl From<onionwatch_onionspray::nginx_conf::StubStatus> for HttpUrl {
+    fn from(s: onionwatch_onionspray::nginx_conf::StubStatus) -> Self {
+        HttpUrl {
+            host: s.host,
+            port: s.port,
+            path: s.path,
+        }
     }
 }
 
@@ -291,6 +324,7 @@ mod tests {
         assert!("https://x/"
             .parse::<HttpUrl>()
             .unwrap_err()
+            .to_string()
             .contains("https"));
         assert!("http://x:99999/".parse::<HttpUrl>().is_err());
         assert!("http:///".parse::<HttpUrl>().is_err());

@@ -30,6 +30,7 @@ use std::time::Duration;
 use onionwatch_tor::control::ControlAddr;
 use serde::{Deserialize, Serialize};
 
+use crate::collector::{Endpoint, Kind};
 use crate::http::HttpUrl;
 use crate::Error;
 
@@ -155,31 +156,10 @@ impl Default for Config {
 impl Config {
     /// Parse YAML text; `origin` names the file in errors.
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, Error> {
-        serde_saphyr::from_str(text)
-            .map_err(|e| Error::Invalid(format!("invalid watch configuration {origin}: {e}")))
-    }
-}
-
-/// Which collector scrapes a target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Collector {
-    /// tor's MetricsPort.
-    TorMetrics,
-    /// tor's control port.
-    TorControl,
-    /// nginx `stub_status`.
-    Nginx,
-}
-
-impl Collector {
-    /// The `collector` label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Collector::TorMetrics => "tor_metrics",
-            Collector::TorControl => "tor_control",
-            Collector::Nginx => "nginx",
-        }
+        serde_saphyr::from_str(text).map_err(|e| Error::ConfigFile {
+            origin: origin.to_owned(),
+            source: Box::new(e),
+        })
     }
 }
 
@@ -193,27 +173,6 @@ pub enum Origin {
     Config,
     /// Discovered in an Onionspray tree.
     Onionspray,
-}
-
-/// What to scrape.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// A MetricsPort.
-    Metrics(SocketAddr),
-    /// A control port and an optional cookie path.
-    Control(ControlAddr, Option<PathBuf>),
-    /// A stub_status URL.
-    Nginx(HttpUrl),
-}
-
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Endpoint::Metrics(a) => write!(f, "http://{a}/metrics"),
-            Endpoint::Control(a, _) => write!(f, "{a}"),
-            Endpoint::Nginx(u) => write!(f, "{u}"),
-        }
-    }
 }
 
 /// One scrape target.
@@ -231,16 +190,12 @@ pub struct Target {
 
 impl Target {
     /// Its collector.
-    pub fn collector(&self) -> Collector {
-        match self.endpoint {
-            Endpoint::Metrics(_) => Collector::TorMetrics,
-            Endpoint::Control(..) => Collector::TorControl,
-            Endpoint::Nginx(_) => Collector::Nginx,
-        }
+    pub fn collector(&self) -> Kind {
+        self.endpoint.kind()
     }
 
     /// Identity for de-duplication: collector, project, instance.
-    pub fn key(&self) -> (Collector, String, String) {
+    pub fn key(&self) -> (Kind, String, String) {
         (
             self.collector(),
             self.project.clone(),
@@ -299,29 +254,30 @@ pub struct Flags {
 }
 
 /// Check a project or instance name: it becomes a label value and a key.
-pub fn check_name(what: &str, name: &str) -> Result<(), Error> {
+pub fn check_name(what: &'static str, name: &str) -> Result<(), Error> {
     if name.is_empty()
         || name.len() > 64
         || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
     {
-        return Err(Error::Invalid(format!(
-            "invalid {what} name {name:?}: use 1 to 64 letters, digits, '_', '-' or '.'"
-        )));
+        return Err(Error::Name {
+            what,
+            name: name.to_owned(),
+        });
     }
     Ok(())
 }
 
 fn split_flag<'a>(
-    flag: &str,
+    flag: &'static str,
     value: &'a str,
-    example: &str,
+    example: &'static str,
 ) -> Result<(&'a str, Option<&'a str>, &'a str), Error> {
-    let (who, rest) = value.split_once('=').ok_or_else(|| {
-        Error::Invalid(format!(
-            "{flag} {value:?}: expected PROJECT=VALUE or PROJECT/INSTANCE=VALUE, e.g. {flag} {example}"
-        ))
+    let (who, rest) = value.split_once('=').ok_or_else(|| Error::FlagSyntax {
+        flag,
+        value: value.to_owned(),
+        example,
     })?;
     let (project, instance) = match who.split_once('/') {
         Some((p, i)) => (p, Some(i)),
@@ -334,11 +290,9 @@ fn split_flag<'a>(
     Ok((project, instance, rest))
 }
 
-fn seconds(what: &str, v: f64) -> Result<Duration, Error> {
+fn seconds(what: &'static str, v: f64) -> Result<Duration, Error> {
     if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
-        return Err(Error::Invalid(format!(
-            "{what} must be a number of seconds between 0 and 86400, not {v}"
-        )));
+        return Err(Error::Seconds { what, value: v });
     }
     Ok(Duration::from_secs_f64(v))
 }
@@ -357,9 +311,7 @@ impl Settings {
             flags.timeout_seconds.unwrap_or(config.timeout_seconds),
         )?;
         if timeout > interval {
-            return Err(Error::Invalid(format!(
-                "the scrape timeout ({timeout:?}) must not exceed the interval ({interval:?})"
-            )));
+            return Err(Error::TimeoutAboveInterval { timeout, interval });
         }
         let rediscover = seconds("rediscover_seconds", config.rediscover_seconds)?;
         let mut targets = Vec::new();
@@ -373,10 +325,10 @@ impl Settings {
             for t in &p.tors {
                 check_name("tor instance", &t.instance)?;
                 if t.metrics_port.is_none() && t.control_port.is_none() {
-                    return Err(Error::Invalid(format!(
-                        "project {project}, tor {}: give metrics_port, control_port or both",
-                        t.instance
-                    )));
+                    return Err(Error::TorWithoutPort {
+                        project: project.clone(),
+                        instance: t.instance.clone(),
+                    });
                 }
                 if let Some(m) = t.metrics_port {
                     targets.push(Target {
@@ -387,9 +339,10 @@ impl Settings {
                     });
                 }
                 if let Some(c) = &t.control_port {
-                    let addr: ControlAddr = c
-                        .parse()
-                        .map_err(|e| Error::Invalid(format!("project {project}: {e}")))?;
+                    let addr: ControlAddr = c.parse().map_err(|source| Error::ControlPort {
+                        project: project.clone(),
+                        source,
+                    })?;
                     targets.push(Target {
                         project: project.clone(),
                         tor_instance: Some(t.instance.clone()),
@@ -399,9 +352,10 @@ impl Settings {
                 }
             }
             if let Some(u) = &p.nginx_status {
-                let url: HttpUrl = u
-                    .parse()
-                    .map_err(|e| Error::Invalid(format!("project {project}: nginx_status {e}")))?;
+                let url: HttpUrl = u.parse().map_err(|source| Error::NginxStatus {
+                    project: project.clone(),
+                    source,
+                })?;
                 targets.push(Target {
                     project: project.clone(),
                     tor_instance: None,
@@ -412,10 +366,9 @@ impl Settings {
         }
         for v in &flags.metrics_ports {
             let (project, instance, addr) = split_flag("--metrics-port", v, "news=127.0.0.1:9035")?;
-            let addr: SocketAddr = addr.parse().map_err(|_| {
-                Error::Invalid(format!(
-                    "--metrics-port {v:?}: {addr:?} is not HOST:PORT (an IP address and a port)"
-                ))
+            let addr: SocketAddr = addr.parse().map_err(|_| Error::MetricsPortFlag {
+                value: v.clone(),
+                addr: addr.to_owned(),
             })?;
             targets.push(Target {
                 project: project.into(),
@@ -427,9 +380,10 @@ impl Settings {
         for v in &flags.control_ports {
             let (project, instance, addr) =
                 split_flag("--control-port", v, "news=unix:/path/tor-control.sock")?;
-            let addr: ControlAddr = addr
-                .parse()
-                .map_err(|e| Error::Invalid(format!("--control-port {v:?}: {e}")))?;
+            let addr: ControlAddr = addr.parse().map_err(|source| Error::ControlPortFlag {
+                value: v.clone(),
+                source,
+            })?;
             targets.push(Target {
                 project: project.into(),
                 tor_instance: Some(instance.unwrap_or("tor").into()),
@@ -444,13 +398,11 @@ impl Settings {
                 "news=http://127.0.0.1:8080/stub_status",
             )?;
             if instance.is_some() {
-                return Err(Error::Invalid(format!(
-                    "--nginx-status {v:?}: nginx has no tor instance; use PROJECT=URL"
-                )));
+                return Err(Error::NginxInstance { value: v.clone() });
             }
             let url: HttpUrl = url
                 .parse()
-                .map_err(|e| Error::Invalid(format!("--nginx-status: {e}")))?;
+                .map_err(|source| Error::NginxStatusFlag { source })?;
             targets.push(Target {
                 project: project.into(),
                 tor_instance: None,
@@ -462,12 +414,12 @@ impl Settings {
         for t in &targets {
             let key = t.key();
             if !seen.insert(key.clone()) {
-                return Err(Error::Invalid(format!(
-                    "project {} has two {} targets for tor instance {:?}: name them apart with PROJECT/INSTANCE=…",
-                    key.1,
-                    key.0.as_str(),
-                    key.2
-                )));
+                let (collector, project, instance) = key;
+                return Err(Error::DuplicateTarget {
+                    project,
+                    collector,
+                    instance,
+                });
             }
         }
         use onionwatch_logs::follow::{LogKind, Source};
@@ -493,9 +445,10 @@ impl Settings {
                 let (project, instance, path) =
                     split_flag(flag, v, "news=/var/log/nginx/news-access.log")?;
                 if instance.is_some() || path.is_empty() {
-                    return Err(Error::Invalid(format!(
-                        "{flag} {v:?}: expected PROJECT=FILE, e.g. {flag} news=/var/log/news.log"
-                    )));
+                    return Err(Error::LogFlag {
+                        flag,
+                        value: v.clone(),
+                    });
                 }
                 logs.push(Source {
                     project: project.into(),

@@ -16,11 +16,11 @@ use onionwatch_metrics::{Collect, Family};
 use onionwatch_tor::control::ControlAddr;
 use serde::Serialize;
 
-use crate::targets::{Collector, Endpoint, Settings, Target};
-use crate::tor_control::ControlSource;
-use crate::{discovery, nginx, tor_control, tor_metrics, Error};
+use crate::collector::{self, Endpoint, Kind};
+use crate::targets::{Settings, Target};
+use crate::{discovery, names, Error};
 
-type Key = (Collector, String, String);
+type Key = (Kind, String, String);
 
 /// The latest result of one target.
 #[derive(Debug, Clone, Default)]
@@ -165,37 +165,12 @@ impl Watcher {
             return None;
         }
         if trees.is_empty() {
-            return Some(Error::Invalid(
-                "nothing to watch: give an Onionspray directory (--onionspray DIR), a target (--metrics-port, --control-port, --nginx-status) or a log (--access-log, --tor-log), on the command line or in the configuration file".into(),
-            ));
+            return Some(Error::NothingGiven);
         }
-        let found: Vec<String> = trees
-            .iter()
-            .map(|(root, t)| match t.projects {
-                0 => format!(
-                    "{} has no projects (each needs projects/<name>/ with its generated tor.conf)",
-                    root.display()
-                ),
-                n => format!(
-                    "{} has {n} project(s) but no MetricsPort, ControlPort or nginx stub_status in them",
-                    root.display()
-                ),
-            })
-            .collect();
-        let mut msg = format!(
-            "nothing to watch: no target or log was given, and {}",
-            found.join("; ")
-        );
-        if !s.follow_onionspray_logs {
-            msg.push_str(", and follow_onionspray_logs is false");
-        }
-        if trees.values().any(|t| t.projects > 0) {
-            msg.push_str(": give the projects' tors a MetricsPort or ControlPort (`onionwatch audit --suggest-ports DIR` proposes ports)");
-            if !s.follow_onionspray_logs {
-                msg.push_str(" or set follow_onionspray_logs: true to follow their logs");
-            }
-        }
-        Some(Error::Invalid(msg))
+        Some(Error::NothingFound {
+            trees: trees.iter().map(|(r, t)| (r.clone(), t.projects)).collect(),
+            follow_onionspray_logs: s.follow_onionspray_logs,
+        })
     }
 
     /// Run the configured targets plus those of every tree, and follow
@@ -296,31 +271,57 @@ impl Watcher {
     }
 }
 
+/// The message of [`Error::NothingFound`]: what each tree holds, and
+/// what to change.
+pub(crate) fn nothing_found(trees: &[(PathBuf, usize)], follow_onionspray_logs: bool) -> String {
+    let found: Vec<String> = trees
+        .iter()
+        .map(|(root, projects)| match projects {
+            0 => format!(
+                "{} has no projects (each needs projects/<name>/ with its generated tor.conf)",
+                root.display()
+            ),
+            n => format!(
+                "{} has {n} project(s) but no MetricsPort, ControlPort or nginx stub_status in them",
+                root.display()
+            ),
+        })
+        .collect();
+    let mut msg = format!(
+        "nothing to watch: no target or log was given, and {}",
+        found.join("; ")
+    );
+    if !follow_onionspray_logs {
+        msg.push_str(", and follow_onionspray_logs is false");
+    }
+    if trees.iter().any(|(_, projects)| *projects > 0) {
+        msg.push_str(": give the projects' tors a MetricsPort or ControlPort (`onionwatch audit --suggest-ports DIR` proposes ports)");
+        if !follow_onionspray_logs {
+            msg.push_str(" or set follow_onionspray_logs: true to follow their logs");
+        }
+    }
+    msg
+}
+
 async fn scrape_loop(
     entry: std::sync::Weak<Entry>,
     target: Target,
     interval: Duration,
     timeout: Duration,
 ) {
-    let control = match &target.endpoint {
-        Endpoint::Control(addr, cookie) => {
-            Some(ControlSource::new(addr.clone(), cookie.clone(), timeout))
-        }
-        _ => None,
-    };
+    let collector = collector::start(&target, timeout);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let started = Instant::now();
-        let result =
-            match tokio::time::timeout(timeout, scrape_once(&target, control.as_ref())).await {
-                Ok(r) => r,
-                Err(_) => Err(format!(
-                    "{} did not answer within {timeout:?}",
-                    target.endpoint
-                )),
-            };
+        let result = match tokio::time::timeout(timeout, collector.scrape()).await {
+            Ok(r) => r.map_err(|e| e.to_string()),
+            Err(_) => Err(format!(
+                "{} did not answer within {timeout:?}",
+                target.endpoint
+            )),
+        };
         let duration = started.elapsed().as_secs_f64();
         let Some(entry) = entry.upgrade() else {
             return; // the target was removed
@@ -348,36 +349,8 @@ async fn scrape_loop(
                 s.up = false;
                 s.failures += 1;
                 s.error = Some(e);
-                s.families = match target.endpoint {
-                    Endpoint::Nginx(_) => nginx::families(&target.project, None),
-                    _ => Vec::new(),
-                };
+                s.families = collector.down();
             }
-        }
-    }
-}
-
-async fn scrape_once(
-    target: &Target,
-    control: Option<&ControlSource>,
-) -> Result<Vec<Family>, String> {
-    let instance = target.tor_instance.as_deref().unwrap_or("tor");
-    match &target.endpoint {
-        Endpoint::Metrics(addr) => {
-            let mut f = tor_metrics::scrape(*addr)
-                .await
-                .map_err(|e| e.to_string())?;
-            tor_metrics::relabel(&mut f, &target.project, instance);
-            Ok(f)
-        }
-        Endpoint::Control(..) => {
-            let source = control.ok_or("no control source")?;
-            let facts = source.scrape().await.map_err(|e| e.to_string())?;
-            Ok(tor_control::families(&target.project, instance, &facts))
-        }
-        Endpoint::Nginx(url) => {
-            let s = nginx::scrape(url).await.map_err(|e| e.to_string())?;
-            Ok(nginx::families(&target.project, Some(&s)))
         }
     }
 }
@@ -395,11 +368,11 @@ impl Collect for WatchCollect {
             .cloned()
             .collect();
         let mut up = Family::gauge(
-            "onionwatch_scrape_up",
+            names::SCRAPE_UP,
             "Whether the last scrape of the target worked (1) or not (0).",
         );
         let mut duration = Family::gauge(
-            "onionwatch_scrape_duration_seconds",
+            names::SCRAPE_DURATION_SECONDS,
             "How long the last scrape of the target took.",
         );
         let mut rest = Vec::new();
@@ -430,7 +403,7 @@ impl Collect for WatchCollect {
 #[derive(Debug, Clone, Serialize)]
 pub struct TargetState {
     /// `tor_metrics`, `tor_control` or `nginx`.
-    pub collector: Collector,
+    pub collector: Kind,
     /// The project.
     pub project: String,
     /// The tor instance (none for nginx).

@@ -1,37 +1,30 @@
-//! Discovery on the fixture Onionspray tree (tests/fixtures/onionspray),
-//! which mirrors Onionspray's generated layout: a hardmap project with
-//! circuit-id export, a softmap project with two tor workers, a project
-//! with only a control socket and an nginx stub_status, onionbalance logs.
+//! Targets and logs discovered in the fixture Onionspray tree of
+//! onionwatch-onionspray (tests/fixtures/onionspray there, which mirrors
+//! Onionspray's generated layout: a hardmap project with circuit-id
+//! export, a softmap project with two tor workers, a project with only a
+//! control socket and an nginx stub_status, onionbalance logs).
 
 use std::path::PathBuf;
 
+use onionwatch_inside::collector::{Endpoint, Kind};
 use onionwatch_inside::discovery::discover;
-use onionwatch_inside::targets::{Collector, Endpoint, Origin};
+use onionwatch_inside::targets::Origin;
 use onionwatch_tor::control::ControlAddr;
 
 const ROOT: &str = "/home/onionspray/onionspray/projects";
 
+fn fixture(p: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../onionwatch-onionspray/tests/fixtures")
+        .join(p)
+}
+
 #[test]
 fn discovers_every_project_tor_and_nginx() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onionspray");
-    let (inst, targets) = discover(&dir).unwrap();
+    let dir = fixture("onionspray");
+    let (_, targets) = discover(&dir).unwrap();
 
-    let names: Vec<&str> = inst.projects.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["blog", "news", "shop"]);
-    let shop = &inst.projects[2];
-    assert!(shop.softmap);
-    let workers: Vec<&str> = shop.tors.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(workers, ["hs-1", "hs-2"]);
-    let news = &inst.projects[1];
-    assert_eq!(news.logs.len(), 3);
-    assert_eq!(
-        news.tors[0].log_files(),
-        [PathBuf::from(format!("{ROOT}/news/log/tor.log"))]
-    );
-    assert_eq!(inst.onionbalance_logs.len(), 2);
-    assert_eq!(inst.configs.len(), 3);
-
-    let summary: Vec<(String, Option<String>, Collector, String)> = targets
+    let summary: Vec<(String, Option<String>, Kind, String)> = targets
         .iter()
         .map(|t| {
             assert_eq!(t.origin, Origin::Onionspray);
@@ -50,49 +43,49 @@ fn discovers_every_project_tor_and_nginx() {
             s(
                 "blog",
                 Some("tor"),
-                Collector::TorControl,
+                Kind::TorControl,
                 format!("unix:{ROOT}/blog/tor-control.sock")
             ),
             s(
                 "blog",
                 None,
-                Collector::Nginx,
+                Kind::Nginx,
                 "http://127.0.0.1:8081/nginx_status".into()
             ),
             s(
                 "news",
                 Some("tor"),
-                Collector::TorMetrics,
+                Kind::TorMetrics,
                 "http://127.0.0.1:9035/metrics".into()
             ),
             s(
                 "news",
                 Some("tor"),
-                Collector::TorControl,
+                Kind::TorControl,
                 format!("unix:{ROOT}/news/tor-control.sock")
             ),
             s(
                 "shop",
                 Some("hs-1"),
-                Collector::TorMetrics,
+                Kind::TorMetrics,
                 "http://127.0.0.1:9036/metrics".into()
             ),
             s(
                 "shop",
                 Some("hs-1"),
-                Collector::TorControl,
+                Kind::TorControl,
                 format!("unix:{ROOT}/shop/hs-1/tor-control.sock")
             ),
             s(
                 "shop",
                 Some("hs-2"),
-                Collector::TorMetrics,
+                Kind::TorMetrics,
                 "http://127.0.0.1:9037/metrics".into()
             ),
             s(
                 "shop",
                 Some("hs-2"),
-                Collector::TorControl,
+                Kind::TorControl,
                 format!("unix:{ROOT}/shop/hs-2/tor-control.sock")
             ),
         ]
@@ -106,7 +99,7 @@ fn discovers_every_project_tor_and_nginx() {
 
 #[test]
 fn not_an_installation() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audit");
+    let dir = fixture("audit");
     let err = discover(&dir).unwrap_err();
     assert!(err.to_string().contains("no projects/ directory"), "{err}");
 }
@@ -114,7 +107,7 @@ fn not_an_installation() {
 #[test]
 fn every_project_has_its_access_and_tor_logs_followed() {
     use onionwatch_logs::follow::LogKind;
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onionspray");
+    let dir = fixture("onionspray");
     let (inst, _) = discover(&dir).unwrap();
     let sources = onionwatch_inside::discovery::log_sources(&inst);
     let got: Vec<(String, LogKind, PathBuf)> = sources

@@ -1,5 +1,5 @@
 //! `onionwatch audit` run as a binary on the fixture configurations of
-//! onionwatch-inside: exit codes, text and JSON output, `--suggest-ports`;
+//! onionwatch-onionspray: exit codes, text and JSON output, `--suggest-ports`;
 //! and the binary-wide conventions it relies on: usage errors exit 3
 //! (Nagios' UNKNOWN), `--help`/`--version` exit 0, and a closed standard
 //! output ends a command quietly.
@@ -59,7 +59,7 @@ fn usage_errors_exit_3_and_help_and_version_exit_0() {
 
 fn fixture(p: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../onionwatch-inside/tests/fixtures")
+        .join("../onionwatch-onionspray/tests/fixtures")
         .join(p)
 }
 

@@ -30,7 +30,7 @@ fn line(circuit: u32, status: u16, time: &str) -> String {
 fn discovered_projects_logs_are_followed_with_a_project_label() {
     let tree = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../onionwatch-inside/tests/fixtures/onionspray");
+        .join("../onionwatch-onionspray/tests/fixtures/onionspray");
     common::copy_tree(&fixture, tree.path());
     let news_log = tree.path().join("projects/news/log");
     let access = news_log.join("nginx-access.log");

@@ -29,7 +29,7 @@ fn has(body: &str, project: &str) -> bool {
 fn sighup_picks_up_new_and_removed_projects() {
     let tree = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../onionwatch-inside/tests/fixtures/onionspray");
+        .join("../onionwatch-onionspray/tests/fixtures/onionspray");
     common::copy_tree(&fixture, tree.path());
     let warning = "Nov 25 10:00:01.000 [warn] Your system clock just jumped 120 seconds forward";
     let tor_log = tree.path().join("projects/news/log/tor.log");
@@ -93,7 +93,7 @@ fn sighup_picks_up_new_and_removed_projects() {
 fn periodic_rediscovery_picks_up_a_new_project_without_sighup() {
     let tree = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../onionwatch-inside/tests/fixtures/onionspray");
+        .join("../onionwatch-onionspray/tests/fixtures/onionspray");
     common::copy_tree(&fixture, tree.path());
     let addr = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
     let config = tree.path().join("watch.yaml");

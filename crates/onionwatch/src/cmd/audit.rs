@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use onionwatch_inside::audit::{audit, suggest_ports, suggestions_text};
+use onionwatch_onionspray::audit::{audit, suggest_ports, suggestions_text};
 
 const AFTER: &str = "\
 Rules: metrics-port-exposed, metrics-policy-missing, metrics-policy-empty,

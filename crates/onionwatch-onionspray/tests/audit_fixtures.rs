@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use onionwatch_inside::audit::{audit, rules, suggest_ports, suggestions_text, Report, Severity};
+use onionwatch_onionspray::audit::{
+    audit, rules, suggest_ports, suggestions_text, Report, Severity,
+};
 
 fn fixture(p: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -6,6 +6,9 @@ use std::net::SocketAddr;
 use onionwatch_metrics::parse::{parse_bytes, Limits, ParseError};
 use onionwatch_metrics::Family;
 
+use onionwatch_onionspray::tree::TorInstance;
+
+use super::{Collector, Endpoint, Scrape};
 use crate::http::{self, HttpError, HttpUrl};
 
 /// Largest MetricsPort page accepted (tor with 100 onion services serves
@@ -64,6 +67,40 @@ pub async fn scrape(addr: SocketAddr) -> Result<Vec<Family>, MetricsError> {
         ..Limits::default()
     };
     parse_bytes(&body, &limits).map_err(|source| MetricsError::Parse { addr, source })
+}
+
+/// The collector of one tor's MetricsPort.
+#[derive(Debug, Clone)]
+pub struct TorMetrics {
+    addr: SocketAddr,
+    project: String,
+    tor_instance: String,
+}
+
+impl TorMetrics {
+    /// Scrape `addr`, labelling its families with `project` and `tor_instance`.
+    pub fn new(addr: SocketAddr, project: String, tor_instance: String) -> Self {
+        Self {
+            addr,
+            project,
+            tor_instance,
+        }
+    }
+}
+
+impl Collector for TorMetrics {
+    fn scrape(&self) -> Scrape<'_> {
+        Box::pin(async move {
+            let mut f = scrape(self.addr).await?;
+            relabel(&mut f, &self.project, &self.tor_instance);
+            Ok(f)
+        })
+    }
+}
+
+/// The MetricsPort of a tor found in an Onionspray tree, if it has one on TCP.
+pub fn from_tor(t: &TorInstance) -> Option<Endpoint> {
+    super::tcp(&t.metrics_port()?).map(Endpoint::Metrics)
 }
 
 /// Add `project` and `tor_instance` to every sample (families from tor

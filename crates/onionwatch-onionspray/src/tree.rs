@@ -1,99 +1,14 @@
-//! Onionspray (and EOTK) installations: project configuration files
-//! (`set tor_metrics_port …`) and the generated tree
+//! Onionspray (and EOTK) installations: the generated tree
 //! (`projects/<name>/tor.conf`, softmap workers `projects/<name>/<worker>/tor.conf`,
-//! `nginx.conf`, `log/`), as laid out by Onionspray's templates.
+//! `nginx.conf`, `log/`) as laid out by Onionspray's templates, and the
+//! project configurations in the installation directory ([`crate::config`]).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::config::{looks_like_config, parse_config, SprayProject};
+use crate::nginx_conf::{self, StubStatus};
 use crate::torrc::{Listen, Torrc};
 use crate::Error;
-
-/// One project of a configuration file (`set project NAME` … mappings).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SprayProject {
-    /// The project name.
-    pub name: String,
-    /// The file it is configured in.
-    pub file: PathBuf,
-    /// Line of its `set project` (or of its first mapping).
-    pub line: usize,
-    /// Settings in effect for it: name → (value, line). Settings carry over
-    /// from earlier projects of the file, as Onionspray reads them in order.
-    pub settings: BTreeMap<String, (String, usize)>,
-}
-
-impl SprayProject {
-    /// A setting's value and line.
-    pub fn setting(&self, name: &str) -> Option<(&str, usize)> {
-        self.settings.get(name).map(|(v, l)| (v.as_str(), *l))
-    }
-}
-
-/// Whether `text` looks like an Onionspray/EOTK configuration rather than a torrc.
-pub fn looks_like_config(text: &str) -> bool {
-    text.lines().map(str::trim).any(|l| {
-        l.starts_with("set ")
-            || l.starts_with("hardmap ")
-            || l.starts_with("softmap ")
-            || l.starts_with("foreignmap ")
-    })
-}
-
-/// Parse an Onionspray project configuration (`.conf` or `.tconf`).
-///
-/// `set project NAME` starts a project; a file with mappings but no
-/// `set project` configures the project `default`, as Onionspray does.
-pub fn parse_config(text: &str, file: &Path) -> Vec<SprayProject> {
-    let mut settings: BTreeMap<String, (String, usize)> = BTreeMap::new();
-    let mut projects: Vec<SprayProject> = Vec::new();
-    let mut current: Option<usize> = None;
-    for (i, raw) in text.lines().enumerate() {
-        let line = i + 1;
-        let l = raw.split('#').next().unwrap_or("").trim();
-        let mut words = l.splitn(3, char::is_whitespace);
-        match words.next() {
-            Some("set") => {
-                let (Some(key), value) = (words.next(), words.next().unwrap_or("").trim()) else {
-                    continue;
-                };
-                if key == "project" {
-                    projects.push(SprayProject {
-                        name: value.to_owned(),
-                        file: file.to_owned(),
-                        line,
-                        settings: settings.clone(),
-                    });
-                    current = Some(projects.len() - 1);
-                } else {
-                    settings.insert(key.to_owned(), (value.to_owned(), line));
-                    if let Some(c) = current {
-                        projects[c]
-                            .settings
-                            .insert(key.to_owned(), (value.to_owned(), line));
-                    }
-                }
-            }
-            Some("hardmap" | "softmap" | "foreignmap") if current.is_none() => {
-                projects.push(SprayProject {
-                    name: "default".into(),
-                    file: file.to_owned(),
-                    line,
-                    settings: settings.clone(),
-                });
-                current = Some(projects.len() - 1);
-            }
-            _ => {}
-        }
-    }
-    // Settings after the last project's mappings still apply to it.
-    if let Some(c) = current {
-        for (k, v) in &settings {
-            projects[c].settings.entry(k.clone()).or_insert(v.clone());
-        }
-    }
-    projects
-}
 
 /// One tor process of a project (the project's own, or a softmap worker).
 #[derive(Debug, Clone)]
@@ -165,6 +80,59 @@ pub struct Project {
     pub nginx_conf: Option<PathBuf>,
     /// Its log files (`log/*.log`).
     pub logs: Vec<PathBuf>,
+}
+
+impl Project {
+    /// Where its nginx and tor write their logs: `log/` (or `log.d/`).
+    pub fn log_dir(&self) -> PathBuf {
+        ["log", "log.d"]
+            .iter()
+            .map(|d| self.dir.join(d))
+            .find(|d| d.is_dir())
+            .unwrap_or_else(|| self.dir.join("log"))
+    }
+
+    /// Its nginx access logs, as a glob: `log/nginx-access*.log`, which
+    /// covers `log_separate`'s per-domain files but not the rotated
+    /// `*.log-DATE[.gz]` ones.
+    pub fn access_logs(&self) -> PathBuf {
+        self.log_dir().join("nginx-access*.log")
+    }
+
+    /// Each tor's log, once per file: the file its `Log … file` line names
+    /// when that exists here; otherwise where Onionspray puts it relative
+    /// to the tree (which may be mounted elsewhere, e.g. in a container):
+    /// `log/tor.log` for the project's tor, `<worker dir>/tor.log` for a
+    /// softmap worker.
+    pub fn tor_logs(&self) -> Vec<PathBuf> {
+        let log_dir = self.log_dir();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out = Vec::new();
+        for t in &self.tors {
+            let mut files: Vec<PathBuf> =
+                t.log_files().into_iter().filter(|f| f.is_file()).collect();
+            if files.is_empty() {
+                files.push(match t.conf.parent() {
+                    Some(dir) if dir != self.dir => dir.join("tor.log"),
+                    _ => log_dir.join("tor.log"),
+                });
+            }
+            for file in files {
+                let key = std::fs::canonicalize(&file).unwrap_or_else(|_| file.clone());
+                if seen.insert(key) {
+                    out.push(file);
+                }
+            }
+        }
+        out
+    }
+
+    /// The first `stub_status` its `nginx.conf` serves over TCP, if the
+    /// file is there and readable.
+    pub fn stub_status(&self) -> Option<StubStatus> {
+        let text = crate::torrc::read_bounded(self.nginx_conf.as_ref()?).ok()?;
+        nginx_conf::stub_status_urls(&text).into_iter().next()
+    }
 }
 
 /// An Onionspray installation.
@@ -291,73 +259,4 @@ fn files_ending(dir: &Path, suffix: &str) -> Result<Vec<PathBuf>, Error> {
                     .is_some_and(|n| n.ends_with(suffix))
         })
         .collect())
-}
-
-/// `listen` directives of an nginx configuration: (line, the words after
-/// `listen`). Comments are skipped; `include` is not followed.
-pub fn nginx_listens(text: &str) -> Vec<(usize, Vec<String>)> {
-    let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let l = raw.split('#').next().unwrap_or("");
-        for stmt in l.split([';', '{', '}']) {
-            let mut words = stmt.split_whitespace();
-            if words.next() == Some("listen") {
-                out.push((i + 1, words.map(str::to_owned).collect()));
-            }
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn config_settings_follow_file_order() {
-        let text = "set tor_metrics_port_policy accept 127.0.0.1\n\
-                    set project news\n\
-                    set tor_metrics_port 127.0.0.1:9035\n\
-                    hardmap %NEW_V3_ONION% example.com\n\
-                    set project shop # second\n\
-                    set tor_metrics_port 127.0.0.1:9036\n\
-                    softmap %NEW_V3_ONION% example.org\n";
-        let p = parse_config(text, Path::new("x.conf"));
-        assert_eq!(p.len(), 2);
-        assert_eq!(p[0].name, "news");
-        assert_eq!(
-            p[0].setting("tor_metrics_port"),
-            Some(("127.0.0.1:9035", 3))
-        );
-        assert_eq!(
-            p[0].setting("tor_metrics_port_policy"),
-            Some(("accept 127.0.0.1", 1))
-        );
-        assert_eq!(p[1].name, "shop");
-        assert_eq!(
-            p[1].setting("tor_metrics_port"),
-            Some(("127.0.0.1:9036", 6))
-        );
-        let d = parse_config("hardmap abc example.com\n", Path::new("y.conf"));
-        assert_eq!(d[0].name, "default");
-        assert!(looks_like_config(text));
-        assert!(!looks_like_config("MetricsPort 9035\n"));
-    }
-
-    #[test]
-    fn nginx_listen_directives() {
-        let text = "server {\n  listen unix:/p/port-80.sock proxy_protocol; # x\n  listen 127.0.0.1:8080;\n  # listen 1.2.3.4:1;\n}\n";
-        let l = nginx_listens(text);
-        assert_eq!(l.len(), 2);
-        assert_eq!(
-            l[0],
-            (
-                2,
-                vec![
-                    "unix:/p/port-80.sock".to_owned(),
-                    "proxy_protocol".to_owned()
-                ]
-            )
-        );
-    }
 }

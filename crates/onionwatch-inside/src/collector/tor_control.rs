@@ -10,6 +10,12 @@ use onionwatch_metrics::Family;
 use onionwatch_tor::control::{Auth, ConnectOptions, ControlAddr, ControlClient, ControlError};
 use tokio::sync::Mutex;
 
+use onionwatch_onionspray::torrc::Listen;
+use onionwatch_onionspray::tree::TorInstance;
+
+use super::{Collector, Endpoint, Scrape};
+use crate::names;
+
 /// What one control-port scrape learnt.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ControlFacts {
@@ -72,6 +78,44 @@ impl ControlSource {
     }
 }
 
+/// The collector of one tor's control port.
+#[derive(Debug)]
+pub struct TorControl {
+    source: ControlSource,
+    project: String,
+    tor_instance: String,
+}
+
+impl TorControl {
+    /// Scrape through `source`, labelling the families with `project` and
+    /// `tor_instance`.
+    pub fn new(source: ControlSource, project: String, tor_instance: String) -> Self {
+        Self {
+            source,
+            project,
+            tor_instance,
+        }
+    }
+}
+
+impl Collector for TorControl {
+    fn scrape(&self) -> Scrape<'_> {
+        Box::pin(async move {
+            let facts = self.source.scrape().await?;
+            Ok(families(&self.project, &self.tor_instance, &facts))
+        })
+    }
+}
+
+/// The control port (and cookie) of a tor found in an Onionspray tree.
+pub fn from_tor(t: &TorInstance) -> Option<Endpoint> {
+    let addr = match t.control_port()? {
+        Listen::Unix(path) => ControlAddr::Unix(path),
+        l => ControlAddr::Tcp(super::tcp(&l)?),
+    };
+    Some(Endpoint::Control(addr, t.cookie_file()))
+}
+
 async fn facts(tor: &ControlClient) -> Result<ControlFacts, ControlError> {
     let bootstrap = tor.bootstrap_phase().await?;
     let version = tor.get_info_one("version").await?;
@@ -101,22 +145,22 @@ async fn facts(tor: &ControlClient) -> Result<ControlFacts, ControlError> {
 pub fn families(project: &str, tor_instance: &str, f: &ControlFacts) -> Vec<Family> {
     let l = [("project", project), ("tor_instance", tor_instance)];
     let mut boot = Family::gauge(
-        "onionwatch_tor_bootstrap_percent",
+        names::TOR_BOOTSTRAP_PERCENT,
         "Bootstrap progress of the tor hosting the onion services (100 = done), from its control port.",
     );
     boot.push(&l, f.bootstrap_percent as f64);
     let mut version = Family::info(
-        "onionwatch_tor_version",
+        names::TOR_VERSION,
         "Version of the tor hosting the onion services.",
     );
     version.push(&[l[0], l[1], ("version", &f.version)], 1.0);
     let mut services = Family::gauge(
-        "onionwatch_tor_onion_services",
+        names::TOR_ONION_SERVICES,
         "Onion services this tor hosts (configured and added over the control port).",
     );
     services.push(&l, f.onion_services as f64);
     let mut circuits = Family::gauge(
-        "onionwatch_tor_circuits",
+        names::TOR_CIRCUITS,
         "Circuits of this tor by status and purpose, from GETINFO circuit-status.",
     );
     for ((status, purpose), n) in &f.circuits {

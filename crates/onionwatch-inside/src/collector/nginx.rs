@@ -4,7 +4,11 @@
 
 use onionwatch_metrics::Family;
 
+use onionwatch_onionspray::tree::Project;
+
+use super::{Collector, Endpoint, Scrape};
 use crate::http::{self, HttpError, HttpUrl};
+use crate::names;
 
 /// Largest stub_status page accepted (the real one is ~100 bytes).
 pub const MAX_BODY: usize = 4096;
@@ -112,11 +116,44 @@ pub async fn scrape(url: &HttpUrl) -> Result<StubStatus, NginxError> {
     })
 }
 
+/// The collector of one project's nginx.
+#[derive(Debug, Clone)]
+pub struct Nginx {
+    url: HttpUrl,
+    project: String,
+}
+
+impl Nginx {
+    /// Scrape `url`, labelling the families with `project`.
+    pub fn new(url: HttpUrl, project: String) -> Self {
+        Self { url, project }
+    }
+}
+
+impl Collector for Nginx {
+    fn scrape(&self) -> Scrape<'_> {
+        Box::pin(async move {
+            let s = scrape(&self.url).await?;
+            Ok(families(&self.project, Some(&s)))
+        })
+    }
+
+    /// `nginx_up` 0, so that a down nginx reads as one rather than as absent.
+    fn down(&self) -> Vec<Family> {
+        families(&self.project, None)
+    }
+}
+
+/// The `stub_status` an Onionspray project's `nginx.conf` serves on TCP.
+pub fn from_project(p: &Project) -> Option<Endpoint> {
+    p.stub_status().map(|s| Endpoint::Nginx(s.into()))
+}
+
 /// The families of one project's nginx: `nginx_up` always, the others when
 /// the scrape worked.
 pub fn families(project: &str, status: Option<&StubStatus>) -> Vec<Family> {
     let l = [("project", project)];
-    let mut up = Family::gauge("nginx_up", "Status of the last metric scrape");
+    let mut up = Family::gauge(names::NGINX_UP, "Status of the last metric scrape");
     up.push(&l, if status.is_some() { 1.0 } else { 0.0 });
     let Some(s) = status else {
         return vec![up];
