@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use onionwatch_inside::abuse::{single_control_port, AbuseGuard, Resolver};
+use onionwatch_inside::circuit_close::ControlTarget;
 use onionwatch_inside::watch::Watcher;
 use onionwatch_logs::follow::Follower;
 use onionwatch_logs::policy::{PolicyConfig, PolicyConfigError};
@@ -26,4 +27,14 @@ pub fn attach(
 pub fn single_tor(watcher: &Watcher) -> Resolver {
     let ports = watcher.clone();
     Box::new(move |project| single_control_port(ports.control_ports(project)))
+}
+
+/// Resolve every project to `target`, the one tor whose logs are followed
+/// (`onionwatch logs --control-port`); without one, circuits are not closed.
+pub fn fixed_tor(target: Option<ControlTarget>) -> Resolver {
+    Box::new(move |_| {
+        target
+            .clone()
+            .ok_or_else(|| "no --control-port given".into())
+    })
 }

@@ -20,6 +20,11 @@
 //! the endpoint: `/metrics` and `/healthz`, `/api/v1/targets`, the logs'
 //! `/api/v1/logs` and `/api/v1/warnings` ([`logs::api`]) and the dashboard.
 //! [`RunningSite::stop`] ends it all in order, saving the log positions.
+//!
+//! `onionwatch logs` (follow mode) serves the log part alone:
+//! [`Site::serve_logs`] takes a [`LogsConfig`] (sources, format, follower
+//! settings, policy and the tor to close circuits on) and returns the same
+//! [`RunningSite`], without watcher or dashboard.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -28,10 +33,11 @@ use std::time::Duration;
 
 use onionwatch_dashboard::history::StoreError;
 use onionwatch_dashboard::{Dashboard, DashboardConfig};
+use onionwatch_inside::circuit_close::ControlTarget;
 use onionwatch_inside::targets::Settings;
 use onionwatch_inside::watch::{rediscover_loop, Watcher};
 use onionwatch_logs::access::LogFormat;
-use onionwatch_logs::follow::{FollowConfig, FollowHandle, Follower};
+use onionwatch_logs::follow::{FollowConfig, FollowHandle, Follower, Source};
 use onionwatch_logs::policy::{PolicyConfig, PolicyConfigError};
 use onionwatch_logs::tail::{StateError, TailState};
 use onionwatch_server::{Collect, EndpointConfig, Registry, RunningServer, ServeError};
@@ -56,6 +62,24 @@ pub struct SiteConfig {
     pub policy: Option<PolicyConfig>,
     /// Keep the dashboard's history here; in memory only if `None`.
     pub state_dir: Option<PathBuf>,
+}
+
+/// What `onionwatch logs` follows and how it serves, for [`Site::serve_logs`].
+#[derive(Debug)]
+pub struct LogsConfig {
+    /// The follower's settings; positions are resumed from and saved to
+    /// its `state_file`.
+    pub follow: FollowConfig,
+    /// The access logs' format.
+    pub format: LogFormat,
+    /// The files and globs to follow.
+    pub sources: Vec<Source>,
+    /// The abusive-circuit policy for the access logs.
+    pub policy: Option<PolicyConfig>,
+    /// The onion-service tor where the policy's `close` sends CLOSECIRCUIT.
+    pub control: Option<ControlTarget>,
+    /// Where and how the endpoint listens.
+    pub endpoint: EndpointConfig,
 }
 
 /// Why a site could not start or stop.
@@ -182,6 +206,33 @@ impl Site {
         &self.follower
     }
 
+    /// Follow `config.sources` and serve their metrics, `/healthz`,
+    /// `/api/v1/logs` and `/api/v1/warnings`: the log part of a site alone.
+    pub async fn serve_logs(config: LogsConfig) -> Result<RunningSite, Error> {
+        let state = match &config.follow.state_file {
+            Some(path) => TailState::load(path)?,
+            None => TailState::default(),
+        };
+        let follower = Follower::new(config.follow, config.format, config.sources, state);
+        let registry = Arc::new(Registry::default());
+        registry.register(follower.collector());
+        // The policy sees every record, so it is in place before the follower starts.
+        if let Some(policy) = config.policy {
+            let resolve = guard::fixed_tor(config.control);
+            registry.register(guard::attach(policy, &follower, resolve)?);
+        }
+        let follow = follower.spawn().map_err(Error::FollowerThread)?;
+        let app = onionwatch_server::router(registry).merge(logs::api(&follower));
+        let server = onionwatch_server::start(&config.endpoint, app).await?;
+        Ok(RunningSite {
+            server,
+            tasks: Vec::new(),
+            discovery: None,
+            follower,
+            follow,
+        })
+    }
+
     /// Start the dashboard's sampler, the warnings feed, rediscovery (when
     /// there are Onionspray trees) and the endpoint.
     pub async fn serve(self) -> Result<RunningSite, Error> {
@@ -209,6 +260,7 @@ impl Site {
             server,
             tasks: vec![sampler, warnings],
             discovery,
+            follower: self.follower,
             follow: self.follow,
         })
     }
@@ -220,6 +272,7 @@ pub struct RunningSite {
     server: RunningServer,
     tasks: Vec<JoinHandle<()>>,
     discovery: Option<(tokio::sync::watch::Sender<bool>, JoinHandle<()>)>,
+    follower: Follower,
     follow: FollowHandle,
 }
 
@@ -227,6 +280,11 @@ impl RunningSite {
     /// The endpoint's bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.server.local_addr()
+    }
+
+    /// The log follower (its sources, summaries and warnings).
+    pub fn follower(&self) -> &Follower {
+        &self.follower
     }
 
     /// The endpoint (to reload its TLS certificate on SIGHUP).

@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -13,12 +12,11 @@ use clap::{ArgGroup, Args, ValueEnum};
 use onionwatch_inside::circuit_close::ControlTarget;
 use onionwatch_logs::access::LogFormat;
 use onionwatch_logs::analytics::AnalyticsConfig;
-use onionwatch_logs::follow::{FollowConfig, Follower, LogKind, Source};
+use onionwatch_logs::follow::{FollowConfig, LogKind, Source};
 use onionwatch_logs::lines::DEFAULT_MAX_LINE;
 use onionwatch_logs::policy::{Action, PolicyConfig};
-use onionwatch_logs::tail::{TailConfig, TailState};
-use onionwatch_server::Registry;
-use onionwatch_site::guard;
+use onionwatch_logs::tail::TailConfig;
+use onionwatch_site::{LogsConfig, Site};
 
 use crate::signals::Signals;
 
@@ -219,12 +217,8 @@ async fn follow(args: LogsArgs) -> Result<ExitCode> {
             });
         }
     }
-    let state = match &args.state {
-        Some(path) => TailState::load(path)?,
-        None => TailState::default(),
-    };
     let endpoint = args.endpoint.config(args.listen)?;
-    let config = FollowConfig {
+    let follow = FollowConfig {
         tail: TailConfig {
             poll_interval: Duration::from_millis(args.poll_interval),
             max_line: args.max_line,
@@ -236,54 +230,50 @@ async fn follow(args: LogsArgs) -> Result<ExitCode> {
         state_file: args.state.clone(),
         ..FollowConfig::default()
     };
-    let follower = Follower::new(config, format, sources, state);
-    let registry = Arc::new(Registry::default());
-    registry.register(follower.collector());
-    // The policy sees every record, so it is in place before the follower starts.
-    if let Some(path) = &args.policy {
-        let policy = PolicyConfig::load(path)?;
-        let target = match &args.control_port {
-            Some(addr) => Some(ControlTarget {
-                control_port: addr.parse().context("--control-port")?,
-                control_password: None,
-                control_cookie: args.control_cookie.clone(),
-            }),
-            None if policy.action == Action::Close => anyhow::bail!(
-                "{}: action: close needs the onion-service tor's --control-port",
-                path.display()
-            ),
-            None => None,
-        };
-        let resolve = Box::new(move |_: &str| {
-            target
-                .clone()
-                .ok_or_else(|| "no --control-port given".into())
-        });
-        registry.register(guard::attach(policy, &follower, resolve)?);
-    }
-    let handle = follower
-        .spawn()
-        .context("cannot start the log follower thread")?;
-    let app = onionwatch_server::router(registry).merge(onionwatch_site::logs::api(&follower));
-    let server = onionwatch_server::start(&endpoint, app).await?;
+    let (policy, control) = match &args.policy {
+        None => (None, None),
+        Some(path) => {
+            let policy = PolicyConfig::load(path)?;
+            let control = match &args.control_port {
+                Some(addr) => Some(ControlTarget {
+                    control_port: addr.parse().context("--control-port")?,
+                    control_password: None,
+                    control_cookie: args.control_cookie.clone(),
+                }),
+                None if policy.action == Action::Close => anyhow::bail!(
+                    "{}: action: close needs the onion-service tor's --control-port",
+                    path.display()
+                ),
+                None => None,
+            };
+            (Some(policy), control)
+        }
+    };
     let scheme = if endpoint.tls.is_some() {
         "https"
     } else {
         "http"
     };
+    let site = Site::serve_logs(LogsConfig {
+        follow,
+        format,
+        sources,
+        policy,
+        control,
+        endpoint,
+    })
+    .await?;
     eprintln!(
         "following {} log pattern(s); serving {scheme}://{}/metrics",
-        follower.sources().len(),
-        server.local_addr()
+        site.follower().sources().len(),
+        site.local_addr()
     );
 
-    Signals::with_hangup()?.serve_until_stopped(&server).await;
+    Signals::with_hangup()?
+        .serve_until_stopped(site.server())
+        .await;
     tracing::info!("stopping");
-    // Joins the follower thread, which saves the state.
-    tokio::task::spawn_blocking(move || handle.stop())
-        .await
-        .context("the log follower panicked")?;
-    server.shutdown(Duration::from_secs(5)).await?;
+    site.stop().await?;
     Ok(ExitCode::SUCCESS)
 }
 
