@@ -3,12 +3,13 @@
 //! A command installs the handlers once, at start ([`Signals::install`], or
 //! [`Signals::with_hangup`] if it reloads on SIGHUP: without it SIGHUP keeps
 //! its default action and ends the process). Both waits take `&self`, so one
-//! `select!` can wait for a stop and a hangup at once.
+//! `select!` can wait for a stop and a hangup at once. The commands that
+//! serve a site (`watch`, `logs`) end with [`serve_until_stopped`].
 
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use onionwatch_server::RunningServer;
+use onionwatch_site::RunningSite;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::Mutex;
 
@@ -82,21 +83,25 @@ impl Signals {
             None => std::future::pending().await,
         }
     }
+}
 
-    /// Wait for SIGINT or SIGTERM, reloading `server`'s TLS certificate on
-    /// each SIGHUP meanwhile.
-    pub async fn serve_until_stopped(&self, server: &RunningServer) -> Stop {
-        loop {
-            tokio::select! {
-                stop = self.stop() => return stop,
-                _ = self.hangup() => {
-                    if let Err(e) = server.reload_tls() {
-                        tracing::error!("TLS not reloaded, keeping the old certificate: {e}");
-                    }
+/// Serve `site` until SIGINT or SIGTERM, reloading its TLS certificate on
+/// each SIGHUP meanwhile, then stop it in order.
+pub async fn serve_until_stopped(site: RunningSite) -> Result<ExitCode> {
+    let signals = Signals::with_hangup()?;
+    loop {
+        tokio::select! {
+            _ = signals.stop() => break,
+            _ = signals.hangup() => {
+                if let Err(e) = site.server().reload_tls() {
+                    tracing::error!("TLS not reloaded, keeping the old certificate: {e}");
                 }
             }
         }
     }
+    tracing::info!("stopping");
+    site.stop().await?;
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use onionwatch_logs::policy::{Action, PolicyConfig};
 use onionwatch_logs::tail::TailConfig;
 use onionwatch_site::{LogsConfig, Site};
 
-use crate::signals::Signals;
+use crate::signals;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -269,12 +269,7 @@ async fn follow(args: LogsArgs) -> Result<ExitCode> {
         site.local_addr()
     );
 
-    Signals::with_hangup()?
-        .serve_until_stopped(site.server())
-        .await;
-    tracing::info!("stopping");
-    site.stop().await?;
-    Ok(ExitCode::SUCCESS)
+    signals::serve_until_stopped(site).await
 }
 
 /// `--once`: read every file to its end and print one summary.

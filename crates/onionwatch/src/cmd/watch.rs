@@ -10,7 +10,7 @@ use onionwatch_inside::targets::{Config, Flags, Settings};
 use onionwatch_logs::policy::PolicyConfig;
 use onionwatch_site::{Site, SiteConfig};
 
-use crate::signals::Signals;
+use crate::signals;
 
 const AFTER: &str = "\
 Examples:
@@ -133,10 +133,5 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
     })?
     .serve()
     .await?;
-    Signals::with_hangup()?
-        .serve_until_stopped(site.server())
-        .await;
-    tracing::info!("stopping");
-    site.stop().await?;
-    Ok(ExitCode::SUCCESS)
+    signals::serve_until_stopped(site).await
 }
