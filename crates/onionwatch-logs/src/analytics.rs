@@ -39,8 +39,9 @@ use std::hash::{BuildHasher, Hasher};
 
 use onionwatch_tor::circuit_id::CircuitId;
 
-use crate::access::{AccessRecord, ErrorReason, Method, ParseError};
+use crate::access::{AccessRecord, ErrorReason, LogFormat, Method, ParseError};
 use crate::hll::{mix64, Hll};
+use crate::lines::Line;
 use crate::summary::{
     Bucket, CircuitCount, CircuitWindowSummary, DurationSummary, Summary, WindowedUnique,
 };
@@ -289,6 +290,28 @@ impl Analytics {
     /// The newest time seen (Unix seconds): windows end here.
     pub fn clock(&self) -> Option<i64> {
         self.clock
+    }
+
+    /// Parse one access-log line with `format` and count it: a record, or a
+    /// parse error by its reason (a line over `max_line` bytes is a
+    /// `too_long` error). The one per-line step of the one-shot analyser
+    /// ([`crate::once`]) and the follower ([`crate::follow`]); the record or
+    /// the error is returned for the caller's hook or message.
+    pub fn ingest<'a>(
+        &mut self,
+        format: &LogFormat,
+        line: Line<'a>,
+        max_line: usize,
+    ) -> Result<AccessRecord<'a>, ParseError> {
+        let parsed = match line {
+            Line::Complete(bytes) => format.parse(bytes),
+            Line::TooLong { .. } => Err(ParseError::TooLong { limit: max_line }),
+        };
+        match &parsed {
+            Ok(record) => self.record(record),
+            Err(e) => self.error(e),
+        }
+        parsed
     }
 
     /// Count a line that did not parse.

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use onionwatch_metrics::{Collect, Family};
 use onionwatch_tor::circuit_id::CircuitId;
 
-use crate::access::{LogFormat, ParseError};
+use crate::access::LogFormat;
 use crate::analytics::{Analytics, AnalyticsConfig};
 use crate::lines::Line;
 use crate::severity::{RecentLine, Severity, SeverityCounter};
@@ -286,27 +286,17 @@ impl Follower {
                     match src.kind {
                         LogKind::Access => {
                             let Some(a) = p.access.as_mut() else { return };
-                            let parsed = match ev.line {
-                                Line::Complete(l) => shared.format.parse(l),
-                                Line::TooLong { .. } => Err(ParseError::TooLong {
-                                    limit: shared.config.tail.max_line,
-                                }),
-                            };
-                            match parsed {
-                                Ok(rec) => {
-                                    a.record(&rec);
-                                    // The per-record hook: abusive-circuit
-                                    // policies plug in here.
-                                    if let Some(h) = hook.as_mut() {
-                                        h(&RecordInfo {
-                                            project: &src.project,
-                                            circuit: rec.circuit_id(),
-                                            time: rec.time,
-                                            status: rec.status,
-                                        });
-                                    }
-                                }
-                                Err(e) => a.error(&e),
+                            let parsed =
+                                a.ingest(&shared.format, ev.line, shared.config.tail.max_line);
+                            // The per-record hook: abusive-circuit policies
+                            // plug in here.
+                            if let (Ok(rec), Some(h)) = (parsed, hook.as_mut()) {
+                                h(&RecordInfo {
+                                    project: &src.project,
+                                    circuit: rec.circuit_id(),
+                                    time: rec.time,
+                                    status: rec.status,
+                                });
                             }
                         }
                         LogKind::Tor | LogKind::Onionbalance => {

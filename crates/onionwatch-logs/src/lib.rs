@@ -1,9 +1,13 @@
 //! Log parsing and analytics for onionwatch.
 //!
 //! This crate turns log lines into numbers and follows log files; it knows
-//! nothing about the command line. The one-shot analyser feeds it lines it
-//! reads itself; follow mode reads them through [`tail`]:
+//! nothing about the command line. Both engines take each access-log line
+//! through one step, [`analytics::Analytics::ingest`] (parse, count the
+//! record or the parse error by reason):
 //!
+//! - [`once`]: the one-shot analyser behind `onionwatch logs --once`: plain
+//!   or gzip-compressed files, or standard input, read to their end into
+//!   one summary.
 //! - [`tail`]: follow many files (paths and globs) by polling, across
 //!   rename-and-create rotation, copytruncate, deletion and re-creation,
 //!   with positions saved in a state file to resume after a restart, and
@@ -25,7 +29,8 @@
 //!   requests per circuit and the busiest circuits.
 //! - [`policy`]: the abusive-circuit policy, fed record by record:
 //!   too many requests of one circuit in a window give a decision to log,
-//!   alert on or close the circuit (executed by the caller).
+//!   alert on or close the circuit (executed by the caller); its
+//!   configuration is read with [`policy::PolicyConfig::load`].
 //! - [`summary`]: the serialisable [`summary::Summary`] and its Prometheus
 //!   text rendering.
 //! - [`time`]: nginx timestamps to Unix seconds and back to RFC 3339.
@@ -51,6 +56,7 @@ pub mod analytics;
 pub mod follow;
 pub mod hll;
 pub mod lines;
+pub mod once;
 pub mod policy;
 pub mod severity;
 pub mod summary;

@@ -62,6 +62,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
+use std::path::{Path, PathBuf};
 
 use onionwatch_metrics::{Family, MetricType};
 use onionwatch_tor::circuit_id::CircuitId;
@@ -200,7 +201,57 @@ fn in_range<T: PartialOrd + fmt::Display>(
     Ok(())
 }
 
+/// A policy file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyLoadError {
+    /// The file could not be read.
+    #[error("cannot read the policy file {}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not a policy (YAML syntax, an unknown field, a wrong type).
+    #[error("invalid policy file {}", path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the YAML reader found (boxed: it is large).
+        source: Box<serde_saphyr::Error>,
+    },
+    /// A value is out of range.
+    #[error("invalid policy file {}", path.display())]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Which value and what to write instead.
+        source: PolicyConfigError,
+    },
+}
+
 impl PolicyConfig {
+    /// Read a policy file (YAML, the fields of [`PolicyConfig`]) and
+    /// [validate](PolicyConfig::validate) it.
+    pub fn load(path: &Path) -> Result<PolicyConfig, PolicyLoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyLoadError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let policy: PolicyConfig =
+            serde_saphyr::from_str(&text).map_err(|source| PolicyLoadError::Parse {
+                path: path.to_owned(),
+                source: Box::new(source),
+            })?;
+        policy
+            .validate()
+            .map_err(|source| PolicyLoadError::Invalid {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(policy)
+    }
+
     /// Check the values the types alone do not restrict.
     pub fn validate(&self) -> Result<(), PolicyConfigError> {
         in_range("max_requests", self.max_requests, 1, 1_000_000)?;

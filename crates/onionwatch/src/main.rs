@@ -18,6 +18,7 @@ macro_rules! outln {
 
 mod cmd;
 mod logging;
+mod signals;
 
 use std::process::ExitCode;
 

@@ -343,3 +343,21 @@ fn prometheus_text_has_action_labels_and_no_circuit_ids() {
         assert!(line.starts_with("onionwatch_log_"), "{line}");
     }
 }
+
+#[test]
+fn load_reads_checks_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    let load = |text: &str| {
+        std::fs::write(&path, text).unwrap();
+        PolicyConfig::load(&path)
+    };
+    assert_eq!(load("max_requests: 5\n").unwrap().max_requests, 5);
+    let e = load("max_request: 5\n").unwrap_err();
+    assert!(matches!(e, PolicyLoadError::Parse { .. }), "{e}");
+    let e = load("action: close\n").unwrap_err();
+    assert!(matches!(e, PolicyLoadError::Invalid { .. }), "{e}");
+    assert!(e.to_string().contains("policy.yaml"), "{e}");
+    let e = PolicyConfig::load(&dir.path().join("missing.yaml")).unwrap_err();
+    assert!(matches!(e, PolicyLoadError::Read { .. }), "{e}");
+}

@@ -8,21 +8,18 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use onionwatch_dashboard::{Dashboard, DashboardConfig};
 use onionwatch_inside::targets::{Flags, Settings as WatchSettings};
-use onionwatch_inside::watch::Watcher;
-use onionwatch_logs::access::LogFormat;
-use onionwatch_logs::follow::{FollowConfig, Follower};
-use onionwatch_logs::tail::TailState;
 use onionwatch_probe::{
     Config as ProbeConfig, ProbeMetrics, Prober, Settings as ProbeSettings, Tor,
 };
-use onionwatch_server::{router, start, EndpointConfig, Registry};
+use onionwatch_server::EndpointConfig;
+use onionwatch_site::{Site, SiteConfig};
 use onionwatch_testnet::{
     BuiltInResponse, NetworkConfig, NetworkInfo, ServiceConfig, ServiceTorConfig, TestNetwork,
 };
 use onionwatch_tor::control::{Auth, ControlAddr};
-use tokio::signal::unix::{signal, SignalKind};
+
+use crate::signals::Signals;
 
 /// A real v3 address (the Tor Project's website) that the private network
 /// never publishes: the demo's offline onion service.
@@ -103,34 +100,14 @@ fn probe_yaml(info: &NetworkInfo, interval: u64) -> String {
     yaml
 }
 
-pub async fn run(args: DemoArgs) -> Result<ExitCode> {
-    let mut sigterm = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
-    // Fail before spending 30 s on tor if the port is taken or not loopback.
-    let endpoint = EndpointConfig {
-        listen: args.listen,
-        ..EndpointConfig::default()
-    };
-    endpoint.check()?;
-
-    tracing::info!("starting the private Tor network (15-40 s)");
-    let net = tokio::select! {
-        net = TestNetwork::start(network(args.tor.clone())) => net.context("the private Tor network did not start")?,
-        _ = sigint.recv() => return Ok(ExitCode::from(130)),
-        _ = sigterm.recv() => return Ok(ExitCode::from(143)),
-    };
-    let info = net.info().clone();
-
-    let registry = Arc::new(Registry::default());
-
-    // Inside: each onion-service tor is a project.
-    let projects = ["news", "shop"];
+/// The inside monitor's targets: each onion-service tor is a project.
+fn watch_flags(info: &NetworkInfo, interval: u64) -> Flags {
     let mut flags = Flags {
-        interval_seconds: Some(args.interval as f64),
-        timeout_seconds: Some(args.interval.clamp(1, 5) as f64),
+        interval_seconds: Some(interval as f64),
+        timeout_seconds: Some(interval.clamp(1, 5) as f64),
         ..Flags::default()
     };
-    for (project, tor) in projects.iter().zip(["hs0", "hs1"]) {
+    for (project, tor) in ["news", "shop"].iter().zip(["hs0", "hs1"]) {
         let onion = info
             .onions
             .iter()
@@ -158,21 +135,31 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
                 .push(format!("{project}={}", log.display()));
         }
     }
-    let settings = WatchSettings::build(None, &flags)?;
-    let follower = Follower::new(
-        FollowConfig::default(),
-        LogFormat::combined(),
-        settings.logs.clone(),
-        TailState::default(),
-    );
-    let watcher = Watcher::new(settings);
-    watcher.attach_log_follower(follower.clone());
-    watcher.start()?;
-    registry.register(watcher.collector());
-    let follow = follower
-        .spawn()
-        .context("cannot start the log follower thread")?;
-    registry.register(follower.collector());
+    flags
+}
+
+pub async fn run(args: DemoArgs) -> Result<ExitCode> {
+    let signals = Signals::install()?;
+    // Fail before spending 30 s on tor if the port is taken or not loopback.
+    let endpoint = EndpointConfig {
+        listen: args.listen,
+        ..EndpointConfig::default()
+    };
+    endpoint.check()?;
+
+    tracing::info!("starting the private Tor network (15-40 s)");
+    let net = tokio::select! {
+        net = TestNetwork::start(network(args.tor.clone())) => net.context("the private Tor network did not start")?,
+        stop = signals.stop() => return Ok(stop.exit_code()),
+    };
+    let info = net.info().clone();
+
+    let site = Site::build(SiteConfig {
+        settings: WatchSettings::build(None, &watch_flags(&info, args.interval))?,
+        endpoint,
+        policy: None,
+        state_dir: args.state_dir,
+    })?;
 
     // Outside: the prober against all four, through the network's client.
     let (probe_config, warnings) =
@@ -189,34 +176,16 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     .await
     .context("connect the prober to the client tor")?;
     let metrics = Arc::new(ProbeMetrics::new());
-    registry.register(metrics.clone());
+    site.register(metrics.clone());
     let prober = Prober::new(
         Arc::new(tor),
         metrics,
         ProbeSettings::from_config(&probe_config),
     );
 
-    let dashboard = Dashboard::open(
-        registry.clone(),
-        DashboardConfig {
-            interval: Duration::from_secs(args.interval.max(1)),
-            ..DashboardConfig::default()
-        },
-        args.state_dir.as_deref(),
-    )?;
-    let sampler = dashboard.spawn();
-    let warnings = tokio::spawn(super::logs::feed_recent_warnings(
-        follower.clone(),
-        dashboard.clone(),
-        Duration::from_secs(args.interval),
-    ));
-    let app = router(registry)
-        .merge(dashboard.router())
-        .merge(watcher.api_router())
-        .merge(super::logs::api(&follower));
-    let server = start(&endpoint, app).await?;
-    outln!("dashboard: http://{}/", server.local_addr())?;
-    outln!("metrics:   http://{}/metrics", server.local_addr())?;
+    let site = site.serve().await?;
+    outln!("dashboard: http://{}/", site.local_addr())?;
+    outln!("metrics:   http://{}/metrics", site.local_addr())?;
     outln!(
         "client SOCKS {} · control {}",
         info.client.socks,
@@ -239,16 +208,10 @@ pub async fn run(args: DemoArgs) -> Result<ExitCode> {
         }
     });
 
-    tokio::select! {
-        _ = sigint.recv() => {}
-        _ = sigterm.recv() => {}
-    }
+    signals.stop().await;
     tracing::info!("stopping the demo");
     probing.abort();
-    sampler.abort();
-    warnings.abort();
-    let _ = tokio::task::spawn_blocking(move || follow.stop()).await;
-    server.shutdown(Duration::from_secs(5)).await?;
+    site.stop().await?;
     net.shutdown();
     Ok(ExitCode::SUCCESS)
 }

@@ -5,8 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use onionwatch_server::{AuthConfig, EndpointConfig, RunningServer, TlsConfig};
-use tokio::signal::unix::{signal, SignalKind};
+use onionwatch_server::{AuthConfig, EndpointConfig, TlsConfig};
 
 /// TLS and authentication of the endpoint (required off loopback).
 #[derive(Debug, Clone, Args)]
@@ -58,24 +57,5 @@ impl EndpointArgs {
         };
         config.check()?;
         Ok(config)
-    }
-}
-
-/// Wait for SIGINT or SIGTERM, reloading `server`'s TLS certificate on
-/// each SIGHUP meanwhile.
-pub async fn until_stopped(server: &RunningServer) -> Result<()> {
-    let mut sigterm = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
-    loop {
-        tokio::select! {
-            _ = sigint.recv() => return Ok(()),
-            _ = sigterm.recv() => return Ok(()),
-            _ = sighup.recv() => {
-                if let Err(e) = server.reload_tls() {
-                    tracing::error!("TLS not reloaded, keeping the old certificate: {e}");
-                }
-            }
-        }
     }
 }

@@ -10,7 +10,8 @@ use clap::Args;
 use onionwatch_expose::{expose, ClientKey, ScrapeProxy};
 use onionwatch_server::{start, EndpointConfig};
 use onionwatch_tor::control::{Auth, ControlAddr, ControlClient};
-use tokio::signal::unix::{signal, SignalKind};
+
+use crate::signals::Signals;
 
 /// Options shared by both commands: how to reach a tor's control port.
 #[derive(Debug, Args)]
@@ -73,16 +74,6 @@ pub struct ScrapeGatewayArgs {
     listen: SocketAddr,
 }
 
-async fn wait_for_stop() -> Result<()> {
-    let mut term = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
-}
-
 pub async fn expose_onion(args: ExposeArgs) -> Result<ExitCode> {
     let tor = args.tor.connect().await?;
     let exposed = expose(&tor, args.target, args.port, &args.key_dir)
@@ -99,7 +90,7 @@ pub async fn expose_onion(args: ExposeArgs) -> Result<ExitCode> {
     )?;
     outln!("{}", exposed.client_line)?;
     outln!("The onion service lives while this command runs; Ctrl-C removes it.")?;
-    wait_for_stop().await?;
+    Signals::install()?.stop().await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -119,7 +110,7 @@ pub async fn scrape_gateway(args: ScrapeGatewayArgs) -> Result<ExitCode> {
         "scrape http://{}/metrics to reach {address}.onion through tor",
         server.local_addr()
     )?;
-    wait_for_stop().await?;
+    Signals::install()?.stop().await;
     server.shutdown(std::time::Duration::from_secs(5)).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,8 @@ use clap::Args;
 use onionwatch_gateway::{Config, Gateway, ListenAddr, ProxyProtocol, UpstreamAddr};
 use onionwatch_server::Registry;
 use onionwatch_tor::control::ControlAddr;
-use tokio::signal::unix::{signal, SignalKind};
+
+use crate::signals::Signals;
 
 /// Options given on the command line override the configuration file.
 #[derive(Debug, Args)]
@@ -156,9 +157,7 @@ pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
             tracing::warn!(listen = %a, "listening on a non-loopback address: the gateway trusts PROXY headers, so only tor should reach it");
         }
     }
-    let mut sighup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
-    let mut sigterm = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+    let signals = Signals::with_hangup()?;
 
     let metrics_endpoint = config
         .metrics_listen
@@ -185,7 +184,7 @@ pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
                 }
                 return Ok(ExitCode::SUCCESS);
             }
-            _ = sighup.recv() => {
+            _ = signals.hangup() => {
                 match args.load().and_then(|c| handle.reload(c).map_err(Into::into)) {
                     Ok(()) => tracing::info!("SIGHUP: configuration reloaded"),
                     Err(e) => tracing::error!("SIGHUP: configuration not reloaded, keeping the old one: {e:#}"),
@@ -194,17 +193,10 @@ pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
                     tracing::error!("TLS not reloaded, keeping the old certificate: {e}");
                 }
             }
-            _ = sigterm.recv() => {
+            stop = signals.stop() => {
+                // A second signal does not wait for the drain.
                 if stopping {
-                    return Ok(ExitCode::from(143));
-                }
-                stopping = true;
-                handle.shutdown();
-            }
-            _ = sigint.recv() => {
-                // A second Ctrl-C does not wait for the drain.
-                if stopping {
-                    return Ok(ExitCode::from(130));
+                    return Ok(stop.exit_code());
                 }
                 stopping = true;
                 handle.shutdown();

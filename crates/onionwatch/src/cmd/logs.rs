@@ -1,38 +1,24 @@
 //! `onionwatch logs`: analyse nginx access logs once (`--once`), or follow
 //! them (and tor and onionbalance logs) and serve their metrics.
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::builder::TypedValueParser as _;
 use clap::{ArgGroup, Args, ValueEnum};
-use flate2::read::MultiGzDecoder;
-use onionwatch_inside::abuse::AbuseGuard;
 use onionwatch_inside::circuit_close::ControlTarget;
-use onionwatch_logs::access::{LogFormat, ParseError};
-use onionwatch_logs::analytics::{Analytics, AnalyticsConfig};
-use onionwatch_logs::follow::{FollowConfig, Follower, LogKind, Source};
-use onionwatch_logs::lines::{Line, LineReader, DEFAULT_MAX_LINE};
+use onionwatch_logs::access::LogFormat;
+use onionwatch_logs::analytics::AnalyticsConfig;
+use onionwatch_logs::follow::{FollowConfig, LogKind, Source};
+use onionwatch_logs::lines::DEFAULT_MAX_LINE;
 use onionwatch_logs::policy::{Action, PolicyConfig};
-use onionwatch_logs::severity::RecentLine;
-use onionwatch_logs::summary::FileSummary;
-use onionwatch_logs::tail::{TailConfig, TailState};
-use onionwatch_server::Registry;
+use onionwatch_logs::tail::TailConfig;
+use onionwatch_site::{LogsConfig, Site};
 
-/// Read buffer per file. 64 KiB stays in the CPU cache between the kernel's
-/// copy and the parser; 128 KiB and more measured slower (more system time).
-const READ_BUFFER: usize = 64 * 1024;
-
-/// Parse errors reported per file at debug level (-v) with line numbers.
-const ERRORS_SHOWN: u64 = 5;
+use crate::signals;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -175,78 +161,15 @@ pub struct LogsArgs {
     max_line: usize,
 }
 
-/// `/api/v1/logs` (each project's summary, busiest circuits included: they
-/// are never metric labels) and `/api/v1/warnings` (the kept tor and
-/// onionbalance warnings).
-pub(crate) fn api(follower: &Follower) -> axum::Router {
-    let (logs, warnings) = (follower.clone(), follower.clone());
-    axum::Router::new()
-        .route(
-            "/api/v1/logs",
-            axum::routing::get(move || {
-                let f = logs.clone();
-                async move { axum::Json(f.summaries()) }
-            }),
-        )
-        .route(
-            "/api/v1/warnings",
-            axum::routing::get(move || {
-                let f = warnings.clone();
-                async move { axum::Json(f.recent_warnings()) }
-            }),
-        )
-}
-
-/// Show each project's last tor and onionbalance warnings, as the follower
-/// keeps them, on the dashboard (the logs are already being read: no
-/// second read).
-pub(crate) async fn feed_recent_warnings(
-    follower: Follower,
-    dashboard: Arc<onionwatch_dashboard::Dashboard>,
-    every: Duration,
-) {
-    let mut tick = tokio::time::interval(every);
-    loop {
-        tick.tick().await;
-        for (project, lines) in dashboard_warnings(follower.recent_warnings()) {
-            dashboard.set_recent_warnings(&project, lines);
+impl LogsArgs {
+    /// The access-log analytics settings, the same once and following.
+    fn analytics(&self) -> AnalyticsConfig {
+        AnalyticsConfig {
+            circuit_window_secs: self.window,
+            top_k: self.top,
+            ..AnalyticsConfig::default()
         }
     }
-}
-
-/// Each project's last warning lines for its dashboard row: tor's last,
-/// onionbalance's filling in when tor has fewer.
-fn dashboard_warnings(
-    recent: BTreeMap<String, BTreeMap<&'static str, Vec<RecentLine>>>,
-) -> Vec<(String, Vec<String>)> {
-    const SHOWN: usize = 5;
-    recent
-        .into_iter()
-        // An installation-wide Onionbalance log has no project: no row.
-        .filter(|(project, _)| !project.is_empty())
-        .map(|(project, logs)| {
-            let lines: Vec<String> = [LogKind::Onionbalance, LogKind::Tor]
-                .iter()
-                .filter_map(|k| logs.get(k.as_str()))
-                .flatten()
-                .map(|r| r.text.clone())
-                .collect();
-            let shown = lines[lines.len().saturating_sub(SHOWN)..].to_vec();
-            (project, shown)
-        })
-        .collect()
-}
-
-/// Read and check an abusive-circuit policy file.
-pub(crate) fn load_policy(path: &Path) -> Result<PolicyConfig> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the policy file {}", path.display()))?;
-    let policy: PolicyConfig = serde_saphyr::from_str(&text)
-        .with_context(|| format!("invalid policy file {}", path.display()))?;
-    policy
-        .validate()
-        .with_context(|| format!("invalid policy file {}", path.display()))?;
-    Ok(policy)
 }
 
 /// Run `onionwatch logs`.
@@ -260,12 +183,7 @@ pub async fn run(args: LogsArgs) -> Result<ExitCode> {
 
 /// Follow mode: tail the files, serve the metrics until SIGINT/SIGTERM.
 async fn follow(args: LogsArgs) -> Result<ExitCode> {
-    let format = LogFormat::compile(&args.log_format).with_context(|| {
-        format!(
-            "invalid --log-format {:?}; give the string of nginx's log_format directive",
-            args.log_format
-        )
-    })?;
+    let format = compile(&args.log_format)?;
     if args.files.iter().any(|f| f == Path::new("-")) {
         anyhow::bail!("standard input cannot be followed: use --once to read it");
     }
@@ -299,80 +217,59 @@ async fn follow(args: LogsArgs) -> Result<ExitCode> {
             });
         }
     }
-    let state = match &args.state {
-        Some(path) => TailState::load(path)?,
-        None => TailState::default(),
-    };
     let endpoint = args.endpoint.config(args.listen)?;
-    let config = FollowConfig {
+    let follow = FollowConfig {
         tail: TailConfig {
             poll_interval: Duration::from_millis(args.poll_interval),
             max_line: args.max_line,
             start_at_end: args.from_end,
             ..TailConfig::default()
         },
-        analytics: AnalyticsConfig {
-            circuit_window_secs: args.window,
-            top_k: args.top,
-            ..AnalyticsConfig::default()
-        },
+        analytics: args.analytics(),
         keep_warnings: args.keep_warnings,
         state_file: args.state.clone(),
         ..FollowConfig::default()
     };
-    let follower = Follower::new(config, format, sources, state);
-    let registry = Arc::new(Registry::default());
-    registry.register(follower.collector());
-    // The policy sees every record, so it is in place before the follower starts.
-    if let Some(path) = &args.policy {
-        let policy = load_policy(path)?;
-        let target = match &args.control_port {
-            Some(addr) => Some(ControlTarget {
-                control_port: addr.parse().context("--control-port")?,
-                control_password: None,
-                control_cookie: args.control_cookie.clone(),
-            }),
-            None if policy.action == Action::Close => anyhow::bail!(
-                "{}: action: close needs the onion-service tor's --control-port",
-                path.display()
-            ),
-            None => None,
-        };
-        let guard = AbuseGuard::new(
-            policy,
-            Box::new(move |_| {
-                target
-                    .clone()
-                    .ok_or_else(|| "no --control-port given".into())
-            }),
-        )?;
-        follower.set_record_hook(guard.hook());
-        registry.register(guard);
-    }
-    let handle = follower
-        .spawn()
-        .context("cannot start the log follower thread")?;
-    let app = onionwatch_server::router(registry).merge(api(&follower));
-    let server = onionwatch_server::start(&endpoint, app).await?;
+    let (policy, control) = match &args.policy {
+        None => (None, None),
+        Some(path) => {
+            let policy = PolicyConfig::load(path)?;
+            let control = match &args.control_port {
+                Some(addr) => Some(ControlTarget {
+                    control_port: addr.parse().context("--control-port")?,
+                    control_password: None,
+                    control_cookie: args.control_cookie.clone(),
+                }),
+                None if policy.action == Action::Close => anyhow::bail!(
+                    "{}: action: close needs the onion-service tor's --control-port",
+                    path.display()
+                ),
+                None => None,
+            };
+            (Some(policy), control)
+        }
+    };
     let scheme = if endpoint.tls.is_some() {
         "https"
     } else {
         "http"
     };
+    let site = Site::serve_logs(LogsConfig {
+        follow,
+        format,
+        sources,
+        policy,
+        control,
+        endpoint,
+    })
+    .await?;
     eprintln!(
         "following {} log pattern(s); serving {scheme}://{}/metrics",
-        follower.sources().len(),
-        server.local_addr()
+        site.follower().sources().len(),
+        site.local_addr()
     );
 
-    super::endpoint::until_stopped(&server).await?;
-    tracing::info!("stopping");
-    // Joins the follower thread, which saves the state.
-    tokio::task::spawn_blocking(move || handle.stop())
-        .await
-        .context("the log follower panicked")?;
-    server.shutdown(Duration::from_secs(5)).await?;
-    Ok(ExitCode::SUCCESS)
+    signals::serve_until_stopped(site).await
 }
 
 /// `--once`: read every file to its end and print one summary.
@@ -380,35 +277,10 @@ fn once(args: LogsArgs) -> Result<ExitCode> {
     if args.files.is_empty() {
         anyhow::bail!("--once needs at least one FILE");
     }
-    let format = LogFormat::compile(&args.log_format).with_context(|| {
-        format!(
-            "invalid --log-format {:?}; give the string of nginx's log_format directive",
-            args.log_format
-        )
-    })?;
-    tracing::debug!(fast_path = format.is_fast_path(), "log format compiled");
-
-    // Open everything first: a wrong path fails before any long parse.
-    let mut inputs = Vec::with_capacity(args.files.len());
-    for path in &args.files {
-        inputs.push((path, open(path)?));
-    }
-
-    let mut analytics = Analytics::new(AnalyticsConfig {
-        circuit_window_secs: args.window,
-        top_k: args.top,
-        ..AnalyticsConfig::default()
-    });
-    let mut files = Vec::with_capacity(inputs.len());
-    for (path, reader) in inputs {
-        let file = analyse(path, reader, &format, &mut analytics, args.max_line)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        files.push(file);
-    }
-
-    let mut summary = analytics.summary();
+    let format = compile(&args.log_format)?;
+    let mut summary =
+        onionwatch_logs::once::summarise(&args.files, &format, args.analytics(), args.max_line)?;
     summary.project = args.project;
-    summary.files = files;
     match args.format {
         Format::Json => outln!("{}", serde_json::to_string(&summary)?)?,
         Format::Prometheus => out!("{}", summary.to_prometheus())?,
@@ -416,121 +288,11 @@ fn once(args: LogsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Open a file (or stdin for `-`), transparently decompressing gzip.
-fn open(path: &Path) -> Result<Box<dyn BufRead>> {
-    let raw: Box<dyn Read> = if path == Path::new("-") {
-        Box::new(io::stdin().lock())
-    } else {
-        let file = File::open(path).with_context(|| {
-            format!(
-                "cannot open {}: check the path, and that this user may read it \
-                 (nginx logs are often readable only by root or the adm group)",
-                path.display()
-            )
-        })?;
-        Box::new(file)
-    };
-    let mut reader = BufReader::with_capacity(READ_BUFFER, raw);
-    let magic = reader
-        .fill_buf()
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    if magic.starts_with(&[0x1f, 0x8b]) {
-        tracing::debug!(path = %path.display(), "gzip-compressed");
-        return Ok(Box::new(BufReader::with_capacity(
-            READ_BUFFER,
-            MultiGzDecoder::new(reader),
-        )));
-    }
-    Ok(Box::new(reader))
-}
-
-/// Feed every line of one file into `analytics`.
-fn analyse(
-    path: &Path,
-    reader: Box<dyn BufRead>,
-    format: &LogFormat,
-    analytics: &mut Analytics,
-    max_line: usize,
-) -> io::Result<FileSummary> {
-    let (lines_before, errors_before) = (analytics.lines(), analytics.parse_errors());
-    let mut lines = LineReader::new(reader, max_line);
-    let mut line_no: u64 = 0;
-    let mut first_error: Option<(u64, ParseError)> = None;
-    while let Some(line) = lines.next_line()? {
-        line_no += 1;
-        let result = match line {
-            Line::Complete(bytes) => format.parse(bytes),
-            Line::TooLong { .. } => Err(ParseError::TooLong { limit: max_line }),
-        };
-        match result {
-            Ok(record) => analytics.record(&record),
-            Err(e) => {
-                analytics.error(&e);
-                let errors = analytics.parse_errors() - errors_before;
-                if errors <= ERRORS_SHOWN {
-                    tracing::debug!(path = %path.display(), line = line_no, "{e}");
-                }
-                first_error.get_or_insert((line_no, e));
-            }
-        }
-    }
-    let file = FileSummary {
-        path: path.display().to_string(),
-        lines: analytics.lines() - lines_before,
-        parse_errors: analytics.parse_errors() - errors_before,
-        bytes_read: lines.bytes_read(),
-    };
-    if let Some((at, e)) = first_error {
-        let hint = if file.parse_errors == file.lines {
-            "; no line parsed: is --log-format the one nginx writes this file with?"
-        } else {
-            ""
-        };
-        tracing::warn!(
-            "{}: {} of {} lines did not parse (first at line {at}: {e}){hint}",
-            path.display(),
-            file.parse_errors,
-            file.lines
-        );
-    }
-    Ok(file)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use onionwatch_logs::severity::Severity;
-
-    fn lines(kind: LogKind, texts: &[&str]) -> BTreeMap<&'static str, Vec<RecentLine>> {
-        let lines = texts
-            .iter()
-            .map(|t| RecentLine {
-                severity: Severity::Warn,
-                text: (*t).to_owned(),
-            })
-            .collect();
-        BTreeMap::from([(kind.as_str(), lines)])
-    }
-
-    #[test]
-    fn dashboard_rows_skip_only_the_installation_wide_log() {
-        let mut both = lines(LogKind::Onionbalance, &["ob1", "ob2"]);
-        both.extend(lines(LogKind::Tor, &["t1", "t2", "t3", "t4"]));
-        let recent = BTreeMap::from([
-            (
-                String::new(),
-                lines(LogKind::Onionbalance, &["whole install"]),
-            ),
-            ("news".to_owned(), lines(LogKind::Onionbalance, &["ob"])),
-            ("shop".to_owned(), both),
-        ]);
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            dashboard_warnings(recent),
-            [
-                ("news".to_owned(), s(&["ob"])),
-                ("shop".to_owned(), s(&["ob2", "t1", "t2", "t3", "t4"])),
-            ]
-        );
-    }
+/// The access-log format from `--log-format`.
+fn compile(log_format: &str) -> Result<LogFormat> {
+    LogFormat::compile(log_format).with_context(|| {
+        format!(
+            "invalid --log-format {log_format:?}; give the string of nginx's log_format directive"
+        )
+    })
 }

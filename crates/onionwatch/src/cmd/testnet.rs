@@ -10,7 +10,8 @@ use clap::{Args, Subcommand, ValueEnum};
 use onionwatch_testnet::{
     BackendKind, ControlKind, NetworkConfig, NetworkInfo, ServiceConfig, TestNetwork,
 };
-use tokio::signal::unix::{signal, SignalKind};
+
+use crate::signals::Signals;
 
 #[derive(Debug, Subcommand)]
 pub enum TestnetCommand {
@@ -135,15 +136,13 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
     if args.onions == 0 {
         anyhow::bail!("--onions must be at least 1");
     }
-    let mut sigterm = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
+    let signals = Signals::install()?;
     tracing::info!(onions = args.onions, "starting the private Tor network");
 
     // A signal during start-up drops the half-built network, which kills its tors.
     let mut net = tokio::select! {
         net = TestNetwork::start(args.config()) => net.context("the test network did not start")?,
-        _ = sigint.recv() => return Ok(ExitCode::from(130)),
-        _ = sigterm.recv() => return Ok(ExitCode::from(143)),
+        stop = signals.stop() => return Ok(stop.exit_code()),
     };
     match args.format {
         Format::Json => outln!("{}", serde_json::to_string(net.info())?)?,
@@ -151,20 +150,19 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
     }
 
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let code = loop {
+    loop {
         tokio::select! {
-            _ = sigint.recv() => break ExitCode::SUCCESS,
-            _ = sigterm.recv() => break ExitCode::SUCCESS,
+            _ = signals.stop() => break,
             _ = tick.tick() => {
                 if let Err(e) = net.check_alive() {
                     return Err(e).context("the test network broke");
                 }
             }
         }
-    };
+    }
     tracing::info!("stopping the private Tor network");
     net.shutdown();
-    Ok(code)
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_text(info: &NetworkInfo) -> Result<(), crate::StdoutError> {

@@ -3,18 +3,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use onionwatch_dashboard::{Dashboard, DashboardConfig};
-use onionwatch_inside::abuse::{single_control_port, AbuseGuard};
 use onionwatch_inside::targets::{Config, Flags, Settings};
-use onionwatch_inside::watch::{rediscover_loop, Watcher};
-use onionwatch_logs::access::LogFormat;
-use onionwatch_logs::follow::{FollowConfig, Follower};
-use onionwatch_logs::tail::TailState;
-use onionwatch_server::Registry;
+use onionwatch_logs::policy::PolicyConfig;
+use onionwatch_site::{Site, SiteConfig};
+
+use crate::signals;
 
 const AFTER: &str = "\
 Examples:
@@ -112,7 +108,7 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
         None => None,
     };
     let policy = match &args.policy {
-        Some(path) => Some(super::logs::load_policy(path)?),
+        Some(path) => Some(PolicyConfig::load(path)?),
         None => config.as_ref().and_then(|c| c.policy.clone()),
     };
     let flags = Flags {
@@ -128,81 +124,14 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
         log_state: args.log_state,
     };
     let settings = Settings::build(config, &flags)?;
-    let log_state = match &settings.log_state {
-        Some(path) => TailState::load(path)?,
-        None => TailState::default(),
-    };
     let endpoint = args.endpoint.config(settings.listen)?;
-    let interval = settings.interval;
-    let follower = Follower::new(
-        FollowConfig {
-            state_file: settings.log_state.clone(),
-            ..FollowConfig::default()
-        },
-        LogFormat::combined(),
-        settings.logs.clone(),
-        log_state,
-    );
-    let watcher = Watcher::new(settings);
-    // Discovery (in start) gives the follower the discovered projects' logs.
-    watcher.attach_log_follower(follower.clone());
-    watcher.start()?;
-    // The policy sees every record, so it is in place before the follower starts.
-    let guard = match policy {
-        Some(policy) => {
-            let ports = watcher.clone();
-            let guard = AbuseGuard::new(
-                policy,
-                Box::new(move |project| single_control_port(ports.control_ports(project))),
-            )?;
-            follower.set_record_hook(guard.hook());
-            Some(guard)
-        }
-        None => None,
-    };
-    let follow = follower
-        .spawn()
-        .context("cannot start the log follower thread")?;
-    let registry = Arc::new(Registry::default());
-    registry.register(watcher.collector());
-    registry.register(follower.collector());
-    if let Some(guard) = guard {
-        registry.register(guard);
-    }
-    let dashboard = Dashboard::open(
-        registry.clone(),
-        DashboardConfig {
-            interval,
-            ..DashboardConfig::default()
-        },
-        args.state_dir.as_deref(),
-    )?;
-    let sampler = dashboard.spawn();
-    let warnings = tokio::spawn(super::logs::feed_recent_warnings(
-        follower.clone(),
-        dashboard.clone(),
-        interval,
-    ));
-    let app = onionwatch_server::router(registry)
-        .merge(watcher.api_router())
-        .merge(super::logs::api(&follower))
-        .merge(dashboard.router());
-    let server = onionwatch_server::start(&endpoint, app).await?;
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut discovery_stop = stop_rx;
-    // It re-reads the Onionspray tree on SIGHUP too.
-    let discovery = tokio::spawn(rediscover_loop(watcher.clone(), async move {
-        let _ = discovery_stop.wait_for(|s| *s).await;
-    }));
-    super::endpoint::until_stopped(&server).await?;
-    tracing::info!("stopping");
-    let _ = stop_tx.send(true);
-    let _ = discovery.await;
-    sampler.abort();
-    warnings.abort();
-    // Joins the follower thread, which saves the log positions.
-    let _ = tokio::task::spawn_blocking(move || follow.stop()).await;
-    server.shutdown(std::time::Duration::from_secs(5)).await?;
-    Ok(ExitCode::SUCCESS)
+    let site = Site::build(SiteConfig {
+        settings,
+        endpoint,
+        policy,
+        state_dir: args.state_dir,
+    })?
+    .serve()
+    .await?;
+    signals::serve_until_stopped(site).await
 }

@@ -1,0 +1,311 @@
+//! The inside monitor of one site, assembled in one place: what
+//! `onionwatch watch` runs, and `onionwatch demo` on its private Tor network.
+//!
+//! [`Site::build`] takes a [`SiteConfig`] (the watch [`Settings`], the
+//! endpoint, an optional abusive-circuit policy, the dashboard's state
+//! directory) and wires:
+//!
+//! - a log [`Follower`] over the configured logs (positions resumed from and
+//!   saved to `settings.log_state`), given to the [`Watcher`] so discovered
+//!   projects' logs are followed too;
+//! - the [`Watcher`] scraping every tor MetricsPort, control port and nginx;
+//! - the abuse guard (the policy on every access-log record, `close` sent
+//!   to the project's only tor; [`guard`]);
+//! - one [`Registry`] of them all, and the [`Dashboard`] reading it.
+//!
+//! More collectors join the same registry before serving
+//! ([`Site::register`]; the demo adds the prober's metrics). [`Site::serve`]
+//! starts the dashboard's sampler, the feed of recent tor warnings to the
+//! dashboard ([`logs::feed_recent_warnings`]), Onionspray rediscovery, and
+//! the endpoint: `/metrics` and `/healthz`, `/api/v1/targets`, the logs'
+//! `/api/v1/logs` and `/api/v1/warnings` ([`logs::api`]) and the dashboard.
+//! [`RunningSite::stop`] ends it all in order, saving the log positions.
+//!
+//! `onionwatch logs` (follow mode) serves the log part alone:
+//! [`Site::serve_logs`] takes a [`LogsConfig`] (sources, format, follower
+//! settings, policy and the tor to close circuits on) and returns the same
+//! [`RunningSite`], without watcher or dashboard.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use onionwatch_dashboard::history::StoreError;
+use onionwatch_dashboard::{Dashboard, DashboardConfig};
+use onionwatch_inside::circuit_close::ControlTarget;
+use onionwatch_inside::targets::Settings;
+use onionwatch_inside::watch::{rediscover_loop, Watcher};
+use onionwatch_logs::access::LogFormat;
+use onionwatch_logs::follow::{FollowConfig, FollowHandle, Follower, Source};
+use onionwatch_logs::policy::{PolicyConfig, PolicyConfigError};
+use onionwatch_logs::tail::{StateError, TailState};
+use onionwatch_server::{Collect, EndpointConfig, Registry, RunningServer, ServeError};
+use tokio::task::JoinHandle;
+
+pub mod guard;
+pub mod logs;
+
+/// Time the server gives in-flight requests when stopping.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What a [`Site`] watches and how it serves.
+#[derive(Debug)]
+pub struct SiteConfig {
+    /// Targets, Onionspray trees, logs, intervals and the log state file
+    /// (from a YAML file and flags: [`Settings::build`]).
+    pub settings: Settings,
+    /// Where and how the endpoint listens (checked by the caller first, so
+    /// a bad address fails before anything starts).
+    pub endpoint: EndpointConfig,
+    /// The abusive-circuit policy for every project's access logs.
+    pub policy: Option<PolicyConfig>,
+    /// Keep the dashboard's history here; in memory only if `None`.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// What `onionwatch logs` follows and how it serves, for [`Site::serve_logs`].
+#[derive(Debug)]
+pub struct LogsConfig {
+    /// The follower's settings; positions are resumed from and saved to
+    /// its `state_file`.
+    pub follow: FollowConfig,
+    /// The access logs' format.
+    pub format: LogFormat,
+    /// The files and globs to follow.
+    pub sources: Vec<Source>,
+    /// The abusive-circuit policy for the access logs.
+    pub policy: Option<PolicyConfig>,
+    /// The onion-service tor where the policy's `close` sends CLOSECIRCUIT.
+    pub control: Option<ControlTarget>,
+    /// Where and how the endpoint listens.
+    pub endpoint: EndpointConfig,
+}
+
+/// Why a site could not start or stop.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The saved log positions cannot be read.
+    #[error(transparent)]
+    LogState(#[from] StateError),
+    /// A target, tree or setting is unusable.
+    #[error(transparent)]
+    Watch(#[from] onionwatch_inside::Error),
+    /// The abusive-circuit policy is invalid.
+    #[error(transparent)]
+    Policy(#[from] PolicyConfigError),
+    /// The log follower's thread did not start.
+    #[error("cannot start the log follower thread")]
+    FollowerThread(#[source] std::io::Error),
+    /// The dashboard's history store cannot be opened.
+    #[error(transparent)]
+    Dashboard(#[from] StoreError),
+    /// The endpoint cannot serve (or failed while serving).
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+}
+
+/// The inside stack, built and following logs, not serving yet; see the
+/// [crate documentation](crate).
+pub struct Site {
+    endpoint: EndpointConfig,
+    interval: Duration,
+    watcher: Watcher,
+    follower: Follower,
+    follow: FollowHandle,
+    registry: Arc<Registry>,
+    dashboard: Arc<Dashboard>,
+}
+
+impl std::fmt::Debug for Site {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Site")
+            .field("listen", &self.endpoint.listen)
+            .field("follower", &self.follower)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Site {
+    /// Build the stack and start scraping and following (inside a tokio
+    /// runtime: the watcher and the guard spawn tasks on it).
+    pub fn build(config: SiteConfig) -> Result<Site, Error> {
+        let SiteConfig {
+            settings,
+            endpoint,
+            policy,
+            state_dir,
+        } = config;
+        let log_state = match &settings.log_state {
+            Some(path) => TailState::load(path)?,
+            None => TailState::default(),
+        };
+        let interval = settings.interval;
+        let follower = Follower::new(
+            FollowConfig {
+                state_file: settings.log_state.clone(),
+                ..FollowConfig::default()
+            },
+            LogFormat::combined(),
+            settings.logs.clone(),
+            log_state,
+        );
+        let watcher = Watcher::new(settings);
+        // Discovery (in start) gives the follower the discovered projects' logs.
+        watcher.attach_log_follower(follower.clone());
+        watcher.start()?;
+        // The policy sees every record, so it is in place before the follower starts.
+        let guard = policy
+            .map(|policy| guard::attach(policy, &follower, guard::single_tor(&watcher)))
+            .transpose()?;
+        let follow = follower.spawn().map_err(Error::FollowerThread)?;
+        let registry = Arc::new(Registry::default());
+        registry.register(watcher.collector());
+        registry.register(follower.collector());
+        if let Some(guard) = guard {
+            registry.register(guard);
+        }
+        let dashboard = Dashboard::open(
+            registry.clone(),
+            DashboardConfig {
+                interval,
+                ..DashboardConfig::default()
+            },
+            state_dir.as_deref(),
+        )?;
+        Ok(Site {
+            endpoint,
+            interval,
+            watcher,
+            follower,
+            follow,
+            registry,
+            dashboard,
+        })
+    }
+
+    /// Add a metrics source to the endpoint and the dashboard (e.g. the
+    /// prober's metrics); call it before [`Site::serve`] so the first scrape
+    /// has it.
+    pub fn register(&self, source: Arc<dyn Collect>) {
+        self.registry.register(source);
+    }
+
+    /// The registry behind `/metrics` and the dashboard.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// The running watcher (its targets, control ports).
+    pub fn watcher(&self) -> &Watcher {
+        &self.watcher
+    }
+
+    /// The log follower (its summaries and warnings).
+    pub fn follower(&self) -> &Follower {
+        &self.follower
+    }
+
+    /// Follow `config.sources` and serve their metrics, `/healthz`,
+    /// `/api/v1/logs` and `/api/v1/warnings`: the log part of a site alone.
+    pub async fn serve_logs(config: LogsConfig) -> Result<RunningSite, Error> {
+        let state = match &config.follow.state_file {
+            Some(path) => TailState::load(path)?,
+            None => TailState::default(),
+        };
+        let follower = Follower::new(config.follow, config.format, config.sources, state);
+        let registry = Arc::new(Registry::default());
+        registry.register(follower.collector());
+        // The policy sees every record, so it is in place before the follower starts.
+        if let Some(policy) = config.policy {
+            let resolve = guard::fixed_tor(config.control);
+            registry.register(guard::attach(policy, &follower, resolve)?);
+        }
+        let follow = follower.spawn().map_err(Error::FollowerThread)?;
+        let app = onionwatch_server::router(registry).merge(logs::api(&follower));
+        let server = onionwatch_server::start(&config.endpoint, app).await?;
+        Ok(RunningSite {
+            server,
+            tasks: Vec::new(),
+            discovery: None,
+            follower,
+            follow,
+        })
+    }
+
+    /// Start the dashboard's sampler, the warnings feed, rediscovery (when
+    /// there are Onionspray trees) and the endpoint.
+    pub async fn serve(self) -> Result<RunningSite, Error> {
+        let sampler = self.dashboard.spawn();
+        let warnings = tokio::spawn(logs::feed_recent_warnings(
+            self.follower.clone(),
+            self.dashboard.clone(),
+            self.interval,
+        ));
+        let app = onionwatch_server::router(self.registry.clone())
+            .merge(self.watcher.api_router())
+            .merge(logs::api(&self.follower))
+            .merge(self.dashboard.router());
+        let server = onionwatch_server::start(&self.endpoint, app).await?;
+        // Without a tree there is nothing to discover again.
+        let discovery = (!self.watcher.settings().onionspray.is_empty()).then(|| {
+            let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+            // It re-reads the Onionspray trees on SIGHUP too.
+            let task = tokio::spawn(rediscover_loop(self.watcher.clone(), async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            }));
+            (stop_tx, task)
+        });
+        Ok(RunningSite {
+            server,
+            tasks: vec![sampler, warnings],
+            discovery,
+            follower: self.follower,
+            follow: self.follow,
+        })
+    }
+}
+
+/// A serving [`Site`]; stop it with [`RunningSite::stop`].
+#[derive(Debug)]
+pub struct RunningSite {
+    server: RunningServer,
+    tasks: Vec<JoinHandle<()>>,
+    discovery: Option<(tokio::sync::watch::Sender<bool>, JoinHandle<()>)>,
+    follower: Follower,
+    follow: FollowHandle,
+}
+
+impl RunningSite {
+    /// The endpoint's bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.server.local_addr()
+    }
+
+    /// The log follower (its sources, summaries and warnings).
+    pub fn follower(&self) -> &Follower {
+        &self.follower
+    }
+
+    /// The endpoint (to reload its TLS certificate on SIGHUP).
+    pub fn server(&self) -> &RunningServer {
+        &self.server
+    }
+
+    /// Stop rediscovery and the background tasks, save the log positions
+    /// and shut the endpoint down (in-flight requests get 5 s).
+    pub async fn stop(self) -> Result<(), Error> {
+        if let Some((stop, task)) = self.discovery {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
+        for task in self.tasks {
+            task.abort();
+        }
+        let follow = self.follow;
+        // Joins the follower thread, which saves the log positions.
+        let _ = tokio::task::spawn_blocking(move || follow.stop()).await;
+        self.server.shutdown(SHUTDOWN_GRACE).await?;
+        Ok(())
+    }
+}
