@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use onionwatch_logs::follow::{LogKind, Source};
-use onionwatch_tor::control::ControlAddr;
+use onionwatch_tor::control::{ControlAddr, ControlTarget};
 
 use crate::http::HttpUrl;
 use crate::onionspray::{self, Installation};
@@ -56,7 +56,11 @@ pub fn targets_of(inst: &Installation) -> Vec<Target> {
                 out.push(Target {
                     project: p.name.clone(),
                     tor_instance: instance,
-                    endpoint: Endpoint::Control(c, t.cookie_file()),
+                    endpoint: Endpoint::Control(ControlTarget {
+                        control_port: c,
+                        control_password: None,
+                        control_cookie: t.cookie_file(),
+                    }),
                     origin: Origin::Onionspray,
                 });
             }

@@ -8,8 +8,9 @@
 //!   (`onionwatch watch`), with targets from [`targets`] (YAML and flags)
 //!   and [`discovery`] (an Onionspray tree).
 //!
-//! - [`circuit_close`]: execute the access-log policy's `close` decisions
-//!   (`CLOSECIRCUIT` on the onion-service tor's control port).
+//! The access-log policy's actions (closing abusive circuits) are executed
+//! by `onionwatch_logs::guard`, not here: this crate only tells it each
+//! project's control ports ([`watch::Watcher::control_ports`]).
 //!
 //! Audit lives here rather than in a crate of its own because it reads the
 //! same things discovery reads: the torrc syntax ([`torrc`]) and
@@ -17,9 +18,7 @@
 
 use std::path::PathBuf;
 
-pub mod abuse;
 pub mod audit;
-pub mod circuit_close;
 pub mod discovery;
 pub mod http;
 pub mod nginx;

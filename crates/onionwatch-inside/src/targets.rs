@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use onionwatch_tor::control::ControlAddr;
+use onionwatch_tor::control::{ControlAddr, ControlTarget};
 use serde::{Deserialize, Serialize};
 
 use crate::http::HttpUrl;
@@ -200,8 +200,8 @@ pub enum Origin {
 pub enum Endpoint {
     /// A MetricsPort.
     Metrics(SocketAddr),
-    /// A control port and an optional cookie path.
-    Control(ControlAddr, Option<PathBuf>),
+    /// A control port and its credentials.
+    Control(ControlTarget),
     /// A stub_status URL.
     Nginx(HttpUrl),
 }
@@ -210,7 +210,7 @@ impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Endpoint::Metrics(a) => write!(f, "http://{a}/metrics"),
-            Endpoint::Control(a, _) => write!(f, "{a}"),
+            Endpoint::Control(t) => write!(f, "{}", t.control_port),
             Endpoint::Nginx(u) => write!(f, "{u}"),
         }
     }
@@ -393,7 +393,11 @@ impl Settings {
                     targets.push(Target {
                         project: project.clone(),
                         tor_instance: Some(t.instance.clone()),
-                        endpoint: Endpoint::Control(addr, t.control_cookie.clone()),
+                        endpoint: Endpoint::Control(ControlTarget {
+                            control_port: addr,
+                            control_password: None,
+                            control_cookie: t.control_cookie.clone(),
+                        }),
                         origin,
                     });
                 }
@@ -433,7 +437,7 @@ impl Settings {
             targets.push(Target {
                 project: project.into(),
                 tor_instance: Some(instance.unwrap_or("tor").into()),
-                endpoint: Endpoint::Control(addr, None),
+                endpoint: Endpoint::Control(ControlTarget::new(addr)),
                 origin: Origin::Flag,
             });
         }

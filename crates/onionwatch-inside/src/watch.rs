@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use onionwatch_logs::follow::{Follower, Source};
 use onionwatch_metrics::{Collect, Family};
-use onionwatch_tor::control::ControlAddr;
+use onionwatch_tor::control::ControlTarget;
 use serde::Serialize;
 
 use crate::targets::{Collector, Endpoint, Settings, Target};
@@ -279,7 +279,7 @@ impl Watcher {
 
     /// The control ports (and cookie files) of `project`'s tors now,
     /// configured and discovered.
-    pub fn control_ports(&self, project: &str) -> Vec<(ControlAddr, Option<PathBuf>)> {
+    pub fn control_ports(&self, project: &str) -> Vec<ControlTarget> {
         let entries = self
             .shared
             .entries
@@ -289,7 +289,7 @@ impl Watcher {
             .values()
             .filter(|e| e.target.project == project)
             .filter_map(|e| match &e.target.endpoint {
-                Endpoint::Control(addr, cookie) => Some((addr.clone(), cookie.clone())),
+                Endpoint::Control(t) => Some(t.clone()),
                 _ => None,
             })
             .collect()
@@ -303,9 +303,7 @@ async fn scrape_loop(
     timeout: Duration,
 ) {
     let control = match &target.endpoint {
-        Endpoint::Control(addr, cookie) => {
-            Some(ControlSource::new(addr.clone(), cookie.clone(), timeout))
-        }
+        Endpoint::Control(t) => Some(ControlSource::new(t.clone(), timeout)),
         _ => None,
     };
     let mut tick = tokio::time::interval(interval);

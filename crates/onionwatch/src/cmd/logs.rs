@@ -15,17 +15,17 @@ use anyhow::{Context, Result};
 use clap::builder::TypedValueParser as _;
 use clap::{ArgGroup, Args, ValueEnum};
 use flate2::read::MultiGzDecoder;
-use onionwatch_inside::abuse::AbuseGuard;
-use onionwatch_inside::circuit_close::ControlTarget;
 use onionwatch_logs::access::{LogFormat, ParseError};
 use onionwatch_logs::analytics::{Analytics, AnalyticsConfig};
 use onionwatch_logs::follow::{FollowConfig, Follower, LogKind, Source};
+use onionwatch_logs::guard::AbuseGuard;
 use onionwatch_logs::lines::{Line, LineReader, DEFAULT_MAX_LINE};
 use onionwatch_logs::policy::{Action, PolicyConfig};
 use onionwatch_logs::severity::RecentLine;
 use onionwatch_logs::summary::FileSummary;
 use onionwatch_logs::tail::{TailConfig, TailState};
 use onionwatch_server::Registry;
+use onionwatch_tor::control::ControlTarget;
 
 /// Read buffer per file. 64 KiB stays in the CPU cache between the kernel's
 /// copy and the parser; 128 KiB and more measured slower (more system time).

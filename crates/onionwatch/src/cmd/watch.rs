@@ -8,11 +8,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 use onionwatch_dashboard::{Dashboard, DashboardConfig};
-use onionwatch_inside::abuse::{single_control_port, AbuseGuard};
 use onionwatch_inside::targets::{Config, Flags, Settings};
 use onionwatch_inside::watch::{rediscover_loop, Watcher};
 use onionwatch_logs::access::LogFormat;
 use onionwatch_logs::follow::{FollowConfig, Follower};
+use onionwatch_logs::guard::{single_control_port, AbuseGuard};
 use onionwatch_logs::tail::TailState;
 use onionwatch_server::Registry;
 
