@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use onionwatch_tor::control::CloseExecutor;
 use onionwatch_tor::proxy::{ProxyHeader, ProxyHeaderError};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{broadcast, mpsc, watch, Semaphore};
@@ -31,7 +32,6 @@ use crate::io::{read_header, Listener, Prefixed, Stream};
 use crate::limiter::{CircuitTable, ConnGuard, Policy, Refusal};
 use crate::metrics::{Metrics, RejectReason};
 use crate::timer::{LazySleep, LazyTimer};
-use onionwatch_tor::control::CloseExecutor;
 
 /// How often idle circuits are forgotten.
 const SWEEP_EVERY: Duration = Duration::from_secs(10);

@@ -19,10 +19,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
-
 use data_encoding::BASE64;
 use onionwatch_tor::onion::{base64_decode, OnionAddress, OnionAddressError, BASE32};
+use serde::{Deserialize, Deserializer};
 
 /// The endpoint Onionprobe probes when a config names none.
 pub const DEFAULT_ENDPOINT_NAME: &str = "www.torproject.org";

@@ -87,7 +87,9 @@ pub enum ClosePlan {
 }
 
 /// The caller's side of a [`CloseExecutor`]; both methods run on the
-/// executor's task, in queue order.
+/// executor's task, in queue order: a request's `done` comes before the
+/// next request's `plan`, so a handler may keep what `plan` decided for
+/// `done`.
 pub trait CloseHandler: Send + 'static {
     /// A queued request.
     type Request: Send + 'static;
