@@ -1,7 +1,6 @@
 //! x25519 client-authorization keys in tor's encodings.
 
-use base64::Engine;
-use data_encoding::BASE32_NOPAD;
+use data_encoding::{BASE32_NOPAD, BASE64};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 /// A client-authorization key pair.
@@ -91,7 +90,7 @@ impl ClientKey {
 
     /// The private key in base64, as `ONION_CLIENT_AUTH_ADD` wants it.
     pub fn private_base64(&self) -> String {
-        base64::engine::general_purpose::STANDARD.encode(self.secret.as_bytes())
+        BASE64.encode(self.secret.as_bytes())
     }
 }
 

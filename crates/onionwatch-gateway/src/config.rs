@@ -26,7 +26,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use http::HeaderName;
-use onionwatch_tor::control::ControlAddr;
+use onionwatch_tor::control::{ControlAddr, ControlTarget};
 use serde::{Deserialize, Deserializer};
 
 use crate::error::Error;
@@ -258,6 +258,10 @@ impl Default for Limits {
 }
 
 /// Escalation of sustained abuse to `CLOSECIRCUIT` (opt-in).
+///
+/// The control port's three keys are those of a [`ControlTarget`] (see
+/// [`Escalation::control`]); they stay plain optional fields here because
+/// `control_port` may be left out for a dry run.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Escalation {
@@ -303,6 +307,17 @@ impl Default for Escalation {
             window_secs: default_window(),
             cooldown_secs: default_cooldown(),
         }
+    }
+}
+
+impl Escalation {
+    /// The control port to close circuits on, when `control_port` is set.
+    pub fn control(&self) -> Option<ControlTarget> {
+        Some(ControlTarget {
+            control_port: self.control_port.clone()?,
+            control_password: self.control_password.clone(),
+            control_cookie: self.control_cookie.clone(),
+        })
     }
 }
 

@@ -1,22 +1,25 @@
 //! Closing abusive circuits with `CLOSECIRCUIT` on tor's control port.
 //!
-//! The request path only `try_send`s a note to this task, so a slow or dead
-//! control port never delays a request. The task keeps one control
-//! connection through onionwatch-tor's [`CircuitCloser`] (reconnects after
-//! failures, at most once per [`onionwatch_tor::control::RECONNECT_PAUSE`];
-//! the access-log policy's executor uses the same code), and remembers
-//! closed circuits for the cool-down.
+//! The request path only [`submit`](CloseExecutor::submit)s a note to
+//! onionwatch-tor's [`CloseExecutor`], so a slow or dead control port never
+//! delays a request (a full queue drops the note). The executor's task
+//! keeps one control connection (reconnects after failures, at most once
+//! per [`onionwatch_tor::control::RECONNECT_PAUSE`]; the access-log policy
+//! uses the same executor); this module decides, in queue order, what to
+//! do with each note (escalation settings of the moment, cool-down of
+//! closed circuits) and counts the results.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use onionwatch_tor::control::{Auth, CircuitCloser, CloseError, CloseOutcome};
-use tokio::sync::{mpsc, watch};
+use onionwatch_tor::control::{
+    CloseError, CloseExecutor, CloseHandler, ClosePlan, CloseQueue, CloseResult, ControlAddr,
+};
+use tokio::sync::{broadcast, watch};
 
 use crate::metrics::{EscalationResult, Metrics, RejectReason};
 use crate::server::Settings;
-use crate::Config;
 
 /// One circuit that crossed the threshold.
 #[derive(Debug, Clone, Copy)]
@@ -35,51 +38,70 @@ pub struct EscalationEvent {
     pub result: EscalationResult,
 }
 
+/// Queue length of escalations waiting for the control port.
+pub(crate) const QUEUE: usize = 1024;
+
+/// The escalation task, ready to [`run`](Escalator::run).
 #[derive(Debug)]
 pub(crate) struct Escalator {
-    rx: mpsc::Receiver<Abuse>,
+    queue: CloseQueue<Abuse>,
+    handler: Handler,
+}
+
+#[derive(Debug)]
+struct Handler {
     settings: watch::Receiver<Arc<Settings>>,
     metrics: Arc<Metrics>,
-    events: tokio::sync::broadcast::Sender<EscalationEvent>,
-    closer: Option<CircuitCloser>,
+    events: broadcast::Sender<EscalationEvent>,
+    /// Circuits closed (or dry-run) and when: the cool-down.
     closed: HashMap<u32, Instant>,
+    /// The request being executed, as planned.
+    planned: Planned,
+}
+
+/// What [`Handler::done`] needs from the plan of its request.
+#[derive(Debug)]
+struct Planned {
+    at: Instant,
+    why: String,
+    control: Option<ControlAddr>,
 }
 
 impl Escalator {
+    /// The executor the request path submits to, and the task behind it.
     pub(crate) fn new(
-        rx: mpsc::Receiver<Abuse>,
         settings: watch::Receiver<Arc<Settings>>,
         metrics: Arc<Metrics>,
-        events: tokio::sync::broadcast::Sender<EscalationEvent>,
-    ) -> Self {
-        Escalator {
-            rx,
+        events: broadcast::Sender<EscalationEvent>,
+    ) -> (CloseExecutor<Abuse>, Self) {
+        let (executor, queue) = CloseExecutor::channel(QUEUE);
+        let handler = Handler {
             settings,
             metrics,
             events,
-            closer: None,
             closed: HashMap::new(),
-        }
+            planned: Planned {
+                at: Instant::now(),
+                why: String::new(),
+                control: None,
+            },
+        };
+        (executor, Escalator { queue, handler })
     }
 
-    pub(crate) async fn run(mut self) {
-        while let Some(abuse) = self.rx.recv().await {
-            let settings = self.settings.borrow().clone();
-            if let Some(result) = self.handle(&settings.config, abuse).await {
-                self.metrics.escalation(result);
-                let _ = self.events.send(EscalationEvent {
-                    circuit: abuse.circuit,
-                    result,
-                });
-            }
-        }
+    pub(crate) async fn run(self) {
+        self.queue.run(self.handler).await
     }
+}
 
-    /// `None` when the circuit is in its cool-down (nothing done).
-    async fn handle(&mut self, config: &Config, abuse: Abuse) -> Option<EscalationResult> {
-        let e = &config.escalation;
+impl CloseHandler for Handler {
+    type Request = Abuse;
+
+    fn plan(&mut self, abuse: &Abuse) -> ClosePlan {
+        let settings = self.settings.borrow().clone();
+        let e = &settings.config.escalation;
         if !e.enabled {
-            return None;
+            return ClosePlan::Skip;
         }
         let now = Instant::now();
         let cooldown = Duration::from_secs_f64(e.cooldown_secs);
@@ -90,7 +112,7 @@ impl Escalator {
                 circuit = abuse.circuit,
                 "circuit still in its escalation cool-down"
             );
-            return None;
+            return ClosePlan::Skip;
         }
         let why = format!(
             "{} requests refused ({}) within {} s",
@@ -98,60 +120,56 @@ impl Escalator {
             abuse.reason.as_str(),
             e.window_secs
         );
-        if e.dry_run {
-            tracing::warn!(
-                circuit = abuse.circuit,
-                "dry run: would close abusive circuit: {why}"
-            );
-            self.closed.insert(abuse.circuit, now);
-            return Some(EscalationResult::DryRun);
-        }
-        let addr = e.control_port.clone()?;
-        let auth = match (&e.control_password, &e.control_cookie) {
-            (Some(p), _) => Auth::Password(p.clone()),
-            (None, Some(path)) => Auth::SafeCookie {
-                path: Some(path.clone()),
-            },
-            (None, None) => Auth::Auto { password: None },
-        };
         // A reload may point at another control port or credentials.
-        if !self
-            .closer
-            .as_ref()
-            .is_some_and(|c| c.targets(&addr, &auth))
-        {
-            self.closer = Some(CircuitCloser::new(addr.clone(), auth));
+        let control = e.control();
+        self.planned = Planned {
+            at: now,
+            why,
+            control: control.as_ref().map(|t| t.control_port.clone()),
+        };
+        match control {
+            _ if e.dry_run => ClosePlan::DryRun,
+            Some(target) => ClosePlan::Close {
+                circuit: abuse.circuit,
+                target,
+            },
+            None => ClosePlan::Skip,
         }
-        let closer = self.closer.as_mut()?;
-        match closer.close(abuse.circuit).await {
-            Ok(CloseOutcome::Closed) => {
-                tracing::warn!(circuit = abuse.circuit, control = %addr, "closed abusive circuit: {why}");
-                self.closed.insert(abuse.circuit, now);
-                Some(EscalationResult::Closed)
+    }
+
+    fn done(&mut self, abuse: Abuse, result: CloseResult, error: Option<CloseError>) {
+        let circuit = abuse.circuit;
+        let Planned { at, why, control } = &self.planned;
+        match (result, error) {
+            (CloseResult::DryRun, _) => {
+                tracing::warn!(circuit, "dry run: would close abusive circuit: {why}");
+                self.closed.insert(circuit, *at);
             }
-            Ok(CloseOutcome::UnknownCircuit) => {
+            (CloseResult::Closed, _) => {
+                let control = control
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default();
+                tracing::warn!(circuit, %control, "closed abusive circuit: {why}");
+                self.closed.insert(circuit, *at);
+            }
+            (CloseResult::UnknownCircuit, _) => {
                 tracing::info!(
-                    circuit = abuse.circuit,
+                    circuit,
                     "abusive circuit already gone: tor does not know it"
                 );
-                self.closed.insert(abuse.circuit, now);
-                Some(EscalationResult::UnknownCircuit)
+                self.closed.insert(circuit, *at);
             }
-            Err(err @ CloseError::Paused { .. }) => {
+            (CloseResult::Failed, Some(err @ CloseError::Paused { .. })) => {
                 // The failed connection attempt was logged already.
-                tracing::debug!(
-                    circuit = abuse.circuit,
-                    "cannot close abusive circuit: {err}"
-                );
-                Some(EscalationResult::Failed)
+                tracing::debug!(circuit, "cannot close abusive circuit: {err}");
             }
-            Err(err) => {
-                tracing::warn!(
-                    circuit = abuse.circuit,
-                    "cannot close abusive circuit: {err}"
-                );
-                Some(EscalationResult::Failed)
+            (CloseResult::Failed, err) => {
+                let err = err.map(|e| e.to_string()).unwrap_or_default();
+                tracing::warn!(circuit, "cannot close abusive circuit: {err}");
             }
         }
+        self.metrics.escalation(result);
+        let _ = self.events.send(EscalationEvent { circuit, result });
     }
 }

@@ -60,37 +60,16 @@ impl RejectReason {
     }
 }
 
-/// What an escalation did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EscalationResult {
-    /// `CLOSECIRCUIT` succeeded.
-    Closed,
-    /// Dry run: only logged.
-    DryRun,
-    /// Tor did not know the circuit (already gone).
-    UnknownCircuit,
-    /// The control port could not be reached or refused the command.
-    Failed,
-}
+/// What an escalation did: the circuit-closing executor's result.
+pub use onionwatch_tor::control::CloseResult as EscalationResult;
 
-impl EscalationResult {
-    const ALL: [EscalationResult; 4] = [
-        EscalationResult::Closed,
-        EscalationResult::DryRun,
-        EscalationResult::UnknownCircuit,
-        EscalationResult::Failed,
-    ];
-
-    /// The `result` label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EscalationResult::Closed => "closed",
-            EscalationResult::DryRun => "dry_run",
-            EscalationResult::UnknownCircuit => "unknown_circuit",
-            EscalationResult::Failed => "failed",
-        }
-    }
-}
+/// Escalation results in the order of the `result` label.
+const ESCALATION_RESULTS: [EscalationResult; 4] = [
+    EscalationResult::Closed,
+    EscalationResult::DryRun,
+    EscalationResult::UnknownCircuit,
+    EscalationResult::Failed,
+];
 
 /// Upper bounds (seconds) of the upstream latency histogram: fine below
 /// 10 ms, where a loopback upstream answers.
@@ -146,7 +125,7 @@ pub struct Metrics {
     /// Responses sent, by status class (index 0 = 1xx ... 4 = 5xx).
     responses: [AtomicU64; 5],
     rejected: [AtomicU64; RejectReason::ALL.len()],
-    escalations: [AtomicU64; EscalationResult::ALL.len()],
+    escalations: [AtomicU64; ESCALATION_RESULTS.len()],
     /// Client connections accepted.
     pub connections_total: AtomicU64,
     /// Client connections open now.
@@ -288,7 +267,7 @@ impl Collect for Metrics {
             name("escalations"),
             "Abusive circuits acted on through the control port, by result.",
         );
-        for r in EscalationResult::ALL {
+        for r in ESCALATION_RESULTS {
             escalations.push(&[("result", r.as_str())], self.escalations(r) as f64);
         }
         let mut latency = Family::histogram(

@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
+use onionwatch_tor::control::CloseExecutor;
 use onionwatch_tor::proxy::{ProxyHeader, ProxyHeaderError};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{broadcast, mpsc, watch, Semaphore};
@@ -113,7 +114,7 @@ struct Shared {
     generation: AtomicU64,
     table: Arc<CircuitTable>,
     metrics: Arc<Metrics>,
-    abuse: mpsc::Sender<Abuse>,
+    abuse: CloseExecutor<Abuse>,
     events: broadcast::Sender<EscalationEvent>,
     shutdown: watch::Sender<bool>,
     /// Set when the drain deadline passes: everything still open is cut.
@@ -133,8 +134,8 @@ impl Shared {
     fn refused(&self, refusal: &Refusal, circuit: u32) {
         self.metrics.reject(refusal.reason);
         if let Some(refusals) = refusal.escalate {
-            // Never wait here: a slow control port must not slow requests.
-            let _ = self.abuse.try_send(Abuse {
+            // Never waits: a slow control port must not slow requests.
+            self.abuse.submit(Abuse {
                 circuit,
                 reason: refusal.reason,
                 refusals,
@@ -257,9 +258,10 @@ impl Gateway {
             source,
         })?;
         let metrics = Arc::new(Metrics::default());
-        let (abuse_tx, abuse_rx) = mpsc::channel(1024);
         let (events, _) = broadcast::channel(256);
         let (settings_tx, settings_rx) = watch::channel(Arc::new(settings));
+        let (abuse_tx, escalator) =
+            Escalator::new(settings_rx, Arc::clone(&metrics), events.clone());
         let (drain_tx, drain_rx) = mpsc::channel(1);
         let shared = Arc::new(Shared {
             settings: settings_tx,
@@ -277,7 +279,7 @@ impl Gateway {
         Ok(Gateway {
             listener,
             local,
-            escalator: Escalator::new(abuse_rx, settings_rx, metrics, events),
+            escalator,
             max_connections: config.max_connections,
             workers: config.workers,
             shutdown_grace: config.shutdown_grace().unwrap_or(Duration::from_secs(10)),

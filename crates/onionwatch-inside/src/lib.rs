@@ -8,12 +8,12 @@
 //!   (YAML and flags) and [`discovery`] (an Onionspray tree, read by
 //!   `onionwatch-onionspray`). [`names`] holds the names of the families
 //!   it exports itself.
-//! - [`abuse`] and [`circuit_close`]: execute the access-log policy's
-//!   `close` decisions (`CLOSECIRCUIT` on the onion-service tor's control
-//!   port).
 //!
 //! Reading torrc files and Onionspray trees, and `onionwatch audit`, live
-//! in `onionwatch-onionspray`: they read files, this crate scrapes.
+//! in `onionwatch-onionspray`: they read files, this crate scrapes. The
+//! access-log policy's actions (closing abusive circuits) are executed by
+//! `onionwatch_logs::guard`, not here: this crate only tells it each
+//! project's control ports ([`watch::Watcher::control_ports`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,8 +23,6 @@ use onionwatch_tor::control::ParseControlAddrError;
 use crate::collector::Kind;
 use crate::http::UrlError;
 
-pub mod abuse;
-pub mod circuit_close;
 pub mod collector;
 pub mod discovery;
 pub mod http;

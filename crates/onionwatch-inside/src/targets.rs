@@ -27,7 +27,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use onionwatch_tor::control::ControlAddr;
+use onionwatch_tor::control::{ControlAddr, ControlTarget};
 use serde::{Deserialize, Serialize};
 
 use crate::collector::{Endpoint, Kind};
@@ -346,7 +346,11 @@ impl Settings {
                     targets.push(Target {
                         project: project.clone(),
                         tor_instance: Some(t.instance.clone()),
-                        endpoint: Endpoint::Control(addr, t.control_cookie.clone()),
+                        endpoint: Endpoint::Control(ControlTarget {
+                            control_port: addr,
+                            control_password: None,
+                            control_cookie: t.control_cookie.clone(),
+                        }),
                         origin,
                     });
                 }
@@ -387,7 +391,7 @@ impl Settings {
             targets.push(Target {
                 project: project.into(),
                 tor_instance: Some(instance.unwrap_or("tor").into()),
-                endpoint: Endpoint::Control(addr, None),
+                endpoint: Endpoint::Control(ControlTarget::new(addr)),
                 origin: Origin::Flag,
             });
         }

@@ -13,7 +13,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use onionwatch_logs::follow::{Follower, Source};
 use onionwatch_metrics::{Collect, Family};
-use onionwatch_tor::control::ControlAddr;
+use onionwatch_tor::control::ControlTarget;
 use serde::Serialize;
 
 use crate::collector::{self, Endpoint, Kind};
@@ -254,7 +254,7 @@ impl Watcher {
 
     /// The control ports (and cookie files) of `project`'s tors now,
     /// configured and discovered.
-    pub fn control_ports(&self, project: &str) -> Vec<(ControlAddr, Option<PathBuf>)> {
+    pub fn control_ports(&self, project: &str) -> Vec<ControlTarget> {
         let entries = self
             .shared
             .entries
@@ -264,7 +264,7 @@ impl Watcher {
             .values()
             .filter(|e| e.target.project == project)
             .filter_map(|e| match &e.target.endpoint {
-                Endpoint::Control(addr, cookie) => Some((addr.clone(), cookie.clone())),
+                Endpoint::Control(t) => Some(t.clone()),
                 _ => None,
             })
             .collect()

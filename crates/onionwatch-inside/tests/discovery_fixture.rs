@@ -92,7 +92,8 @@ fn discovers_every_project_tor_and_nginx() {
     );
     // Onionspray's control sockets have no cookie (NULL authentication).
     assert!(targets.iter().all(|t| match &t.endpoint {
-        Endpoint::Control(ControlAddr::Unix(_), cookie) => cookie.is_none(),
+        Endpoint::Control(t) =>
+            !matches!(t.control_port, ControlAddr::Unix(_)) || t.control_cookie.is_none(),
         _ => true,
     }));
 }

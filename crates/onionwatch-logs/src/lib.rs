@@ -29,8 +29,11 @@
 //!   requests per circuit and the busiest circuits.
 //! - [`policy`]: the abusive-circuit policy, fed record by record:
 //!   too many requests of one circuit in a window give a decision to log,
-//!   alert on or close the circuit (executed by the caller); its
+//!   alert on or close the circuit (executed by [`guard`]); its
 //!   configuration is read with [`policy::PolicyConfig::load`].
+//! - [`guard`]: the policy applied per project to followed logs, its
+//!   `close` decisions executed with `CLOSECIRCUIT` on the project's tor
+//!   (through onionwatch-tor's circuit-closing executor) and counted.
 //! - [`summary`]: the serialisable [`summary::Summary`] and its Prometheus
 //!   text rendering.
 //! - [`time`]: nginx timestamps to Unix seconds and back to RFC 3339.
@@ -54,6 +57,7 @@
 pub mod access;
 pub mod analytics;
 pub mod follow;
+pub mod guard;
 pub mod hll;
 pub mod lines;
 pub mod once;

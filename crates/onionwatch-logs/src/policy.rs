@@ -5,9 +5,8 @@
 //! seconds from the log line, so a replay of a log gives the same decisions
 //! as the live run) and returns a [`Decision`] when that record makes the
 //! circuit abusive. The policy only decides, counts and logs; acting on a
-//! decision (sending `CLOSECIRCUIT` to tor) is the caller's job, e.g.
-//! `onionwatch_inside::circuit_close`, because this crate knows nothing of
-//! control ports.
+//! decision (sending `CLOSECIRCUIT` to tor) is [`guard`](crate::guard)'s
+//! job, so the policy stays a pure function of the records it is fed.
 //!
 //! ```yaml
 //! max_requests: 300          # more than this many requests of one circuit…

@@ -1,27 +1,19 @@
-//! Onion addresses and the ad-hoc endpoint syntax of `-e ADDRESS_OR_URL`.
+//! The ad-hoc endpoint syntax of `-e ADDRESS_OR_URL`; onion service
+//! addresses themselves are [`onionwatch_tor::onion::OnionAddress`].
 //!
-//! Everything here parses untrusted text (a config file, a command line) and
-//! never panics: bad input is an [`AddressError`] that names what is wrong.
+//! Everything here parses untrusted text (a command line) and never panics:
+//! bad input is an [`AddressError`] that names what is wrong.
 
-use std::fmt;
-use std::str::FromStr;
+use onionwatch_tor::onion::{OnionAddress, OnionAddressError, SERVICE_ID_LEN};
 
 use crate::config::{Endpoint, PathSpec, Protocol};
 
 /// Why an onion address or endpoint URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
-    /// Not `[subdomain.]<56 base32 characters>.onion`.
-    #[error("{0:?} is not a v3 onion service address: expected 56 base32 characters (a-z, 2-7) followed by .onion, optionally after subdomains (www.<56 chars>.onion)")]
-    NotV3(String),
-    /// The 56 characters are well formed but the checksum or version is wrong.
-    #[error(
-        "{0:?} has a bad checksum or version byte: check for a typo in the onion service address"
-    )]
-    BadChecksum(String),
-    /// A label before the onion service id is not a DNS label.
-    #[error("{0:?} has an invalid subdomain label: use letters, digits and '-' only")]
-    BadSubdomain(String),
+    /// The onion service address is not a valid v3 address.
+    #[error(transparent)]
+    Onion(#[from] OnionAddressError),
     /// The URL scheme is not http, https or tcp.
     #[error("unsupported scheme {scheme:?} in {input:?}: use http://, https:// or tcp://")]
     BadScheme {
@@ -44,130 +36,6 @@ pub enum AddressError {
     /// The input contains spaces or control characters.
     #[error("{0:?} contains spaces or control characters")]
     BadCharacters(String),
-}
-
-/// A validated v3 onion address, possibly with subdomains
-/// (`www.<56 chars>.onion`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct OnionAddress {
-    host: String,
-    id_start: usize,
-}
-
-impl OnionAddress {
-    /// The whole host name, lower case, with subdomains and `.onion`.
-    pub fn host(&self) -> &str {
-        &self.host
-    }
-
-    /// The 56-character service id (no subdomains, no `.onion`), which is
-    /// what tor's control port (HSFETCH, HS_DESC) speaks.
-    pub fn service_id(&self) -> &str {
-        &self.host[self.id_start..self.id_start + 56]
-    }
-
-    /// `<service id>.onion`, without subdomains.
-    pub fn service_host(&self) -> &str {
-        &self.host[self.id_start..]
-    }
-
-    /// The 32-byte ed25519 identity key encoded in the address.
-    pub fn identity_key(&self) -> [u8; 32] {
-        let raw = base32_decode(self.service_id()).expect("validated at parse time");
-        let mut key = [0u8; 32];
-        key.copy_from_slice(&raw[..32]);
-        key
-    }
-}
-
-impl fmt::Display for OnionAddress {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.host)
-    }
-}
-
-impl FromStr for OnionAddress {
-    type Err = AddressError;
-
-    fn from_str(input: &str) -> Result<Self, Self::Err> {
-        if input.is_empty()
-            || input.len() > 253
-            || input.chars().any(|c| c.is_control() || c.is_whitespace())
-        {
-            return Err(AddressError::NotV3(input.to_owned()));
-        }
-        let mut host = input.to_ascii_lowercase();
-        if host.ends_with('.') {
-            host.pop();
-        }
-        let Some(without) = host.strip_suffix(".onion") else {
-            return Err(AddressError::NotV3(input.to_owned()));
-        };
-        let id = without.rsplit('.').next().unwrap_or(without);
-        if id.len() != 56
-            || !id
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
-        {
-            return Err(AddressError::NotV3(input.to_owned()));
-        }
-        let id_start = without.len() - 56;
-        if id_start > 0 {
-            let subdomains = &without[..id_start - 1];
-            let ok = subdomains.split('.').all(|l| {
-                !l.is_empty()
-                    && l.len() <= 63
-                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            });
-            if !ok {
-                return Err(AddressError::BadSubdomain(input.to_owned()));
-            }
-        }
-        if !checksum_ok(id) {
-            return Err(AddressError::BadChecksum(input.to_owned()));
-        }
-        Ok(OnionAddress { host, id_start })
-    }
-}
-
-/// rend-spec-v3 6: `CHECKSUM = H(".onion checksum" | PUBKEY | VERSION)[:2]`, VERSION 3.
-fn checksum_ok(id: &str) -> bool {
-    use digest::Digest;
-    let Some(raw) = base32_decode(id) else {
-        return false;
-    };
-    if raw.len() != 35 || raw[34] != 3 {
-        return false;
-    }
-    let mut h = tor_llcrypto::d::Sha3_256::new();
-    h.update(b".onion checksum");
-    h.update(&raw[..32]);
-    h.update([3u8]);
-    let sum = h.finalize();
-    sum[..2] == raw[32..34]
-}
-
-/// RFC 4648 base32 (lower or upper case, no padding).
-pub(crate) fn base32_decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 5 / 8);
-    let mut buf: u64 = 0;
-    let mut bits = 0u32;
-    for c in s.bytes() {
-        let v = match c {
-            b'a'..=b'z' => c - b'a',
-            b'A'..=b'Z' => c - b'A',
-            b'2'..=b'7' => c - b'2' + 26,
-            _ => return None,
-        };
-        buf = (buf << 5) | u64::from(v);
-        bits += 5;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-            buf &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
 }
 
 /// An endpoint given on the command line (`-e`): the name is the argument
@@ -217,7 +85,7 @@ pub fn endpoint_from_arg(input: &str) -> Result<(String, Endpoint), AddressError
             }
             None => (authority, None),
         };
-    let address: OnionAddress = if host.len() == 56 && !host.contains('.') {
+    let address: OnionAddress = if host.len() == SERVICE_ID_LEN && !host.contains('.') {
         format!("{host}.onion").parse()?
     } else {
         host.parse()?
@@ -251,54 +119,7 @@ pub fn endpoint_from_arg(input: &str) -> Result<(String, Endpoint), AddressError
 mod tests {
     use super::*;
 
-    pub(crate) const TPO: &str = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid";
-
-    #[test]
-    fn real_addresses_parse() {
-        let a: OnionAddress = format!("{TPO}.onion").parse().unwrap();
-        assert_eq!(a.service_id(), TPO);
-        assert_eq!(a.host(), format!("{TPO}.onion"));
-        let b: OnionAddress = format!("WWW.{}.ONION.", TPO.to_uppercase())
-            .parse()
-            .unwrap();
-        assert_eq!(b.host(), format!("www.{TPO}.onion"));
-        assert_eq!(b.service_id(), TPO);
-        assert_eq!(b.service_host(), format!("{TPO}.onion"));
-        assert_eq!(a.identity_key(), b.identity_key());
-    }
-
-    #[test]
-    fn hostile_addresses_are_refused() {
-        let mut bad_sum = TPO.to_owned();
-        bad_sum.replace_range(0..1, "3");
-        let cases = [
-            String::new(),
-            ".onion".into(),
-            "onion".into(),
-            TPO.to_string(),
-            format!("{TPO}.com"),
-            format!("{}.onion", &TPO[..55]),
-            format!("{TPO}a.onion"),
-            format!("{}1.onion", &TPO[..55]),
-            format!("{bad_sum}.onion"),
-            format!("..{TPO}.onion"),
-            format!("a_b.{TPO}.onion"),
-            format!("{TPO}.onion\n"),
-            format!(" {TPO}.onion"),
-            format!("{}.{TPO}.onion", "a".repeat(64)),
-            "é".repeat(60) + ".onion",
-            format!("{}.onion", "a".repeat(10_000)),
-            "\0".into(),
-        ];
-        for c in cases {
-            assert!(c.parse::<OnionAddress>().is_err(), "{c:?} accepted");
-        }
-        let err = format!("{bad_sum}.onion")
-            .parse::<OnionAddress>()
-            .unwrap_err();
-        assert!(matches!(err, AddressError::BadChecksum(_)), "{err}");
-        assert!(err.to_string().contains("onion service address"));
-    }
+    const TPO: &str = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid";
 
     #[test]
     fn endpoint_urls() {
@@ -345,11 +166,5 @@ mod tests {
         for c in cases {
             assert!(endpoint_from_arg(&c).is_err(), "{c:?} accepted");
         }
-    }
-
-    #[test]
-    fn base32() {
-        assert_eq!(base32_decode("mzxw6ytboi").unwrap(), b"foobar");
-        assert!(base32_decode("a1").is_none());
     }
 }

@@ -19,9 +19,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use data_encoding::BASE64;
+use onionwatch_tor::onion::{base64_decode, OnionAddress, OnionAddressError, BASE32};
 use serde::{Deserialize, Deserializer};
-
-use crate::address::{AddressError, OnionAddress};
 
 /// The endpoint Onionprobe probes when a config names none.
 pub const DEFAULT_ENDPOINT_NAME: &str = "www.torproject.org";
@@ -63,7 +63,7 @@ pub enum ConfigError {
         /// The endpoint name.
         name: String,
         /// Why.
-        source: AddressError,
+        source: OnionAddressError,
     },
 }
 
@@ -832,52 +832,12 @@ pub(crate) fn parse_auth_private(text: &str, service_id: &str) -> Result<String,
             "the key is for {addr}.onion, not for the endpoint's onion service {service_id}.onion"
         ));
     }
-    let key = crate::address::base32_decode(parts[3])
+    let key = BASE32
+        .decode(parts[3].as_bytes())
+        .ok()
         .filter(|k| k.len() == 32)
         .ok_or("the key is not 52 base32 characters")?;
-    Ok(base64_encode(&key))
-}
-
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 with padding.
-pub(crate) fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Standard base64, padding optional; `None` on any other character.
-pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let s = s.trim_end_matches('=');
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut buf = 0u32;
-    let mut bits = 0;
-    for c in s.bytes() {
-        let v = B64.iter().position(|&b| b == c)? as u32;
-        buf = (buf << 6) | v;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((buf >> bits) as u8);
-            buf &= (1 << bits) - 1;
-        }
-    }
-    Some(out)
+    Ok(BASE64.encode(&key))
 }
 
 #[cfg(test)]
@@ -1069,11 +1029,9 @@ endpoints:
 
     #[test]
     fn auth_private_files() {
-        let key = base64_encode(&[7u8; 32]);
-        assert_eq!(base64_decode(&key).unwrap(), vec![7u8; 32]);
+        let key = BASE64.encode(&[7u8; 32]);
         // base32 of 32 bytes of 7 = 52 chars.
         let b32 = "a4dqobyha4dqobyha4dqobyha4dqobyha4dqobyha4dqobyha4dq";
-        assert_eq!(crate::address::base32_decode(b32).unwrap(), vec![7u8; 32]);
         let line = format!("{A}:descriptor:x25519:{}\n", b32.to_uppercase());
         assert_eq!(parse_auth_private(&line, A).unwrap(), key);
         assert!(parse_auth_private(&line, &"b".repeat(56))
@@ -1087,8 +1045,5 @@ endpoints:
         ] {
             assert!(parse_auth_private(bad, A).is_err(), "{bad:?}");
         }
-        assert_eq!(base64_encode(b"ab"), "YWI=");
-        assert_eq!(base64_encode(b"a"), "YQ==");
-        assert!(base64_decode("a*b").is_none());
     }
 }

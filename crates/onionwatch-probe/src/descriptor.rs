@@ -19,7 +19,7 @@ use tor_hscrypto::pk::HsBlindId;
 use tor_hscrypto::{RevisionCounter, Subcredential};
 use tor_netdoc::doc::hsdesc::{HsDesc, HsDescMiddle};
 
-use crate::config::base64_decode;
+use onionwatch_tor::onion::base64_decode;
 
 /// Largest descriptor accepted (tor's own limit is 50 000 bytes).
 pub const MAX_DESCRIPTOR_BYTES: usize = 256 * 1024;
@@ -523,7 +523,7 @@ mod tests {
     }
 
     fn b64_lines(data: &[u8]) -> String {
-        let s = crate::config::base64_encode(data);
+        let s = data_encoding::BASE64.encode(data);
         s.as_bytes()
             .chunks(64)
             .map(|c| std::str::from_utf8(c).unwrap().to_owned() + "\n")

@@ -3,7 +3,8 @@
 //!
 //! - [`config`]: Onionprobe 1.4.1's YAML (same keys and defaults), validated
 //!   once at load into [`config::Target`]s.
-//! - [`address`]: v3 onion addresses and the `-e ADDRESS_OR_URL` syntax.
+//! - [`address`]: the `-e ADDRESS_OR_URL` syntax (onion service addresses
+//!   are [`onionwatch_tor::onion::OnionAddress`]).
 //! - [`tor`]: an existing tor, or a launched one with a temporary
 //!   DataDirectory; HS_DESC events routed to the probes waiting for them.
 //! - [`descriptor`]: the outer descriptor layer and decryption of both

@@ -1,8 +1,8 @@
 //! A real v3 descriptor (from the private test network, as tor's control
 //! port hands it over: without a final newline) decrypts and validates.
 
-use onionwatch_probe::address::OnionAddress;
 use onionwatch_probe::descriptor::analyse;
+use onionwatch_tor::onion::OnionAddress;
 
 const ADDRESS: &str = "2q2q7on27m6uv63hctvy65lgol624yxjchjhqveaf6vpqdvvw7gddtad.onion";
 const DESCRIPTOR: &str = include_str!(

@@ -568,23 +568,6 @@ async fn onionprobe_and_onionwatch_export_the_same_families() {
     );
 }
 
-fn base32(data: &[u8]) -> String {
-    const A: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let (mut out, mut buf, mut bits) = (String::new(), 0u32, 0);
-    for b in data {
-        buf = (buf << 8) | u32::from(*b);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(A[((buf >> bits) & 31) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(A[((buf << (5 - bits)) & 31) as usize] as char);
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_authorized_onion_services_are_probed_with_their_key() {
     use onionwatch_tor::control::{AddOnion, Auth, ControlAddr, ControlClient};
@@ -601,7 +584,7 @@ async fn client_authorized_onion_services_are_probed_with_their_key() {
     let secret = [42u8; 32];
     let public = x25519_public(secret);
     let mut req = AddOnion::new(80, Some(&backends().healthy.to_string()));
-    req.client_auth_v3 = vec![base32(&public)];
+    req.client_auth_v3 = vec![onionwatch_tor::onion::BASE32.encode(&public)];
     svc.set_events(&["HS_DESC"]).await.unwrap();
     let added = svc.add_onion(&req).await.unwrap();
     let address = format!("{}.onion", added.service_id);
@@ -620,7 +603,7 @@ async fn client_authorized_onion_services_are_probed_with_their_key() {
     })
     .await
     .expect("the client-authorized onion service published its descriptor");
-    let key = base64(&secret);
+    let key = data_encoding::BASE64.encode(&secret);
     let yaml = |with_key: bool| {
         format!(
             "{}descriptor_max_retries: 12\ndescriptor_timeout: 20\nendpoints:\n  private:\n    address: {address}\n    protocol: http\n    port: 80\n    paths:\n      - path: /\n        pattern: 'healthy marker'\n{}",
@@ -665,24 +648,6 @@ async fn client_authorized_onion_services_are_probed_with_their_key() {
 fn x25519_public(secret: [u8; 32]) -> [u8; 32] {
     let s = tor_llcrypto::pk::curve25519::StaticSecret::from(secret);
     tor_llcrypto::pk::curve25519::PublicKey::from(&s).to_bytes()
-}
-
-fn base64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,11 +3,11 @@
 
 use std::sync::Arc;
 
-use onionwatch_inside::abuse::{single_control_port, AbuseGuard, Resolver};
-use onionwatch_inside::circuit_close::ControlTarget;
 use onionwatch_inside::watch::Watcher;
 use onionwatch_logs::follow::Follower;
+use onionwatch_logs::guard::{single_control_port, AbuseGuard, Resolver};
 use onionwatch_logs::policy::{PolicyConfig, PolicyConfigError};
+use onionwatch_tor::control::ControlTarget;
 
 /// Apply `policy` to every access-log record `follower` reads (call it
 /// before the follower starts), closing circuits on the tor `resolve`

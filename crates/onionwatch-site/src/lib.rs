@@ -33,7 +33,6 @@ use std::time::Duration;
 
 use onionwatch_dashboard::history::StoreError;
 use onionwatch_dashboard::{Dashboard, DashboardConfig};
-use onionwatch_inside::circuit_close::ControlTarget;
 use onionwatch_inside::targets::Settings;
 use onionwatch_inside::watch::{rediscover_loop, Watcher};
 use onionwatch_logs::access::LogFormat;
@@ -41,6 +40,7 @@ use onionwatch_logs::follow::{FollowConfig, FollowHandle, Follower, Source};
 use onionwatch_logs::policy::{PolicyConfig, PolicyConfigError};
 use onionwatch_logs::tail::{StateError, TailState};
 use onionwatch_server::{Collect, EndpointConfig, Registry, RunningServer, ServeError};
+use onionwatch_tor::control::ControlTarget;
 use tokio::task::JoinHandle;
 
 pub mod guard;

@@ -16,14 +16,13 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
 use onionwatch_metrics::Family;
 use onionwatch_onionspray::torrc::Listen;
 use onionwatch_onionspray::tree::{Project, TorInstance};
-use onionwatch_tor::control::ControlAddr;
+use onionwatch_tor::control::ControlTarget;
 use serde::Serialize;
 
 use crate::http::HttpUrl;
@@ -79,8 +78,8 @@ impl Kind {
 pub enum Endpoint {
     /// A MetricsPort.
     Metrics(SocketAddr),
-    /// A control port and an optional cookie path.
-    Control(ControlAddr, Option<PathBuf>),
+    /// A control port and its credentials.
+    Control(ControlTarget),
     /// A stub_status URL.
     Nginx(HttpUrl),
 }
@@ -100,7 +99,7 @@ impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Endpoint::Metrics(a) => write!(f, "http://{a}/metrics"),
-            Endpoint::Control(a, _) => write!(f, "{a}"),
+            Endpoint::Control(t) => write!(f, "{}", t.control_port),
             Endpoint::Nginx(u) => write!(f, "{u}"),
         }
     }
@@ -115,8 +114,8 @@ pub fn start(target: &Target, timeout: Duration) -> Box<dyn Collector> {
         Endpoint::Metrics(addr) => {
             Box::new(tor_metrics::TorMetrics::new(*addr, project, instance()))
         }
-        Endpoint::Control(addr, cookie) => Box::new(tor_control::TorControl::new(
-            tor_control::ControlSource::new(addr.clone(), cookie.clone(), timeout),
+        Endpoint::Control(t) => Box::new(tor_control::TorControl::new(
+            tor_control::ControlSource::new(t.clone(), timeout),
             project,
             instance(),
         )),

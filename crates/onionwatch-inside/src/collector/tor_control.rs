@@ -3,11 +3,12 @@
 //! ids: they identify clients' circuits).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use onionwatch_metrics::Family;
-use onionwatch_tor::control::{Auth, ConnectOptions, ControlAddr, ControlClient, ControlError};
+use onionwatch_tor::control::{
+    ConnectOptions, ControlAddr, ControlClient, ControlError, ControlTarget,
+};
 use tokio::sync::Mutex;
 
 use onionwatch_onionspray::torrc::Listen;
@@ -34,18 +35,16 @@ pub struct ControlFacts {
 /// again after a failure.
 #[derive(Debug)]
 pub struct ControlSource {
-    addr: ControlAddr,
-    cookie: Option<PathBuf>,
+    target: ControlTarget,
     timeout: Duration,
     client: Mutex<Option<ControlClient>>,
 }
 
 impl ControlSource {
-    /// A source for `addr`; `cookie` overrides the cookie file tor names.
-    pub fn new(addr: ControlAddr, cookie: Option<PathBuf>, timeout: Duration) -> Self {
+    /// A source for `target`.
+    pub fn new(target: ControlTarget, timeout: Duration) -> Self {
         Self {
-            addr,
-            cookie,
+            target,
             timeout,
             client: Mutex::new(None),
         }
@@ -55,18 +54,12 @@ impl ControlSource {
     pub async fn scrape(&self) -> Result<ControlFacts, ControlError> {
         let mut guard = self.client.lock().await;
         if guard.as_ref().is_none_or(ControlClient::is_closed) {
-            let auth = match &self.cookie {
-                Some(p) => Auth::SafeCookie {
-                    path: Some(p.clone()),
-                },
-                None => Auth::Auto { password: None },
-            };
             let opts = ConnectOptions {
                 timeout: self.timeout,
                 command_timeout: Some(self.timeout),
                 ..ConnectOptions::default()
             };
-            let (client, _events) = ControlClient::connect_with(&self.addr, auth, opts).await?;
+            let (client, _events) = self.target.connect(opts).await?;
             *guard = Some(client);
         }
         let client = guard.as_ref().expect("connected above");
@@ -113,7 +106,11 @@ pub fn from_tor(t: &TorInstance) -> Option<Endpoint> {
         Listen::Unix(path) => ControlAddr::Unix(path),
         l => ControlAddr::Tcp(super::tcp(&l)?),
     };
-    Some(Endpoint::Control(addr, t.cookie_file()))
+    Some(Endpoint::Control(ControlTarget {
+        control_port: addr,
+        control_password: None,
+        control_cookie: t.cookie_file(),
+    }))
 }
 
 async fn facts(tor: &ControlClient) -> Result<ControlFacts, ControlError> {

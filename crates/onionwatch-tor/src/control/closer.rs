@@ -8,8 +8,8 @@
 //! against a dead tor costs one connection attempt, not one each. Errors
 //! are returned (to be logged by the caller), never panics.
 //!
-//! The gateway's escalation and the access-log policy executor
-//! (`onionwatch-inside`) both use it.
+//! The [`CloseExecutor`](super::CloseExecutor), which the gateway's
+//! escalation and the access-log policy share, uses it.
 //!
 //! ```no_run
 //! # async fn demo() {

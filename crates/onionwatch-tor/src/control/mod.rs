@@ -14,6 +14,11 @@
 //! tor then removes the onion services this connection added without
 //! `Detach`.
 //!
+//! Configurations name a control port with a [`ControlTarget`] (address and
+//! credentials). Circuits are closed through a [`CircuitCloser`] (one
+//! connection, reconnected when lost), usually behind the [`CloseExecutor`]
+//! (a bounded queue and a background task).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), onionwatch_tor::control::ControlError> {
 //! use onionwatch_tor::control::{Auth, ControlAddr, ControlClient, Event};
@@ -35,7 +40,9 @@ mod auth;
 mod client;
 mod closer;
 mod events;
+mod executor;
 mod reply;
+mod target;
 mod types;
 
 use std::fmt;
@@ -51,9 +58,11 @@ pub use auth::{
 pub use client::{ControlClient, EventStream};
 pub use closer::{CircuitCloser, CloseError, CloseOutcome, RECONNECT_PAUSE};
 pub use events::{Event, HsDescAction, HsDescContent, HsDescEvent, StatusEvent, StatusKind};
+pub use executor::{CloseExecutor, CloseHandler, ClosePlan, CloseQueue, CloseResult, CLOSE_QUEUE};
 pub use reply::{
     ProtocolError, Reply, ReplyLine, ReplyParser, DEFAULT_MAX_LINE, DEFAULT_MAX_REPLY,
 };
+pub use target::ControlTarget;
 pub use types::{
     onion_service_id, AddOnion, AddOnionReply, BootstrapPhase, CircStatus, Circuit,
     ClientAuthAdded, ListenerKind, OnionFlag, OnionKey, Signal,

@@ -467,15 +467,13 @@ pub(crate) fn is_word(s: &str) -> bool {
 }
 
 /// Normalise a v3 onion address: strip `.onion`, lower-case, and check
-/// that 56 base32 characters are left. Checksums are left to tor.
+/// that 56 base32 characters are left. Checksums are left to tor (so a
+/// command can show tor's own refusal); [`crate::onion::OnionAddress`]
+/// checks them.
 pub fn onion_service_id(address: &str) -> Option<String> {
     let lower = address.to_ascii_lowercase();
     let id = lower.strip_suffix(".onion").unwrap_or(&lower);
-    let valid = id.len() == 56
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b));
-    valid.then(|| id.to_owned())
+    crate::onion::is_service_id(id).then(|| id.to_owned())
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::builder::TypedValueParser as _;
 use clap::{ArgGroup, Args, ValueEnum};
-use onionwatch_inside::circuit_close::ControlTarget;
 use onionwatch_logs::access::LogFormat;
 use onionwatch_logs::analytics::AnalyticsConfig;
 use onionwatch_logs::follow::{FollowConfig, LogKind, Source};
@@ -17,6 +16,7 @@ use onionwatch_logs::lines::DEFAULT_MAX_LINE;
 use onionwatch_logs::policy::{Action, PolicyConfig};
 use onionwatch_logs::tail::TailConfig;
 use onionwatch_site::{LogsConfig, Site};
+use onionwatch_tor::control::ControlTarget;
 
 use crate::signals;
 
