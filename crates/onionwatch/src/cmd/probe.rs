@@ -475,7 +475,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
             }
         }
     };
-    metrics.set_state("stopping");
+    metrics.set_state(onionwatch_probe::metrics::State::Stopping);
     if let Some(s) = server {
         s.abort();
     }
