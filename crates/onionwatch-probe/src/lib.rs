@@ -17,6 +17,9 @@
 //!   `onionwatch_*` ones, as an [`onionwatch_metrics::Collect`] source:
 //!   typed handles in [`metrics::family`] (label counts checked by the
 //!   compiler), family names in [`metrics::names`] for readers.
+//! - [`runner`]: rounds at an interval, configuration reloads and the
+//!   Prometheus exporter around a [`Prober`]; the caller gets the results
+//!   through a callback and keeps presentation and signals.
 //! - [`output`]: JSON lines, the round table, Nagios verdicts.
 
 pub mod address;
@@ -27,9 +30,11 @@ pub mod metrics;
 pub mod output;
 pub mod probe;
 mod record;
+pub mod runner;
 pub mod tor;
 
 pub use config::{Config, ConfigError, Target};
 pub use metrics::ProbeMetrics;
 pub use probe::{ProbeResult, Prober, Settings};
+pub use runner::{Event, Finish, Runner};
 pub use tor::{LaunchOptions, Tor, TorError};
