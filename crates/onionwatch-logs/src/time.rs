@@ -2,7 +2,8 @@
 //! and Unix seconds back to RFC 3339 for reports.
 //!
 //! Parsing works on bytes, checks every digit and range (month names, days
-//! per month, leap years, offsets up to ±23:59) and never panics.
+//! per month, leap years, offsets up to ±23:59) and never panics. The
+//! calendar arithmetic is the `time` crate's.
 //!
 //! ```
 //! use onionwatch_logs::time::{format_rfc3339, parse_time_iso8601, parse_time_local};
@@ -29,58 +30,47 @@ fn digits<const N: usize>(b: &[u8]) -> Option<u32> {
     Some(n)
 }
 
-fn is_leap(y: i64) -> bool {
-    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+/// Julian day number of 1970-01-01.
+const UNIX_EPOCH_JULIAN_DAY: i64 = 2_440_588;
+
+/// Days in the Gregorian 400-year cycle, after which dates repeat.
+const DAYS_PER_400_YEARS: i64 = 146_097;
+
+/// Days since 1970-01-01 of a proleptic Gregorian date; `None` if the
+/// month or the day does not exist (leap years included).
+fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
+    let month = time::Month::try_from(u8::try_from(m).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(i32::try_from(y).ok()?, month, u8::try_from(d).ok()?)
+        .ok()?;
+    Some(i64::from(date.to_julian_day()) - UNIX_EPOCH_JULIAN_DAY)
 }
 
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        2 if is_leap(y) => 29,
-        2 => 28,
-        4 | 6 | 9 | 11 => 30,
-        _ => 31,
-    }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day count since 1970-01-01 (inverse of `days_from_civil`).
+/// The date of a day count since 1970-01-01 (inverse of `days_from_civil`),
+/// for any count: `time` stops at year ±9999, so far dates are shifted by
+/// whole 400-year cycles into its range and back.
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    let cycles = z.div_euclid(DAYS_PER_400_YEARS);
+    let day = z.rem_euclid(DAYS_PER_400_YEARS) + UNIX_EPOCH_JULIAN_DAY;
+    // Years 1970 to 2369: always a valid `time::Date`.
+    let date = i32::try_from(day)
+        .ok()
+        .and_then(|d| time::Date::from_julian_day(d).ok())
+        .unwrap_or(time::Date::MIN);
+    (
+        i64::from(date.year()) + cycles * 400,
+        u32::from(u8::from(date.month())),
+        u32::from(date.day()),
+    )
 }
 
 /// Unix seconds of a validated local date and time with a UTC offset in
 /// seconds east.
 fn to_unix(y: u32, mo: u32, d: u32, h: u32, mi: u32, s: u32, offset: i64) -> Option<i64> {
-    let y = i64::from(y);
-    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) {
-        return None;
-    }
     // 60 allows a leap second, which then reads as the next second.
     if h > 23 || mi > 59 || s > 60 {
         return None;
     }
-    let days = days_from_civil(y, mo, d);
+    let days = days_from_civil(i64::from(y), mo, d)?;
     Some(days * 86_400 + i64::from(h * 3600 + mi * 60 + s) - offset)
 }
 
@@ -242,10 +232,13 @@ mod tests {
     fn civil_round_trips() {
         for days in [-800_000, -1, 0, 1, 59, 60, 365, 10_000, 19_733, 2_932_896] {
             let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days, "{days}");
+            assert_eq!(days_from_civil(y, m, d), Some(days), "{days}");
         }
         assert_eq!(format_rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_rfc3339(-1), "1969-12-31T23:59:59Z");
         assert_eq!(format_rfc3339(1_709_164_800), "2024-02-29T00:00:00Z");
+        // Past the `time` crate's range (year 9999).
+        assert_eq!(format_rfc3339(253_402_300_800), "10000-01-01T00:00:00Z");
+        assert_eq!(format_rfc3339(-377_736_739_200), "-10000-01-01T00:00:00Z");
     }
 }

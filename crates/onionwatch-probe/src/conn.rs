@@ -480,31 +480,20 @@ fn fingerprint<D: digest::Digest>(der: &[u8]) -> String {
         .join(":")
 }
 
-/// Python's `%b %d %H:%M:%S %Y %Z` for a UTC timestamp.
-pub(crate) fn python_date(ts: i64) -> String {
+/// Python's `%b %d %H:%M:%S %Y %Z` for a UTC time.
+pub(crate) fn python_date(t: time::OffsetDateTime) -> String {
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let days = ts.div_euclid(86_400);
-    let secs = ts.rem_euclid(86_400);
-    // Civil from days (Howard Hinnant).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let t = t.to_offset(time::UtcOffset::UTC);
     format!(
         "{} {:02} {:02}:{:02}:{:02} {} UTC",
-        MONTHS[(m - 1) as usize],
-        d,
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60,
-        y
+        MONTHS[usize::from(u8::from(t.month())) - 1],
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.year()
     )
 }
 
@@ -512,8 +501,8 @@ pub(crate) fn python_date(ts: i64) -> String {
 pub fn cert_info(der: &[u8], host: &str) -> Option<CertInfo> {
     use x509_parser::prelude::*;
     let (_, cert) = X509Certificate::from_der(der).ok()?;
-    let not_before = cert.validity().not_before.timestamp();
-    let not_after = cert.validity().not_after.timestamp();
+    let not_before = cert.validity().not_before.to_datetime();
+    let not_after = cert.validity().not_after.to_datetime();
     let mut sans = Vec::new();
     if let Ok(Some(ext)) = cert.subject_alternative_name() {
         for n in &ext.value.general_names {
@@ -532,9 +521,9 @@ pub fn cert_info(der: &[u8], host: &str) -> Option<CertInfo> {
         .chain(sans.iter())
         .any(|pattern| hostname_matches(pattern, host));
     Some(CertInfo {
-        not_before,
-        not_after,
-        expiry_seconds: not_after - now_secs(),
+        not_before: not_before.unix_timestamp(),
+        not_after: not_after.unix_timestamp(),
+        expiry_seconds: not_after.unix_timestamp() - now_secs(),
         match_hostname,
         issuer: cert.issuer().to_string(),
         subject: cert.subject().to_string(),
@@ -592,8 +581,9 @@ mod tests {
 
     #[test]
     fn dates_like_python() {
-        assert_eq!(python_date(0), "Jan 01 00:00:00 1970 UTC");
-        assert_eq!(python_date(1_798_160_756), "Dec 25 01:05:56 2026 UTC");
+        let at = |t| python_date(time::OffsetDateTime::from_unix_timestamp(t).unwrap());
+        assert_eq!(at(0), "Jan 01 00:00:00 1970 UTC");
+        assert_eq!(at(1_798_160_756), "Dec 25 01:05:56 2026 UTC");
     }
 
     #[tokio::test(start_paused = true)]

@@ -11,9 +11,16 @@
 //!   encrypted layers (introduction points, PoW parameters).
 //! - [`conn`]: one HTTP(S) or TCP attempt through SOCKS, with timings, TLS
 //!   and certificate details.
-//! - [`probe`]: the descriptor and connection steps, retries, rounds.
+//! - [`probe`]: the descriptor and connection steps (I/O and retries,
+//!   returning typed outcomes), rounds. One private module records those
+//!   outcomes into the metrics and the [`ProbeResult`]s.
 //! - [`metrics`]: Onionprobe's metric families (names, types, labels) plus
-//!   `onionwatch_*` ones, as an [`onionwatch_metrics::Collect`] source.
+//!   `onionwatch_*` ones, as an [`onionwatch_metrics::Collect`] source:
+//!   typed handles in [`metrics::family`] (label counts checked by the
+//!   compiler), family names in [`metrics::names`] for readers.
+//! - [`runner`]: rounds at an interval, configuration reloads and the
+//!   Prometheus exporter around a [`Prober`]; the caller gets the results
+//!   through a callback and keeps presentation and signals.
 //! - [`output`]: JSON lines, the round table, Nagios verdicts.
 
 pub mod address;
@@ -23,9 +30,12 @@ pub mod descriptor;
 pub mod metrics;
 pub mod output;
 pub mod probe;
+mod record;
+pub mod runner;
 pub mod tor;
 
 pub use config::{Config, ConfigError, Target};
 pub use metrics::ProbeMetrics;
 pub use probe::{ProbeResult, Prober, Settings};
+pub use runner::{Event, Finish, Runner};
 pub use tor::{LaunchOptions, Tor, TorError};

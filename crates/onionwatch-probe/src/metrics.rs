@@ -10,7 +10,7 @@
 //! keeps the most recent [`MAX_HSDIRS`] HSDirs, and series of endpoints
 //! removed from the config disappear on reload.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -19,100 +19,182 @@ use onionwatch_metrics::{Collect, Family, MetricType};
 /// HSDirs kept in `hsdir_latency_seconds` (most recently used first).
 pub const MAX_HSDIRS: usize = 64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Gauge,
-    Counter,
-    Info,
-    StateSet,
+/// A gauge family with `N` labels: [`ProbeMetrics::set`], [`ProbeMetrics::unset`].
+#[derive(Debug, Clone, Copy)]
+pub struct Gauge<const N: usize>(Id);
+
+/// A counter family with `N` labels: [`ProbeMetrics::inc`], [`ProbeMetrics::add`].
+#[derive(Debug, Clone, Copy)]
+pub struct Counter<const N: usize>(Id);
+
+/// An info family with `N` labels (plus the informative ones):
+/// [`ProbeMetrics::set_info`].
+#[derive(Debug, Clone, Copy)]
+pub struct Info<const N: usize>(Id);
+
+/// A family whose samples [`ProbeMetrics`] writes itself (version, state,
+/// HSDir latencies): no setter.
+#[derive(Debug, Clone, Copy)]
+pub struct Builtin<const N: usize>(Id);
+
+macro_rules! handle_name {
+    ($($handle:ident),*) => {$(
+        impl<const N: usize> $handle<N> {
+            /// The family name (as in [`names`]).
+            pub const fn name(self) -> &'static str {
+                SPECS[self.0 as usize].name
+            }
+        }
+    )*};
 }
+handle_name!(Gauge, Counter, Info, Builtin);
 
 /// A family's fixed description.
 struct Spec {
+    id: Id,
     name: &'static str,
     help: &'static str,
-    kind: Kind,
+    kind: MetricType,
     labels: &'static [&'static str],
 }
 
-const E: &[&str] = &["name", "address"];
-const P: &[&str] = &["name", "address", "protocol", "port", "path"];
-const T: &[&str] = &["name", "address", "port"];
-
-macro_rules! spec {
-    ($name:literal, $kind:ident, $labels:expr, $help:literal) => {
-        Spec {
-            name: $name,
-            help: $help,
-            kind: Kind::$kind,
-            labels: $labels,
-        }
+macro_rules! kind {
+    ($handle:ident) => {
+        MetricType::$handle
+    };
+    ($handle:ident, $kind:ident) => {
+        MetricType::$kind
     };
 }
 
-/// Every family, in Onionprobe's order, then ours.
-const SPECS: &[Spec] = &[
-    spec!("onionprobe_version", Info, &[], "Onionprobe version information"),
-    spec!("onionprobe_state", StateSet, &[], "Onionprobe latest state"),
-    spec!("onionprobe_wait_seconds", Gauge, &[], "Records how long Onionprobe waited between two probes in seconds"),
-    spec!("onion_service_latency_seconds", Gauge, P, "Register Onion Service connection latency in seconds"),
-    spec!("onion_service_reachable", Gauge, P, "Register if the Onion Service is reachable: value is 1 for reachability and 0 otherwise"),
-    spec!("onion_service_connection_attempts", Gauge, &["name", "address", "protocol", "port", "path", "reachable"], "Register the number of attempts when trying to connect to an Onion Service in a probing round"),
-    spec!("onion_service_tls_security_level", Gauge, T, "An integer representing the SSL security level for the context.See SSL_CTX_get_security_level(3) manpage for details."),
-    spec!("onion_service_status_code", Gauge, P, "Register Onion Service connection HTTP status code"),
-    spec!("onion_service_unexpected_status_code", Gauge, P, "Register if an Onion Service connection returned an unexpected HTTP status code: 1 for unexpected and 0 otherwise"),
-    spec!("onion_service_descriptor_latency_seconds", Gauge, E, "Register Onion Service latency in seconds to get the descriptor"),
-    spec!("onion_service_descriptor_reachable", Gauge, E, "Register if the Onion Service descriptor is available: value is 1 for reachability and 0 otherwise"),
-    spec!("onion_service_descriptor_fetch_attempts", Gauge, &["name", "address", "reachable"], "Register the number of attempts required when trying to get an Onion Service descriptor in a probing round"),
-    spec!("onion_service_descriptor_revision_counter", Gauge, E, "Register Onion Service descriptor revision counter"),
-    spec!("onion_service_descriptor_lifetime_seconds", Gauge, E, "Register Onion Service descriptor lifetime in seconds"),
-    spec!("onion_service_descriptor_outer_wrapper_size_bytes", Gauge, E, "Register Onion Service outer wrapper descriptor size in bytes (decrypted)"),
-    spec!("onion_service_descriptor_second_layer_size_bytes", Gauge, E, "Register Onion Service second layer descriptor size in bytes (decrypted)"),
-    spec!("onion_service_is_single", Gauge, E, "Indicates whether the server is using the single hop Onion Service circuit mode: value is 1 if this is a single onion service, 0 otherwise"),
-    spec!("onion_service_introduction_points_number", Gauge, E, "Register the number of introduction points in the Onion Service descriptor"),
-    spec!("onion_service_pow_enabled", Gauge, E, "Whether Proof of Work (PoW) defense is enabled in the Onion Service: value is 1 when PoW is enabled, 0 otherwise"),
-    spec!("onion_service_pow_v1_seed", Gauge, E, "The Proof of Work (PoW) decoded seed for the v1 scheme"),
-    spec!("onion_service_pow_v1_effort", Gauge, E, "The Proof of Work (PoW) suggested effort for the v1 scheme"),
-    spec!("onion_service_pow_v1_expiration_seconds", Gauge, E, "The Proof of Work (PoW) seed expiration time for the v1 scheme"),
-    spec!("onion_service_pattern_matched", Gauge, &["name", "address", "protocol", "port", "path", "pattern"], "Register whether a regular expression pattern is matched when connection to the Onion Service: value is 1 for matched pattern and 0 otherwise"),
-    spec!("onion_service_valid_certificate", Gauge, P, "Register whether the Onion Service HTTPS certificate is valid: value is 1, 0 for invalid, 2 for untested. Only for sites reachable using HTTPS"),
-    spec!("onion_service_certificate_not_valid_before_timestamp_seconds", Gauge, T, "Register the beginning of the validity period of the certificate in UTC.This does not mean necessarily that the certificate is CA-validated.Value is represented as a POSIX timestamp"),
-    spec!("onion_service_certificate_not_valid_after_timestamp_seconds", Gauge, T, "Register the end of the validity period of the certificate in UTC.This does not mean necessarily that the certificate is CA-validated.Value is represented as a POSIX timestamp"),
-    spec!("onion_service_certificate_expiry_seconds", Gauge, T, "Register how many seconds are left before the certificate expire.Negative values indicate how many seconds passed after the certificate already expired."),
-    spec!("onion_service_certificate_match_hostname", Gauge, T, "Register whether a provided server certificate matches the server hostname in a TLS connection: value is 1 for matched hostname and 0 otherwise. Check is done both on the commonName and subjectAltName fields. A value of 1 does not mean necessarily that the certificate is CA-validated."),
-    spec!("hsdir_latency_seconds", Gauge, &["name", "id"], "Register HSDir latency in seconds to fetch a descriptor"),
-    spec!("onion_service_fetch_requests", Counter, P, "Counts the total number of requests to access an Onion Service"),
-    spec!("onion_service_fetch_error", Counter, P, "Counts the total number of errors when fetching an Onion Service"),
-    spec!("onion_service_descriptor_fetch_requests", Counter, E, "Counts the total number of requests to fetch an Onion Service descriptor"),
-    spec!("onion_service_descriptor_fetch_error", Counter, E, "Counts the total number of errors when fetching an Onion Service descriptor"),
-    spec!("onion_service_generic_error", Counter, T, "Counts the total number of errors not tracked by other metrics"),
-    spec!("onion_service_request_exception", Counter, P, "Counts the total number of Onion Service general exception errors"),
-    spec!("onion_service_connection_error", Counter, P, "Counts the total number of Onion Service connection errors"),
-    spec!("onion_service_http_error", Counter, P, "Counts the total number of Onion Service HTTP errors"),
-    spec!("onion_service_too_many_redirects", Counter, P, "Counts the total number of Onion Service too many HTTP redirect errors"),
-    spec!("onion_service_connection_timeout", Counter, P, "Counts the total number of Onion Service connection timeouts"),
-    spec!("onion_service_read_timeout", Counter, P, "Counts the total number of Onion Service read timeouts"),
-    spec!("onion_service_timeout", Counter, P, "Counts the total number of Onion Service timeouts"),
-    spec!("onion_service_certificate_error", Counter, P, "Counts the total number of HTTPS certificate validation errors"),
-    spec!("onion_service_descriptor", Info, &["name", "address"], "Onion Service descriptor information, including state and Hidden Service Directory (HSDir) used"),
-    spec!("onion_service_tls", Info, T, "Register miscellaneous TLS information for a given Onion Service, such as version and ciphers"),
-    spec!("onion_service_certificate", Info, T, "Register miscellaneous TLS certificate information for a given Onion Service, such as version and fingerprints"),
-    spec!("onion_service_probe_status", Info, E, "Register information about the last test made to a given Onion Service, including POSIX timestamp"),
+/// Declares every family once: its name constant in [`names`], its typed
+/// handle in [`family`] (the label count is the handle's `N`, so writing
+/// with the wrong number of labels does not compile) and its [`Spec`].
+macro_rules! families {
+    ($( $id:ident: $handle:ident $(($kind:ident))? = $name:literal, $labels:expr, $help:literal; )*) => {
+        /// Family names as rendered without type suffixes (`_total`,
+        /// `_info`, `_created`), for readers of `/metrics` such as the
+        /// dashboard.
+        pub mod names {
+            $( #[doc = $help] pub const $id: &str = $name; )*
+        }
+
+        // Spelled like the constants they index.
+        #[allow(non_camel_case_types, clippy::upper_case_acronyms)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum Id { $($id),* }
+
+        /// Typed handles of every family, for writing into [`ProbeMetrics`].
+        pub mod family {
+            use super::*;
+            $( #[doc = $help] pub const $id: $handle<{ $labels.len() }> = $handle(Id::$id); )*
+        }
+
+        /// Every family, in Onionprobe's order, then ours.
+        const SPECS: &[Spec] = &[
+            $( Spec { id: Id::$id, name: $name, help: $help, kind: kind!($handle $(, $kind)?), labels: &$labels }, )*
+        ];
+    };
+}
+
+const NONE: [&str; 0] = [];
+const E: [&str; 2] = ["name", "address"];
+const P: [&str; 5] = ["name", "address", "protocol", "port", "path"];
+const T: [&str; 3] = ["name", "address", "port"];
+
+#[rustfmt::skip]
+families! {
+    VERSION: Builtin(Info) = "onionprobe_version", NONE, "Onionprobe version information";
+    STATE: Builtin(StateSet) = "onionprobe_state", NONE, "Onionprobe latest state";
+    WAIT_SECONDS: Gauge = "onionprobe_wait_seconds", NONE, "Records how long Onionprobe waited between two probes in seconds";
+    LATENCY_SECONDS: Gauge = "onion_service_latency_seconds", P, "Register Onion Service connection latency in seconds";
+    REACHABLE: Gauge = "onion_service_reachable", P, "Register if the Onion Service is reachable: value is 1 for reachability and 0 otherwise";
+    CONNECTION_ATTEMPTS: Gauge = "onion_service_connection_attempts", ["name", "address", "protocol", "port", "path", "reachable"], "Register the number of attempts when trying to connect to an Onion Service in a probing round";
+    TLS_SECURITY_LEVEL: Gauge = "onion_service_tls_security_level", T, "An integer representing the SSL security level for the context.See SSL_CTX_get_security_level(3) manpage for details.";
+    STATUS_CODE: Gauge = "onion_service_status_code", P, "Register Onion Service connection HTTP status code";
+    UNEXPECTED_STATUS_CODE: Gauge = "onion_service_unexpected_status_code", P, "Register if an Onion Service connection returned an unexpected HTTP status code: 1 for unexpected and 0 otherwise";
+    DESCRIPTOR_LATENCY_SECONDS: Gauge = "onion_service_descriptor_latency_seconds", E, "Register Onion Service latency in seconds to get the descriptor";
+    DESCRIPTOR_REACHABLE: Gauge = "onion_service_descriptor_reachable", E, "Register if the Onion Service descriptor is available: value is 1 for reachability and 0 otherwise";
+    DESCRIPTOR_FETCH_ATTEMPTS: Gauge = "onion_service_descriptor_fetch_attempts", ["name", "address", "reachable"], "Register the number of attempts required when trying to get an Onion Service descriptor in a probing round";
+    DESCRIPTOR_REVISION_COUNTER: Gauge = "onion_service_descriptor_revision_counter", E, "Register Onion Service descriptor revision counter";
+    DESCRIPTOR_LIFETIME_SECONDS: Gauge = "onion_service_descriptor_lifetime_seconds", E, "Register Onion Service descriptor lifetime in seconds";
+    DESCRIPTOR_OUTER_WRAPPER_SIZE_BYTES: Gauge = "onion_service_descriptor_outer_wrapper_size_bytes", E, "Register Onion Service outer wrapper descriptor size in bytes (decrypted)";
+    DESCRIPTOR_SECOND_LAYER_SIZE_BYTES: Gauge = "onion_service_descriptor_second_layer_size_bytes", E, "Register Onion Service second layer descriptor size in bytes (decrypted)";
+    IS_SINGLE: Gauge = "onion_service_is_single", E, "Indicates whether the server is using the single hop Onion Service circuit mode: value is 1 if this is a single onion service, 0 otherwise";
+    INTRODUCTION_POINTS_NUMBER: Gauge = "onion_service_introduction_points_number", E, "Register the number of introduction points in the Onion Service descriptor";
+    POW_ENABLED: Gauge = "onion_service_pow_enabled", E, "Whether Proof of Work (PoW) defense is enabled in the Onion Service: value is 1 when PoW is enabled, 0 otherwise";
+    POW_V1_SEED: Gauge = "onion_service_pow_v1_seed", E, "The Proof of Work (PoW) decoded seed for the v1 scheme";
+    POW_V1_EFFORT: Gauge = "onion_service_pow_v1_effort", E, "The Proof of Work (PoW) suggested effort for the v1 scheme";
+    POW_V1_EXPIRATION_SECONDS: Gauge = "onion_service_pow_v1_expiration_seconds", E, "The Proof of Work (PoW) seed expiration time for the v1 scheme";
+    PATTERN_MATCHED: Gauge = "onion_service_pattern_matched", ["name", "address", "protocol", "port", "path", "pattern"], "Register whether a regular expression pattern is matched when connection to the Onion Service: value is 1 for matched pattern and 0 otherwise";
+    VALID_CERTIFICATE: Gauge = "onion_service_valid_certificate", P, "Register whether the Onion Service HTTPS certificate is valid: value is 1, 0 for invalid, 2 for untested. Only for sites reachable using HTTPS";
+    CERTIFICATE_NOT_VALID_BEFORE_TIMESTAMP_SECONDS: Gauge = "onion_service_certificate_not_valid_before_timestamp_seconds", T, "Register the beginning of the validity period of the certificate in UTC.This does not mean necessarily that the certificate is CA-validated.Value is represented as a POSIX timestamp";
+    CERTIFICATE_NOT_VALID_AFTER_TIMESTAMP_SECONDS: Gauge = "onion_service_certificate_not_valid_after_timestamp_seconds", T, "Register the end of the validity period of the certificate in UTC.This does not mean necessarily that the certificate is CA-validated.Value is represented as a POSIX timestamp";
+    CERTIFICATE_EXPIRY_SECONDS: Gauge = "onion_service_certificate_expiry_seconds", T, "Register how many seconds are left before the certificate expire.Negative values indicate how many seconds passed after the certificate already expired.";
+    CERTIFICATE_MATCH_HOSTNAME: Gauge = "onion_service_certificate_match_hostname", T, "Register whether a provided server certificate matches the server hostname in a TLS connection: value is 1 for matched hostname and 0 otherwise. Check is done both on the commonName and subjectAltName fields. A value of 1 does not mean necessarily that the certificate is CA-validated.";
+    HSDIR_LATENCY_SECONDS: Builtin(Gauge) = "hsdir_latency_seconds", ["name", "id"], "Register HSDir latency in seconds to fetch a descriptor";
+    FETCH_REQUESTS: Counter = "onion_service_fetch_requests", P, "Counts the total number of requests to access an Onion Service";
+    FETCH_ERROR: Counter = "onion_service_fetch_error", P, "Counts the total number of errors when fetching an Onion Service";
+    DESCRIPTOR_FETCH_REQUESTS: Counter = "onion_service_descriptor_fetch_requests", E, "Counts the total number of requests to fetch an Onion Service descriptor";
+    DESCRIPTOR_FETCH_ERROR: Counter = "onion_service_descriptor_fetch_error", E, "Counts the total number of errors when fetching an Onion Service descriptor";
+    GENERIC_ERROR: Counter = "onion_service_generic_error", T, "Counts the total number of errors not tracked by other metrics";
+    REQUEST_EXCEPTION: Counter = "onion_service_request_exception", P, "Counts the total number of Onion Service general exception errors";
+    CONNECTION_ERROR: Counter = "onion_service_connection_error", P, "Counts the total number of Onion Service connection errors";
+    HTTP_ERROR: Counter = "onion_service_http_error", P, "Counts the total number of Onion Service HTTP errors";
+    TOO_MANY_REDIRECTS: Counter = "onion_service_too_many_redirects", P, "Counts the total number of Onion Service too many HTTP redirect errors";
+    CONNECTION_TIMEOUT: Counter = "onion_service_connection_timeout", P, "Counts the total number of Onion Service connection timeouts";
+    READ_TIMEOUT: Counter = "onion_service_read_timeout", P, "Counts the total number of Onion Service read timeouts";
+    TIMEOUT: Counter = "onion_service_timeout", P, "Counts the total number of Onion Service timeouts";
+    CERTIFICATE_ERROR: Counter = "onion_service_certificate_error", P, "Counts the total number of HTTPS certificate validation errors";
+    DESCRIPTOR: Info = "onion_service_descriptor", ["name", "address"], "Onion Service descriptor information, including state and Hidden Service Directory (HSDir) used";
+    TLS: Info = "onion_service_tls", T, "Register miscellaneous TLS information for a given Onion Service, such as version and ciphers";
+    CERTIFICATE: Info = "onion_service_certificate", T, "Register miscellaneous TLS certificate information for a given Onion Service, such as version and fingerprints";
+    PROBE_STATUS: Info = "onion_service_probe_status", E, "Register information about the last test made to a given Onion Service, including POSIX timestamp";
     // onionwatch's own.
-    spec!("onionwatch_probe_errors", Counter, &["name", "address", "reason"], "Probe failures by reason (tor SOCKS5 extended errors, descriptor FAILED reasons, timeouts, TLS, HTTP)"),
-    spec!("onionwatch_probe_success", Gauge, E, "1 when the last probe of the endpoint passed (descriptor, every path's status and pattern), 0 otherwise"),
-    spec!("onionwatch_probe_last_tested_timestamp_seconds", Gauge, E, "When the endpoint was last probed, as a POSIX timestamp (Onionprobe puts this in a label)"),
-    spec!("onionwatch_probe_connect_seconds", Gauge, P, "Seconds to open the stream through tor (descriptor, introduction, rendezvous) and finish TLS, last attempt"),
-    spec!("onionwatch_probe_first_byte_seconds", Gauge, P, "Seconds from the start of the attempt to the response head (time to first byte), last attempt"),
-    spec!("onionwatch_probe_body_bytes", Gauge, P, "Response body bytes read (bounded by max_body_bytes), last attempt"),
-    spec!("onionwatch_descriptor_attempt_latency_seconds", Gauge, &["name", "address", "attempt"], "Latency of each descriptor fetch attempt of the last probe, by attempt number"),
-    spec!("onionwatch_certificate_valid", Gauge, T, "1 when the certificate chain verifies against the web PKI for the onion address, 0 otherwise, whatever tls_verify says"),
-    spec!("onionwatch_round_duration_seconds", Gauge, &[], "Wall time of the last complete probing round"),
-    spec!("onionwatch_rounds", Counter, &[], "Probing rounds completed"),
-];
+    PROBE_ERRORS: Counter = "onionwatch_probe_errors", ["name", "address", "reason"], "Probe failures by reason (tor SOCKS5 extended errors, descriptor FAILED reasons, timeouts, TLS, HTTP)";
+    PROBE_SUCCESS: Gauge = "onionwatch_probe_success", E, "1 when the last probe of the endpoint passed (descriptor, every path's status and pattern), 0 otherwise";
+    PROBE_LAST_TESTED_TIMESTAMP_SECONDS: Gauge = "onionwatch_probe_last_tested_timestamp_seconds", E, "When the endpoint was last probed, as a POSIX timestamp (Onionprobe puts this in a label)";
+    PROBE_CONNECT_SECONDS: Gauge = "onionwatch_probe_connect_seconds", P, "Seconds to open the stream through tor (descriptor, introduction, rendezvous) and finish TLS, last attempt";
+    PROBE_FIRST_BYTE_SECONDS: Gauge = "onionwatch_probe_first_byte_seconds", P, "Seconds from the start of the attempt to the response head (time to first byte), last attempt";
+    PROBE_BODY_BYTES: Gauge = "onionwatch_probe_body_bytes", P, "Response body bytes read (bounded by max_body_bytes), last attempt";
+    DESCRIPTOR_ATTEMPT_LATENCY_SECONDS: Gauge = "onionwatch_descriptor_attempt_latency_seconds", ["name", "address", "attempt"], "Latency of each descriptor fetch attempt of the last probe, by attempt number";
+    CERTIFICATE_VALID: Gauge = "onionwatch_certificate_valid", T, "1 when the certificate chain verifies against the web PKI for the onion address, 0 otherwise, whatever tls_verify says";
+    ROUND_DURATION_SECONDS: Gauge = "onionwatch_round_duration_seconds", NONE, "Wall time of the last complete probing round";
+    ROUNDS: Counter = "onionwatch_rounds", NONE, "Probing rounds completed";
+}
 
 /// The states of `onionprobe_state`.
-pub const STATES: [&str; 4] = ["starting", "probing", "sleeping", "stopping"];
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Before the first round.
+    Starting,
+    /// A round runs.
+    Probing,
+    /// Waiting between endpoints or rounds.
+    Sleeping,
+    /// Shutting down.
+    Stopping,
+}
+
+impl State {
+    /// Every state, in the order rendered.
+    pub const ALL: [State; 4] = [
+        State::Starting,
+        State::Probing,
+        State::Sleeping,
+        State::Stopping,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Starting => "starting",
+            State::Probing => "probing",
+            State::Sleeping => "sleeping",
+            State::Stopping => "stopping",
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 struct Series {
@@ -121,15 +203,18 @@ struct Series {
     info: Vec<(String, String)>,
 }
 
-#[derive(Default)]
+/// label values → series, for one family.
+type SeriesMap = BTreeMap<Vec<String>, Series>;
+
 struct Inner {
-    /// family name → label values → series.
-    series: HashMap<&'static str, BTreeMap<Vec<String>, Series>>,
-    state: usize,
+    /// One map per family, indexed by [`Id`].
+    series: Vec<SeriesMap>,
+    state: State,
     hsdirs: Vec<(String, String, f64)>,
 }
 
 /// The prober's metric state, rendered at every scrape ([`Collect`]).
+/// Written through the typed handles of [`family`].
 pub struct ProbeMetrics {
     inner: Mutex<Inner>,
     version: String,
@@ -148,11 +233,8 @@ fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn spec(name: &str) -> &'static Spec {
-    SPECS
-        .iter()
-        .find(|s| s.name == name)
-        .unwrap_or_else(|| panic!("unknown metric family {name}"))
+fn key(labels: &[&str]) -> Vec<String> {
+    labels.iter().map(|l| (*l).to_owned()).collect()
 }
 
 impl Default for ProbeMetrics {
@@ -165,10 +247,14 @@ impl ProbeMetrics {
     /// Fresh state: `onionprobe_state` is `starting`, wait 0.
     pub fn new() -> Self {
         let m = ProbeMetrics {
-            inner: Mutex::new(Inner::default()),
+            inner: Mutex::new(Inner {
+                series: vec![SeriesMap::new(); SPECS.len()],
+                state: State::Starting,
+                hsdirs: Vec::new(),
+            }),
             version: format!("onionwatch-{}", env!("CARGO_PKG_VERSION")),
         };
-        m.set("onionprobe_wait_seconds", &[], 0.0);
+        m.set(family::WAIT_SECONDS, [], 0.0);
         m
     }
 
@@ -177,15 +263,9 @@ impl ProbeMetrics {
     }
 
     /// Set a gauge.
-    pub fn set(&self, family: &'static str, labels: &[&str], value: f64) {
-        let s = spec(family);
-        debug_assert_eq!(s.labels.len(), labels.len(), "{family}");
-        debug_assert!(matches!(s.kind, Kind::Gauge));
-        let key: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
-        let mut g = self.lock();
-        let entry = g.series.entry(s.name).or_default();
-        entry
-            .entry(key)
+    pub fn set<const N: usize>(&self, family: Gauge<N>, labels: [&str; N], value: f64) {
+        self.lock().series[family.0 as usize]
+            .entry(key(&labels))
             .and_modify(|e| e.value = value)
             .or_insert(Series {
                 value,
@@ -195,29 +275,19 @@ impl ProbeMetrics {
     }
 
     /// Remove a gauge series (a value that no longer applies).
-    pub fn unset(&self, family: &'static str, labels: &[&str]) {
-        let key: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
-        if let Some(m) = self.lock().series.get_mut(spec(family).name) {
-            m.remove(&key);
-        }
+    pub fn unset<const N: usize>(&self, family: Gauge<N>, labels: [&str; N]) {
+        self.lock().series[family.0 as usize].remove(&key(&labels));
     }
 
     /// Increase a counter by 1.
-    pub fn inc(&self, family: &'static str, labels: &[&str]) {
+    pub fn inc<const N: usize>(&self, family: Counter<N>, labels: [&str; N]) {
         self.add(family, labels, 1.0);
     }
 
     /// Increase a counter.
-    pub fn add(&self, family: &'static str, labels: &[&str], by: f64) {
-        let s = spec(family);
-        debug_assert_eq!(s.labels.len(), labels.len(), "{family}");
-        debug_assert!(matches!(s.kind, Kind::Counter));
-        let key: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
-        let mut g = self.lock();
-        g.series
-            .entry(s.name)
-            .or_default()
-            .entry(key)
+    pub fn add<const N: usize>(&self, family: Counter<N>, labels: [&str; N], by: f64) {
+        self.lock().series[family.0 as usize]
+            .entry(key(&labels))
             .and_modify(|e| e.value += by)
             .or_insert(Series {
                 value: by,
@@ -228,16 +298,18 @@ impl ProbeMetrics {
 
     /// Replace an info series: one series per `labels`, whose extra labels
     /// are `info`.
-    pub fn set_info(&self, family: &'static str, labels: &[&str], info: &[(&str, &str)]) {
-        let s = spec(family);
-        debug_assert!(matches!(s.kind, Kind::Info));
-        let key: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
+    pub fn set_info<const N: usize>(
+        &self,
+        family: Info<N>,
+        labels: [&str; N],
+        info: &[(&str, &str)],
+    ) {
         let info = info
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        self.lock().series.entry(s.name).or_default().insert(
-            key,
+        self.lock().series[family.0 as usize].insert(
+            key(&labels),
             Series {
                 value: 1.0,
                 created: now(),
@@ -246,16 +318,14 @@ impl ProbeMetrics {
         );
     }
 
-    /// Set `onionprobe_state` (one of [`STATES`]).
-    pub fn set_state(&self, state: &str) {
-        if let Some(i) = STATES.iter().position(|s| *s == state) {
-            self.lock().state = i;
-        }
+    /// Set `onionprobe_state`.
+    pub fn set_state(&self, state: State) {
+        self.lock().state = state;
     }
 
     /// The current `onionprobe_state`.
-    pub fn state(&self) -> &'static str {
-        STATES[self.lock().state]
+    pub fn state(&self) -> State {
+        self.lock().state
     }
 
     /// Record an HSDir's latency; keeps the [`MAX_HSDIRS`] most recent.
@@ -271,32 +341,30 @@ impl ProbeMetrics {
     /// after a config reload.
     pub fn retain_endpoints(&self, keep: &[(&str, &str)]) {
         let mut g = self.lock();
-        for (family, map) in g.series.iter_mut() {
-            let s = spec(family);
-            if s.labels.first() == Some(&"name") && s.name != "hsdir_latency_seconds" {
-                map.retain(|k, _| keep.iter().any(|(n, a)| k[0] == *n && k[1] == *a));
+        for s in SPECS {
+            if s.labels.first() == Some(&"name") && s.id != Id::HSDIR_LATENCY_SECONDS {
+                g.series[s.id as usize]
+                    .retain(|k, _| keep.iter().any(|(n, a)| k[0] == *n && k[1] == *a));
             }
         }
     }
 
-    /// Current value of a series (tests, summaries).
-    pub fn get(&self, family: &str, labels: &[&str]) -> Option<f64> {
-        let key: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
-        self.lock()
-            .series
-            .get(spec(family).name)
-            .and_then(|m| m.get(&key))
-            .map(|s| s.value)
+    /// The series of the family named `family` (one of [`names`]) with
+    /// these label values, if any.
+    fn series(&self, family: &str, labels: &[&str]) -> Option<Series> {
+        let s = SPECS.iter().find(|s| s.name == family)?;
+        self.lock().series[s.id as usize].get(&key(labels)).cloned()
     }
 
-    /// The info labels of an info series.
+    /// Current value of a series, by family name (one of [`names`]; tests,
+    /// summaries). `None` for an unknown family or series.
+    pub fn get(&self, family: &str, labels: &[&str]) -> Option<f64> {
+        self.series(family, labels).map(|s| s.value)
+    }
+
+    /// The info labels of an info series, by family name (one of [`names`]).
     pub fn get_info(&self, family: &str, labels: &[&str]) -> Option<Vec<(String, String)>> {
-        let key: Vec<String> = labels.iter().map(|l| (*l).to_owned()).collect();
-        self.lock()
-            .series
-            .get(spec(family).name)
-            .and_then(|m| m.get(&key))
-            .map(|s| s.info.clone())
+        self.series(family, labels).map(|s| s.info)
     }
 }
 
@@ -304,49 +372,40 @@ impl Collect for ProbeMetrics {
     fn collect(&self, out: &mut Vec<Family>) {
         let g = self.lock();
         for s in SPECS {
-            let kind = match s.kind {
-                Kind::Gauge => MetricType::Gauge,
-                Kind::Counter => MetricType::Counter,
-                Kind::Info => MetricType::Info,
-                Kind::StateSet => MetricType::StateSet,
-            };
-            let mut f = Family::new(s.name, s.help, kind);
-            match s.name {
-                "onionprobe_version" => {
+            let mut f = Family::new(s.name, s.help, s.kind);
+            match s.id {
+                Id::VERSION => {
                     f.push(&[("version", &self.version)], 1.0);
                 }
-                "onionprobe_state" => {
-                    for (i, st) in STATES.iter().enumerate() {
+                Id::STATE => {
+                    for st in State::ALL {
                         f.push(
-                            &[("onionprobe_state", st)],
-                            if i == g.state { 1.0 } else { 0.0 },
+                            &[("onionprobe_state", st.as_str())],
+                            if st == g.state { 1.0 } else { 0.0 },
                         );
                     }
                 }
-                "hsdir_latency_seconds" => {
+                Id::HSDIR_LATENCY_SECONDS => {
                     for (nick, fp, v) in &g.hsdirs {
                         f.push(&[("name", nick), ("id", fp)], *v);
                     }
                 }
                 _ => {}
             }
-            let mut created = None;
-            if let Some(map) = g.series.get(s.name) {
-                if s.kind == Kind::Counter && !map.is_empty() {
-                    created = Some(Family::gauge(format!("{}_created", s.name), s.help));
-                }
-                for (key, series) in map {
-                    let mut labels: Vec<(&str, &str)> = s
-                        .labels
-                        .iter()
-                        .zip(key)
-                        .map(|(k, v)| (*k, v.as_str()))
-                        .collect();
-                    labels.extend(series.info.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-                    f.push(&labels, series.value);
-                    if let Some(c) = created.as_mut() {
-                        c.push(&labels, series.created);
-                    }
+            let map = &g.series[s.id as usize];
+            let mut created = (s.kind == MetricType::Counter && !map.is_empty())
+                .then(|| Family::gauge(format!("{}_created", s.name), s.help));
+            for (key, series) in map {
+                let mut labels: Vec<(&str, &str)> = s
+                    .labels
+                    .iter()
+                    .zip(key)
+                    .map(|(k, v)| (*k, v.as_str()))
+                    .collect();
+                labels.extend(series.info.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                f.push(&labels, series.value);
+                if let Some(c) = created.as_mut() {
+                    c.push(&labels, series.created);
                 }
             }
             out.push(f);
@@ -367,19 +426,19 @@ mod tests {
     #[test]
     fn renders_onionprobe_shapes() {
         let m = ProbeMetrics::new();
-        m.set_state("probing");
+        m.set_state(State::Probing);
         let p = ["n", "a.onion", "http", "80", "/"];
-        m.inc("onion_service_fetch_requests", &p);
-        m.inc("onion_service_fetch_requests", &p);
-        m.set("onion_service_reachable", &p, 1.0);
+        m.inc(family::FETCH_REQUESTS, p);
+        m.inc(family::FETCH_REQUESTS, p);
+        m.set(family::REACHABLE, p, 1.0);
         m.set_info(
-            "onion_service_descriptor",
-            &["n", "a.onion"],
+            family::DESCRIPTOR,
+            ["n", "a.onion"],
             &[("hsdir", "$AB~x"), ("state", "RECEIVED")],
         );
         m.set_info(
-            "onion_service_descriptor",
-            &["n", "a.onion"],
+            family::DESCRIPTOR,
+            ["n", "a.onion"],
             &[("hsdir", "$CD~y"), ("state", "NOT_FOUND")],
         );
         m.hsdir_latency("x", "AB", 0.5);
@@ -406,10 +465,8 @@ mod tests {
         assert!(text.contains("onionprobe_wait_seconds 0\n"));
 
         m.retain_endpoints(&[]);
-        assert_eq!(m.get("onion_service_reachable", &p), None);
-        assert!(m
-            .get_info("onion_service_descriptor", &["n", "a.onion"])
-            .is_none());
+        assert_eq!(m.get(names::REACHABLE, &p), None);
+        assert!(m.get_info(names::DESCRIPTOR, &["n", "a.onion"]).is_none());
     }
 
     #[test]
@@ -436,5 +493,11 @@ mod tests {
             assert!(onionwatch_metrics::is_valid_metric_name(s.name));
             assert!(seen.insert(s.name), "{}", s.name);
         }
+        for (i, s) in SPECS.iter().enumerate() {
+            assert_eq!(s.id as usize, i, "{}", s.name);
+        }
+        assert_eq!(names::REACHABLE, "onion_service_reachable");
+        assert_eq!(family::REACHABLE.name(), names::REACHABLE);
+        assert_eq!(family::STATE.name(), names::STATE);
     }
 }

@@ -10,10 +10,11 @@ use onionwatch_tor::socks::Isolation;
 use serde::Serialize;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::config::{Config, Protocol, Target};
+use crate::config::{Config, Protocol, Target, TargetPath};
 use crate::conn::{self, Attempt, ConnError, TlsInfo};
 use crate::descriptor::{self, DescriptorInfo};
-use crate::metrics::ProbeMetrics;
+use crate::metrics::{family, ProbeMetrics, State};
+use crate::record::Recorder;
 use crate::tor::Tor;
 
 /// Settings the prober needs from the config.
@@ -163,6 +164,64 @@ pub struct ProbeResult {
     pub timestamp: f64,
 }
 
+impl From<&TlsInfo> for TlsSummary {
+    fn from(tls: &TlsInfo) -> Self {
+        let cert = tls.certificate.as_ref();
+        TlsSummary {
+            version: tls.version.clone(),
+            cipher: tls.cipher.clone(),
+            certificate_valid: tls.certificate_valid,
+            certificate_error: tls.certificate_error.clone(),
+            certificate_expiry_seconds: cert.map(|c| c.expiry_seconds),
+            certificate_not_after: cert.map(|c| c.not_after),
+            certificate_match_hostname: cert.map(|c| c.match_hostname),
+        }
+    }
+}
+
+impl ProbeResult {
+    /// A failed result for one path of `t` carrying the descriptor step's
+    /// facts; the connection's are filled in by the recorder.
+    pub(crate) fn new(
+        round: u64,
+        t: &Target,
+        path: Option<&TargetPath>,
+        desc: &DescriptorOutcome,
+    ) -> Self {
+        let info = desc.info.as_ref();
+        ProbeResult {
+            round,
+            name: t.name.clone(),
+            address: t.address.host().to_owned(),
+            protocol: t.protocol,
+            port: t.port,
+            path: path.map(|p| p.path.clone()),
+            reachable: false,
+            passed: false,
+            status_code: None,
+            latency_seconds: None,
+            connect_seconds: None,
+            first_byte_seconds: None,
+            attempts: 0,
+            unexpected_status: None,
+            pattern_matched: None,
+            body_bytes: None,
+            descriptor_reachable: desc.ok,
+            descriptor_latency_seconds: desc.latency,
+            descriptor_attempts: desc.attempts,
+            hsdir: desc.hsdir.clone(),
+            introduction_points: info.and_then(|i| i.introduction_points),
+            revision_counter: info.map(|i| i.revision_counter),
+            pow_enabled: info.and_then(|i| i.pow_enabled),
+            pow_effort: info.and_then(|i| i.pow_v1.as_ref()).map(|p| p.effort),
+            tls: None,
+            error: None,
+            error_detail: None,
+            timestamp: 0.0,
+        }
+    }
+}
+
 /// Outcome of the descriptor step.
 #[derive(Debug, Clone, Default)]
 pub struct DescriptorOutcome {
@@ -186,7 +245,86 @@ pub struct DescriptorOutcome {
     pub detail: Option<String>,
 }
 
-fn now() -> f64 {
+/// Outcome of the connection step for one path (or the TCP port).
+#[derive(Debug, Default)]
+pub(crate) struct Connection {
+    /// Attempts made.
+    pub(crate) attempts: u32,
+    /// The last attempt (the successful one, if any).
+    pub(crate) last: Attempt,
+    /// The stream opened and (HTTP) an allowed status came back.
+    pub(crate) reachable: bool,
+    /// `allowed_statuses` is set: whether the last status is not in it.
+    pub(crate) unexpected_status: Option<bool>,
+    /// The path has a pattern and the onion service was reachable: whether
+    /// the body matched.
+    pub(crate) pattern_matched: Option<bool>,
+}
+
+/// Why a path failed once the descriptor was there.
+pub(crate) enum Failure<'a> {
+    /// The last attempt failed.
+    Connection(&'a ConnError),
+    /// The last attempt got a status not in `allowed_statuses`.
+    Status,
+    /// The pattern is not in the body.
+    Pattern,
+}
+
+impl Connection {
+    /// The check passed: reachable, and the pattern (if any) matched.
+    pub(crate) fn passed(&self) -> bool {
+        self.reachable && self.pattern_matched != Some(false)
+    }
+
+    /// Why the check did not pass.
+    pub(crate) fn failure(&self) -> Option<Failure<'_>> {
+        if !self.reachable {
+            return Some(match &self.last.error {
+                Some(err) => Failure::Connection(err),
+                None => Failure::Status,
+            });
+        }
+        (self.pattern_matched == Some(false)).then_some(Failure::Pattern)
+    }
+}
+
+impl Failure<'_> {
+    /// The error reason (label value) and its human-readable detail.
+    pub(crate) fn describe(&self, path: Option<&TargetPath>, last: &Attempt) -> (String, String) {
+        match self {
+            Failure::Connection(err) => (err.reason().to_owned(), err.to_string()),
+            Failure::Status => (
+                "unexpected_status".to_owned(),
+                format!(
+                    "the onion service answered {} (allowed: {:?})",
+                    last.status.unwrap_or(0),
+                    path.and_then(|p| p.allowed_statuses.clone())
+                        .unwrap_or_default()
+                ),
+            ),
+            Failure::Pattern => {
+                let text = path
+                    .and_then(|p| p.pattern.as_ref())
+                    .map_or("", |(_, text)| text.as_str());
+                (
+                    "pattern_not_matched".to_owned(),
+                    format!(
+                        "the pattern {text:?} was not found in the first {} bytes of the body{}",
+                        last.body.len(),
+                        if last.truncated {
+                            " (truncated at max_body_bytes)"
+                        } else {
+                            ""
+                        }
+                    ),
+                )
+            }
+        }
+    }
+}
+
+pub(crate) fn now() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -256,12 +394,12 @@ impl Prober {
         } else {
             max
         };
-        self.metrics.set("onionprobe_wait_seconds", &[], secs);
+        self.metrics.set(family::WAIT_SECONDS, [], secs);
         if secs <= 0.0 {
             return;
         }
         let before = self.metrics.state();
-        self.metrics.set_state("sleeping");
+        self.metrics.set_state(State::Sleeping);
         tokio::time::sleep(Duration::from_secs_f64(secs)).await;
         self.metrics.set_state(before);
     }
@@ -278,7 +416,7 @@ impl Prober {
     ) -> Vec<ProbeResult> {
         let s = self.settings();
         let started = Instant::now();
-        self.metrics.set_state("probing");
+        self.metrics.set_state(State::Probing);
         let mut order: Vec<Target> = targets.to_vec();
         order.sort_by(|a, b| a.name.cmp(&b.name));
         if s.shuffle {
@@ -325,11 +463,11 @@ impl Prober {
             }
         }
         self.metrics.set(
-            "onionwatch_round_duration_seconds",
-            &[],
+            family::ROUND_DURATION_SECONDS,
+            [],
             started.elapsed().as_secs_f64(),
         );
-        self.metrics.inc("onionwatch_rounds", &[]);
+        self.metrics.inc(family::ROUNDS, []);
         all
     }
 
@@ -337,43 +475,16 @@ impl Prober {
     pub async fn probe(&self, t: &Target, round: u64) -> Vec<ProbeResult> {
         let s = self.settings();
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        let name = t.name.as_str();
-        let address = t.address.host();
-        let e = [name, address];
-        let port = t.port.to_string();
-        tracing::info!(name, address, "probing the onion service");
-        self.metrics
-            .set("onionwatch_probe_last_tested_timestamp_seconds", &e, now());
-        self.metrics.set_info("onion_service_probe_status", &e, &[]);
+        tracing::info!(
+            name = t.name.as_str(),
+            address = t.address.host(),
+            "probing the onion service"
+        );
+        let rec = Recorder::new(&self.metrics, t);
+        rec.started();
 
-        let mut auth_error = None;
-        if let Some(key) = &t.client_auth_key {
-            let entry = (t.address.service_id().to_owned(), key.clone());
-            let known = self
-                .client_auth
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .contains(&entry);
-            if !known {
-                match self
-                    .tor
-                    .control()
-                    .onion_client_auth_add(t.address.service_id(), key, None, false)
-                    .await
-                {
-                    Ok(_) => {
-                        self.client_auth
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(entry);
-                    }
-                    Err(err) => auth_error = Some(err.to_string()),
-                }
-            }
-        }
-
-        let desc = match auth_error {
-            Some(detail) => DescriptorOutcome {
+        let desc = match self.client_auth(t).await {
+            Err(detail) => DescriptorOutcome {
                 state: "CLIENT_AUTH".into(),
                 reason: Some("client_auth_add_failed".into()),
                 detail: Some(format!(
@@ -381,57 +492,73 @@ impl Prober {
                 )),
                 ..DescriptorOutcome::default()
             },
-            None => self.descriptor_step(t, &s).await,
+            Ok(()) => self.descriptor_step(t, &s, &rec).await,
         };
-        self.record_descriptor(t, &desc);
+        rec.descriptor(&desc);
 
         let isolation_base = format!("onionwatch-{}-{seq}", std::process::id());
+        let paths: Vec<Option<&TargetPath>> = match t.protocol {
+            Protocol::Tcp => vec![None],
+            _ => t.paths.iter().map(Some).collect(),
+        };
+        let record_tls = t.protocol == Protocol::Https && t.test_tls;
+        let mut tls_recorded = false;
         let mut results = Vec::new();
-        if t.protocol == Protocol::Tcp {
-            results.push(
-                self.connect_step(t, None, &desc, &s, &isolation_base, round)
-                    .await,
-            );
-        } else {
-            let mut tls_recorded = false;
-            for p in &t.paths {
-                let r = self
-                    .connect_step(t, Some(p), &desc, &s, &isolation_base, round)
-                    .await;
-                if !tls_recorded && t.protocol == Protocol::Https && t.test_tls {
-                    if let Some(tls) = &r.1 {
-                        self.record_tls(t, tls, s.get_certificate_info);
-                        tls_recorded = true;
-                    }
+        for path in paths {
+            let conn = match desc.ok {
+                true => Some(self.connect_step(t, path, &s, &isolation_base, &rec).await),
+                false => None,
+            };
+            results.push(rec.connection(path, &desc, conn.as_ref(), round));
+            if let Some(tls) = conn.and_then(|c| c.last.tls) {
+                if record_tls && !tls_recorded {
+                    rec.tls(&tls, s.get_certificate_info);
+                    tls_recorded = true;
                 }
-                results.push(r);
             }
         }
-        let results: Vec<ProbeResult> = results.into_iter().map(|(r, _)| r).collect();
-        let passed = desc.ok && results.iter().all(|r| r.passed);
-        self.metrics.set(
-            "onionwatch_probe_success",
-            &e,
-            if passed { 1.0 } else { 0.0 },
-        );
-        let _ = port;
+        rec.passed(desc.ok && results.iter().all(|r| r.passed));
         results
     }
 
-    async fn descriptor_step(&self, t: &Target, s: &Settings) -> DescriptorOutcome {
+    /// Give tor the endpoint's client authorization key, once per key.
+    async fn client_auth(&self, t: &Target) -> Result<(), String> {
+        let Some(key) = &t.client_auth_key else {
+            return Ok(());
+        };
+        let entry = (t.address.service_id().to_owned(), key.clone());
+        let lock = || self.client_auth.lock().unwrap_or_else(|e| e.into_inner());
+        if lock().contains(&entry) {
+            return Ok(());
+        }
+        self.tor
+            .control()
+            .onion_client_auth_add(t.address.service_id(), key, None, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        lock().insert(entry);
+        Ok(())
+    }
+
+    /// Fetch and analyse the descriptor, retrying up to
+    /// `descriptor_max_retries` times.
+    async fn descriptor_step(
+        &self,
+        t: &Target,
+        s: &Settings,
+        rec: &Recorder<'_>,
+    ) -> DescriptorOutcome {
         let id = t.address.service_id();
-        let e = [t.name.as_str(), t.address.host()];
         let mut out = DescriptorOutcome::default();
         for attempt in 1..=s.descriptor_max_retries.saturating_add(1) {
             out.attempts = attempt;
-            self.metrics
-                .inc("onion_service_descriptor_fetch_requests", &e);
+            rec.descriptor_attempt();
             let mut sub = self.tor.subscribe(id);
             let start = Instant::now();
             tracing::debug!(address = id, attempt, "HSFETCH");
             if let Err(err) = self.tor.control().hs_fetch(id, &[]).await {
                 out.attempt_latencies.push(start.elapsed().as_secs_f64());
-                self.metrics.inc("onion_service_descriptor_fetch_error", &e);
+                rec.descriptor_attempt_failed();
                 out.state = "HSFETCH_REFUSED".into();
                 out.detail = Some(format!("tor refused HSFETCH for the onion service: {err}"));
                 if err.is_invalid_argument() {
@@ -492,7 +619,7 @@ impl Prober {
                     return out;
                 }
                 Err((state, hsdir)) => {
-                    self.metrics.inc("onion_service_descriptor_fetch_error", &e);
+                    rec.descriptor_attempt_failed();
                     out.reason = Some(match state.as_str() {
                         "TIMEOUT" => "descriptor_timeout".into(),
                         "CONTROL_CLOSED" => "control_port_closed".into(),
@@ -521,207 +648,21 @@ impl Prober {
         out
     }
 
-    fn record_descriptor(&self, t: &Target, d: &DescriptorOutcome) {
-        let m = &self.metrics;
-        let e = [t.name.as_str(), t.address.host()];
-        let attempts = d.attempts as f64;
-        let (yes, no) = if d.ok { ("1", "0") } else { ("0", "1") };
-        m.set(
-            "onion_service_descriptor_fetch_attempts",
-            &[e[0], e[1], yes],
-            attempts,
-        );
-        m.unset("onion_service_descriptor_fetch_attempts", &[e[0], e[1], no]);
-        m.set(
-            "onion_service_descriptor_reachable",
-            &e,
-            if d.ok { 1.0 } else { 0.0 },
-        );
-        m.set_info(
-            "onion_service_descriptor",
-            &e,
-            &[
-                ("hsdir", d.hsdir.as_deref().unwrap_or("")),
-                ("state", &d.state),
-            ],
-        );
-        for (i, l) in d.attempt_latencies.iter().enumerate() {
-            m.set(
-                "onionwatch_descriptor_attempt_latency_seconds",
-                &[e[0], e[1], &(i + 1).to_string()],
-                *l,
-            );
-        }
-        for i in d.attempt_latencies.len() + 1..=64 {
-            m.unset(
-                "onionwatch_descriptor_attempt_latency_seconds",
-                &[e[0], e[1], &i.to_string()],
-            );
-        }
-        if let Some(reason) = &d.reason {
-            m.inc("onionwatch_probe_errors", &[e[0], e[1], reason]);
-        }
-        let gauges = [
-            "onion_service_descriptor_latency_seconds",
-            "onion_service_descriptor_revision_counter",
-            "onion_service_descriptor_lifetime_seconds",
-            "onion_service_descriptor_outer_wrapper_size_bytes",
-            "onion_service_descriptor_second_layer_size_bytes",
-            "onion_service_is_single",
-            "onion_service_introduction_points_number",
-            "onion_service_pow_enabled",
-            "onion_service_pow_v1_seed",
-            "onion_service_pow_v1_effort",
-            "onion_service_pow_v1_expiration_seconds",
-        ];
-        for g in gauges {
-            m.unset(g, &e);
-        }
-        if let Some(l) = d.latency {
-            m.set("onion_service_descriptor_latency_seconds", &e, l);
-            if let Some(h) = &d.hsdir {
-                let h = h.trim_start_matches('$');
-                let (fp, nick) = h.split_once('~').unwrap_or((h, ""));
-                m.hsdir_latency(nick, fp, l);
-            }
-        }
-        if let Some(info) = &d.info {
-            m.set(
-                "onion_service_descriptor_revision_counter",
-                &e,
-                info.revision_counter as f64,
-            );
-            m.set(
-                "onion_service_descriptor_lifetime_seconds",
-                &e,
-                info.lifetime_seconds as f64,
-            );
-            m.set(
-                "onion_service_descriptor_outer_wrapper_size_bytes",
-                &e,
-                info.outer_size as f64,
-            );
-            if let Some(v) = info.second_layer_size {
-                m.set(
-                    "onion_service_descriptor_second_layer_size_bytes",
-                    &e,
-                    v as f64,
-                );
-            }
-            if let Some(v) = info.single_onion {
-                m.set("onion_service_is_single", &e, f64::from(u8::from(v)));
-            }
-            if let Some(v) = info.introduction_points {
-                m.set("onion_service_introduction_points_number", &e, f64::from(v));
-            }
-            if let Some(v) = info.pow_enabled {
-                m.set("onion_service_pow_enabled", &e, f64::from(u8::from(v)));
-            }
-            if let Some(p) = &info.pow_v1 {
-                m.set("onion_service_pow_v1_seed", &e, p.seed);
-                m.set("onion_service_pow_v1_effort", &e, p.effort as f64);
-                if let Some(x) = p.expiration {
-                    m.set("onion_service_pow_v1_expiration_seconds", &e, x);
-                }
-            }
-        }
-    }
-
+    /// Connect to one path (or the TCP port), retrying up to
+    /// `http_connect_max_retries` times, and check the answer.
     async fn connect_step(
         &self,
         t: &Target,
-        path: Option<&crate::config::TargetPath>,
-        desc: &DescriptorOutcome,
+        path: Option<&TargetPath>,
         s: &Settings,
         isolation_base: &str,
-        round: u64,
-    ) -> (ProbeResult, Option<TlsInfo>) {
-        let m = &self.metrics;
-        let port = t.port.to_string();
-        let path_label = path.map(|p| p.path.as_str()).unwrap_or("");
-        let p = [
-            t.name.as_str(),
-            t.address.host(),
-            t.protocol.as_str(),
-            port.as_str(),
-            path_label,
-        ];
-        let mut r = ProbeResult {
-            round,
-            name: t.name.clone(),
-            address: t.address.host().to_owned(),
-            protocol: t.protocol,
-            port: t.port,
-            path: path.map(|p| p.path.clone()),
-            reachable: false,
-            passed: false,
-            status_code: None,
-            latency_seconds: None,
-            connect_seconds: None,
-            first_byte_seconds: None,
-            attempts: 0,
-            unexpected_status: None,
-            pattern_matched: None,
-            body_bytes: None,
-            descriptor_reachable: desc.ok,
-            descriptor_latency_seconds: desc.latency,
-            descriptor_attempts: desc.attempts,
-            hsdir: desc.hsdir.clone(),
-            introduction_points: desc.info.as_ref().and_then(|i| i.introduction_points),
-            revision_counter: desc.info.as_ref().map(|i| i.revision_counter),
-            pow_enabled: desc.info.as_ref().and_then(|i| i.pow_enabled),
-            pow_effort: desc
-                .info
-                .as_ref()
-                .and_then(|i| i.pow_v1.as_ref())
-                .map(|p| p.effort),
-            tls: None,
-            error: None,
-            error_detail: None,
-            timestamp: 0.0,
-        };
-        // The last result's gauges stay until this one is known: a scrape
-        // during a slow probe must not find them missing.
-        let clear_last_result = || {
-            for g in [
-                "onion_service_latency_seconds",
-                "onion_service_status_code",
-                "onion_service_unexpected_status_code",
-                "onionwatch_probe_connect_seconds",
-                "onionwatch_probe_first_byte_seconds",
-                "onionwatch_probe_body_bytes",
-            ] {
-                m.unset(g, &p);
-            }
-        };
-        if !desc.ok {
-            clear_last_result();
-            // Written, not left stale: the onion service is not reachable.
-            m.set("onion_service_reachable", &p, 0.0);
-            if t.protocol == Protocol::Https {
-                m.set("onion_service_valid_certificate", &p, 2.0);
-            }
-            if let Some((_, text)) = path.and_then(|p| p.pattern.as_ref()) {
-                m.unset(
-                    "onion_service_pattern_matched",
-                    &[p[0], p[1], p[2], p[3], p[4], text],
-                );
-            }
-            r.error = desc
-                .reason
-                .clone()
-                .or(Some("descriptor_unavailable".into()));
-            r.error_detail = desc.detail.clone();
-            r.timestamp = now();
-            return (r, None);
-        }
-
-        let max = s.http_connect_max_retries.saturating_add(1);
-        let mut last: Attempt = Attempt::default();
-        let mut good = false;
-        for attempt in 1..=max {
-            r.attempts = attempt;
-            m.inc("onion_service_fetch_requests", &p);
+        rec: &Recorder<'_>,
+    ) -> Connection {
+        let allowed = path.and_then(|p| p.allowed_statuses.as_ref());
+        let mut c = Connection::default();
+        for attempt in 1..=s.http_connect_max_retries.saturating_add(1) {
+            c.attempts = attempt;
+            rec.connection_attempt(path);
             let token = if s.new_circuit {
                 format!("{isolation_base}-{attempt}")
             } else {
@@ -741,233 +682,33 @@ impl Prober {
                 read_timeout: s.read_timeout,
                 max_body: s.max_body,
             };
-            last = conn::attempt(&req).await;
-            let status_ok = match (last.status, path.and_then(|p| p.allowed_statuses.as_ref())) {
+            c.last = conn::attempt(&req).await;
+            let status_ok = match (c.last.status, allowed) {
                 (Some(st), Some(list)) => list.contains(&st),
                 (Some(_), None) => true,
-                (None, _) => path.is_none() && last.error.is_none(),
+                (None, _) => path.is_none() && c.last.error.is_none(),
             };
-            if last.error.is_none() && status_ok {
-                good = true;
+            if c.last.error.is_none() && status_ok {
+                c.reachable = true;
                 break;
             }
             tracing::info!(
                 name = %t.name,
                 attempt,
-                error = last.error.as_ref().map(|e| e.to_string()).unwrap_or_else(|| format!("status {:?}", last.status)),
+                error = c.last.error.as_ref().map(|e| e.to_string()).unwrap_or_else(|| format!("status {:?}", c.last.status)),
                 "connection attempt failed"
             );
         }
-
-        clear_last_result();
-        r.status_code = last.status;
-        r.connect_seconds = last.connect.map(|d| d.as_secs_f64());
-        r.first_byte_seconds = last.first_byte.map(|d| d.as_secs_f64());
-        r.reachable = good;
-        if let Some(c) = r.connect_seconds {
-            m.set("onionwatch_probe_connect_seconds", &p, c);
+        if let (Some(st), Some(list)) = (c.last.status, allowed) {
+            c.unexpected_status = Some(!list.contains(&st));
         }
-        if let Some(c) = r.first_byte_seconds {
-            m.set("onionwatch_probe_first_byte_seconds", &p, c);
-        }
-        let (yes, no) = if good { ("1", "0") } else { ("0", "1") };
-        m.set(
-            "onion_service_connection_attempts",
-            &[p[0], p[1], p[2], p[3], p[4], yes],
-            f64::from(r.attempts),
-        );
-        m.unset(
-            "onion_service_connection_attempts",
-            &[p[0], p[1], p[2], p[3], p[4], no],
-        );
-        m.set("onion_service_reachable", &p, if good { 1.0 } else { 0.0 });
-        if let Some(st) = last.status {
-            m.set("onion_service_status_code", &p, f64::from(st));
-            r.body_bytes = Some(last.body.len());
-            m.set("onionwatch_probe_body_bytes", &p, last.body.len() as f64);
-        }
-        if let (Some(st), Some(list)) =
-            (last.status, path.and_then(|p| p.allowed_statuses.as_ref()))
-        {
-            let unexpected = !list.contains(&st);
-            r.unexpected_status = Some(unexpected);
-            m.set(
-                "onion_service_unexpected_status_code",
-                &p,
-                if unexpected { 1.0 } else { 0.0 },
-            );
-        }
-        if good {
-            r.latency_seconds = Some(last.total.as_secs_f64());
-            m.set(
-                "onion_service_latency_seconds",
-                &p,
-                last.total.as_secs_f64(),
-            );
-        }
-        let mut passed = good;
-        if let Some((re, text)) = path.and_then(|p| p.pattern.as_ref()) {
-            let labels = [p[0], p[1], p[2], p[3], p[4], text.as_str()];
-            if good {
-                let body = String::from_utf8_lossy(&last.body);
-                let matched = re.is_match(&body);
-                r.pattern_matched = Some(matched);
-                m.set(
-                    "onion_service_pattern_matched",
-                    &labels,
-                    if matched { 1.0 } else { 0.0 },
-                );
-                passed = matched;
-                if !matched {
-                    r.error = Some("pattern_not_matched".into());
-                    r.error_detail =
-                        Some(format!(
-                        "the pattern {text:?} was not found in the first {} bytes of the body{}",
-                        last.body.len(),
-                        if last.truncated { " (truncated at max_body_bytes)" } else { "" }
-                    ));
-                }
-            } else {
-                m.unset("onion_service_pattern_matched", &labels);
+        if let Some((re, _)) = path.and_then(|p| p.pattern.as_ref()) {
+            if c.reachable {
+                let matched = re.is_match(&String::from_utf8_lossy(&c.last.body));
+                c.pattern_matched = Some(matched);
             }
         }
-        if t.protocol == Protocol::Https {
-            let v = match &last.tls {
-                Some(tls) if tls.certificate_valid => 1.0,
-                Some(_) => 0.0,
-                None => 2.0,
-            };
-            m.set("onion_service_valid_certificate", &p, v);
-            r.tls = last.tls.as_ref().map(|tls| TlsSummary {
-                version: tls.version.clone(),
-                cipher: tls.cipher.clone(),
-                certificate_valid: tls.certificate_valid,
-                certificate_error: tls.certificate_error.clone(),
-                certificate_expiry_seconds: tls.certificate.as_ref().map(|c| c.expiry_seconds),
-                certificate_not_after: tls.certificate.as_ref().map(|c| c.not_after),
-                certificate_match_hostname: tls.certificate.as_ref().map(|c| c.match_hostname),
-            });
-        }
-        if !good {
-            let (reason, detail) = match &last.error {
-                Some(err) => (err.reason().to_owned(), err.to_string()),
-                None => (
-                    "unexpected_status".to_owned(),
-                    format!(
-                        "the onion service answered {} (allowed: {:?})",
-                        last.status.unwrap_or(0),
-                        path.and_then(|p| p.allowed_statuses.clone())
-                            .unwrap_or_default()
-                    ),
-                ),
-            };
-            if let Some(err) = &last.error {
-                m.inc("onion_service_fetch_error", &p);
-                m.inc("onion_service_request_exception", &p);
-                match err {
-                    ConnError::ConnectTimeout(_) => {
-                        m.inc("onion_service_connection_timeout", &p);
-                        m.inc("onion_service_timeout", &p);
-                    }
-                    ConnError::ReadTimeout(_) => {
-                        m.inc("onion_service_read_timeout", &p);
-                        m.inc("onion_service_timeout", &p);
-                    }
-                    ConnError::Socks(_) | ConnError::Proxy(_) => {
-                        m.inc("onion_service_connection_error", &p);
-                    }
-                    ConnError::Certificate(_) => {
-                        m.inc("onion_service_certificate_error", &p);
-                    }
-                    ConnError::Http(_) => m.inc("onion_service_http_error", &p),
-                    ConnError::Tls(_) => {
-                        m.inc("onion_service_generic_error", &[p[0], p[1], p[3]]);
-                    }
-                }
-            }
-            r.error = Some(reason);
-            r.error_detail = Some(detail);
-        }
-        if let Some(reason) = &r.error {
-            m.inc("onionwatch_probe_errors", &[p[0], p[1], reason]);
-        }
-        r.passed = passed;
-        r.timestamp = now();
-        (r, last.tls)
-    }
-
-    fn record_tls(&self, t: &Target, tls: &TlsInfo, cert_info: bool) {
-        let m = &self.metrics;
-        let port = t.port.to_string();
-        let tl = [t.name.as_str(), t.address.host(), port.as_str()];
-        if !tls.version.is_empty() {
-            m.set_info(
-                "onion_service_tls",
-                &tl,
-                &[
-                    ("version", &tls.version),
-                    ("cipher", &tls.cipher),
-                    ("compression", "None"),
-                    ("alpn", ""),
-                    ("npn", ""),
-                    ("session_accept", "0"),
-                    ("session_accept_good", "0"),
-                    ("session_accept_renegotiate", "0"),
-                    ("session_cache_full", "0"),
-                    ("session_connect", "1"),
-                    ("session_connect_good", "1"),
-                    ("session_connect_renegotiate", "0"),
-                    ("session_hits", "0"),
-                    ("session_misses", "0"),
-                    ("session_number", "0"),
-                    ("session_timeouts", "0"),
-                ],
-            );
-        }
-        m.set(
-            "onionwatch_certificate_valid",
-            &tl,
-            if tls.certificate_valid { 1.0 } else { 0.0 },
-        );
-        let Some(c) = tls.certificate.as_ref().filter(|_| cert_info) else {
-            return;
-        };
-        let version = c.version.to_string();
-        m.set_info(
-            "onion_service_certificate",
-            &tl,
-            &[
-                ("issuer", &c.issuer),
-                ("subject", &c.subject),
-                ("subjectAltName", &c.subject_alt_names.join(" ")),
-                ("notAfter", &c.not_after_text),
-                ("notBefore", &c.not_before_text),
-                ("serialNumber", &c.serial),
-                ("version", &version),
-                ("fingerprintSHA1", &c.sha1),
-                ("fingerprintSHA256", &c.sha256),
-            ],
-        );
-        m.set(
-            "onion_service_certificate_not_valid_before_timestamp_seconds",
-            &tl,
-            c.not_before as f64,
-        );
-        m.set(
-            "onion_service_certificate_not_valid_after_timestamp_seconds",
-            &tl,
-            c.not_after as f64,
-        );
-        m.set(
-            "onion_service_certificate_expiry_seconds",
-            &tl,
-            c.expiry_seconds as f64,
-        );
-        m.set(
-            "onion_service_certificate_match_hostname",
-            &tl,
-            if c.match_hostname { 1.0 } else { 0.0 },
-        );
+        c
     }
 }
 

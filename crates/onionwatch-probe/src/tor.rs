@@ -3,7 +3,7 @@
 //! events to the probes waiting for them.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +14,8 @@ use onionwatch_tor::control::{
     Auth, ConnectOptions, ControlAddr, ControlClient, ControlError, Event, EventStream,
 };
 use tokio::sync::mpsc;
+
+use crate::config::{Config, ControlPassword, ControlPort};
 
 /// Why tor could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +53,22 @@ pub enum TorError {
         log: String,
     },
     /// A bad address in the config.
-    #[error("invalid tor address {0:?}: use an IP address such as 127.0.0.1")]
+    #[error("tor_address {0:?} is not an IP address (use e.g. 127.0.0.1)")]
     Address(String),
+    /// The configured tor could not be launched.
+    #[error("cannot launch tor")]
+    Launch(#[source] Box<TorError>),
+    /// The configured existing tor could not be used.
+    #[error("cannot use the tor at control {control}, SOCKS {socks}")]
+    Use {
+        /// Its control port.
+        control: ControlAddr,
+        /// Its SOCKS port.
+        socks: SocketAddr,
+        /// Why.
+        #[source]
+        source: Box<TorError>,
+    },
 }
 
 /// Subscribers by onion service id.
@@ -134,6 +150,48 @@ impl Drop for Tor {
 }
 
 impl Tor {
+    /// The tor `c` describes: a private one launched with a temporary
+    /// DataDirectory (`launch_tor`), or the one at `tor_address`
+    /// (`socks_port`, `control_port`, `control_password`).
+    pub async fn from_config(c: &Config) -> Result<Tor, TorError> {
+        let ip: IpAddr = match c.tor_address.as_str() {
+            "localhost" => IpAddr::from([127, 0, 0, 1]),
+            a => a.parse().map_err(|_| TorError::Address(a.to_owned()))?,
+        };
+        let socks = SocketAddr::new(ip, c.socks_port);
+        let control = match &c.control_port {
+            ControlPort::Tcp(p) => ControlAddr::Tcp(SocketAddr::new(ip, *p)),
+            ControlPort::Unix(p) => ControlAddr::Unix(p.clone()),
+        };
+        if c.launch_tor {
+            tracing::info!(%socks, %control, "launching a private tor (temporary DataDirectory)");
+            let o = LaunchOptions {
+                binary: c.tor_binary.clone(),
+                socks,
+                control,
+                circuit_stream_timeout: c.circuit_stream_timeout,
+                metrics_port: c.metrics_port.clone(),
+                metrics_port_policy: c.metrics_port_policy.clone(),
+                extra: c.tor_config.clone(),
+                bootstrap_timeout: Duration::from_secs(120),
+            };
+            return Tor::launch(&o)
+                .await
+                .map_err(|e| TorError::Launch(Box::new(e)));
+        }
+        let auth = match &c.control_password {
+            Some(ControlPassword::Password(p)) => Auth::Password(p.clone()),
+            _ => Auth::Auto { password: None },
+        };
+        Tor::connect(&control, auth, socks)
+            .await
+            .map_err(|e| TorError::Use {
+                control,
+                socks,
+                source: Box::new(e),
+            })
+    }
+
     /// Use an existing tor.
     pub async fn connect(
         control: &ControlAddr,

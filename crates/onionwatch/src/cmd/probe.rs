@@ -1,18 +1,16 @@
 //! `onionwatch probe`: outside monitoring, a concurrent drop-in for Onionprobe.
 
 use std::io::IsTerminal;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use onionwatch_probe::config::{Config, ControlPassword, ControlPort};
 use onionwatch_probe::output::{json_line, nagios, table};
-use onionwatch_probe::{LaunchOptions, ProbeMetrics, ProbeResult, Prober, Settings, Target, Tor};
-use onionwatch_tor::control::{Auth, ControlAddr};
+use onionwatch_probe::{Event, Finish, ProbeMetrics, ProbeResult, Runner, Tor};
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -297,56 +295,15 @@ fn apply_logging(config: &Config, warnings: &[String]) {
     );
 }
 
-fn tor_ip(c: &Config) -> Result<IpAddr> {
-    c.tor_address
-        .parse()
-        .or_else(|_| {
-            if c.tor_address == "localhost" {
-                Ok(IpAddr::from([127, 0, 0, 1]))
-            } else {
-                Err(())
-            }
-        })
-        .map_err(|_| {
-            anyhow::anyhow!(
-                "tor_address {:?} is not an IP address (use e.g. 127.0.0.1)",
-                c.tor_address
-            )
-        })
-}
-
-async fn open_tor(c: &Config) -> Result<Tor> {
-    let ip = tor_ip(c)?;
-    let socks = SocketAddr::new(ip, c.socks_port);
-    let control = match &c.control_port {
-        ControlPort::Tcp(p) => ControlAddr::Tcp(SocketAddr::new(ip, *p)),
-        ControlPort::Unix(p) => ControlAddr::Unix(p.clone()),
-    };
-    if c.launch_tor {
-        tracing::info!(%socks, %control, "launching a private tor (temporary DataDirectory)");
-        let o = LaunchOptions {
-            binary: c.tor_binary.clone(),
-            socks,
-            control,
-            circuit_stream_timeout: c.circuit_stream_timeout,
-            metrics_port: c.metrics_port.clone(),
-            metrics_port_policy: c.metrics_port_policy.clone(),
-            extra: c.tor_config.clone(),
-            bootstrap_timeout: Duration::from_secs(120),
-        };
-        return Tor::launch(&o).await.context("cannot launch tor");
-    }
-    let auth = match &c.control_password {
-        Some(ControlPassword::Password(p)) => Auth::Password(p.clone()),
-        _ => Auth::Auto { password: None },
-    };
-    Tor::connect(&control, auth, socks)
-        .await
-        .with_context(|| format!("cannot use the tor at control {control}, SOCKS {socks}"))
-}
-
-fn expected_results(targets: &[Target]) -> u64 {
-    targets.iter().map(|t| t.paths.len().max(1) as u64).sum()
+/// A progress bar for a round on a terminal.
+fn progress_bar(round: u64, expected: u64) -> indicatif::ProgressBar {
+    let b = indicatif::ProgressBar::new(expected);
+    b.set_style(
+        indicatif::ProgressStyle::with_template("round {msg} [{bar:30}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    b.set_message(round.to_string());
+    b
 }
 
 pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
@@ -367,161 +324,86 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
     let mut sigterm = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
     let mut sigint = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
+    // The exit status of the signal that stops us.
+    let stop = async {
+        tokio::select! {
+            _ = sigint.recv() => 130,
+            _ = sigterm.recv() => 143,
+        }
+    };
+    tokio::pin!(stop);
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
+    let hup = tokio::spawn(async move {
+        while sighup.recv().await.is_some() && reload_tx.send(()).is_ok() {}
+    });
 
-    let metrics = Arc::new(ProbeMetrics::new());
     let tor = tokio::select! {
-        t = open_tor(&config) => match t {
+        t = Tor::from_config(&config) => match t {
             Ok(t) => Arc::new(t),
             Err(e) if args.check => {
-                outln!("ONIONWATCH UNKNOWN - {e:#}")?;
+                outln!("ONIONWATCH UNKNOWN - {:#}", anyhow::Error::from(e))?;
                 return Ok(ExitCode::from(3));
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         },
-        _ = sigint.recv() => return Ok(ExitCode::from(130)),
-        _ = sigterm.recv() => return Ok(ExitCode::from(143)),
+        code = &mut stop => return Ok(ExitCode::from(code)),
     };
-    let prober = Prober::new(tor.clone(), metrics.clone(), Settings::from_config(&config));
-
-    let mut server = None;
-    if config.prometheus_exporter && !args.check {
-        let registry = Arc::new(onionwatch_server::Registry::default());
-        registry.register(metrics.clone());
-        let addr = SocketAddr::new(
-            config.prometheus_exporter_address,
-            config.prometheus_exporter_port,
-        );
-        let listener = onionwatch_server::bind(addr, false)
-            .await
-            .with_context(|| format!("cannot serve metrics on {addr}"))?;
-        eprintln!(
-            "serving Prometheus metrics on http://{}/metrics",
-            listener.local_addr()?
-        );
-        let app = onionwatch_server::router(registry);
-        server = Some(tokio::spawn(onionwatch_server::serve_on(
-            listener,
-            app,
-            std::future::pending(),
-        )));
+    let rebuild_args = args.clone();
+    let mut runner =
+        Runner::new(tor, Arc::new(ProbeMetrics::new()), config)?.reload_on(reload_rx, move || {
+            let (c, warnings) = rebuild_args.build_config()?;
+            apply_logging(&c, &warnings);
+            Ok(c)
+        });
+    if args.check {
+        runner = runner.once();
+    } else if let Some(addr) = runner.serve_metrics().await? {
+        eprintln!("serving Prometheus metrics on http://{addr}/metrics");
     }
 
-    let mut config = config;
-    let mut targets = config.targets()?;
     let tty = std::io::stdout().is_terminal() && args.format == Format::Text;
+    let mut bar = None;
     let mut all_passed = true;
-    let mut round = 0u64;
     let mut last_results: Vec<ProbeResult> = Vec::new();
-    let code = 'outer: loop {
-        round += 1;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<ProbeResult>();
-        let bar = (tty && std::io::stderr().is_terminal()).then(|| {
-            let b = indicatif::ProgressBar::new(expected_results(&targets));
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "round {msg} [{bar:30}] {pos}/{len} {elapsed}",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            b.set_message(round.to_string());
-            b
-        });
-        let p = prober.clone();
-        let t = targets.clone();
-        let mut round_task = tokio::spawn(async move { p.run_round(&t, round, Some(tx)).await });
-        let results = loop {
-            tokio::select! {
-                r = rx.recv() => {
-                    if let Some(r) = r {
-                        if args.format == Format::Json {
-                            outln!("{}", json_line(&r))?;
-                        }
-                        if let Some(b) = &bar { b.inc(1); }
+    let finish = runner
+        .run(&mut stop, |event| -> Result<()> {
+            match event {
+                Event::RoundStarted { round, expected } => {
+                    bar = (tty && std::io::stderr().is_terminal())
+                        .then(|| progress_bar(round, expected));
+                }
+                Event::Result(r) => {
+                    if args.format == Format::Json {
+                        outln!("{}", json_line(&r))?;
+                    }
+                    if let Some(b) = &bar {
+                        b.inc(1);
                     }
                 }
-                done = &mut round_task => break done.unwrap_or_default(),
-                _ = sigint.recv() => { round_task.abort(); break 'outer Interrupted::Int; }
-                _ = sigterm.recv() => { round_task.abort(); break 'outer Interrupted::Term; }
+                Event::RoundDone { results, .. } => {
+                    if let Some(b) = bar.take() {
+                        b.finish_and_clear();
+                    }
+                    if args.format == Format::Text {
+                        out!("{}", table(&results))?;
+                    }
+                    all_passed &= results.iter().all(|r| r.passed);
+                    last_results = results;
+                }
             }
-        };
-        while let Ok(r) = rx.try_recv() {
-            if args.format == Format::Json {
-                outln!("{}", json_line(&r))?;
-            }
-        }
-        if let Some(b) = bar {
-            b.finish_and_clear();
-        }
-        if args.format == Format::Text {
-            out!("{}", table(&results))?;
-        }
-        all_passed &= results.iter().all(|r| r.passed);
-        last_results = results;
-        if args.check {
-            break Interrupted::No;
-        }
-        if !config.looping() || (config.rounds > 0 && round >= config.rounds) {
-            break Interrupted::No;
-        }
-        // Sleep between rounds; SIGHUP reloads the config meanwhile.
-        let sleep = prober.wait(config.sleep, config.randomize);
-        tokio::pin!(sleep);
-        loop {
-            tokio::select! {
-                _ = &mut sleep => break,
-                _ = sighup.recv() => reload(&args, &mut config, &mut targets, &prober),
-                _ = sigint.recv() => break 'outer Interrupted::Int,
-                _ = sigterm.recv() => break 'outer Interrupted::Term,
-            }
-        }
-    };
-    metrics.set_state("stopping");
-    if let Some(s) = server {
-        s.abort();
-    }
-    drop(prober);
-    // Kills a launched tor (kill_on_drop) whatever way we leave.
-    if let Ok(t) = Arc::try_unwrap(tor) {
-        t.shutdown().await;
-    }
+            Ok(())
+        })
+        .await?;
+    hup.abort();
+    runner.shutdown().await;
     if args.check {
         let (state, line) = nagios(&last_results);
         outln!("{line}")?;
         return Ok(ExitCode::from(state as u8));
     }
-    Ok(match code {
-        Interrupted::Int => ExitCode::from(130),
-        Interrupted::Term => ExitCode::from(143),
-        Interrupted::No if all_passed => ExitCode::SUCCESS,
-        Interrupted::No => ExitCode::FAILURE,
+    Ok(match finish {
+        Finish::Stopped(code) => ExitCode::from(code),
+        Finish::Done if all_passed => ExitCode::SUCCESS,
+        Finish::Done => ExitCode::FAILURE,
     })
-}
-
-enum Interrupted {
-    No,
-    Int,
-    Term,
-}
-
-fn reload(args: &ProbeArgs, config: &mut Config, targets: &mut Vec<Target>, prober: &Arc<Prober>) {
-    match args
-        .build_config()
-        .and_then(|(c, w)| Ok((c.targets()?, c, w)))
-    {
-        Ok((t, c, warnings)) => {
-            apply_logging(&c, &warnings);
-            let keep: Vec<(String, String)> = t
-                .iter()
-                .map(|t| (t.name.clone(), t.address.host().to_owned()))
-                .collect();
-            let keep_ref: Vec<(&str, &str)> =
-                keep.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-            prober.metrics().retain_endpoints(&keep_ref);
-            prober.set_settings(Settings::from_config(&c));
-            tracing::info!(endpoints = t.len(), "configuration reloaded (SIGHUP)");
-            *targets = t;
-            *config = c;
-        }
-        Err(e) => tracing::error!("configuration not reloaded, keeping the previous one: {e:#}"),
-    }
 }
