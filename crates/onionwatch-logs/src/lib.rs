@@ -26,8 +26,8 @@
 //! - [`policy`]: the abusive-circuit policy, fed record by record:
 //!   too many requests of one circuit in a window give a decision to log,
 //!   alert on or close the circuit (executed by the caller).
-//! - [`summary`]: the serialisable [`summary::Summary`] and its Prometheus
-//!   text rendering.
+//! - [`summary`]: the serialisable [`summary::Summary`], its Prometheus
+//!   text rendering and the names of its families ([`summary::family`]).
 //! - [`time`]: nginx timestamps to Unix seconds and back to RFC 3339.
 //!
 //! ```
