@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use onionwatch_gateway::echo::EchoServer;
+use onionwatch_gateway::ConfigError;
 use onionwatch_tor::circuit_id::CircuitId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -142,7 +143,8 @@ fn main() -> ExitCode {
 
 async fn upstream(o: &Opts) -> Result<(), String> {
     let listen = o.listen.as_deref().ok_or("--listen is required")?;
-    let echo = EchoServer::start(&listen.parse()?, false)
+    let addr = listen.parse().map_err(|e: ConfigError| e.to_string())?;
+    let echo = EchoServer::start(&addr, false)
         .await
         .map_err(|e| e.to_string())?;
     eprintln!("echo upstream on {}", echo.addr());

@@ -38,7 +38,7 @@ mod server;
 mod timer;
 
 pub use config::{Config, Escalation, Limits, ListenAddr, ProxyProtocol, UpstreamAddr};
-pub use error::Error;
+pub use error::{ConfigError, Error};
 pub use escalate::EscalationEvent;
 pub use metrics::{EscalationResult, Metrics, RejectReason};
 pub use server::{Gateway, GatewayHandle};
