@@ -19,8 +19,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use onionwatch_gateway::echo::EchoServer;
-use onionwatch_gateway::ConfigError;
+use onionwatch_gateway::{ConfigError, ListenAddr};
+use onionwatch_test_support::{EchoAddr, EchoServer};
 use onionwatch_tor::circuit_id::CircuitId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -143,7 +143,10 @@ fn main() -> ExitCode {
 
 async fn upstream(o: &Opts) -> Result<(), String> {
     let listen = o.listen.as_deref().ok_or("--listen is required")?;
-    let addr = listen.parse().map_err(|e: ConfigError| e.to_string())?;
+    let addr = match listen.parse().map_err(|e: ConfigError| e.to_string())? {
+        ListenAddr::Tcp(a) => EchoAddr::Tcp(a),
+        ListenAddr::Unix(p) => EchoAddr::Unix(p),
+    };
     let echo = EchoServer::start(&addr, false)
         .await
         .map_err(|e| e.to_string())?;

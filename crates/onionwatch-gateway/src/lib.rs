@@ -28,7 +28,6 @@
 
 mod body;
 pub mod config;
-pub mod echo;
 mod error;
 mod escalate;
 mod io;
