@@ -12,6 +12,8 @@
 //!   until an answer is there.
 //! - [`echo`]: [`EchoServer`], an upstream that answers with what it
 //!   received (the gateway's tests and benchmark).
+//! - [`poll`]: [`wait_for`], a bounded poll for conditions with no event to
+//!   wait on.
 //! - [`process`], [`fs`]: a child process stopped when a test fails,
 //!   appending to logs, copying fixture trees.
 //! - [`TOR_METRICSPORT_PAGE`]: a real tor MetricsPort page, the input of

@@ -3,7 +3,7 @@
 //! and exported with a `project` label, in the series the dashboard reads;
 //! the installation's onionbalance logs are counted by severity.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,12 +62,7 @@ fn discovered_projects_logs_are_followed_with_a_project_label() {
     support::append(&blog_access, &line(7, 404, &t));
     let state = tree.path().join("log-state.json");
 
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
     let child = support::Running(
         Command::new(env!("CARGO_BIN_EXE_onionwatch"))
             .args(["watch", "--interval", "1", "--timeout", "1"])

@@ -2,7 +2,7 @@
 //! picked up live on SIGHUP and by the periodic re-discovery
 //! (`rediscover_seconds`), and projects' tor warnings reach the dashboard.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,12 +37,7 @@ fn sighup_picks_up_new_and_removed_projects() {
     log.push_str(warning);
     log.push('\n');
     std::fs::write(&tor_log, log).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
     let child = support::Running(
         Command::new(env!("CARGO_BIN_EXE_onionwatch"))
             .args(["watch", "--interval", "1", "--timeout", "1"])
