@@ -84,19 +84,8 @@ fn main() -> ExitCode {
         return usage();
     };
     if cmd == "free-port" {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port());
-        return match port {
-            Ok(p) => {
-                println!("{p}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: no free port: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        println!("{}", onionwatch_test_support::free_port());
+        return ExitCode::SUCCESS;
     }
     if cmd == "wait" {
         let Some(addr) = args.get(1).and_then(|a| a.parse::<SocketAddr>().ok()) else {

@@ -6,6 +6,11 @@
 //! without a shared pool, and it is what makes a per-connection PROXY header
 //! upstream (`send_proxy_header`) correct: an upstream connection only ever
 //! carries one circuit's requests.
+//!
+//! Here: the settings in force, the accept loop and its workers, and the
+//! handle. `accept` serves one connection (PROXY header, admission),
+//! `forward` its requests (upstream connection, timeouts, tunnels, the
+//! gateway's own responses), `headers` what changes in forwarded headers.
 
 mod accept;
 mod forward;
