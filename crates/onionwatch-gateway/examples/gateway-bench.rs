@@ -19,7 +19,8 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use onionwatch_gateway::echo::EchoServer;
+use onionwatch_gateway::{ConfigError, ListenAddr};
+use onionwatch_test_support::{EchoAddr, EchoServer};
 use onionwatch_tor::circuit_id::CircuitId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -83,19 +84,8 @@ fn main() -> ExitCode {
         return usage();
     };
     if cmd == "free-port" {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port());
-        return match port {
-            Ok(p) => {
-                println!("{p}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: no free port: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        println!("{}", onionwatch_test_support::free_port());
+        return ExitCode::SUCCESS;
     }
     if cmd == "wait" {
         let Some(addr) = args.get(1).and_then(|a| a.parse::<SocketAddr>().ok()) else {
@@ -142,7 +132,11 @@ fn main() -> ExitCode {
 
 async fn upstream(o: &Opts) -> Result<(), String> {
     let listen = o.listen.as_deref().ok_or("--listen is required")?;
-    let echo = EchoServer::start(&listen.parse()?, false)
+    let addr = match listen.parse().map_err(|e: ConfigError| e.to_string())? {
+        ListenAddr::Tcp(a) => EchoAddr::Tcp(a),
+        ListenAddr::Unix(p) => EchoAddr::Unix(p),
+    };
+    let echo = EchoServer::start(&addr, false)
         .await
         .map_err(|e| e.to_string())?;
     eprintln!("echo upstream on {}", echo.addr());

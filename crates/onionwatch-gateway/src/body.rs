@@ -13,7 +13,7 @@ use crate::limiter::RequestGuard;
 /// A response body.
 #[derive(Debug)]
 pub(crate) enum Body {
-    /// Streamed from the upstream (or, in the echo server, from the client).
+    /// Streamed from the upstream.
     Stream {
         /// The body.
         inner: Incoming,
@@ -33,14 +33,6 @@ impl Body {
     /// An empty body.
     pub(crate) fn empty() -> Body {
         Body::Full(None)
-    }
-
-    /// Stream `inner` through.
-    pub(crate) fn stream(inner: Incoming) -> Body {
-        Body::Stream {
-            inner,
-            _guard: None,
-        }
     }
 }
 

@@ -29,7 +29,7 @@ use http::HeaderName;
 use onionwatch_tor::control::{ControlAddr, ControlTarget};
 use serde::{Deserialize, Deserializer};
 
-use crate::error::Error;
+use crate::error::{ConfigError, Error};
 
 /// Where the gateway listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,20 +41,24 @@ pub enum ListenAddr {
 }
 
 impl FromStr for ListenAddr {
-    type Err = String;
+    type Err = ConfigError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(path) = s.strip_prefix("unix:") {
             if path.is_empty() {
-                return Err(format!(
-                    "{s:?}: a unix socket needs a path, e.g. unix:/run/onionwatch/gateway.sock"
-                ));
+                return Err(ConfigError::UnixWithoutPath {
+                    value: s.to_owned(),
+                    example: "unix:/run/onionwatch/gateway.sock",
+                });
             }
             return Ok(ListenAddr::Unix(PathBuf::from(path)));
         }
-        s.parse().map(ListenAddr::Tcp).map_err(|_| {
-            format!("{s:?} is not IP:PORT (e.g. 127.0.0.1:8080) or unix:/path/to/socket")
-        })
+        s.parse()
+            .map(ListenAddr::Tcp)
+            .map_err(|_| ConfigError::BadAddress {
+                value: s.to_owned(),
+                expected: "IP:PORT (e.g. 127.0.0.1:8080)",
+            })
     }
 }
 
@@ -77,19 +81,22 @@ pub enum UpstreamAddr {
 }
 
 impl FromStr for UpstreamAddr {
-    type Err = String;
+    type Err = ConfigError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(path) = s.strip_prefix("unix:") {
             if path.is_empty() {
-                return Err(format!(
-                    "{s:?}: a unix socket needs a path, e.g. unix:/run/app.sock"
-                ));
+                return Err(ConfigError::UnixWithoutPath {
+                    value: s.to_owned(),
+                    example: "unix:/run/app.sock",
+                });
             }
             return Ok(UpstreamAddr::Unix(PathBuf::from(path)));
         }
-        let bad =
-            || format!("{s:?} is not HOST:PORT (e.g. 127.0.0.1:8080) or unix:/path/to/socket");
+        let bad = || ConfigError::BadAddress {
+            value: s.to_owned(),
+            expected: "HOST:PORT (e.g. 127.0.0.1:8080)",
+        };
         let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
         if host.is_empty() || port.parse::<u16>().is_err() || host.contains(char::is_whitespace) {
             return Err(bad());
@@ -121,13 +128,13 @@ pub enum ProxyProtocol {
 }
 
 impl FromStr for ProxyProtocol {
-    type Err = String;
+    type Err = ConfigError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "require" => Ok(ProxyProtocol::Require),
             "optional" => Ok(ProxyProtocol::Optional),
-            _ => Err(format!("{s:?}: expected require or optional")),
+            _ => Err(ConfigError::BadProxyProtocol(s.to_owned())),
         }
     }
 }
@@ -135,7 +142,7 @@ impl FromStr for ProxyProtocol {
 fn de_from_str<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
-    T: FromStr<Err = String>,
+    T: FromStr<Err = ConfigError>,
 {
     let s = String::deserialize(d)?;
     s.parse().map_err(serde::de::Error::custom)
@@ -391,13 +398,11 @@ impl Default for Config {
 }
 
 /// A duration in seconds that must be positive and finite.
-fn secs(field: &str, v: f64) -> Result<Duration, String> {
-    if v.is_finite() && v > 0.0 && v < 1e9 {
-        Ok(Duration::from_secs_f64(v))
+fn secs(field: &'static str, value: f64) -> Result<Duration, ConfigError> {
+    if value.is_finite() && value > 0.0 && value < 1e9 {
+        Ok(Duration::from_secs_f64(value))
     } else {
-        Err(format!(
-            "{field} must be a positive number of seconds, got {v}"
-        ))
+        Err(ConfigError::BadSeconds { field, value })
     }
 }
 
@@ -408,33 +413,29 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let config = Self::from_yaml(&text).map_err(|message| Error::Config {
+        let config = Self::from_yaml(&text).map_err(|source| Error::Config {
             path: Some(path.to_owned()),
-            message,
+            source,
         })?;
         Ok(config)
     }
 
-    /// Parse and validate YAML text (the error is the message only).
-    pub fn from_yaml(text: &str) -> Result<Config, String> {
+    /// Parse and validate YAML text.
+    pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
         // An empty file is a valid "all defaults" configuration.
         let config: Config = if text.trim().is_empty() {
             Config::default()
         } else {
-            serde_saphyr::from_str(text).map_err(|e| e.to_string())?
+            serde_saphyr::from_str(text).map_err(Box::new)?
         };
         config.validate()?;
         Ok(config)
     }
 
     /// Check values that the types alone do not restrict.
-    pub fn validate(&self) -> Result<(), String> {
-        HeaderName::from_bytes(self.header_name.as_bytes()).map_err(|_| {
-            format!(
-                "header_name {:?} is not a valid HTTP header name (letters, digits and -)",
-                self.header_name
-            )
-        })?;
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        HeaderName::from_bytes(self.header_name.as_bytes())
+            .map_err(|_| ConfigError::BadHeaderName(self.header_name.clone()))?;
         self.header_timeout()?;
         self.request_header_timeout()?;
         self.connect_timeout()?;
@@ -442,34 +443,31 @@ impl Config {
         self.shutdown_grace()?;
         self.unix_mode()?;
         if self.max_connections == 0 {
-            return Err("max_connections must be at least 1".into());
+            return Err(ConfigError::Zero("max_connections"));
         }
         let l = &self.limits;
         if !(l.rate.is_finite() && l.rate >= 0.0) {
-            return Err(format!(
-                "limits.rate must be a number of requests per second >= 0, got {}",
-                l.rate
-            ));
+            return Err(ConfigError::BadRate(l.rate));
         }
         if l.rate > 0.0 && l.burst == 0 {
-            return Err("limits.burst must be at least 1 when limits.rate is set".into());
+            return Err(ConfigError::ZeroBurst);
         }
         if l.max_circuits == 0 {
-            return Err("limits.max_circuits must be at least 1".into());
+            return Err(ConfigError::Zero("limits.max_circuits"));
         }
         let e = &self.escalation;
         if e.enabled {
             if e.control_port.is_none() && !e.dry_run {
-                return Err("escalation.enabled needs escalation.control_port (the onion-service tor's ControlPort, IP:PORT or unix:PATH), or escalation.dry_run".into());
+                return Err(ConfigError::EscalationWithoutControlPort);
             }
             if e.rejections == 0 {
-                return Err("escalation.rejections must be at least 1".into());
+                return Err(ConfigError::Zero("escalation.rejections"));
             }
             if l.rate == 0.0
                 && l.max_connections_per_circuit == 0
                 && l.max_requests_per_circuit == 0
             {
-                return Err("escalation.enabled has no effect without a limit: set limits.rate, limits.max_connections_per_circuit or limits.max_requests_per_circuit".into());
+                return Err(ConfigError::EscalationWithoutLimit);
             }
         }
         secs("escalation.window_secs", e.window_secs)?;
@@ -484,37 +482,34 @@ impl Config {
     }
 
     /// `header_timeout_secs` as a duration.
-    pub fn header_timeout(&self) -> Result<Duration, String> {
+    pub fn header_timeout(&self) -> Result<Duration, ConfigError> {
         secs("header_timeout_secs", self.header_timeout_secs)
     }
     /// `request_header_timeout_secs` as a duration.
-    pub fn request_header_timeout(&self) -> Result<Duration, String> {
+    pub fn request_header_timeout(&self) -> Result<Duration, ConfigError> {
         secs(
             "request_header_timeout_secs",
             self.request_header_timeout_secs,
         )
     }
     /// `connect_timeout_secs` as a duration.
-    pub fn connect_timeout(&self) -> Result<Duration, String> {
+    pub fn connect_timeout(&self) -> Result<Duration, ConfigError> {
         secs("connect_timeout_secs", self.connect_timeout_secs)
     }
     /// `upstream_timeout_secs` as a duration.
-    pub fn upstream_timeout(&self) -> Result<Duration, String> {
+    pub fn upstream_timeout(&self) -> Result<Duration, ConfigError> {
         secs("upstream_timeout_secs", self.upstream_timeout_secs)
     }
     /// `shutdown_grace_secs` as a duration.
-    pub fn shutdown_grace(&self) -> Result<Duration, String> {
+    pub fn shutdown_grace(&self) -> Result<Duration, ConfigError> {
         secs("shutdown_grace_secs", self.shutdown_grace_secs)
     }
     /// `unix_socket_mode` as permission bits.
-    pub fn unix_mode(&self) -> Result<u32, String> {
+    pub fn unix_mode(&self) -> Result<u32, ConfigError> {
         let s = self.unix_socket_mode.trim_start_matches("0o");
         match u32::from_str_radix(s, 8) {
             Ok(m) if m <= 0o777 && !s.is_empty() => Ok(m),
-            _ => Err(format!(
-                "unix_socket_mode {:?} is not octal permission bits such as \"660\"",
-                self.unix_socket_mode
-            )),
+            _ => Err(ConfigError::BadUnixMode(self.unix_socket_mode.clone())),
         }
     }
 }
@@ -551,25 +546,45 @@ mod tests {
 
     #[test]
     fn errors_name_the_problem() {
-        let e = Config::from_yaml("listne: 127.0.0.1:1\n").unwrap_err();
+        let e = Config::from_yaml("listne: 127.0.0.1:1\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listne"), "{e}");
-        let e = Config::from_yaml("limits:\n  rate: 1\n  brust: 2\n").unwrap_err();
+        let e = Config::from_yaml("limits:\n  rate: 1\n  brust: 2\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("brust"), "{e}");
-        let e = Config::from_yaml("listen: localhost\n").unwrap_err();
+        let e = Config::from_yaml("listen: localhost\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("IP:PORT"), "{e}");
-        let e = Config::from_yaml("upstream: nohost\n").unwrap_err();
+        let e = Config::from_yaml("upstream: nohost\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("HOST:PORT"), "{e}");
-        let e = Config::from_yaml("proxy_protocol: maybe\n").unwrap_err();
+        let e = Config::from_yaml("proxy_protocol: maybe\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("maybe"), "{e}");
-        let e = Config::from_yaml("header_name: \"bad header\"\n").unwrap_err();
+        let e = Config::from_yaml("header_name: \"bad header\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("header_name"), "{e}");
-        let e = Config::from_yaml("header_timeout_secs: 0\n").unwrap_err();
+        let e = Config::from_yaml("header_timeout_secs: 0\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("header_timeout_secs"), "{e}");
-        let e = Config::from_yaml("escalation:\n  enabled: true\n").unwrap_err();
+        let e = Config::from_yaml("escalation:\n  enabled: true\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("control_port"), "{e}");
-        let e = Config::from_yaml("limits:\n  rate: 1\n  burst: 0\n").unwrap_err();
+        let e = Config::from_yaml("limits:\n  rate: 1\n  burst: 0\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("burst"), "{e}");
-        let e = Config::from_yaml("unix_socket_mode: \"999\"\n").unwrap_err();
+        let e = Config::from_yaml("unix_socket_mode: \"999\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unix_socket_mode"), "{e}");
     }
 

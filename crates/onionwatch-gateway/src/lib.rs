@@ -28,7 +28,6 @@
 
 mod body;
 pub mod config;
-pub mod echo;
 mod error;
 mod escalate;
 mod io;
@@ -38,7 +37,7 @@ mod server;
 mod timer;
 
 pub use config::{Config, Escalation, Limits, ListenAddr, ProxyProtocol, UpstreamAddr};
-pub use error::Error;
+pub use error::{ConfigError, Error};
 pub use escalate::EscalationEvent;
 pub use metrics::{EscalationResult, Metrics, RejectReason};
 pub use server::{Gateway, GatewayHandle};

@@ -14,8 +14,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::{Client, Resp};
-use onionwatch_gateway::echo::EchoServer;
 use onionwatch_gateway::{Config, EscalationResult, Gateway, GatewayHandle, ListenAddr};
+use onionwatch_test_support::{EchoAddr, EchoServer};
 use onionwatch_testnet::{
     shared_network, BackendKind, NetworkConfig, NetworkInfo, ServiceConfig, ServiceTorConfig,
 };
@@ -32,7 +32,7 @@ struct Gateways {
     b: (SocketAddr, GatewayHandle),
 }
 
-fn config(upstream: &ListenAddr, rate: f64, burst: u32) -> Config {
+fn config(upstream: &EchoAddr, rate: f64, burst: u32) -> Config {
     let mut c = common::test_config(upstream);
     c.limits.rate = rate;
     c.limits.burst = burst;
@@ -53,7 +53,7 @@ fn gateways() -> &'static Gateways {
                     .build()
                     .expect("a runtime for the gateways");
                 rt.block_on(async move {
-                    let echo = EchoServer::start(&"127.0.0.1:0".parse().unwrap(), false)
+                    let echo = EchoServer::start(&EchoAddr::loopback(), false)
                         .await
                         .expect("echo upstream");
                     let mut started = Vec::new();

@@ -5,8 +5,8 @@
 mod common;
 
 use common::{proxy_line, start, start_with, Client, Logs, WAIT};
-use onionwatch_gateway::echo::EchoServer;
 use onionwatch_gateway::{EscalationResult, ListenAddr, RejectReason};
+use onionwatch_test_support::{EchoAddr, EchoServer};
 use tokio::io::AsyncWriteExt;
 use tokio::time::timeout;
 
@@ -272,7 +272,7 @@ async fn an_upgrade_tunnels_raw_bytes_both_ways() {
 #[tokio::test]
 async fn unix_sockets_work_on_both_sides() {
     let dir = tempfile::tempdir().unwrap();
-    let up = ListenAddr::Unix(dir.path().join("upstream.sock"));
+    let up = EchoAddr::Unix(dir.path().join("upstream.sock"));
     let gw_path = dir.path().join("gateway.sock");
     let echo = EchoServer::start(&up, false).await.unwrap();
     let gw = gw_path.clone();
@@ -403,7 +403,7 @@ async fn requests_in_flight_per_circuit_are_capped() {
 
 #[tokio::test]
 async fn the_proxy_header_can_be_forwarded_upstream() {
-    let echo = EchoServer::start(&"127.0.0.1:0".parse().unwrap(), true)
+    let echo = EchoServer::start(&EchoAddr::loopback(), true)
         .await
         .unwrap();
     let env = start_with(echo, |c| c.send_proxy_header = true).await;

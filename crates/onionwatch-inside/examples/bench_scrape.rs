@@ -9,11 +9,9 @@ use std::time::Instant;
 
 use onionwatch_inside::collector::tor_metrics;
 use onionwatch_metrics::{merge, render, Format};
+use onionwatch_test_support::TOR_METRICSPORT_PAGE as TOR_PAGE;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-const TOR_PAGE: &str =
-    include_str!("../../onionwatch-metrics/tests/data/tor-0.4.9-metricsport-2onions.txt");
 const ROUNDS: usize = 50;
 
 fn cpu_seconds() -> f64 {

@@ -11,11 +11,9 @@ use onionwatch_inside::targets::{Flags, Settings};
 use onionwatch_inside::watch::Watcher;
 use onionwatch_metrics::{render, Format};
 use onionwatch_server::Registry;
+use onionwatch_test_support::TOR_METRICSPORT_PAGE as TOR_PAGE;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-const TOR_PAGE: &str =
-    include_str!("../../onionwatch-metrics/tests/data/tor-0.4.9-metricsport-2onions.txt");
 
 async fn tor_like_server() -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -34,8 +34,8 @@
 //! - [`guard`]: the policy applied per project to followed logs, its
 //!   `close` decisions executed with `CLOSECIRCUIT` on the project's tor
 //!   (through onionwatch-tor's circuit-closing executor) and counted.
-//! - [`summary`]: the serialisable [`summary::Summary`] and its Prometheus
-//!   text rendering.
+//! - [`summary`]: the serialisable [`summary::Summary`], its Prometheus
+//!   text rendering and the names of its families ([`summary::family`]).
 //! - [`time`]: nginx timestamps to Unix seconds and back to RFC 3339.
 //!
 //! ```

@@ -198,6 +198,39 @@ impl Families<'_> {
     }
 }
 
+/// The names of the families [`Summary::to_families`] exports (without
+/// `_total`): readers such as the dashboard import them, so a rename
+/// cannot silently empty their columns.
+pub mod family {
+    /// Access-log lines read (counter).
+    pub const LINES: &str = "onionwatch_log_lines";
+    /// Lines that did not parse, by `reason` (counter).
+    pub const PARSE_ERRORS: &str = "onionwatch_log_parse_errors";
+    /// Requests by `status_class` (counter).
+    pub const REQUESTS: &str = "onionwatch_log_requests";
+    /// Requests by `method` (counter).
+    pub const REQUESTS_BY_METHOD: &str = "onionwatch_log_requests_by_method";
+    /// Requests by status `code` (counter).
+    pub const REQUESTS_BY_CODE: &str = "onionwatch_log_requests_by_code";
+    /// Response body bytes (counter).
+    pub const RESPONSE_BYTES: &str = "onionwatch_log_response_bytes";
+    /// Requests without a circuit id (counter).
+    pub const REQUESTS_WITHOUT_CIRCUIT: &str = "onionwatch_log_requests_without_circuit";
+    /// Distinct circuits by `window` (gauge).
+    pub const UNIQUE_CIRCUITS: &str = "onionwatch_log_unique_circuits";
+    /// `$request_time` (histogram).
+    pub const REQUEST_DURATION: &str = "onionwatch_log_request_duration_seconds";
+    /// `$upstream_response_time` (histogram).
+    pub const UPSTREAM_RESPONSE_DURATION: &str =
+        "onionwatch_log_upstream_response_duration_seconds";
+    /// Circuits by requests in the window, `le` (gauge).
+    pub const WINDOW_CIRCUITS: &str = "onionwatch_log_window_circuits";
+    /// Requests with a circuit id in the window (gauge).
+    pub const WINDOW_REQUESTS: &str = "onionwatch_log_window_requests";
+    /// Requests of untracked circuits in the window (gauge).
+    pub const WINDOW_UNTRACKED_REQUESTS: &str = "onionwatch_log_window_untracked_requests";
+}
+
 impl Summary {
     /// The summary as Prometheus text exposition format (version 0.0.4):
     /// [`Summary::to_families`] rendered.
@@ -213,14 +246,14 @@ impl Summary {
             project: self.project.as_deref(),
         };
         p.family(
-            "onionwatch_log_lines",
+            family::LINES,
             MetricType::Counter,
             "Access-log lines read, parsed or not.",
         );
         p.counter(&[], self.lines);
 
         p.family(
-            "onionwatch_log_parse_errors",
+            family::PARSE_ERRORS,
             MetricType::Counter,
             "Access-log lines that did not parse, by reason.",
         );
@@ -234,7 +267,7 @@ impl Summary {
         }
 
         p.family(
-            "onionwatch_log_requests",
+            family::REQUESTS,
             MetricType::Counter,
             "Requests by status class (1xx-5xx, other).",
         );
@@ -243,7 +276,7 @@ impl Summary {
         }
 
         p.family(
-            "onionwatch_log_requests_by_method",
+            family::REQUESTS_BY_METHOD,
             MetricType::Counter,
             "Requests by HTTP method (unusual methods as OTHER).",
         );
@@ -257,7 +290,7 @@ impl Summary {
         }
 
         p.family(
-            "onionwatch_log_requests_by_code",
+            family::REQUESTS_BY_CODE,
             MetricType::Counter,
             "Requests by HTTP status code.",
         );
@@ -266,21 +299,21 @@ impl Summary {
         }
 
         p.family(
-            "onionwatch_log_response_bytes",
+            family::RESPONSE_BYTES,
             MetricType::Counter,
             "Response body bytes sent ($body_bytes_sent).",
         );
         p.counter(&[], self.bytes);
 
         p.family(
-            "onionwatch_log_requests_without_circuit",
+            family::REQUESTS_WITHOUT_CIRCUIT,
             MetricType::Counter,
             "Requests whose client address carries no onion circuit id.",
         );
         p.counter(&[], self.requests_without_circuit);
 
         p.family(
-            "onionwatch_log_unique_circuits",
+            family::UNIQUE_CIRCUITS,
             MetricType::Gauge,
             "Distinct onion circuits (HyperLogLog estimate, ~0.8% standard error) in the last 1m, 5m, 1h up to the newest log time, and overall.",
         );
@@ -293,14 +326,14 @@ impl Summary {
 
         if let Some(h) = &self.request_duration {
             p.histogram(
-                "onionwatch_log_request_duration_seconds",
+                family::REQUEST_DURATION,
                 "Request processing time ($request_time).",
                 h,
             );
         }
         if let Some(h) = &self.upstream_response_duration {
             p.histogram(
-                "onionwatch_log_upstream_response_duration_seconds",
+                family::UPSTREAM_RESPONSE_DURATION,
                 "Time spent waiting on upstreams per request ($upstream_response_time, all attempts summed).",
                 h,
             );
@@ -308,7 +341,7 @@ impl Summary {
 
         if let Some(w) = &self.circuit_window {
             p.family(
-                "onionwatch_log_window_circuits",
+                family::WINDOW_CIRCUITS,
                 MetricType::Gauge,
                 "Circuits with at most `le` requests in the current per-circuit window.",
             );
@@ -316,13 +349,13 @@ impl Summary {
                 p.gauge(&[("le", &b.le)], b.count);
             }
             p.family(
-                "onionwatch_log_window_requests",
+                family::WINDOW_REQUESTS,
                 MetricType::Gauge,
                 "Requests with a circuit id in the current per-circuit window.",
             );
             p.gauge(&[], w.requests);
             p.family(
-                "onionwatch_log_window_untracked_requests",
+                family::WINDOW_UNTRACKED_REQUESTS,
                 MetricType::Gauge,
                 "Requests in the current window from circuits not tracked because the per-circuit map was full.",
             );

@@ -1,8 +1,7 @@
 //! The follow pipeline on real files: exact counts through a rotation and a
 //! restart from the state file, the record hook, severity counting.
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -11,15 +10,7 @@ use onionwatch_logs::access::LogFormat;
 use onionwatch_logs::follow::{FollowConfig, Follower, LogKind, Source};
 use onionwatch_logs::tail::{TailConfig, TailState};
 use onionwatch_metrics::{render, Format};
-
-fn append(path: &Path, text: &str) {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
+use onionwatch_test_support::append;
 
 fn access(circuit: u32, status: u16) -> String {
     format!(

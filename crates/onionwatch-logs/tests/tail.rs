@@ -6,11 +6,12 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use onionwatch_logs::lines::Line;
 use onionwatch_logs::tail::{StateError, TailConfig, TailState, Tailer};
+use onionwatch_test_support::append;
 
 fn config() -> TailConfig {
     TailConfig {
@@ -71,15 +72,6 @@ impl Seen {
         }
         assert_eq!(self.lines.len(), expected.len(), "extra lines");
     }
-}
-
-fn append(path: &Path, text: &str) {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
 }
 
 fn lines(prefix: &str, range: std::ops::Range<u32>) -> String {

@@ -6,8 +6,7 @@
 #[path = "../fuzz/bodies/exposition.rs"]
 mod exposition;
 
-#[path = "../../onionwatch-tor/tests/common/fuzz_smoke.rs"]
-mod smoke;
+use onionwatch_test_support::fuzz::smoke;
 
 /// Mutated inputs per seed.
 const ROUNDS: usize = 3000;
@@ -16,5 +15,11 @@ const BYTES: &[u8] = b"\n #{}=,\"\\.-+eE0123456789_\xff\x00";
 
 #[test]
 fn exposition_body_survives_mutated_seeds() {
-    smoke::run("exposition", exposition::run, BYTES, ROUNDS);
+    smoke(
+        env!("CARGO_MANIFEST_DIR"),
+        "exposition",
+        exposition::run,
+        BYTES,
+        ROUNDS,
+    );
 }

@@ -2,12 +2,11 @@
 //! twice like tor declares its per-service families, and rendered. (The
 //! inside monitor's relabelling of them is tested in onionwatch-inside.)
 
-mod common;
-
 use onionwatch_metrics::parse::{parse, Limits};
 use onionwatch_metrics::{render, Format, MetricType};
+use onionwatch_test_support::{assert_golden, fixture};
 
-const PAGE: &str = include_str!("data/summary-page.txt");
+const PAGE: &str = include_str!("fixtures/summary-page.txt");
 
 #[test]
 fn summaries_parse_and_render() {
@@ -25,7 +24,7 @@ fn summaries_parse_and_render() {
         ]
     );
     let text = render(&families, Format::Prometheus);
-    common::assert_golden("summary-page.rendered.txt", &text);
+    assert_golden(fixture!("summary-page.rendered.txt"), &text);
     // Parsed again, the structure is the same.
     let again = parse(&text, &Limits::default()).unwrap();
     assert_eq!(render(&again, Format::Prometheus), text);

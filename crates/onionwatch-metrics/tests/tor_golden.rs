@@ -2,14 +2,11 @@
 //! services (captured from `onionwatch testnet up --onions 2
 //! --onions-per-tor 2` with curl), parsed and rendered again.
 
-mod common;
-
 use std::collections::BTreeSet;
 
 use onionwatch_metrics::parse::{parse, Limits};
 use onionwatch_metrics::{render, Format, MetricType};
-
-const SAMPLE: &str = include_str!("data/tor-0.4.9-metricsport-2onions.txt");
+use onionwatch_test_support::{assert_golden, fixture, TOR_METRICSPORT_PAGE as SAMPLE};
 
 fn sample_lines(text: &str) -> BTreeSet<&str> {
     text.lines()
@@ -53,7 +50,10 @@ fn real_tor_output_parses_merges_and_renders_back() {
     assert_eq!(sample_lines(&text), sample_lines(SAMPLE));
     // One HELP and one TYPE per family.
     assert_eq!(text.matches("# TYPE ").count(), families.len());
-    common::assert_golden("tor-0.4.9-metricsport-2onions.rendered.txt", &text);
+    assert_golden(
+        fixture!("tor-0.4.9-metricsport-2onions.rendered.txt"),
+        &text,
+    );
 
     // Our output parses to the same families.
     assert_eq!(parse(&text, &Limits::default()).unwrap(), families);

@@ -136,14 +136,14 @@ impl<'de> Deserialize<'de> for ControlPassword {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
-        #[allow(dead_code)]
         enum Raw {
             B(bool),
             S(String),
             N(i64),
         }
         Ok(match Raw::deserialize(d)? {
-            Raw::B(_) => ControlPassword::Disabled,
+            // Only `false` is documented; `true` names no password either.
+            Raw::B(false | true) => ControlPassword::Disabled,
             Raw::S(s) => ControlPassword::Password(s),
             Raw::N(n) => ControlPassword::Password(n.to_string()),
         })

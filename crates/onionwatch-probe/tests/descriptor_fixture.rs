@@ -6,7 +6,7 @@ use onionwatch_tor::onion::OnionAddress;
 
 const ADDRESS: &str = "2q2q7on27m6uv63hctvy65lgol624yxjchjhqveaf6vpqdvvw7gddtad.onion";
 const DESCRIPTOR: &str = include_str!(
-    "data/testnet-descriptor-2q2q7on27m6uv63hctvy65lgol624yxjchjhqveaf6vpqdvvw7gddtad.txt"
+    "fixtures/testnet-descriptor-2q2q7on27m6uv63hctvy65lgol624yxjchjhqveaf6vpqdvvw7gddtad.txt"
 );
 
 #[test]

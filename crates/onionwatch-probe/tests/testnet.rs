@@ -463,7 +463,7 @@ async fn onionprobe_and_onionwatch_export_the_same_families() {
     let out = dir.path().join("onionprobe.prom");
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/tests/support/onionprobe_dump.py"
+        "/tests/fixtures/onionprobe_dump.py"
     );
     let mut child = tokio::process::Command::new("python3")
         .arg(script)

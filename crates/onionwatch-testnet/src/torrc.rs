@@ -1,6 +1,7 @@
-//! torrc text for each role. Settings follow `shared/testnet.md`: the
-//! shortest voting schedule tor accepts, every relay voted Guard/Exit/HSDir
-//! and Stable. Stable matters: onion-service circuits (and the layer-2
+//! torrc text for each role, checked with tor 0.4.9: the shortest voting
+//! schedule tor accepts (10 s rounds, 2 s vote and distribution delays;
+//! shorter values make tor refuse the configuration), every relay voted
+//! Guard/Exit/HSDir and Stable. Stable matters: onion-service circuits (and the layer-2
 //! vanguards tor picks once, at its first consensus) use Stable relays
 //! only, and authorities otherwise give it only to relays whose uptime is
 //! at or above the network's median, so freshly started relays lack it for

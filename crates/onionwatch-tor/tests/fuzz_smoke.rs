@@ -8,8 +8,7 @@ mod control_reply;
 #[path = "../fuzz/bodies/proxy_header.rs"]
 mod proxy_header;
 
-#[path = "common/fuzz_smoke.rs"]
-mod smoke;
+use onionwatch_test_support::fuzz::smoke;
 
 /// Mutated inputs per seed.
 const ROUNDS: usize = 10_000;
@@ -18,10 +17,22 @@ const BYTES: &[u8] = b"\r\n +-.=\"\\:~$,0123456789\xff\x00";
 
 #[test]
 fn control_reply_body_survives_mutated_seeds() {
-    smoke::run("control_reply", control_reply::run, BYTES, ROUNDS);
+    smoke(
+        env!("CARGO_MANIFEST_DIR"),
+        "control_reply",
+        control_reply::run,
+        BYTES,
+        ROUNDS,
+    );
 }
 
 #[test]
 fn proxy_header_body_survives_mutated_seeds() {
-    smoke::run("proxy_header", proxy_header::run, BYTES, ROUNDS);
+    smoke(
+        env!("CARGO_MANIFEST_DIR"),
+        "proxy_header",
+        proxy_header::run,
+        BYTES,
+        ROUNDS,
+    );
 }

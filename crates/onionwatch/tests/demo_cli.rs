@@ -1,13 +1,13 @@
 //! `onionwatch demo` as a user runs it: the dashboard line, both sides'
 //! series on one /metrics, the page, and nothing left after Ctrl-C.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use onionwatch_test_support as support;
 
 /// Pids of the `tor` processes whose parent is `parent`.
 fn tor_children(parent: u32) -> Vec<u32> {
@@ -49,8 +49,8 @@ fn keep_tail(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<Strin
 
 #[test]
 fn demo_serves_the_dashboard_and_both_sides_then_stops_cleanly() {
-    let port = common::free_port();
-    let mut child = common::Running(
+    let port = support::free_port();
+    let mut child = support::Running(
         Command::new(env!("CARGO_BIN_EXE_onionwatch"))
             .args([
                 "demo",
@@ -93,25 +93,25 @@ fn demo_serves_the_dashboard_and_both_sides_then_stops_cleanly() {
     // Wait for a probe round and a scrape of both projects.
     let start = Instant::now();
     let metrics = loop {
-        let m = common::get(addr, "/metrics");
-        let healthy = common::value(&m, "onion_service_reachable{name=\"healthy\"");
-        let offline = common::value(&m, "onion_service_reachable{name=\"offline\"");
-        let slow = common::value(&m, "onion_service_reachable{name=\"slow\"");
-        let shop = common::value(
+        let m = support::get(addr, "/metrics");
+        let healthy = support::value(&m, "onion_service_reachable{name=\"healthy\"");
+        let offline = support::value(&m, "onion_service_reachable{name=\"offline\"");
+        let slow = support::value(&m, "onion_service_reachable{name=\"slow\"");
+        let shop = support::value(
             &m,
             "onionwatch_scrape_up{collector=\"tor_metrics\",project=\"shop\"",
         );
-        let failing = common::value(&m, "onion_service_status_code{name=\"failing\"");
+        let failing = support::value(&m, "onion_service_status_code{name=\"failing\"");
         // The backends' access logs, followed: requests by status, circuits.
-        let news_2xx = common::value(
+        let news_2xx = support::value(
             &m,
             "onionwatch_log_requests_total{project=\"news\",status_class=\"2xx\"}",
         );
-        let shop_5xx = common::value(
+        let shop_5xx = support::value(
             &m,
             "onionwatch_log_requests_total{project=\"shop\",status_class=\"5xx\"}",
         );
-        let circuits = common::value(
+        let circuits = support::value(
             &m,
             "onionwatch_log_unique_circuits{project=\"news\",window=\"all\"}",
         );
@@ -133,9 +133,9 @@ fn demo_serves_the_dashboard_and_both_sides_then_stops_cleanly() {
         metrics.contains("tor_hs_"),
         "tor's own families are re-exported"
     );
-    let page = common::get(addr, "/");
+    let page = support::get(addr, "/");
     assert!(page.contains("<title>onionwatch</title>"), "{page}");
-    let api = common::get(addr, "/api/v1/dashboard");
+    let api = support::get(addr, "/api/v1/dashboard");
     assert!(
         api.contains("\"name\":\"slow\"") && api.contains("\"project\":\"shop\""),
         "{api}"
@@ -144,7 +144,7 @@ fn demo_serves_the_dashboard_and_both_sides_then_stops_cleanly() {
     // (after its next sample).
     let start = Instant::now();
     loop {
-        let api = common::get(addr, "/api/v1/dashboard");
+        let api = support::get(addr, "/api/v1/dashboard");
         let body = api.split_once("\r\n\r\n").map_or("", |(_, b)| b);
         let snapshot: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
         let news = snapshot["projects"]

@@ -1,14 +1,12 @@
 //! `onionwatch gateway` serves its metrics on the shared endpoint, which
 //! refuses to go public without TLS and authentication.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use onionwatch_gateway::echo::EchoServer;
+use onionwatch_test_support::{self as support, EchoAddr, EchoServer};
 
 /// One request as tor sends it: a PROXY header carrying circuit id `id`.
 fn request_on_circuit(gateway: SocketAddr, id: u32) -> String {
@@ -30,10 +28,10 @@ fn request_on_circuit(gateway: SocketAddr, id: u32) -> String {
 fn gateway_metrics_are_served_on_the_shared_endpoint() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let echo = rt
-        .block_on(EchoServer::start(&"127.0.0.1:0".parse().unwrap(), false))
+        .block_on(EchoServer::start(&EchoAddr::loopback(), false))
         .unwrap();
-    let (listen, metrics) = (common::free_port(), common::free_port());
-    let _gateway = common::Running(
+    let (listen, metrics) = (support::free_port(), support::free_port());
+    let _gateway = support::Running(
         Command::new(env!("CARGO_BIN_EXE_onionwatch"))
             .args([
                 "gateway",
@@ -50,7 +48,7 @@ fn gateway_metrics_are_served_on_the_shared_endpoint() {
     );
     let metrics = SocketAddr::from(([127, 0, 0, 1], metrics));
     let start = Instant::now();
-    while !common::get(metrics, "/healthz").contains("ok") {
+    while !support::get(metrics, "/healthz").contains("ok") {
         assert!(start.elapsed() < Duration::from_secs(30), "no endpoint");
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -62,7 +60,7 @@ fn gateway_metrics_are_served_on_the_shared_endpoint() {
             .contains("x-onion-circuitid: 65538"),
         "the upstream saw the circuit id: {answer}"
     );
-    let text = common::get(metrics, "/metrics");
+    let text = support::get(metrics, "/metrics");
     for want in [
         "onionwatch_gateway_requests_total{status=\"2xx\"} 1\n",
         "onionwatch_gateway_unique_circuits 1\n",
@@ -80,7 +78,7 @@ fn a_public_metrics_endpoint_needs_tls_and_authentication() {
         .args([
             "gateway",
             "--listen",
-            &format!("127.0.0.1:{}", common::free_port()),
+            &format!("127.0.0.1:{}", support::free_port()),
             "--metrics-listen",
             "0.0.0.0:9",
         ])

@@ -1,8 +1,6 @@
 //! `onionwatch logs` in follow mode as a user runs it: append, rotate,
 //! restart from the state file, and read exact counts from /metrics.
 
-mod common;
-
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -10,6 +8,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use onionwatch_test_support as support;
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -24,7 +24,7 @@ fn line(circuit: u32, status: u16) -> String {
 
 /// Start `onionwatch logs ARGS --listen 127.0.0.1:0` and return it with the
 /// address it printed.
-fn start(args: &[&str]) -> (common::Running, SocketAddr) {
+fn start(args: &[&str]) -> (support::Running, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
         .arg("logs")
         .args(["--listen", "127.0.0.1:0", "--poll-interval", "20"])
@@ -35,7 +35,7 @@ fn start(args: &[&str]) -> (common::Running, SocketAddr) {
         .spawn()
         .unwrap();
     let stderr = child.stderr.take().unwrap();
-    let running = common::Running(child);
+    let running = support::Running(child);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for l in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -59,7 +59,7 @@ fn follow_mode_counts_exactly_across_rotation_and_restart() {
     let tor = dir.path().join("tor.log");
     let state = dir.path().join("state.json");
     fs::copy(fixture(), &log).unwrap();
-    common::append(
+    support::append(
         &tor,
         "Nov 25 09:00:00.000 [notice] Bootstrapped 100% (done): Done\n\
          Nov 25 09:00:01.000 [warn] Your system clock just jumped\n",
@@ -75,9 +75,9 @@ fn follow_mode_counts_exactly_across_rotation_and_restart() {
         pattern.to_str().unwrap(),
     ];
     let (running, addr) = start(&args);
-    assert!(common::get(addr, "/healthz").ends_with("ok\n"));
+    assert!(support::get(addr, "/healthz").ends_with("ok\n"));
     // The fixture's counts, as --once reports them.
-    common::get_until(
+    support::get_until(
         addr,
         "/metrics",
         &[
@@ -91,7 +91,7 @@ fn follow_mode_counts_exactly_across_rotation_and_restart() {
     );
 
     let warnings: serde_json::Value = serde_json::from_str(
-        common::get(addr, "/api/v1/warnings")
+        support::get(addr, "/api/v1/warnings")
             .split("\r\n\r\n")
             .nth(1)
             .unwrap(),
@@ -100,7 +100,7 @@ fn follow_mode_counts_exactly_across_rotation_and_restart() {
     assert_eq!(warnings["shop"]["tor"][0]["severity"], "warn", "{warnings}");
     // Busiest circuits are in the API (never metric labels).
     let logs: serde_json::Value = serde_json::from_str(
-        common::get(addr, "/api/v1/logs")
+        support::get(addr, "/api/v1/logs")
             .split("\r\n\r\n")
             .nth(1)
             .unwrap(),
@@ -114,22 +114,22 @@ fn follow_mode_counts_exactly_across_rotation_and_restart() {
     );
 
     // Append, with a partial line, then rotate (rename and create).
-    common::append(&log, &line(0x100, 200));
-    common::append(&log, &line(0x101, 503));
+    support::append(&log, &line(0x100, 200));
+    support::append(&log, &line(0x101, 503));
     let partial = line(0x102, 200);
     let (head, tail) = partial.split_at(20);
-    common::append(&log, head);
-    common::get_until(
+    support::append(&log, head);
+    support::get_until(
         addr,
         "/metrics",
         &["onionwatch_log_lines_total{project=\"shop\"} 19\n"],
     );
     let rotated = dir.path().join("nginx-access.log-2024011118");
     fs::rename(&log, &rotated).unwrap();
-    common::append(&log, &line(0x103, 404));
+    support::append(&log, &line(0x103, 404));
     // nginx writes to the old file until it reopens its logs.
-    common::append(&rotated, tail);
-    let body = common::get_until(
+    support::append(&rotated, tail);
+    let body = support::get_until(
         addr,
         "/metrics",
         &[
@@ -157,10 +157,10 @@ fn follow_mode_counts_exactly_across_rotation_and_restart() {
 
     // While stopped: one line in each log. After the restart only those
     // count.
-    common::append(&log, &line(0x104, 200));
-    common::append(&tor, "Nov 25 09:00:02.000 [err] bad\n");
+    support::append(&log, &line(0x104, 200));
+    support::append(&tor, "Nov 25 09:00:02.000 [err] bad\n");
     let (_running, addr) = start(&args);
-    let body = common::get_until(
+    let body = support::get_until(
         addr,
         "/metrics",
         &[

@@ -8,14 +8,13 @@
 //!
 //! Needs Debian's `tor` and `nginx`. Every wait is bounded.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use onionwatch_logs::access::LogFormat;
+use onionwatch_test_support as support;
 use onionwatch_testnet::nginx::{Nginx, NginxConfig};
 use onionwatch_testnet::{
     shared_network, BackendKind, NetworkConfig, NetworkInfo, ServiceConfig, ServiceTorConfig,
@@ -161,7 +160,7 @@ fn per_circuit(lines: &[String]) -> BTreeMap<u32, usize> {
 async fn metrics_until(addr: SocketAddr, what: &str, done: impl Fn(&str) -> bool) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
-        let m = tokio::task::spawn_blocking(move || common::get(addr, "/metrics"))
+        let m = tokio::task::spawn_blocking(move || support::get(addr, "/metrics"))
             .await
             .unwrap();
         if done(&m) {
@@ -194,9 +193,9 @@ async fn abusive_circuit_is_closed_and_the_others_keep_working() {
         ),
     )
     .unwrap();
-    let port = common::free_port();
+    let port = support::free_port();
     let metrics = SocketAddr::from(([127, 0, 0, 1], port));
-    let _logs = common::Running(
+    let _logs = support::Running(
         Command::new(env!("CARGO_BIN_EXE_onionwatch"))
             .arg("logs")
             .arg(nginx.access_log())
@@ -212,7 +211,7 @@ async fn abusive_circuit_is_closed_and_the_others_keep_working() {
             .unwrap(),
     );
     metrics_until(metrics, "following the access log", |m| {
-        common::value(m, "onionwatch_log_tail_files ") == Some(1.0)
+        support::value(m, "onionwatch_log_tail_files ") == Some(1.0)
     })
     .await;
     let offset = log_len(&nginx);
@@ -250,18 +249,18 @@ async fn abusive_circuit_is_closed_and_the_others_keep_working() {
 
     // onionwatch saw every request, 3 circuits, and closed one.
     let m = metrics_until(metrics, "counting the requests and closing", |m| {
-        common::value(
+        support::value(
             m,
             "onionwatch_log_requests_total{project=\"shop\",status_class=\"2xx\"}",
         ) == Some(total as f64)
-            && common::value(
+            && support::value(
                 m,
                 "onionwatch_log_circuit_closes_total{project=\"shop\",result=\"closed\"}",
             ) == Some(1.0)
     })
     .await;
     assert_eq!(
-        common::value(
+        support::value(
             &m,
             "onionwatch_log_unique_circuits{project=\"shop\",window=\"all\"}"
         ),
@@ -269,7 +268,7 @@ async fn abusive_circuit_is_closed_and_the_others_keep_working() {
         "{m}"
     );
     assert_eq!(
-        common::value(
+        support::value(
             &m,
             "onionwatch_log_abusive_circuits_total{project=\"shop\",action=\"close\"}"
         ),

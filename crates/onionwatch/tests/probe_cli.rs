@@ -3,12 +3,12 @@
 //! this binary): SIGHUP reloads the endpoints, and the table shows on a
 //! terminal.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use onionwatch_test_support::{self as support, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_onionwatch");
 const TPO: &str = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion";
@@ -27,21 +27,6 @@ fn alive(pid: i32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 }
 }
 
-/// Bounded poll for a condition that has no event to wait on (another
-/// process's state).
-fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn sigterm_kills_the_launched_tor() {
     if Command::new("tor").arg("--version").output().is_err() {
@@ -52,8 +37,8 @@ fn sigterm_kills_the_launched_tor() {
     // DisableNetwork keeps the launched tor bootstrapping forever.
     let mut child = Command::new(BIN)
         .args(["probe", "-e", TPO, "--tor_config", "DisableNetwork 1"])
-        .args(["--socks_port", &common::free_port().to_string()])
-        .args(["--control_port", &common::free_port().to_string()])
+        .args(["--socks_port", &support::free_port().to_string()])
+        .args(["--control_port", &support::free_port().to_string()])
         .env("TMPDIR", tmp.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -141,8 +126,8 @@ fn probe_stderr(log_level: Option<&str>, args: &[&str], rust_log: Option<&str>) 
     cmd.env_remove("RUST_LOG")
         .args(["probe", "-c", cfg.to_str().unwrap()])
         .args(args)
-        .args(["--socks_port", &common::free_port().to_string()])
-        .args(["--control_port", &common::free_port().to_string()]);
+        .args(["--socks_port", &support::free_port().to_string()])
+        .args(["--control_port", &support::free_port().to_string()]);
     if let Some(v) = rust_log {
         cmd.env("RUST_LOG", v);
     }
@@ -265,7 +250,7 @@ fn sighup_reloads_the_endpoints_in_loop_mode() {
     let (first, second) = (&n.onions[0].address, &n.onions[2].address);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("probe.yaml");
-    let port = common::free_port();
+    let port = support::free_port();
     let metrics = SocketAddr::from(([127, 0, 0, 1], port));
     let common_opts = format!(
         "{}loop: true\nsleep: 1\nprometheus_exporter: true\nprometheus_exporter_port: {port}\n",
@@ -280,7 +265,7 @@ fn sighup_reloads_the_endpoints_in_loop_mode() {
     )
     .unwrap();
     let log = dir.path().join("stderr.log");
-    let mut child = common::Running(
+    let mut child = support::Running(
         Command::new(BIN)
             .env_remove("RUST_LOG")
             .args(["probe", "-c", cfg.to_str().unwrap()])
@@ -295,7 +280,7 @@ fn sighup_reloads_the_endpoints_in_loop_mode() {
     };
     let want = reachable("first", first);
     let body = wait_for(NETWORK_LIMIT, || {
-        let b = common::get(metrics, "/metrics");
+        let b = support::get(metrics, "/metrics");
         b.contains(&want).then_some(b)
     })
     .unwrap_or_else(|| panic!("first was never reachable; stderr:\n{}", stderr()));
@@ -321,7 +306,7 @@ fn sighup_reloads_the_endpoints_in_loop_mode() {
     unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
     let want = reachable("second", second);
     let body = wait_for(NETWORK_LIMIT, || {
-        let b = common::get(metrics, "/metrics");
+        let b = support::get(metrics, "/metrics");
         b.contains(&want).then_some(b)
     })
     .unwrap_or_else(|| panic!("second never appeared after SIGHUP; stderr:\n{}", stderr()));

@@ -2,8 +2,6 @@
 //! text), its flags reaching tor, and no tor left after SIGINT/SIGTERM,
 //! whether the network was ready or still starting.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -11,13 +9,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use onionwatch_test_support as support;
 use onionwatch_tor::control::{Auth, ControlAddr, ControlClient};
 
 /// Longest wait for a network to become ready (cold start is 15-40 s).
 const READY: Duration = Duration::from_secs(300);
 
-fn onionwatch_up(dir: &Path, args: &[&str]) -> common::Running {
-    common::Running(
+fn onionwatch_up(dir: &Path, args: &[&str]) -> support::Running {
+    support::Running(
         Command::new(env!("CARGO_BIN_EXE_onionwatch"))
             .args(["testnet", "up"])
             .args(args)
@@ -147,7 +146,7 @@ fn testnet_up_prints_one_json_line_and_sigint_leaves_no_tor() {
 
     signal(&child.0, libc::SIGINT);
     assert_eq!(
-        common::wait_exit(&mut child.0).code(),
+        support::wait_exit(&mut child.0).code(),
         Some(0),
         "exit code after SIGINT"
     );
@@ -171,7 +170,7 @@ fn field<'a>(lines: &'a [String], label: &str) -> Vec<&'a str> {
 
 #[tokio::test]
 async fn testnet_up_prints_text_and_its_service_flags_reach_tor() {
-    let backend = common::serve("external backend\n");
+    let backend = support::serve("external backend\n");
     let dir = tempfile::tempdir().unwrap();
     let mut child = onionwatch_up(
         dir.path(),
@@ -251,7 +250,7 @@ async fn testnet_up_prints_text_and_its_service_flags_reach_tor() {
             assert!(conf.contains(&expected), "{expected:?} not in {conf:?}");
         }
         let url = metrics.strip_prefix("http://").unwrap();
-        let page = common::get(
+        let page = support::get(
             url.trim_end_matches("/metrics").parse().unwrap(),
             "/metrics",
         );
@@ -265,7 +264,7 @@ async fn testnet_up_prints_text_and_its_service_flags_reach_tor() {
 
     signal(&child.0, libc::SIGTERM);
     assert_eq!(
-        common::wait_exit(&mut child.0).code(),
+        support::wait_exit(&mut child.0).code(),
         Some(0),
         "exit code after SIGTERM"
     );
@@ -287,7 +286,7 @@ fn a_signal_during_start_up_leaves_no_tor() {
         }
         signal(&child.0, sig);
         assert_eq!(
-            common::wait_exit(&mut child.0).code(),
+            support::wait_exit(&mut child.0).code(),
             Some(code),
             "signal {sig}"
         );

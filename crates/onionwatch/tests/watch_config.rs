@@ -3,14 +3,12 @@
 //! target is named with its reason in the log; start-up mistakes (a
 //! missing Onionspray directory, nothing to watch) fail with a message.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TOR_PAGE: &str =
-    include_str!("../../onionwatch-metrics/tests/data/tor-0.4.9-metricsport-2onions.txt");
+use onionwatch_test_support::{self as support, TOR_METRICSPORT_PAGE as TOR_PAGE};
+
 const STUB_STATUS: &str = "Active connections: 2 \nserver accepts handled requests\n 10 10 31 \nReading: 0 Writing: 1 Waiting: 1 \n";
 
 fn watch(args: &[&str]) -> Command {
@@ -22,11 +20,11 @@ fn watch(args: &[&str]) -> Command {
 #[test]
 fn flags_add_targets_and_override_listen_and_interval() {
     let tmp = tempfile::tempdir().unwrap();
-    let tor = common::serve(TOR_PAGE);
-    let nginx = common::serve(STUB_STATUS);
-    let dead = common::dead_addr();
-    let yaml_listen = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
-    let listen = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    let tor = support::serve(TOR_PAGE);
+    let nginx = support::serve(STUB_STATUS);
+    let dead = support::dead_addr();
+    let yaml_listen = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let listen = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
     let config = tmp.path().join("watch.yaml");
     std::fs::write(
         &config,
@@ -37,7 +35,7 @@ fn flags_add_targets_and_override_listen_and_interval() {
     )
     .unwrap();
     let log = tmp.path().join("watch.log");
-    let _child = common::Running(
+    let _child = support::Running(
         watch(&["--config", config.to_str().unwrap()])
             .args(["--listen", &listen.to_string(), "--interval", "0.5"])
             .args(["--metrics-port", &format!("shop={}", dead.addr)])
@@ -53,7 +51,7 @@ fn flags_add_targets_and_override_listen_and_interval() {
 
     // With the YAML's interval news would be scraped once an hour: two
     // scrapes mean --interval won.
-    let json = common::json_until(listen, "/api/v1/targets", |json| {
+    let json = support::json_until(listen, "/api/v1/targets", |json| {
         let targets = json["targets"].as_array();
         let news_scrapes = targets
             .and_then(|ts| ts.iter().find(|t| t["project"] == "news"))
@@ -82,7 +80,7 @@ fn flags_add_targets_and_override_listen_and_interval() {
             s("shop", "flag", "down")
         ]
     );
-    let metrics = common::get(listen, "/metrics");
+    let metrics = support::get(listen, "/metrics");
     assert!(
         metrics.contains("tor_relay_traffic_bytes{direction=\"read\",project=\"news\",tor_instance=\"tor\"} 184921\n"),
         "{metrics}"
@@ -139,14 +137,14 @@ fn start_up_mistakes_fail_with_a_message() {
             "nothing to watch",
         ),
     ] {
-        let listen = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+        let listen = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
         let mut child = watch(&args)
             .args(["--listen", &listen.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let status = common::wait_exit(&mut child);
+        let status = support::wait_exit(&mut child);
         let mut stderr = String::new();
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
         assert_eq!(status.code(), Some(1), "{args:?}: {stderr}");

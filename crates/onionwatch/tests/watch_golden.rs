@@ -1,20 +1,17 @@
 //! Golden test of `onionwatch watch`'s whole `/metrics`: the binary scrapes
 //! a local server serving the stored tor MetricsPort page, a stub_status
 //! page and a MetricsPort nothing listens on; its exposition, with only the
-//! scrape durations normalised, must equal tests/data/watch-metrics.golden.txt.
+//! scrape durations normalised, must equal tests/fixtures/watch-metrics.golden.txt.
 //! ONIONWATCH_BLESS=1 rewrites that file (review the diff before committing).
-
-mod common;
-// The metrics crate's golden-file helper (reads tests/data of this crate).
-#[path = "../../onionwatch-metrics/tests/common/mod.rs"]
-mod golden;
 
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const TOR_PAGE: &str =
-    include_str!("../../onionwatch-metrics/tests/data/tor-0.4.9-metricsport-2onions.txt");
+use onionwatch_test_support::{
+    self as support, assert_golden, fixture, TOR_METRICSPORT_PAGE as TOR_PAGE,
+};
+
 const STUB_STATUS: &str = "Active connections: 3 \nserver accepts handled requests\n 120 120 345 \nReading: 0 Writing: 1 Waiting: 2 \n";
 
 /// Replace what differs between runs (each scrape's duration) with a
@@ -40,11 +37,11 @@ fn normalise(text: &str) -> String {
 
 #[test]
 fn whole_metrics_output_matches_the_stored_file() {
-    let tor = common::serve(TOR_PAGE);
-    let nginx = common::serve(STUB_STATUS);
-    let dead = common::dead_addr();
-    let listen = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
-    let _child = common::Running(
+    let tor = support::serve(TOR_PAGE);
+    let nginx = support::serve(STUB_STATUS);
+    let dead = support::dead_addr();
+    let listen = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let _child = support::Running(
         Command::new(env!("CARGO_BIN_EXE_onionwatch"))
             .args(["watch", "--interval", "60", "--timeout", "5"])
             .args(["--listen", &listen.to_string()])
@@ -62,14 +59,14 @@ fn whole_metrics_output_matches_the_stored_file() {
     // Once every target has been scraped, nothing changes for 60 s.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let body = common::get(listen, "/api/v1/targets");
+        let body = support::get(listen, "/api/v1/targets");
         if body.matches("\"scrapes\":1").count() == 3 {
             break;
         }
         assert!(Instant::now() < deadline, "targets not scraped: {body}");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let response = common::get(listen, "/metrics");
+    let response = support::get(listen, "/metrics");
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     assert!(
         head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
@@ -77,5 +74,5 @@ fn whole_metrics_output_matches_the_stored_file() {
     );
     let got = normalise(body);
 
-    golden::assert_golden("watch-metrics.golden.txt", &got);
+    assert_golden(fixture!("watch-metrics.golden.txt"), &got);
 }

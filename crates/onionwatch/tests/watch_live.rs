@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use onionwatch_test_support::value;
 use onionwatch_testnet::nginx::{Nginx, NginxConfig};
 use onionwatch_testnet::{
     free_port, shared_network, with_shared_network, NetworkConfig, NetworkInfo, ServiceTorConfig,
@@ -86,13 +87,6 @@ where
     }
 }
 
-fn sample_value(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 fn up_line(project: &str, collector: &str) -> String {
     format!("onionwatch_scrape_up{{collector=\"{collector}\",project=\"{project}\",tor_instance=\"tor\"}}")
 }
@@ -150,8 +144,8 @@ async fn watch_serves_two_projects_and_nginx_to_promtool_and_prometheus() {
         async move {
             let t = http_get(listen, "/metrics").await?;
             let ok = ["p0", "p1"].iter().all(|p| {
-                sample_value(&t, &up_line(p, "tor_metrics")) == Some(1.0)
-                    && sample_value(&t, &up_line(p, "tor_control")) == Some(1.0)
+                value(&t, &up_line(p, "tor_metrics")) == Some(1.0)
+                    && value(&t, &up_line(p, "tor_control")) == Some(1.0)
             }) && t.contains("nginx_up{project=\"p0\"} 1");
             ok.then_some(t)
         }
@@ -307,11 +301,11 @@ async fn watch_serves_two_projects_and_nginx_to_promtool_and_prometheus() {
         .unwrap();
     let text = wait_for("p1's MetricsPort scrape to fail", || async {
         let t = http_get(listen, "/metrics").await?;
-        (sample_value(&t, &up_line("p1", "tor_metrics")) == Some(0.0)).then_some(t)
+        (value(&t, &up_line("p1", "tor_metrics")) == Some(0.0)).then_some(t)
     })
     .await;
     assert_eq!(
-        sample_value(&text, &up_line("p0", "tor_metrics")),
+        value(&text, &up_line("p0", "tor_metrics")),
         Some(1.0),
         "{text}"
     );
@@ -333,7 +327,7 @@ async fn watch_serves_two_projects_and_nginx_to_promtool_and_prometheus() {
         .unwrap();
     wait_for("p1's MetricsPort scrape to work again", || async {
         let t = http_get(listen, "/metrics").await?;
-        (sample_value(&t, &up_line("p1", "tor_metrics")) == Some(1.0)).then_some(())
+        (value(&t, &up_line("p1", "tor_metrics")) == Some(1.0)).then_some(())
     })
     .await;
     watch.check(&watch_log);

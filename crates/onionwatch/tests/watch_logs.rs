@@ -3,12 +3,12 @@
 //! and exported with a `project` label, in the series the dashboard reads;
 //! the installation's onionbalance logs are counted by severity.
 
-mod common;
-
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use onionwatch_test_support as support;
 
 /// nginx's `$time_local` for now, so the lines fall in the 5-minute window.
 fn now_local() -> String {
@@ -31,44 +31,39 @@ fn discovered_projects_logs_are_followed_with_a_project_label() {
     let tree = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../onionwatch-onionspray/tests/fixtures/onionspray");
-    common::copy_tree(&fixture, tree.path());
+    support::copy_tree(&fixture, tree.path());
     let news_log = tree.path().join("projects/news/log");
     let access = news_log.join("nginx-access.log");
     let t = now_local();
-    common::append(&access, &line(1, 200, &t));
-    common::append(&access, &line(2, 200, &t));
-    common::append(&access, &line(2, 503, &t));
-    common::append(
+    support::append(&access, &line(1, 200, &t));
+    support::append(&access, &line(2, 200, &t));
+    support::append(&access, &line(2, 503, &t));
+    support::append(
         &news_log.join("tor.log"),
         "Nov 25 10:00:01.000 [warn] Your system clock just jumped 120 seconds forward\n",
     );
     // A softmap worker's tor logs in its own directory.
-    common::append(
+    support::append(
         &tree.path().join("projects/shop/hs-1/tor.log"),
         "Nov 25 10:00:02.000 [warn] Rejecting SOCKS request for anonymous connection\n",
     );
     // Onionbalance's own log (Python logging) and its tor's.
     let ob = tree.path().join("onionbalance");
-    common::append(
+    support::append(
         &ob.join("onionbalance.log"),
         "2026-11-25 10:00:03,120 [WARNING]: Instance shop1 is offline. Ignoring its intro points...\n\
          2026-11-25 10:00:04,250 [ERROR]: Error uploading descriptor for service shop\n",
     );
-    common::append(
+    support::append(
         &ob.join("tor.log"),
         "Nov 25 10:00:05.000 [notice] Bootstrapped 100% (done): Done\n",
     );
     let blog_access = tree.path().join("projects/blog/log/nginx-access.log");
-    common::append(&blog_access, &line(7, 404, &t));
+    support::append(&blog_access, &line(7, 404, &t));
     let state = tree.path().join("log-state.json");
 
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let child = common::Running(
+    let addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let child = support::Running(
         Command::new(env!("CARGO_BIN_EXE_onionwatch"))
             .args(["watch", "--interval", "1", "--timeout", "1"])
             .args(["--listen", &addr.to_string()])
@@ -81,7 +76,7 @@ fn discovered_projects_logs_are_followed_with_a_project_label() {
             .spawn()
             .unwrap(),
     );
-    common::get_until(
+    support::get_until(
         addr,
         "/metrics",
         &[
@@ -100,7 +95,7 @@ fn discovered_projects_logs_are_followed_with_a_project_label() {
     );
     // The dashboard's unique-circuits column reads the same series;
     // shop's worker warning is on its row; onionbalance gets none.
-    let dashboard = common::get_until(
+    let dashboard = support::get_until(
         addr,
         "/api/v1/dashboard",
         &["\"unique_circuits_5m\":2.0", "Rejecting SOCKS request"],
@@ -109,8 +104,8 @@ fn discovered_projects_logs_are_followed_with_a_project_label() {
 
     // Hourly rotation (rename and create).
     std::fs::rename(&access, news_log.join("nginx-access.log-2026112512")).unwrap();
-    common::append(&access, &line(3, 200, &now_local()));
-    common::get_until(
+    support::append(&access, &line(3, 200, &now_local()));
+    support::get_until(
         addr,
         "/metrics",
         &[
@@ -123,7 +118,7 @@ fn discovered_projects_logs_are_followed_with_a_project_label() {
     // onionwatch_log_requests_total (one a second here).
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let body = common::get(addr, "/api/v1/dashboard");
+        let body = support::get(addr, "/api/v1/dashboard");
         let json: serde_json::Value = body
             .split("\r\n\r\n")
             .nth(1)

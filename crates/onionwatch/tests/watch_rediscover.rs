@@ -2,18 +2,18 @@
 //! picked up live on SIGHUP and by the periodic re-discovery
 //! (`rediscover_seconds`), and projects' tor warnings reach the dashboard.
 
-mod common;
-
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use onionwatch_test_support as support;
 
 /// Poll /api/v1/targets until `done` holds (30 s at most).
 fn targets_until(addr: SocketAddr, done: impl Fn(&str) -> bool) -> String {
     let start = Instant::now();
     loop {
-        let body = common::get(addr, "/api/v1/targets");
+        let body = support::get(addr, "/api/v1/targets");
         if done(&body) || start.elapsed() > Duration::from_secs(30) {
             return body;
         }
@@ -30,20 +30,15 @@ fn sighup_picks_up_new_and_removed_projects() {
     let tree = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../onionwatch-onionspray/tests/fixtures/onionspray");
-    common::copy_tree(&fixture, tree.path());
+    support::copy_tree(&fixture, tree.path());
     let warning = "Nov 25 10:00:01.000 [warn] Your system clock just jumped 120 seconds forward";
     let tor_log = tree.path().join("projects/news/log/tor.log");
     let mut log = std::fs::read_to_string(&tor_log).unwrap();
     log.push_str(warning);
     log.push('\n');
     std::fs::write(&tor_log, log).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let child = common::Running(
+    let addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let child = support::Running(
         Command::new(env!("CARGO_BIN_EXE_onionwatch"))
             .args(["watch", "--interval", "1", "--timeout", "1"])
             .args(["--listen", &addr.to_string(), "--onionspray"])
@@ -60,7 +55,7 @@ fn sighup_picks_up_new_and_removed_projects() {
     );
 
     // news's tor warning is on its dashboard row.
-    common::json_until(addr, "/api/v1/dashboard", |json| {
+    support::json_until(addr, "/api/v1/dashboard", |json| {
         json["projects"].as_array().is_some_and(|rows| {
             rows.iter().any(|r| {
                 r["project"] == "news"
@@ -73,7 +68,7 @@ fn sighup_picks_up_new_and_removed_projects() {
 
     // A new project (a copy of news), and blog removed.
     let projects = tree.path().join("projects");
-    common::copy_tree(&projects.join("news"), &projects.join("daily"));
+    support::copy_tree(&projects.join("news"), &projects.join("daily"));
     std::fs::copy(
         tree.path().join("news.conf"),
         tree.path().join("daily.conf"),
@@ -94,8 +89,8 @@ fn periodic_rediscovery_picks_up_a_new_project_without_sighup() {
     let tree = tempfile::tempdir().unwrap();
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../onionwatch-onionspray/tests/fixtures/onionspray");
-    common::copy_tree(&fixture, tree.path());
-    let addr = SocketAddr::from(([127, 0, 0, 1], common::free_port()));
+    support::copy_tree(&fixture, tree.path());
+    let addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
     let config = tree.path().join("watch.yaml");
     std::fs::write(
         &config,
@@ -105,7 +100,7 @@ fn periodic_rediscovery_picks_up_a_new_project_without_sighup() {
         ),
     )
     .unwrap();
-    let _child = common::Running(
+    let _child = support::Running(
         Command::new(env!("CARGO_BIN_EXE_onionwatch"))
             .args(["watch", "--config"])
             .arg(&config)
@@ -118,7 +113,7 @@ fn periodic_rediscovery_picks_up_a_new_project_without_sighup() {
     assert!(has(&body, "news") && !has(&body, "daily"), "{body}");
 
     let projects = tree.path().join("projects");
-    common::copy_tree(&projects.join("news"), &projects.join("daily"));
+    support::copy_tree(&projects.join("news"), &projects.join("daily"));
     let body = targets_until(addr, |b| has(b, "daily"));
     assert!(has(&body, "daily"), "new project not discovered: {body}");
 }

@@ -6,8 +6,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use onionwatch_gateway::echo::EchoServer;
-use onionwatch_gateway::{Config, Gateway, GatewayHandle, ListenAddr, UpstreamAddr};
+use onionwatch_gateway::{Config, Gateway, GatewayHandle, ListenAddr};
+use onionwatch_test_support::{EchoAddr, EchoServer};
 use onionwatch_tor::circuit_id::CircuitId;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -218,22 +218,18 @@ pub struct Env {
     pub run: tokio::task::JoinHandle<Result<(), onionwatch_gateway::Error>>,
 }
 
-/// A configuration for tests: loopback, short header timeout.
-pub fn test_config(upstream: &ListenAddr) -> Config {
-    let mut c = Config {
+/// A configuration for tests: loopback, in front of `upstream`.
+pub fn test_config(upstream: &EchoAddr) -> Config {
+    Config {
         listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: upstream.to_string().parse().unwrap(),
         ..Config::default()
-    };
-    c.upstream = match upstream {
-        ListenAddr::Tcp(a) => UpstreamAddr::Tcp(a.to_string()),
-        ListenAddr::Unix(p) => UpstreamAddr::Unix(p.clone()),
-    };
-    c
+    }
 }
 
 /// Start an echo upstream and a gateway configured by `tweak`.
 pub async fn start(tweak: impl FnOnce(&mut Config)) -> Env {
-    let echo = EchoServer::start(&"127.0.0.1:0".parse().unwrap(), false)
+    let echo = EchoServer::start(&EchoAddr::loopback(), false)
         .await
         .unwrap();
     start_with(echo, tweak).await

@@ -138,9 +138,9 @@ impl GatewayArgs {
             );
         }
         c.validate()
-            .map_err(|message| onionwatch_gateway::Error::Config {
+            .map_err(|source| onionwatch_gateway::Error::Config {
                 path: self.config.clone(),
-                message,
+                source,
             })?;
         Ok(c)
     }

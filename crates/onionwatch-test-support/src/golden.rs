@@ -1,19 +1,29 @@
-//! Golden files of the metrics tests.
+//! Golden files: output compared with a file stored in the repository.
 
 use std::path::Path;
 
-/// Fail unless `text` equals the file `tests/data/<file>`, showing the lines
-/// that differ. With `ONIONWATCH_BLESS` set, write `text` there instead.
+/// The path of `name` in the calling crate's `tests/fixtures/` folder.
+///
+/// A macro so that `CARGO_MANIFEST_DIR` is the caller's.
+#[macro_export]
+macro_rules! fixture {
+    ($name:expr) => {
+        ::std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join($name)
+    };
+}
+
+/// Fail unless `text` equals the file at `path`, showing the lines that
+/// differ. With `ONIONWATCH_BLESS` set, write `text` there instead.
 #[track_caller]
-pub fn assert_golden(file: &str, text: &str) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(file);
+pub fn assert_golden(path: impl AsRef<Path>, text: &str) {
+    let path = path.as_ref();
     if std::env::var_os("ONIONWATCH_BLESS").is_some() {
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         return;
     }
-    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    let want = std::fs::read_to_string(path).unwrap_or_default();
     assert!(
         text == want,
         "{} differs (- stored, + now); if the change is intended, rerun with \
@@ -61,4 +71,18 @@ fn diff(want: &str, got: &str) -> String {
         out.push(format!("… and {} more changed lines", total - 60));
     }
     out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::diff;
+
+    #[test]
+    fn diff_names_changed_lines() {
+        assert_eq!(diff("a\nb\nc\n", "a\nx\nc\n"), "-   2: b\n+   2: x");
+        assert_eq!(
+            diff("a\n", "a"),
+            "(the same lines: only line endings or the final newline differ)"
+        );
+    }
 }

@@ -64,16 +64,22 @@
 //! # std::fs::remove_dir_all(&dir).unwrap();
 //! ```
 
+mod glob;
+mod handle;
+mod state;
+
 use std::collections::BTreeMap;
-use std::fs::{File, Metadata};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::lines::{Line, DEFAULT_MAX_LINE};
+use glob::{glob_match, is_glob};
+use handle::{fingerprint, Handle};
+pub use state::{FilePosition, StateError, TailState};
 
 /// The default length of the fingerprint prefix.
 pub const DEFAULT_FINGERPRINT_LEN: usize = 256;
@@ -151,217 +157,6 @@ pub struct TailStats {
     pub read_errors: u64,
 }
 
-/// A problem with the state file.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// Reading or writing failed.
-    #[error("cannot {action} the tail state file {}: {source} (check the path and that this user may write its directory)", path.display())]
-    Io {
-        /// `read` or `write`.
-        action: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The I/O error.
-        source: io::Error,
-    },
-    /// The file is not a state this version wrote.
-    #[error("the tail state file {} is corrupt ({reason}); delete it to start afresh (every log file is then read again from its start)", path.display())]
-    Corrupt {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        reason: String,
-    },
-}
-
-/// Where one file was left.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FilePosition {
-    /// The path it was followed under.
-    pub path: PathBuf,
-    /// Its device.
-    pub dev: u64,
-    /// Its inode.
-    pub ino: u64,
-    /// Bytes consumed: the start of the first line not handed out.
-    pub offset: u64,
-    /// How many leading bytes the fingerprint covers.
-    pub fingerprint_len: u64,
-    /// FNV-1a 64 of those bytes, 16 hex digits.
-    pub fingerprint: String,
-}
-
-/// The positions of every followed file, as saved between runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TailState {
-    /// Format version, 1.
-    pub version: u32,
-    /// One entry per followed path.
-    pub files: Vec<FilePosition>,
-}
-
-impl Default for TailState {
-    /// An empty state of the current version.
-    fn default() -> Self {
-        TailState {
-            version: 1,
-            files: Vec::new(),
-        }
-    }
-}
-
-impl TailState {
-    /// Read a state file; a missing file is an empty state.
-    pub fn load(path: &Path) -> Result<TailState, StateError> {
-        let text = match std::fs::read(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(TailState::default()),
-            Err(source) => {
-                return Err(StateError::Io {
-                    action: "read",
-                    path: path.to_owned(),
-                    source,
-                })
-            }
-        };
-        let state: TailState = serde_json::from_slice(&text).map_err(|e| StateError::Corrupt {
-            path: path.to_owned(),
-            reason: e.to_string(),
-        })?;
-        if state.version != 1 {
-            return Err(StateError::Corrupt {
-                path: path.to_owned(),
-                reason: format!("unknown version {}", state.version),
-            });
-        }
-        Ok(state)
-    }
-
-    /// Write the state atomically: a temporary file in the same directory,
-    /// synced, then renamed over `path`.
-    pub fn save(&self, path: &Path) -> Result<(), StateError> {
-        let io_err = |source| StateError::Io {
-            action: "write",
-            path: path.to_owned(),
-            source,
-        };
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
-        let text = serde_json::to_vec(self).map_err(|e| io_err(io::Error::other(e)))?;
-        let mut f = File::create(&tmp).map_err(io_err)?;
-        f.write_all(&text).map_err(io_err)?;
-        f.sync_all().map_err(io_err)?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(io_err)?;
-        Ok(())
-    }
-}
-
-/// FNV-1a 64: stable across Rust versions and platforms, unlike std's hasher.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// The hash of the first `len` bytes of `file` (fewer if it is shorter) and
-/// how many bytes it covers.
-fn fingerprint(file: &File, len: usize) -> io::Result<(u64, u64)> {
-    let mut buf = vec![0u8; len];
-    let mut n = 0;
-    while n < len {
-        match file.read_at(&mut buf[n..], n as u64) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((fnv1a(&buf[..n]), n as u64))
-}
-
-/// One open file.
-#[derive(Debug)]
-struct Handle {
-    file: File,
-    dev: u64,
-    ino: u64,
-    /// Start of the first byte not handed out.
-    offset: u64,
-    /// Where the search for a newline continues: past `offset` only while
-    /// skipping an overlong line.
-    scan: u64,
-    /// Size and mtime at the last look, to skip the fingerprint check when
-    /// nothing changed.
-    seen: (u64, i64, i64),
-    fp: u64,
-    fp_len: u64,
-    /// For rotated-away files: when it last grew.
-    idle_since: Option<Instant>,
-}
-
-impl Handle {
-    fn open(path: &Path, offset: u64, fp_len: usize) -> io::Result<Handle> {
-        let file = File::open(path)?;
-        let meta = file.metadata()?;
-        let (fp, len) = fingerprint(&file, fp_len)?;
-        let offset = offset.min(meta.len());
-        Ok(Handle {
-            file,
-            dev: meta.dev(),
-            ino: meta.ino(),
-            offset,
-            scan: offset,
-            seen: (meta.len(), meta.mtime(), meta.mtime_nsec()),
-            fp,
-            fp_len: len,
-            idle_since: None,
-        })
-    }
-
-    fn same_file(&self, meta: &Metadata) -> bool {
-        self.dev == meta.dev() && self.ino == meta.ino()
-    }
-
-    fn position(&self, path: &Path) -> FilePosition {
-        FilePosition {
-            path: path.to_owned(),
-            dev: self.dev,
-            ino: self.ino,
-            offset: self.offset,
-            fingerprint_len: self.fp_len,
-            fingerprint: format!("{:016x}", self.fp),
-        }
-    }
-
-    /// Check for truncation or rewriting; `true` if the file was reset to 0.
-    fn check_truncation(&mut self, want_fp: usize) -> io::Result<bool> {
-        let meta = self.file.metadata()?;
-        let seen = (meta.len(), meta.mtime(), meta.mtime_nsec());
-        if seen == self.seen {
-            return Ok(false);
-        }
-        self.seen = seen;
-        let (old, _) = fingerprint(&self.file, self.fp_len as usize)?;
-        if meta.len() < self.offset || old != self.fp {
-            self.offset = 0;
-            self.scan = 0;
-            (self.fp, self.fp_len) = fingerprint(&self.file, want_fp)?;
-            return Ok(true);
-        }
-        if (self.fp_len as usize) < want_fp && meta.len() > self.fp_len {
-            (self.fp, self.fp_len) = fingerprint(&self.file, want_fp)?;
-        }
-        Ok(false)
-    }
-}
-
 /// A followed path: its current file and files rotated away from it that
 /// are still being drained, oldest first.
 #[derive(Debug)]
@@ -387,33 +182,6 @@ pub struct Tailer {
     stats: TailStats,
     cursor: usize,
     last_error: Option<String>,
-}
-
-fn is_glob(p: &Path) -> bool {
-    p.file_name()
-        .is_some_and(|n| n.to_string_lossy().contains(['*', '?']))
-}
-
-/// `*` matches any run of bytes, `?` one byte; nothing else is special.
-fn glob_match(pattern: &[u8], name: &[u8]) -> bool {
-    let (mut p, mut n) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while n < name.len() {
-        if p < pattern.len() && (pattern[p] == b'?' || pattern[p] == name[n]) {
-            p += 1;
-            n += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
-            star = Some((p, n));
-            p += 1;
-        } else if let Some((sp, sn)) = star {
-            p = sp + 1;
-            n = sn + 1;
-            star = Some((sp, sn + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == b'*')
 }
 
 impl Tailer {
@@ -890,34 +658,5 @@ impl Tailer {
         self.stats.bytes += len;
         h.offset = end;
         h.scan = end;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn globs() {
-        assert!(glob_match(b"*.log", b"nginx-access.log"));
-        assert!(glob_match(b"nginx-access*.log", b"nginx-access.log"));
-        assert!(glob_match(b"nginx-access*.log", b"nginx-access-a.b.log"));
-        assert!(!glob_match(
-            b"nginx-access*.log",
-            b"nginx-access.log-2024010112"
-        ));
-        assert!(!glob_match(b"nginx-access*.log", b"nginx-error.log"));
-        assert!(glob_match(b"a?c", b"abc"));
-        assert!(!glob_match(b"a?c", b"ac"));
-        assert!(glob_match(b"*", b""));
-        assert!(glob_match(b"**x", b"yyx"));
-        assert!(is_glob(Path::new("/a/*.log")));
-        assert!(!is_glob(Path::new("/a*/b.log")));
-    }
-
-    #[test]
-    fn fnv_is_stable() {
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
     }
 }

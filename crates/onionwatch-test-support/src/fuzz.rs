@@ -1,13 +1,14 @@
-//! The mutator of the `fuzz_smoke` tests, shared by onionwatch-tor and
-//! onionwatch-metrics (each includes it with `#[path]`).
+//! The mutator of the `fuzz_smoke` tests: a few seconds of what `cargo
+//! fuzz` does for hours, on every `cargo test`.
 
-/// `body` on every seed in `fuzz/seeds/<target>` of the including crate,
-/// then on `rounds` mutations of each (insertions of `bytes`, deletions,
-/// splices of other seeds), always the same ones.
-pub fn run(target: &str, body: fn(&[u8]), bytes: &[u8], rounds: usize) {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/seeds")
-        .join(target);
+use std::path::Path;
+
+/// `body` on every seed in `<crate_dir>/fuzz/seeds/<target>` (pass
+/// `env!("CARGO_MANIFEST_DIR")`), then on `rounds` mutations of each
+/// (insertions of `bytes`, deletions, splices of other seeds), always the
+/// same ones.
+pub fn smoke(crate_dir: &str, target: &str, body: fn(&[u8]), bytes: &[u8], rounds: usize) {
+    let dir = Path::new(crate_dir).join("fuzz/seeds").join(target);
     let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| std::fs::read(e.unwrap().path()).unwrap())

@@ -1,0 +1,112 @@
+//! Loopback HTTP for tests: ports, a fixed-body server, a blocking
+//! HTTP/1.0 client and polling an endpoint.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::poll::wait_for;
+
+/// Bound on the `*_until` helpers: generous, only reached when broken.
+const UNTIL: Duration = Duration::from_secs(30);
+
+/// A free loopback port (for a child process to bind).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` over HTTP/1.0: the whole response (head and body), empty on
+/// any failure.
+pub fn get(addr: SocketAddr, path: &str) -> String {
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// `GET path` until every needle is in the answer (30 s at most).
+#[track_caller]
+pub fn get_until(addr: SocketAddr, path: &str, needles: &[&str]) -> String {
+    let mut last = String::new();
+    wait_for(UNTIL, || {
+        last = get(addr, path);
+        needles
+            .iter()
+            .all(|n| last.contains(n))
+            .then(|| last.clone())
+    })
+    .unwrap_or_else(|| panic!("timed out waiting for {needles:?} in {path}:\n{last}"))
+}
+
+/// `GET path` until its JSON body satisfies `done` (30 s at most); that body.
+#[track_caller]
+pub fn json_until(
+    addr: SocketAddr,
+    path: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let mut last = String::new();
+    wait_for(UNTIL, || {
+        last = get(addr, path);
+        last.split_once("\r\n\r\n")
+            .and_then(|(_, b)| serde_json::from_str(b).ok())
+            .filter(&done)
+    })
+    .unwrap_or_else(|| panic!("timed out waiting on {path}:\n{last}"))
+}
+
+/// The value of the first sample line starting with `prefix` in a
+/// Prometheus exposition.
+pub fn value(metrics: &str, prefix: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// A loopback HTTP/1.0 server answering every request with `200` and
+/// `body` (a fake MetricsPort or stub_status), on a thread of its own.
+pub fn serve(body: &'static str) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut req = [0u8; 1024];
+            let _ = s.read(&mut req);
+            let _ = write!(
+                s,
+                "HTTP/1.0 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+/// A loopback address whose connections are refused while this lives.
+#[derive(Debug)]
+pub struct DeadAddr {
+    /// The address.
+    pub addr: SocketAddr,
+    /// Bound but not listening (and without SO_REUSEADDR): it holds the
+    /// port, so no other process can listen there, and refuses connections.
+    _socket: tokio::net::TcpSocket,
+}
+
+/// A [`DeadAddr`] on 127.0.0.1.
+pub fn dead_addr() -> DeadAddr {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    DeadAddr {
+        addr: socket.local_addr().unwrap(),
+        _socket: socket,
+    }
+}

@@ -1,0 +1,47 @@
+//! Helpers for onionwatch's tests and benchmarks, in one place: every crate
+//! takes them as a `dev-dependency` (this crate is never published).
+//!
+//! - [`golden`]: [`assert_golden`] compares output with a stored file and
+//!   shows the lines that differ; [`fixture!`] names a file of the calling
+//!   crate's `tests/fixtures/` (the one fixture folder name of the
+//!   workspace).
+//! - [`fuzz`]: [`fuzz::smoke`] runs a fuzz target's body on its seed corpus
+//!   and on deterministic mutations of it, in every `cargo test`.
+//! - [`http`]: free ports, `GET` over HTTP/1.0, a loopback server with a
+//!   fixed body, an address that refuses connections, polling an endpoint
+//!   until an answer is there.
+//! - [`echo`]: [`EchoServer`], an upstream that answers with what it
+//!   received (the gateway's tests and benchmark).
+//! - [`poll`]: [`wait_for`], a bounded poll for conditions with no event to
+//!   wait on.
+//! - [`process`], [`fs`]: a child process stopped when a test fails,
+//!   appending to logs, copying fixture trees.
+//! - [`TOR_METRICSPORT_PAGE`]: a real tor MetricsPort page, the input of
+//!   the metrics, inside and `watch` tests.
+//!
+//! ```
+//! use onionwatch_test_support::{serve, get};
+//! let addr = serve("up 1\n");
+//! assert!(get(addr, "/metrics").ends_with("\r\n\r\nup 1\n"));
+//! ```
+
+pub mod echo;
+pub mod fs;
+pub mod fuzz;
+pub mod golden;
+pub mod http;
+pub mod poll;
+pub mod process;
+
+pub use echo::{EchoAddr, EchoServer};
+pub use fs::{append, copy_tree};
+pub use golden::assert_golden;
+pub use http::{dead_addr, free_port, get, get_until, json_until, serve, value, DeadAddr};
+pub use poll::wait_for;
+pub use process::{wait_exit, Running};
+
+/// A real MetricsPort page of tor 0.4.9.11 hosting two onion services
+/// (captured from `onionwatch testnet up --onions 2 --onions-per-tor 2`
+/// with curl).
+pub const TOR_METRICSPORT_PAGE: &str =
+    include_str!("../fixtures/tor-0.4.9-metricsport-2onions.txt");
