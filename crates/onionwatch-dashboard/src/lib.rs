@@ -11,7 +11,9 @@
 //! `…_descriptor_reachable`, `…_introduction_points_number`,
 //! `…_certificate_expiry_seconds`) and the inside monitor's per-project
 //! families (`onionwatch_scrape_up`, `onionwatch_log_requests_total`,
-//! `onionwatch_log_unique_circuits`, tor's `tor_hs_*` with `project`).
+//! `onionwatch_log_unique_circuits`, tor's `tor_hs_*` with `project`). It
+//! imports these names from the crates that export them, so renaming a
+//! family there cannot silently empty a column here.
 
 pub mod history;
 
@@ -25,7 +27,10 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
+use onionwatch_inside::names as inside;
+use onionwatch_logs::summary::family as logs;
 use onionwatch_metrics::Sample;
+use onionwatch_probe::metrics::names as probe;
 use onionwatch_server::Registry;
 use serde::Serialize;
 
@@ -213,10 +218,10 @@ impl Dashboard {
         for f in &families {
             for s in &f.samples {
                 match (f.name.as_str(), s.suffix.as_str()) {
-                    ("onion_service_latency_seconds", "") => {
+                    (probe::LATENCY_SECONDS, "") => {
                         h.record(&format!("latency|{}", probe_key(s)), ts, s.value)
                     }
-                    ("onionwatch_log_requests", "_total") => {
+                    (logs::REQUESTS, "_total") => {
                         let project = label(s, "project");
                         // Sum the classes: recorded per class, added on read.
                         let class = label(s, "status_class");
@@ -256,7 +261,7 @@ impl Dashboard {
         let find = |name: &str| families.iter().find(|f| f.name == name);
         let mut probes: BTreeMap<String, ProbeRow> = BTreeMap::new();
         let mut by_name: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        if let Some(f) = find("onion_service_reachable") {
+        if let Some(f) = find(probe::REACHABLE) {
             for s in &f.samples {
                 let key = probe_key(s);
                 by_name
@@ -286,10 +291,8 @@ impl Dashboard {
                 }
             }
         };
-        per_probe("onion_service_latency_seconds", |r, v| {
-            r.latency_seconds = Some(v)
-        });
-        per_probe("onion_service_status_code", |r, v| r.status_code = Some(v));
+        per_probe(probe::LATENCY_SECONDS, |r, v| r.latency_seconds = Some(v));
+        per_probe(probe::STATUS_CODE, |r, v| r.status_code = Some(v));
         // Descriptor and certificate families carry fewer labels: join by name.
         let mut per_name = |family: &str, set: fn(&mut ProbeRow, f64)| {
             for s in find(family)
@@ -303,18 +306,18 @@ impl Dashboard {
                 }
             }
         };
-        per_name("onion_service_descriptor_reachable", |r, v| {
+        per_name(probe::DESCRIPTOR_REACHABLE, |r, v| {
             r.descriptor_reachable = Some(v == 1.0)
         });
-        per_name("onion_service_introduction_points_number", |r, v| {
+        per_name(probe::INTRODUCTION_POINTS_NUMBER, |r, v| {
             r.introduction_points = Some(v)
         });
-        per_name("onion_service_certificate_expiry_seconds", |r, v| {
+        per_name(probe::CERTIFICATE_EXPIRY_SECONDS, |r, v| {
             r.certificate_expiry_seconds = Some(v)
         });
 
         let mut projects: BTreeMap<String, ProjectRow> = BTreeMap::new();
-        for s in find("onionwatch_scrape_up")
+        for s in find(inside::SCRAPE_UP)
             .map(|f| f.samples.as_slice())
             .unwrap_or_default()
         {
@@ -341,7 +344,7 @@ impl Dashboard {
         for (p, set) in services {
             project_row(&mut projects, &p).onion_services = set.len() as u32;
         }
-        for s in find("onionwatch_log_unique_circuits")
+        for s in find(logs::UNIQUE_CIRCUITS)
             .map(|f| f.samples.as_slice())
             .unwrap_or_default()
         {
@@ -349,7 +352,7 @@ impl Dashboard {
                 project_row(&mut projects, label(s, "project")).unique_circuits_5m = Some(s.value);
             }
         }
-        let classes: Vec<(String, String)> = find("onionwatch_log_requests")
+        let classes: Vec<(String, String)> = find(logs::REQUESTS)
             .map(|f| {
                 f.samples
                     .iter()
