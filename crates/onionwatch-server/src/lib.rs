@@ -28,6 +28,7 @@ mod security;
 
 pub use security::{
     require_auth, server_config, AuthConfig, Authenticator, BasicUser, SecurityError, TlsConfig,
+    Verdict,
 };
 
 use axum::extract::State;
