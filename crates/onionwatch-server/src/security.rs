@@ -302,9 +302,9 @@ fn presented(authorization: &str) -> Presented<'_> {
         return Presented::Unusable;
     };
     let rest = rest.trim();
-    if scheme == "Bearer" {
+    if scheme.eq_ignore_ascii_case("bearer") {
         Presented::Bearer(rest)
-    } else if scheme == "Basic" {
+    } else if scheme.eq_ignore_ascii_case("basic") {
         match base64::engine::general_purpose::STANDARD.decode(rest) {
             Ok(raw) => Presented::Basic(raw),
             Err(_) => Presented::Unusable,
@@ -567,6 +567,12 @@ mod tests {
         assert!(!auth.check(&b("no-colon")));
         assert!(!auth.check("Basic !!!not-base64"));
         assert!(!auth.check("Digest x"));
+        // Schemes are case-insensitive (RFC 7235), extra blanks are allowed.
+        assert!(auth.check("bearer s3cret-token"));
+        assert!(auth.check("BEARER  s3cret-token"));
+        assert!(!auth.check("bearer s3cret-tokem"));
+        assert!(auth.check(&b("prom:pw").replacen("Basic", "basic", 1)));
+        assert!(!auth.check("Bearers3cret-token"));
         assert!(!auth.check(""));
     }
 

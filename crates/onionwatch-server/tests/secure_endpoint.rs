@@ -144,6 +144,17 @@ async fn tls_mtls_bearer_and_basic_succeed_with_credentials_and_fail_without() {
             with(&["--cert", cc, "--key", ck, "-H", bearer]),
         ),
         (
+            "mtls+lowercase bearer",
+            with(&[
+                "--cert",
+                cc,
+                "--key",
+                ck,
+                "-H",
+                "Authorization: bearer scrape-token",
+            ]),
+        ),
+        (
             "mtls+basic",
             with(&["--cert", cc, "--key", ck, "-u", "prometheus:hunter2"]),
         ),
@@ -171,6 +182,7 @@ async fn tls_mtls_bearer_and_basic_succeed_with_credentials_and_fail_without() {
     ];
     let get = |name: &str| results.iter().find(|(n, _)| *n == name).unwrap().1;
     assert_eq!(get("mtls+bearer"), 200, "{results:?}");
+    assert_eq!(get("mtls+lowercase bearer"), 200, "{results:?}");
     assert_eq!(get("mtls+basic"), 200, "{results:?}");
     assert_eq!(get("mtls, no credentials"), 401, "{results:?}");
     assert_eq!(get("mtls, wrong token"), 401, "{results:?}");
