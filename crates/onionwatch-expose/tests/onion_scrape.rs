@@ -39,7 +39,7 @@ async fn serve(app: axum::Router) -> RunningServer {
 /// `GET path` over plain HTTP/1.0: (status, body).
 async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
         .await
         .unwrap();
     let mut raw = String::new();

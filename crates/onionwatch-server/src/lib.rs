@@ -10,6 +10,11 @@
 //! [`check_listen`] refuses any address that is not loopback unless the
 //! caller states the endpoint is protected (TLS and authentication).
 //!
+//! Against DNS rebinding, a loopback endpoint answers only requests whose
+//! `Host` is `localhost`, an IP address, a `.onion` name or one of
+//! [`EndpointConfig::allowed_hosts`] (others get 421); off loopback the check
+//! applies when names are configured. See [`HostCheck`].
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), onionwatch_server::ServeError> {
 //! use std::sync::Arc;
@@ -24,8 +29,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
+mod host;
 mod security;
 
+pub use host::{check_host, HostCheck, HostError};
 pub use security::{
     require_auth, server_config, AuthConfig, Authenticator, BasicUser, SecurityError, TlsConfig,
     Verdict,
@@ -103,6 +110,9 @@ pub enum ServeError {
     /// TLS or authentication settings are unusable.
     #[error(transparent)]
     Security(#[from] SecurityError),
+    /// A configured host name is unusable.
+    #[error(transparent)]
+    Host(#[from] HostError),
     /// The server failed while running.
     #[error("the HTTP server on {addr} failed: {source}")]
     Serve {
@@ -182,10 +192,21 @@ pub async fn serve_on(
         source,
     })?;
     tracing::info!(%addr, "serving /metrics and /healthz");
+    let app = guard_host(app, addr, HostCheck::default());
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
         .map_err(|source| ServeError::Serve { addr, source })
+}
+
+/// Add the [`HostCheck`] to `app` when it applies: on a loopback `listen`
+/// address always, elsewhere when names are configured.
+fn guard_host(app: Router, listen: SocketAddr, check: HostCheck) -> Router {
+    if listen.ip().is_loopback() || check.has_names() {
+        app.layer(axum::middleware::from_fn_with_state(check, check_host))
+    } else {
+        app
+    }
 }
 
 /// Where and how the endpoint listens.
@@ -205,6 +226,13 @@ pub struct EndpointConfig {
     /// anyway. Logged loudly at every start.
     #[serde(default)]
     pub i_understand_the_risk: bool,
+    /// More host names the endpoint answers to (e.g. a reverse proxy's),
+    /// besides `localhost`, IP addresses and `.onion` names. Requests for
+    /// other names get 421, against DNS rebinding: always on a loopback
+    /// `listen`, and off loopback only when this list is not empty (TLS and
+    /// authentication guard it there). See [`HostCheck`].
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 /// The default listen address, `127.0.0.1:9925`.
@@ -219,6 +247,7 @@ impl Default for EndpointConfig {
             tls: None,
             auth: AuthConfig::default(),
             i_understand_the_risk: false,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -231,8 +260,10 @@ impl EndpointConfig {
             .is_some_and(|t| t.client_ca.is_some() || !self.auth.is_empty())
     }
 
-    /// Refuse an exposed address unless protected or explicitly overridden.
+    /// Refuse an exposed address unless protected or explicitly overridden,
+    /// and malformed [`EndpointConfig::allowed_hosts`].
     pub fn check(&self) -> Result<(), ServeError> {
+        HostCheck::new(&self.allowed_hosts)?;
         match check_listen(self.listen, self.is_protected()) {
             Err(e) if self.i_understand_the_risk => {
                 tracing::warn!(
@@ -295,6 +326,8 @@ pub async fn start(config: &EndpointConfig, app: Router) -> Result<RunningServer
         let auth = Authenticator::new(&config.auth).map_err(ServeError::Security)?;
         app.layer(axum::middleware::from_fn_with_state(auth, require_auth))
     };
+    // Outermost: a rebinding page gets 421, not a password prompt.
+    let app = guard_host(app, config.listen, HostCheck::new(&config.allowed_hosts)?);
     let addr = config.listen;
     let listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|_| l))
@@ -350,7 +383,7 @@ mod tests {
     async fn get_raw(addr: SocketAddr, path: &str, accept: &str) -> String {
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: x\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
         );
         s.write_all(req.as_bytes()).await.unwrap();
         let mut out = String::new();

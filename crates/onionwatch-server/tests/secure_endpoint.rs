@@ -120,6 +120,7 @@ async fn tls_mtls_bearer_and_basic_succeed_with_credentials_and_fail_without() {
             }],
         },
         i_understand_the_risk: false,
+        allowed_hosts: Vec::new(),
     };
     let registry = Arc::new(Registry::default());
     registry.register(Arc::new(Up));
@@ -268,4 +269,132 @@ async fn plain_loopback_serves_and_exposed_addresses_need_tls_and_auth() {
         ..exposed
     };
     overridden.check().unwrap();
+}
+
+/// `GET path` with these header lines: (status, body).
+fn raw_get(addr: std::net::SocketAddr, target: &str, headers: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {target} HTTP/1.1\r\n{headers}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let status = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+    (status, body.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_endpoint_answers_only_host_names_that_cannot_be_rebound() {
+    let registry = Arc::new(Registry::default());
+    registry.register(Arc::new(Up));
+    let config = EndpointConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        allowed_hosts: vec!["metrics.example.org".into()],
+        ..EndpointConfig::default()
+    };
+    let server = start(&config, router(registry)).await.unwrap();
+    let addr = server.local_addr();
+    let port = addr.port();
+    let ask = move |target: &'static str, headers: String| {
+        tokio::task::spawn_blocking(move || raw_get(addr, target, &headers))
+    };
+    let host = |h: &str| format!("Host: {h}\r\n");
+    let cases = [
+        ("/metrics", host(&format!("evil.example:{port}")), 421),
+        ("/healthz", host("evil.example"), 421),
+        ("/metrics", host(&format!("localhost:{port}")), 200),
+        ("/metrics", host(&format!("127.0.0.1:{port}")), 200),
+        ("/metrics", host(&format!("[::1]:{port}")), 200),
+        ("/metrics", host("metrics.example.org"), 200),
+        (
+            "/metrics",
+            host("x4xvn4hk3mjfmzo6cb2ttmfatnelrm7pxw2oqgkk7ejf3zdvu4ilwqad.onion"),
+            200,
+        ),
+        (
+            "/metrics",
+            format!("{}{}", host("localhost"), host("evil.example")),
+            400,
+        ),
+        ("http://evil.example/metrics", host("localhost"), 421),
+        ("/metrics", String::new(), 200),
+    ];
+    for (target, headers, want) in cases {
+        let (status, body) = ask(target, headers.clone()).await.unwrap();
+        assert_eq!(status, want, "{target} {headers:?}: {body}");
+        if want == 421 {
+            assert!(
+                body.contains("does not answer to the host name \"evil.example")
+                    && body.contains("DNS rebinding")
+                    && body.contains("--allowed-host"),
+                "{body}"
+            );
+        }
+    }
+    server.shutdown(Duration::from_secs(5)).await.unwrap();
+
+    let bad = EndpointConfig {
+        allowed_hosts: vec!["metrics.example.org:443".into()],
+        ..config
+    };
+    let err = bad.check().unwrap_err();
+    assert!(err.to_string().contains("invalid allowed host"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_loopback_the_host_check_applies_only_to_configured_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let server_ca = ca("server ca");
+    let (cert, key) = leaf(dir.path(), "server", &server_ca, false);
+    let ca_pem = write_ca(dir.path(), "server", &server_ca);
+    let registry = Arc::new(Registry::default());
+    registry.register(Arc::new(Up));
+    let open = EndpointConfig {
+        // Off loopback: every interface, on a free port, for this test only.
+        listen: "0.0.0.0:0".parse().unwrap(),
+        tls: Some(TlsConfig {
+            cert,
+            key,
+            client_ca: None,
+        }),
+        auth: AuthConfig {
+            bearer_token_sha256: vec![sha_hex("scrape-token")],
+            ..AuthConfig::default()
+        },
+        ..EndpointConfig::default()
+    };
+    let named = EndpointConfig {
+        allowed_hosts: vec!["metrics.example.org".into()],
+        ..open.clone()
+    };
+    let mut got = Vec::new();
+    for config in [open, named] {
+        let server = start(&config, router(registry.clone())).await.unwrap();
+        let port = server.local_addr().port();
+        let url = format!("https://localhost:{port}/metrics");
+        let resolve = format!("localhost:{port}:127.0.0.1");
+        let ca = ca_pem.to_str().unwrap().to_owned();
+        let fetch = |host: &str| {
+            let host = format!("Host: {host}");
+            let args = [
+                "--resolve",
+                &resolve,
+                "--cacert",
+                &ca,
+                "-H",
+                "Authorization: Bearer scrape-token",
+                "-H",
+                &host,
+            ];
+            tokio::task::block_in_place(|| curl(&url, &args))
+        };
+        got.push((fetch("evil.example"), fetch("metrics.example.org")));
+        server.shutdown(Duration::from_secs(5)).await.unwrap();
+    }
+    assert_eq!(got, [(200, 200), (421, 200)]);
 }

@@ -36,3 +36,27 @@ fn tls_needs_both_certificate_and_key() {
         .unwrap();
     assert_eq!(out.status.code(), Some(3), "a usage error");
 }
+
+#[test]
+fn allowed_host_names_reach_the_endpoint_and_are_checked() {
+    let out = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+        .args([
+            "watch",
+            "--metrics-port",
+            "p=127.0.0.1:9",
+            "--listen",
+            "127.0.0.1:0",
+            "--allowed-host",
+            "metrics.example.org",
+            "--allowed-host",
+            "metrics.example.org:443",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid allowed host \"metrics.example.org:443\""),
+        "{err}"
+    );
+}

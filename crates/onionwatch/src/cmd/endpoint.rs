@@ -27,6 +27,12 @@ pub struct EndpointArgs {
     /// anyway. Anyone reaching it reads your tor metrics: logged loudly.
     #[arg(long)]
     pub i_understand_the_risk: bool,
+    /// Also answer requests for this host name (repeatable), e.g. a reverse
+    /// proxy's. Against DNS rebinding the endpoint answers only `localhost`,
+    /// IP addresses and `.onion` names otherwise (421 for other names); off
+    /// loopback any name is answered unless this is given.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    pub allowed_hosts: Vec<String>,
 }
 
 impl EndpointArgs {
@@ -54,6 +60,7 @@ impl EndpointArgs {
             tls,
             auth,
             i_understand_the_risk: self.i_understand_the_risk,
+            allowed_hosts: self.allowed_hosts.clone(),
         };
         config.check()?;
         Ok(config)
