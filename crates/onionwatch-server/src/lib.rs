@@ -27,6 +27,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 mod host;
@@ -216,12 +217,18 @@ pub struct EndpointConfig {
     /// Address to listen on.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// Serve HTTPS with these files (reloaded by [`RunningServer::reload_tls`]).
+    /// Serve HTTPS with these files (reloaded by [`RunningServer::reload`]).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
     /// Credentials required for everything but `/healthz`.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// The YAML file `auth` is read from ([`EndpointConfig::load_auth_file`]);
+    /// [`RunningServer::reload`] reads it again. With a file, authentication
+    /// stays in place even while it holds no credential, so a reload can
+    /// add some.
+    #[serde(default)]
+    pub auth_file: Option<PathBuf>,
     /// Listen on a non-loopback address without TLS and authentication
     /// anyway. Logged loudly at every start.
     #[serde(default)]
@@ -246,6 +253,7 @@ impl Default for EndpointConfig {
             listen: default_listen(),
             tls: None,
             auth: AuthConfig::default(),
+            auth_file: None,
             i_understand_the_risk: false,
             allowed_hosts: Vec::new(),
         }
@@ -258,6 +266,14 @@ impl EndpointConfig {
         self.tls
             .as_ref()
             .is_some_and(|t| t.client_ca.is_some() || !self.auth.is_empty())
+    }
+
+    /// Fill `auth` from `auth_file`, if set.
+    pub fn load_auth_file(&mut self) -> Result<(), SecurityError> {
+        if let Some(path) = &self.auth_file {
+            self.auth = AuthConfig::from_file(path)?;
+        }
+        Ok(())
     }
 
     /// Refuse an exposed address unless protected or explicitly overridden,
@@ -277,12 +293,40 @@ impl EndpointConfig {
     }
 }
 
+/// What [`RunningServer::reload`] could not reload (the old settings stay
+/// for those).
+#[derive(Debug, thiserror::Error)]
+pub struct ReloadError {
+    /// Why the TLS files were not reloaded.
+    pub tls: Option<Box<SecurityError>>,
+    /// Why the auth file was not reloaded.
+    pub auth: Option<Box<SecurityError>>,
+}
+
+impl std::fmt::Display for ReloadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut sep = "";
+        if let Some(e) = &self.tls {
+            write!(f, "TLS not reloaded, keeping the old certificate: {e}")?;
+            sep = "; ";
+        }
+        if let Some(e) = &self.auth {
+            write!(
+                f,
+                "{sep}credentials not reloaded, keeping the old ones: {e}"
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// A server started by [`start`].
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,
     handle: axum_server::Handle<SocketAddr>,
     tls: Option<(TlsConfig, axum_server::tls_rustls::RustlsConfig)>,
+    auth: Option<(PathBuf, Authenticator)>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -292,12 +336,34 @@ impl RunningServer {
         self.addr
     }
 
-    /// Re-read the TLS files (on SIGHUP); existing connections keep theirs.
-    /// A broken new file leaves the old configuration in place.
-    pub fn reload_tls(&self) -> Result<(), SecurityError> {
+    /// Re-read the TLS files and the auth file (on SIGHUP). Each one that
+    /// cannot be used leaves its old configuration in place; the error says
+    /// which. Existing connections keep their certificate; credentials apply
+    /// from the next request (cached successes of the old ones are dropped).
+    pub fn reload(&self) -> Result<(), ReloadError> {
+        let error = ReloadError {
+            tls: self.reload_tls().err().map(Box::new),
+            auth: self.reload_auth().err().map(Box::new),
+        };
+        if error.tls.is_none() && error.auth.is_none() {
+            Ok(())
+        } else {
+            Err(error)
+        }
+    }
+
+    fn reload_tls(&self) -> Result<(), SecurityError> {
         if let Some((files, rustls)) = &self.tls {
             rustls.reload_from_config(server_config(files)?);
             tracing::info!(cert = %files.cert.display(), "reloaded TLS certificate");
+        }
+        Ok(())
+    }
+
+    fn reload_auth(&self) -> Result<(), SecurityError> {
+        if let Some((path, auth)) = &self.auth {
+            auth.reload(&AuthConfig::from_file(path)?)?;
+            tracing::info!(file = %path.display(), "reloaded credentials");
         }
         Ok(())
     }
@@ -320,12 +386,20 @@ impl RunningServer {
 /// authentication as configured.
 pub async fn start(config: &EndpointConfig, app: Router) -> Result<RunningServer, ServeError> {
     config.check()?;
-    let app = if config.auth.is_empty() {
-        app
+    // With an auth file the check stays in place, so a reload can add credentials.
+    let auth = if config.auth.is_empty() && config.auth_file.is_none() {
+        None
     } else {
-        let auth = Authenticator::new(&config.auth).map_err(ServeError::Security)?;
-        app.layer(axum::middleware::from_fn_with_state(auth, require_auth))
+        Some(Authenticator::new(&config.auth).map_err(ServeError::Security)?)
     };
+    let app = match &auth {
+        None => app,
+        Some(auth) => app.layer(axum::middleware::from_fn_with_state(
+            auth.clone(),
+            require_auth,
+        )),
+    };
+    let auth = auth.and_then(|a| config.auth_file.clone().map(|path| (path, a)));
     // Outermost: a rebinding page gets 421, not a password prompt.
     let app = guard_host(app, config.listen, HostCheck::new(&config.allowed_hosts)?);
     let addr = config.listen;
@@ -362,6 +436,7 @@ pub async fn start(config: &EndpointConfig, app: Router) -> Result<RunningServer
         addr: local,
         handle,
         tls,
+        auth,
         task,
     })
 }

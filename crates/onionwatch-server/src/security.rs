@@ -66,6 +66,23 @@ impl AuthConfig {
     pub fn is_empty(&self) -> bool {
         self.bearer_token_sha256.is_empty() && self.basic.is_empty()
     }
+
+    /// Read an auth file (YAML of this structure) and check its hashes.
+    pub fn from_file(path: &Path) -> Result<AuthConfig, SecurityError> {
+        let text = read("auth file", path)?;
+        let config: AuthConfig = std::str::from_utf8(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_saphyr::from_str(t).map_err(|e| e.to_string()))
+            .map_err(|detail| SecurityError::AuthFile {
+                path: path.to_owned(),
+                detail,
+            })?;
+        Credentials::new(&config).map_err(|e| SecurityError::AuthFile {
+            path: path.to_owned(),
+            detail: e.to_string(),
+        })?;
+        Ok(config)
+    }
 }
 
 /// Why TLS or authentication settings are unusable.
@@ -96,6 +113,18 @@ pub enum SecurityError {
     /// rustls refused the combination.
     #[error("TLS configuration rejected: {0}")]
     Tls(String),
+    /// An auth file is not valid YAML of [`AuthConfig`].
+    #[error(
+        "invalid auth file {}: {detail} (expected `bearer_token_sha256: [HEX…]` and/or \
+         `basic: [{{username: U, password_bcrypt: '$2…'}}]`)",
+        path.display()
+    )]
+    AuthFile {
+        /// Its path.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// A reload would turn authentication off.
     #[error(
         "the new credentials are empty: reloading them would turn authentication off, so the old \

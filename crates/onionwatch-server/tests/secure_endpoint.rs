@@ -119,6 +119,7 @@ async fn tls_mtls_bearer_and_basic_succeed_with_credentials_and_fail_without() {
                 password_bcrypt: bcrypt::hash("hunter2", 4).unwrap(),
             }],
         },
+        auth_file: None,
         i_understand_the_risk: false,
         allowed_hosts: Vec::new(),
     };
@@ -197,7 +198,7 @@ async fn tls_mtls_bearer_and_basic_succeed_with_credentials_and_fail_without() {
     let (new_cert, new_key) = leaf(d, "server-new", &new_ca, false);
     std::fs::copy(&new_cert, &cert).unwrap();
     std::fs::copy(&new_key, &key).unwrap();
-    server.reload_tls().unwrap();
+    server.reload().unwrap();
     let new_ca_pem = write_ca(d, "new-server", &new_ca);
     let fetch = |ca: &Path| {
         let ca = ca.to_str().unwrap();
@@ -397,4 +398,78 @@ async fn off_loopback_the_host_check_applies_only_to_configured_names() {
         server.shutdown(Duration::from_secs(5)).await.unwrap();
     }
     assert_eq!(got, [(200, 200), (421, 200)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_rereads_the_auth_file_and_keeps_the_old_credentials_when_it_is_broken() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("auth.yaml");
+    let write = |tokens: &[&str], user: &str, password: &str| {
+        let tokens: String = tokens
+            .iter()
+            .map(|t| format!("  - {}\n", sha_hex(t)))
+            .collect();
+        let hash = bcrypt::hash(password, 4).unwrap();
+        std::fs::write(
+            &file,
+            format!(
+                "bearer_token_sha256:\n{tokens}basic:\n  - username: {user}\n    password_bcrypt: '{hash}'\n"
+            ),
+        )
+        .unwrap();
+    };
+    write(&["old-token"], "old-user", "old-pw");
+    let mut config = EndpointConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        auth_file: Some(file.clone()),
+        ..EndpointConfig::default()
+    };
+    config.load_auth_file().unwrap();
+    let registry = Arc::new(Registry::default());
+    registry.register(Arc::new(Up));
+    let server = start(&config, router(registry)).await.unwrap();
+    let url = format!("http://{}/metrics", server.local_addr());
+    let status = |args: &[&str]| {
+        let args: Vec<&str> = args.to_vec();
+        tokio::task::block_in_place(|| curl(&url, &args))
+    };
+    let bearer = |t: &str| format!("Authorization: Bearer {t}");
+    let (old_token, new_token) = (bearer("old-token"), bearer("new-token"));
+    let all = |status: &dyn Fn(&[&str]) -> i32| {
+        [
+            status(&["-H", &old_token]),
+            status(&["-u", "old-user:old-pw"]),
+            status(&["-H", &new_token]),
+            status(&["-u", "new-user:new-pw"]),
+        ]
+    };
+    // The old basic credentials are cached by now.
+    assert_eq!(all(&status), [200, 200, 401, 401]);
+
+    write(&["new-token"], "new-user", "new-pw");
+    server.reload().unwrap();
+    assert_eq!(all(&status), [401, 401, 200, 200]);
+
+    // Broken files: the error names the file, the credentials stay.
+    for broken in [
+        "bearer_token_sha256: [not-hex]\n",
+        "basic: {username: [\n",
+        "unknown_field: 1\n",
+        "{}\n",
+    ] {
+        std::fs::write(&file, broken).unwrap();
+        let err = server.reload().unwrap_err();
+        assert!(err.tls.is_none(), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("credentials not reloaded, keeping the old ones"),
+            "{err}"
+        );
+        assert_eq!(all(&status), [401, 401, 200, 200], "after {broken:?}");
+    }
+    std::fs::remove_file(&file).unwrap();
+    let err = server.reload().unwrap_err();
+    assert!(err.to_string().contains("auth.yaml"), "{err}");
+    assert_eq!(all(&status), [401, 401, 200, 200]);
+    server.shutdown(Duration::from_secs(5)).await.unwrap();
 }

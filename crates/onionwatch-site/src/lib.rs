@@ -287,7 +287,7 @@ impl RunningSite {
         &self.follower
     }
 
-    /// The endpoint (to reload its TLS certificate on SIGHUP).
+    /// The endpoint (to reload its TLS certificate and auth file on SIGHUP).
     pub fn server(&self) -> &RunningServer {
         &self.server
     }

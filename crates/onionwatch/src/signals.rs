@@ -85,16 +85,16 @@ impl Signals {
     }
 }
 
-/// Serve `site` until SIGINT or SIGTERM, reloading its TLS certificate on
-/// each SIGHUP meanwhile, then stop it in order.
+/// Serve `site` until SIGINT or SIGTERM, reloading its TLS certificate and
+/// auth file on each SIGHUP meanwhile, then stop it in order.
 pub async fn serve_until_stopped(site: RunningSite) -> Result<ExitCode> {
     let signals = Signals::with_hangup()?;
     loop {
         tokio::select! {
             _ = signals.stop() => break,
             _ = signals.hangup() => {
-                if let Err(e) = site.server().reload_tls() {
-                    tracing::error!("TLS not reloaded, keeping the old certificate: {e}");
+                if let Err(e) = site.server().reload() {
+                    tracing::error!("SIGHUP: {e}");
                 }
             }
         }

@@ -60,3 +60,105 @@ fn allowed_host_names_reach_the_endpoint_and_are_checked() {
         "{err}"
     );
 }
+
+/// `GET /metrics` with this `Authorization`: the status code (0 if none).
+fn metrics_status(addr: std::net::SocketAddr, authorization: &str) -> u16 {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return 0;
+    };
+    let _ = s.set_read_timeout(Some(std::time::Duration::from_secs(10)));
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {authorization}\r\nConnection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+/// Write an auth file accepting `token` (`old-token` or `new-token`).
+fn token_file(path: &std::path::Path, token: &str) {
+    // `printf %s TOKEN | sha256sum`
+    let hex = match token {
+        "old-token" => "9bdf10a691a1cfda89d9ff66629d1609ab176cec9b6a3146a8929f28937a9fce",
+        "new-token" => "348e9df2a42bd6e3c6356ca9c95c5f1fe9a6b3e5cd25f4ae58df0f09049c3209",
+        _ => unreachable!("{token}"),
+    };
+    std::fs::write(path, format!("bearer_token_sha256: [{hex}]\n")).unwrap();
+}
+
+#[test]
+fn sighup_rereads_the_auth_file_and_a_broken_one_keeps_the_old_credentials() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    use onionwatch_test_support as support;
+
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.yaml");
+    let log = dir.path().join("access.log");
+    std::fs::write(&log, "").unwrap();
+    token_file(&auth, "old-token");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+        .args(["logs", "--listen", "127.0.0.1:0", "--project", "shop"])
+        .arg("--auth-file")
+        .arg(&auth)
+        .arg(&log)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let running = support::Running(child);
+    let pid = running.0.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = l.split("serving http://").nth(1) {
+                let _ = tx.send(Ok(rest.trim_end_matches("/metrics").to_string()));
+            } else {
+                let _ = tx.send(Err(l));
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let addr: std::net::SocketAddr = loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(addr)) => break addr.parse().unwrap(),
+            Ok(Err(line)) => lines.push(line),
+            Err(e) => panic!("onionwatch logs printed no address ({e}): {lines:?}"),
+        }
+    };
+    let hup = || {
+        // SAFETY: kill(2) on our own child's pid has no memory effects.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    };
+    assert_eq!(metrics_status(addr, "Bearer old-token"), 200);
+    assert_eq!(metrics_status(addr, "Bearer new-token"), 401);
+
+    token_file(&auth, "new-token");
+    hup();
+    // The reload happens when the process gets to the signal.
+    support::wait_for(Duration::from_secs(30), || {
+        (metrics_status(addr, "Bearer new-token") == 200).then_some(())
+    })
+    .expect("the new token is accepted after SIGHUP");
+    assert_eq!(metrics_status(addr, "Bearer old-token"), 401);
+
+    std::fs::write(&auth, "bearer_token_sha256: [not-hex]\n").unwrap();
+    hup();
+    let logged = loop {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(Err(line)) if line.contains("credentials not reloaded") => break line,
+            Ok(_) => {}
+            Err(e) => panic!("no reload error logged ({e})"),
+        }
+    };
+    assert!(logged.contains("auth.yaml"), "{logged}");
+    assert_eq!(metrics_status(addr, "Bearer new-token"), 200);
+    assert_eq!(metrics_status(addr, "Bearer old-token"), 401);
+    drop(running);
+}

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
 use onionwatch_server::{AuthConfig, EndpointConfig, TlsConfig};
 
@@ -20,7 +20,8 @@ pub struct EndpointArgs {
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
     /// YAML file of accepted credentials: `bearer_token_sha256: [HEX…]` and/or
-    /// `basic: [{username: U, password_bcrypt: '$2…'}]`.
+    /// `basic: [{username: U, password_bcrypt: '$2…'}]` (re-read on SIGHUP;
+    /// a broken file keeps the old credentials).
     #[arg(long, value_name = "FILE")]
     pub auth_file: Option<PathBuf>,
     /// Serve on a non-loopback address without TLS and authentication
@@ -38,15 +39,6 @@ pub struct EndpointArgs {
 impl EndpointArgs {
     /// The endpoint configuration for `listen`, checked.
     pub fn config(&self, listen: SocketAddr) -> Result<EndpointConfig> {
-        let auth = match &self.auth_file {
-            None => AuthConfig::default(),
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read the auth file {}", path.display()))?;
-                serde_saphyr::from_str(&text)
-                    .with_context(|| format!("invalid auth file {}", path.display()))?
-            }
-        };
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsConfig {
                 cert: cert.clone(),
@@ -55,13 +47,15 @@ impl EndpointArgs {
             }),
             _ => None,
         };
-        let config = EndpointConfig {
+        let mut config = EndpointConfig {
             listen,
             tls,
-            auth,
+            auth: AuthConfig::default(),
+            auth_file: self.auth_file.clone(),
             i_understand_the_risk: self.i_understand_the_risk,
             allowed_hosts: self.allowed_hosts.clone(),
         };
+        config.load_auth_file()?;
         config.check()?;
         Ok(config)
     }

@@ -189,8 +189,8 @@ pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
                     Ok(()) => tracing::info!("SIGHUP: configuration reloaded"),
                     Err(e) => tracing::error!("SIGHUP: configuration not reloaded, keeping the old one: {e:#}"),
                 }
-                if let Err(e) = server.as_ref().map_or(Ok(()), |s| s.reload_tls()) {
-                    tracing::error!("TLS not reloaded, keeping the old certificate: {e}");
+                if let Err(e) = server.as_ref().map_or(Ok(()), |s| s.reload()) {
+                    tracing::error!("SIGHUP: {e}");
                 }
             }
             stop = signals.stop() => {
