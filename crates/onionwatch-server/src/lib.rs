@@ -223,6 +223,25 @@ impl Default for EndpointConfig {
 }
 
 impl EndpointConfig {
+    /// The endpoint on `listen`, with TLS if given and the credentials of
+    /// `auth_file` (none if `None`), checked (see [`EndpointConfig::check`]).
+    pub fn new(
+        listen: SocketAddr,
+        tls: Option<TlsConfig>,
+        auth_file: Option<&std::path::Path>,
+        i_understand_the_risk: bool,
+    ) -> Result<EndpointConfig, ServeError> {
+        let auth = auth_file.map(AuthConfig::load).transpose()?;
+        let config = EndpointConfig {
+            listen,
+            tls,
+            auth: auth.unwrap_or_default(),
+            i_understand_the_risk,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
     /// TLS plus either credentials or client certificates.
     pub fn is_protected(&self) -> bool {
         self.tls
