@@ -171,6 +171,19 @@ impl TestNetwork {
         self.nodes.iter_mut().try_for_each(TorNode::check_alive)
     }
 
+    /// Keep the network running until `stop` completes, looking every second
+    /// whether a tor died (`Err(NodeDied)` then, as [`TestNetwork::check_alive`]).
+    pub async fn run_until(&mut self, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                _ = tick.tick() => self.check_alive()?,
+            }
+        }
+    }
+
     /// Kill every tor and stop the backends (what `Drop` does, made explicit).
     pub fn shutdown(mut self) {
         self.nodes.iter_mut().for_each(TorNode::kill);

@@ -150,17 +150,12 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
         }
     }
 
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = signals.stop() => break,
-            _ = tick.tick() => {
-                if let Err(e) = net.check_alive() {
-                    return Err(e).context("the test network broke");
-                }
-            }
-        }
-    }
+    let stop = async {
+        signals.stop().await;
+    };
+    net.run_until(stop)
+        .await
+        .context("the test network broke")?;
     tracing::info!("stopping the private Tor network");
     net.shutdown();
     Ok(ExitCode::SUCCESS)
