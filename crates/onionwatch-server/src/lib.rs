@@ -9,6 +9,8 @@
 //! Metrics derived from tor's MetricsPort can help deanonymise Tor users, so
 //! [`check_listen`] refuses any address that is not loopback unless the
 //! caller states the endpoint is protected (TLS and authentication).
+//! [`EndpointConfig::new`] assembles and checks an endpoint from a listen
+//! address, TLS files and an auth file ([`AuthConfig::load`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), onionwatch_server::ServeError> {
