@@ -40,11 +40,7 @@ pub struct DemoArgs {
 pub async fn run(args: DemoArgs) -> Result<ExitCode> {
     let signals = Signals::install()?;
     // Fail before spending 30 s on tor if the port is taken or not loopback.
-    let endpoint = EndpointConfig {
-        listen: args.listen,
-        ..EndpointConfig::default()
-    };
-    endpoint.check()?;
+    let endpoint = EndpointConfig::new(args.listen, None, None, false)?;
 
     tracing::info!("starting the private Tor network (15-40 s)");
     let net = tokio::select! {
