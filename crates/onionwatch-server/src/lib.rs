@@ -9,6 +9,8 @@
 //! Metrics derived from tor's MetricsPort can help deanonymise Tor users, so
 //! [`check_listen`] refuses any address that is not loopback unless the
 //! caller states the endpoint is protected (TLS and authentication).
+//! [`EndpointConfig::new`] assembles and checks an endpoint from a listen
+//! address, TLS files and an auth file ([`AuthConfig::load`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), onionwatch_server::ServeError> {
@@ -223,6 +225,25 @@ impl Default for EndpointConfig {
 }
 
 impl EndpointConfig {
+    /// The endpoint on `listen`, with TLS if given and the credentials of
+    /// `auth_file` (none if `None`), checked (see [`EndpointConfig::check`]).
+    pub fn new(
+        listen: SocketAddr,
+        tls: Option<TlsConfig>,
+        auth_file: Option<&std::path::Path>,
+        i_understand_the_risk: bool,
+    ) -> Result<EndpointConfig, ServeError> {
+        let auth = auth_file.map(AuthConfig::load).transpose()?;
+        let config = EndpointConfig {
+            listen,
+            tls,
+            auth: auth.unwrap_or_default(),
+            i_understand_the_risk,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
     /// TLS plus either credentials or client certificates.
     pub fn is_protected(&self) -> bool {
         self.tls

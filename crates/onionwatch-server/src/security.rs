@@ -59,6 +59,19 @@ pub struct AuthConfig {
 }
 
 impl AuthConfig {
+    /// Read the YAML file of accepted credentials at `path`.
+    pub fn load(path: &Path) -> Result<AuthConfig, SecurityError> {
+        let path_buf = || path.to_owned();
+        let text = std::fs::read_to_string(path).map_err(|source| SecurityError::AuthRead {
+            path: path_buf(),
+            source,
+        })?;
+        serde_saphyr::from_str(&text).map_err(|e| SecurityError::AuthInvalid {
+            path: path_buf(),
+            source: Box::new(e),
+        })
+    }
+
     /// `true` when no credential is configured (authentication off).
     pub fn is_empty(&self) -> bool {
         self.bearer_token_sha256.is_empty() && self.basic.is_empty()
@@ -93,6 +106,23 @@ pub enum SecurityError {
     /// rustls refused the combination.
     #[error("TLS configuration rejected: {0}")]
     Tls(String),
+    /// The auth file could not be read.
+    #[error("cannot read the auth file {}", path.display())]
+    AuthRead {
+        /// Its path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The auth file is not a valid credentials list (`bearer_token_sha256`,
+    /// `basic`).
+    #[error("invalid auth file {}", path.display())]
+    AuthInvalid {
+        /// Its path.
+        path: PathBuf,
+        /// The YAML error (boxed: it is large).
+        source: Box<serde_saphyr::Error>,
+    },
     /// A configured hash is malformed.
     #[error("invalid {what}: {detail}")]
     Hash {
@@ -297,6 +327,27 @@ mod tests {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
+    }
+
+    #[test]
+    fn auth_file_loads_and_says_which_file_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.yaml");
+        std::fs::write(&path, "bearer_token_sha256: [ab]\n").unwrap();
+        let auth = AuthConfig::load(&path).unwrap();
+        assert_eq!(auth.bearer_token_sha256, ["ab"]);
+
+        let missing = AuthConfig::load(&dir.path().join("none.yaml")).unwrap_err();
+        assert!(
+            matches!(missing, SecurityError::AuthRead { .. }),
+            "{missing}"
+        );
+        std::fs::write(&path, "bearer: [ab]\n").unwrap();
+        let invalid = AuthConfig::load(&path).unwrap_err();
+        assert_eq!(
+            invalid.to_string(),
+            format!("invalid auth file {}", path.display())
+        );
     }
 
     #[test]

@@ -65,6 +65,43 @@ pub struct NetworkInfo {
     pub dir: PathBuf,
 }
 
+/// The endpoints as lines for people (`onionwatch testnet up`'s text
+/// output), ending with a curl command through the first onion service.
+impl std::fmt::Display for NetworkInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "private Tor network ready (data in {})",
+            self.dir.display()
+        )?;
+        writeln!(f, "client SOCKS:    {}", self.client.socks)?;
+        let (control, cookie) = (self.client.control, self.client.cookie.display());
+        writeln!(f, "client control:  {control} (cookie {cookie})")?;
+        for o in &self.onions {
+            writeln!(f, "onion service:   {}", o.address)?;
+            let cookie = o.cookie.display();
+            writeln!(
+                f,
+                "  tor {}: control {} (cookie {cookie})",
+                o.tor, o.control
+            )?;
+            if let Some(m) = o.metrics {
+                writeln!(f, "  MetricsPort:   http://{m}/metrics")?;
+            }
+            writeln!(f, "  backend:       {}", o.backend)?;
+        }
+        if let Some(first) = self.onions.first() {
+            let socks = self.client.socks;
+            writeln!(
+                f,
+                "try: curl --socks5-hostname {socks} http://{}/",
+                first.address
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// A running private Tor network. Dropping it kills every tor it started.
 #[derive(Debug)]
 pub struct TestNetwork {
@@ -132,6 +169,19 @@ impl TestNetwork {
     /// `Err(NodeDied)` naming the first tor that has exited.
     pub fn check_alive(&mut self) -> Result<()> {
         self.nodes.iter_mut().try_for_each(TorNode::check_alive)
+    }
+
+    /// Keep the network running until `stop` completes, looking every second
+    /// whether a tor died (`Err(NodeDied)` then, as [`TestNetwork::check_alive`]).
+    pub async fn run_until(&mut self, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => return Ok(()),
+                _ = tick.tick() => self.check_alive()?,
+            }
+        }
     }
 
     /// Kill every tor and stop the backends (what `Drop` does, made explicit).

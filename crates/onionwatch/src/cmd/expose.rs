@@ -101,10 +101,7 @@ pub async fn scrape_gateway(args: ScrapeGatewayArgs) -> Result<ExitCode> {
         .with_context(|| format!("parse {}", args.client_key_file.display()))?;
     let tor = args.tor.connect().await?;
     let proxy = ScrapeProxy::new(&tor, args.socks_port, &address, args.port, Some(&key)).await?;
-    let config = EndpointConfig {
-        listen: args.listen,
-        ..EndpointConfig::default()
-    };
+    let config = EndpointConfig::new(args.listen, None, None, false)?;
     let server = start(&config, proxy.router()).await?;
     outln!(
         "scrape http://{}/metrics to reach {address}.onion through tor",

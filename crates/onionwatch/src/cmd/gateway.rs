@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use onionwatch_gateway::{Config, Gateway, ListenAddr, ProxyProtocol, UpstreamAddr};
+use onionwatch_gateway::{Config, Gateway, ListenAddr};
 use onionwatch_server::Registry;
 use onionwatch_tor::control::ControlAddr;
 
@@ -87,50 +87,34 @@ impl GatewayArgs {
             None => Config::default(),
         };
         if let Some(v) = &self.listen {
-            c.listen = v
-                .parse::<ListenAddr>()
-                .map_err(anyhow::Error::msg)
-                .context("--listen")?;
+            c.listen = parse(v, "--listen")?;
         }
         if let Some(v) = &self.upstream {
-            c.upstream = v
-                .parse::<UpstreamAddr>()
-                .map_err(anyhow::Error::msg)
-                .context("--upstream")?;
+            c.upstream = parse(v, "--upstream")?;
         }
         if let Some(v) = &self.proxy_protocol {
-            c.proxy_protocol = v.parse::<ProxyProtocol>().map_err(anyhow::Error::msg)?;
+            c.proxy_protocol = parse(v, "--proxy-protocol")?;
         }
-        if let Some(v) = &self.header_name {
-            c.header_name = v.clone();
-        }
+        set(&mut c.header_name, &self.header_name);
         c.send_proxy_header |= self.send_proxy_header;
-        if let Some(v) = self.rate {
-            c.limits.rate = v;
-        }
-        if let Some(v) = self.burst {
-            c.limits.burst = v;
-        }
-        if let Some(v) = self.max_conns_per_circuit {
-            c.limits.max_connections_per_circuit = v;
-        }
-        if let Some(v) = self.max_requests_per_circuit {
-            c.limits.max_requests_per_circuit = v;
-        }
-        if let Some(v) = self.header_timeout {
-            c.header_timeout_secs = v;
-        }
+        set(&mut c.limits.rate, &self.rate);
+        set(&mut c.limits.burst, &self.burst);
+        set(
+            &mut c.limits.max_connections_per_circuit,
+            &self.max_conns_per_circuit,
+        );
+        set(
+            &mut c.limits.max_requests_per_circuit,
+            &self.max_requests_per_circuit,
+        );
+        set(&mut c.header_timeout_secs, &self.header_timeout);
         if let Some(v) = &self.control_port {
             c.escalation.control_port = Some(v.parse::<ControlAddr>().context("--control-port")?);
         }
         c.escalation.enabled |= self.close_abusive;
         c.escalation.dry_run |= self.dry_run;
-        if let Some(v) = self.abuse_rejections {
-            c.escalation.rejections = v;
-        }
-        if let Some(v) = self.abuse_window {
-            c.escalation.window_secs = v;
-        }
+        set(&mut c.escalation.rejections, &self.abuse_rejections);
+        set(&mut c.escalation.window_secs, &self.abuse_window);
         if let Some(v) = &self.metrics_listen {
             c.metrics_listen = Some(
                 v.parse::<SocketAddr>()
@@ -143,6 +127,25 @@ impl GatewayArgs {
                 source,
             })?;
         Ok(c)
+    }
+}
+
+/// A command-line value parsed with the gateway's own parser, the option named.
+fn parse<T>(value: &str, option: &str) -> Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display + std::fmt::Debug + Send + Sync + 'static,
+{
+    value
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .context(option.to_owned())
+}
+
+/// An option given on the command line overrides the file's value.
+fn set<T: Clone>(field: &mut T, option: &Option<T>) {
+    if let Some(v) = option {
+        *field = v.clone();
     }
 }
 

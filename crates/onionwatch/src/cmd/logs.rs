@@ -2,7 +2,7 @@
 //! them (and tor and onionbalance logs) and serve their metrics.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use clap::builder::TypedValueParser as _;
 use clap::{ArgGroup, Args, ValueEnum};
 use onionwatch_logs::access::LogFormat;
 use onionwatch_logs::analytics::AnalyticsConfig;
-use onionwatch_logs::follow::{FollowConfig, LogKind, Source};
+use onionwatch_logs::follow::{FollowConfig, Source};
 use onionwatch_logs::lines::DEFAULT_MAX_LINE;
 use onionwatch_logs::policy::{Action, PolicyConfig};
 use onionwatch_logs::tail::TailConfig;
@@ -184,39 +184,8 @@ pub async fn run(args: LogsArgs) -> Result<ExitCode> {
 /// Follow mode: tail the files, serve the metrics until SIGINT/SIGTERM.
 async fn follow(args: LogsArgs) -> Result<ExitCode> {
     let format = compile(&args.log_format)?;
-    if args.files.iter().any(|f| f == Path::new("-")) {
-        anyhow::bail!("standard input cannot be followed: use --once to read it");
-    }
-    let all = args
-        .files
-        .iter()
-        .chain(&args.tor_log)
-        .chain(&args.onionbalance_log);
-    if let Some(gz) = all
-        .into_iter()
-        .find(|f| f.extension().is_some_and(|e| e == "gz"))
-    {
-        anyhow::bail!(
-            "{} is compressed and cannot be followed: analyse rotated .gz files with --once, \
-             and follow the live log (e.g. nginx-access.log)",
-            gz.display()
-        );
-    }
     let project = args.project.clone().unwrap_or_default();
-    let mut sources = Vec::new();
-    for (kind, paths) in [
-        (LogKind::Access, &args.files),
-        (LogKind::Tor, &args.tor_log),
-        (LogKind::Onionbalance, &args.onionbalance_log),
-    ] {
-        for p in paths {
-            sources.push(Source {
-                project: project.clone(),
-                kind,
-                pattern: p.clone(),
-            });
-        }
-    }
+    let sources = Source::project(&project, &args.files, &args.tor_log, &args.onionbalance_log)?;
     let endpoint = args.endpoint.config(args.listen)?;
     let follow = FollowConfig {
         tail: TailConfig {
