@@ -10,12 +10,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use onionwatch_inside::targets::{Flags, Settings};
-use onionwatch_probe::{
-    Config as ProbeConfig, ProbeMetrics, Prober, Settings as ProbeSettings, Tor,
-};
+use onionwatch_probe::{Config as ProbeConfig, Event, ProbeMetrics, Runner, Tor};
 use onionwatch_server::EndpointConfig;
 use onionwatch_testnet::NetworkInfo;
 use onionwatch_tor::control::{Auth, ControlAddr};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::{Error, RunningSite, Site, SiteConfig};
@@ -51,35 +50,41 @@ pub async fn start(info: &NetworkInfo, config: DemoConfig) -> Result<RunningDemo
     for w in warnings {
         tracing::warn!("{w}");
     }
-    let targets = probe_config.targets()?;
     let control = ControlAddr::Tcp(info.client.control);
     let tor = Tor::connect(&control, Auth::default(), info.client.socks)
         .await
         .map_err(Error::ProbeTor)?;
     let metrics = Arc::new(ProbeMetrics::new());
     site.register(metrics.clone());
-    let settings = ProbeSettings::from_config(&probe_config);
-    let prober = Prober::new(Arc::new(tor), metrics, settings);
+    let mut runner = Runner::new(Arc::new(tor), metrics, probe_config)?;
 
     let site = site.serve().await?;
+    let (stop, stopped) = oneshot::channel::<()>();
     let probing = tokio::spawn(async move {
-        let mut round = 0;
-        loop {
-            round += 1;
-            let results = prober.run_round(&targets, round, None).await;
-            let ok = results.iter().filter(|r| r.reachable).count();
-            let probes = results.len();
-            tracing::info!(round, reachable = ok, probes, "probe round done");
-            prober.wait(interval as f64, false).await;
-        }
+        let _ = runner
+            .run(stopped, |event| {
+                if let Event::RoundDone { round, results } = event {
+                    let ok = results.iter().filter(|r| r.reachable).count();
+                    let probes = results.len();
+                    tracing::info!(round, reachable = ok, probes, "probe round done");
+                }
+                Ok::<_, std::convert::Infallible>(())
+            })
+            .await;
+        runner.shutdown().await;
     });
-    Ok(RunningDemo { site, probing })
+    Ok(RunningDemo {
+        site,
+        stop,
+        probing,
+    })
 }
 
 /// The serving demo; stop it with [`RunningDemo::stop`].
 #[derive(Debug)]
 pub struct RunningDemo {
     site: RunningSite,
+    stop: oneshot::Sender<()>,
     probing: JoinHandle<()>,
 }
 
@@ -91,7 +96,8 @@ impl RunningDemo {
 
     /// Stop probing, then the site.
     pub async fn stop(self) -> Result<(), Error> {
-        self.probing.abort();
+        let _ = self.stop.send(());
+        let _ = self.probing.await;
         self.site.stop().await
     }
 }
