@@ -9,6 +9,10 @@
 //!   both sides, streaming bodies, `Upgrade`/WebSocket tunnels;
 //! - adds `X-Onion-CircuitID: <decimal id>` upstream and removes any header
 //!   of that name the client sent (every spelling);
+//! - answers `400` without forwarding to a request with no `Host`, more
+//!   than one, or one that is not `host[:port]` (RFC 9112 §3.2). An HTTP/1.0
+//!   request without `Host` is refused too rather than given the upstream's
+//!   address, which would route it to the upstream's default virtual host;
 //! - limits each circuit (token bucket, connections, requests in flight),
 //!   answering `429` with `Retry-After`, and can escalate sustained abuse to
 //!   `CLOSECIRCUIT` on tor's control port (opt-in, logged, with cool-down);

@@ -207,6 +207,53 @@ async fn keep_alive_carries_several_requests_on_one_connection_each_side() {
 }
 
 #[tokio::test]
+async fn requests_with_duplicate_or_missing_host_get_400_and_are_not_forwarded() {
+    let env = start(|_| {}).await;
+    bounded(async {
+        for (request, why) in [
+            (
+                "GET / HTTP/1.1\r\nHost: a.onion\r\nHost: b.onion\r\n\r\n",
+                "more than one Host",
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: a.onion\r\nX-A: 1\r\nhost: a.onion\r\n\r\n",
+                "more than one Host",
+            ),
+            ("GET / HTTP/1.1\r\nX-A: 1\r\n\r\n", "without a Host"),
+            ("GET http://a.onion/ HTTP/1.1\r\n\r\n", "without a Host"),
+            ("GET / HTTP/1.0\r\n\r\n", "HTTP/1.0 request without a Host"),
+            (
+                "GET / HTTP/1.1\r\nHost: user@a.onion\r\n\r\n",
+                "not a valid",
+            ),
+        ] {
+            let mut c = Client::tcp(&env.addr, Some(14)).await;
+            c.stream.write_all(request.as_bytes()).await.unwrap();
+            let r = c.response().await.expect("an answer");
+            assert_eq!(r.status, 400, "{request:?}: {}", r.text());
+            assert!(r.text().contains(why), "{request:?}: {}", r.text());
+            assert_eq!(c.until_closed().await, b"", "closed after the 400");
+        }
+        // One valid Host, in either version, is forwarded as before.
+        let mut c = Client::tcp(&env.addr, Some(14)).await;
+        c.stream
+            .write_all(b"GET /ten HTTP/1.0\r\nHost: a.onion\r\n\r\n")
+            .await
+            .unwrap();
+        let r = c.response().await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.echoed("host"), vec!["a.onion"]);
+    })
+    .await;
+    assert_eq!(
+        env.echo.requests(),
+        1,
+        "no invalid request reached the upstream"
+    );
+    assert_eq!(env.handle.metrics().responses(4), 6);
+}
+
+#[tokio::test]
 async fn request_and_response_bodies_stream_without_buffering() {
     let env = start(|_| {}).await;
     bounded(async {

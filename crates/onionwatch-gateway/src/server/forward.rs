@@ -21,7 +21,7 @@ use crate::limiter::ConnGuard;
 use crate::metrics::RejectReason;
 use crate::timer::LazySleep;
 
-use super::headers::clean_headers;
+use super::headers::{clean_headers, host_problem};
 use super::{stopped, Settings, Shared};
 
 /// One client connection: its circuit and its upstream connection.
@@ -81,6 +81,20 @@ impl ConnCtx {
             None => None,
         };
 
+        if let Some(text) = host_problem(req.version(), req.headers()) {
+            metrics.response(400);
+            tracing::debug!(
+                circuit = self.circuit,
+                "request refused: {}",
+                text.trim_end()
+            );
+            let mut r = plain(StatusCode::BAD_REQUEST, text);
+            // Nothing of it was forwarded; what follows on this connection
+            // comes from a client we no longer trust to frame requests.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
         let headers = req.headers_mut();
         let upgrade = clean_headers(headers, Some(&settings.header), true);
         if let Some(v) = &self.circuit_value {
