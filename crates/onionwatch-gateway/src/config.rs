@@ -5,6 +5,8 @@
 //! upstream: 127.0.0.1:8080                    # the web application
 //! proxy_protocol: require
 //! header_name: X-Onion-CircuitID
+//! # Only for a TCP listener others can reach: who may send PROXY headers.
+//! # trusted_proxy_sources: [127.0.0.1, 10.0.0.0/8]
 //! limits:
 //!   rate: 5          # requests per second per circuit
 //!   burst: 20
@@ -20,7 +22,7 @@
 //! with validated values.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -139,6 +141,73 @@ impl FromStr for ProxyProtocol {
     }
 }
 
+/// An address block, `IP/PREFIX` (e.g. `10.0.0.0/8`, `fd00::/8`); a bare
+/// IP is a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpCidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpCidr {
+    /// Whether `ip` is in this block (an IPv4-mapped IPv6 address, as a
+    /// dual-stack listener reports IPv4 peers, counts as its IPv4 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpCidr {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ConfigError::BadCidr(s.to_owned());
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (ip, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = ip.trim().parse().map_err(|_| bad())?;
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(IpCidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for IpCidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl<'de> Deserialize<'de> for IpCidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de_from_str(d)
+    }
+}
+
 fn de_from_str<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -215,6 +284,17 @@ pub struct Config {
     /// one thread. Default 0: one per CPU.
     #[serde(default)]
     pub workers: usize,
+    /// Addresses allowed to connect over TCP and send PROXY headers
+    /// (`IP/PREFIX` or `IP`): when set, connections from any other address
+    /// are refused before their PROXY header is read. Needed to escalate
+    /// (`escalation.enabled`) on a non-loopback `listen` address, since
+    /// whoever can connect can name any circuit in a forged PROXY header
+    /// and have tor close it. A loopback listener only hears local
+    /// processes and a unix socket is guarded by its file permissions: both
+    /// are trusted without a list. Not allowed with a unix `listen`.
+    /// Default: empty (every source).
+    #[serde(default)]
+    pub trusted_proxy_sources: Vec<IpCidr>,
     /// Per-circuit limits.
     #[serde(default)]
     pub limits: Limits,
@@ -390,6 +470,7 @@ impl Default for Config {
             shutdown_grace_secs: default_shutdown_grace(),
             max_connections: default_max_connections(),
             workers: 0,
+            trusted_proxy_sources: Vec::new(),
             limits: Limits::default(),
             escalation: Escalation::default(),
             metrics_listen: None,
@@ -470,6 +551,20 @@ impl Config {
                 return Err(ConfigError::EscalationWithoutLimit);
             }
         }
+        let public_tcp = match &self.listen {
+            ListenAddr::Tcp(a) => !a.ip().to_canonical().is_loopback(),
+            ListenAddr::Unix(_) => {
+                if !self.trusted_proxy_sources.is_empty() {
+                    return Err(ConfigError::TrustedSourcesOnUnix);
+                }
+                false
+            }
+        };
+        if e.enabled && !e.dry_run && public_tcp && self.trusted_proxy_sources.is_empty() {
+            return Err(ConfigError::EscalationWithoutTrustedSources {
+                listen: self.listen.to_string(),
+            });
+        }
         secs("escalation.window_secs", e.window_secs)?;
         secs("escalation.cooldown_secs", e.cooldown_secs)?;
         Ok(())
@@ -479,6 +574,12 @@ impl Config {
     pub fn header(&self) -> HeaderName {
         HeaderName::from_bytes(self.header_name.as_bytes())
             .unwrap_or_else(|_| HeaderName::from_static("x-onion-circuitid"))
+    }
+
+    /// Whether a TCP peer at `ip` may connect (see `trusted_proxy_sources`).
+    pub fn trusts_source(&self, ip: IpAddr) -> bool {
+        self.trusted_proxy_sources.is_empty()
+            || self.trusted_proxy_sources.iter().any(|c| c.contains(ip))
     }
 
     /// `header_timeout_secs` as a duration.
@@ -586,6 +687,70 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unix_socket_mode"), "{e}");
+    }
+
+    #[test]
+    fn escalation_on_a_public_listener_needs_trusted_proxy_sources() {
+        let escalate =
+            "limits:\n  rate: 1\nescalation:\n  enabled: true\n  control_port: 127.0.0.1:9051\n";
+        let public = format!("listen: 0.0.0.0:8080\n{escalate}");
+        let e = Config::from_yaml(&public).unwrap_err().to_string();
+        assert!(
+            e.contains("trusted_proxy_sources") && e.contains("0.0.0.0:8080"),
+            "{e}"
+        );
+        let e = Config::from_yaml(&format!("listen: \"[::]:8080\"\n{escalate}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trusted_proxy_sources"), "{e}");
+        // With the list, or on loopback, or a unix socket, or as a dry run: fine.
+        let c = Config::from_yaml(&format!(
+            "{public}trusted_proxy_sources: [10.0.0.5, \"fd00::/8\"]\n"
+        ))
+        .unwrap();
+        assert!(c.trusts_source("10.0.0.5".parse().unwrap()));
+        assert!(c.trusts_source("::ffff:10.0.0.5".parse().unwrap()));
+        assert!(c.trusts_source("fd12::1".parse().unwrap()));
+        assert!(!c.trusts_source("10.0.0.6".parse().unwrap()));
+        assert!(!c.trusts_source("127.0.0.1".parse().unwrap()));
+        for ok in [
+            format!("listen: 127.0.0.2:8080\n{escalate}"),
+            format!("listen: \"[::1]:8080\"\n{escalate}"),
+            format!("listen: unix:/run/gw.sock\n{escalate}"),
+            format!("{public}  dry_run: true\n"),
+        ] {
+            Config::from_yaml(&ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        // Without escalation a public listener is allowed (the binary warns).
+        Config::from_yaml("listen: 0.0.0.0:8080\n").unwrap();
+        let e = Config::from_yaml("listen: unix:/a\ntrusted_proxy_sources: [127.0.0.1]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unix"), "{e}");
+    }
+
+    #[test]
+    fn cidrs_parse_and_match() {
+        let c: IpCidr = "192.168.1.0/24".parse().unwrap();
+        assert!(c.contains("192.168.1.200".parse().unwrap()));
+        assert!(!c.contains("192.168.2.1".parse().unwrap()));
+        assert!(!c.contains("::1".parse().unwrap()));
+        let all: IpCidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        let one: IpCidr = "::1".parse().unwrap();
+        assert_eq!(one.to_string(), "::1/128");
+        assert!(one.contains("::1".parse().unwrap()));
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "nope",
+            "10.0.0.0/8/8",
+            "",
+        ] {
+            let e = bad.parse::<IpCidr>().unwrap_err().to_string();
+            assert!(e.contains("trusted_proxy_sources"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! handing the bytes read past it back to the HTTP parser.
 
 use std::io;
+use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -50,18 +51,19 @@ impl Listener {
         }
     }
 
-    /// Accept one connection and name its peer for logs.
-    pub(crate) async fn accept(&self) -> io::Result<(Stream, String)> {
+    /// Accept one connection; its peer's address (TCP only) and its name
+    /// for logs.
+    pub(crate) async fn accept(&self) -> io::Result<(Stream, Option<IpAddr>, String)> {
         match self {
             Listener::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
                 // Small requests and responses: never wait for Nagle.
                 let _ = s.set_nodelay(true);
-                Ok((Stream::Tcp(s), peer.to_string()))
+                Ok((Stream::Tcp(s), Some(peer.ip()), peer.to_string()))
             }
             Listener::Unix(l, _) => {
                 let (s, _) = l.accept().await?;
-                Ok((Stream::Unix(s), "unix".to_owned()))
+                Ok((Stream::Unix(s), None, "unix".to_owned()))
             }
         }
     }

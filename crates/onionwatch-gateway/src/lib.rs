@@ -15,7 +15,9 @@
 //!   address, which would route it to the upstream's default virtual host;
 //! - limits each circuit (token bucket, connections, requests in flight),
 //!   answering `429` with `Retry-After`, and can escalate sustained abuse to
-//!   `CLOSECIRCUIT` on tor's control port (opt-in, logged, with cool-down);
+//!   `CLOSECIRCUIT` on tor's control port (opt-in, logged, with cool-down).
+//!   A PROXY header names the circuit, so escalation on a non-loopback TCP
+//!   listener requires `trusted_proxy_sources`; other sources are refused;
 //! - counts everything in [`Metrics`] (no circuit ids as labels), an
 //!   [`onionwatch_metrics::Collect`] source for the shared endpoint.
 //!
@@ -40,7 +42,7 @@ pub mod metrics;
 mod server;
 mod timer;
 
-pub use config::{Config, Escalation, Limits, ListenAddr, ProxyProtocol, UpstreamAddr};
+pub use config::{Config, Escalation, IpCidr, Limits, ListenAddr, ProxyProtocol, UpstreamAddr};
 pub use error::{ConfigError, Error};
 pub use escalate::EscalationEvent;
 pub use metrics::{EscalationResult, Metrics, RejectReason};

@@ -30,11 +30,14 @@ pub enum RejectReason {
     TooManyRequests,
     /// `limits.max_circuits` busy circuits are tracked already (503).
     CircuitTableFull,
+    /// A TCP connection from an address not in `trusted_proxy_sources`,
+    /// closed before its PROXY header was read.
+    UntrustedSource,
 }
 
 impl RejectReason {
     /// Every reason, in label order.
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 9] = [
         RejectReason::NoProxyHeader,
         RejectReason::BadProxyHeader,
         RejectReason::HeaderTimeout,
@@ -43,6 +46,7 @@ impl RejectReason {
         RejectReason::TooManyConnections,
         RejectReason::TooManyRequests,
         RejectReason::CircuitTableFull,
+        RejectReason::UntrustedSource,
     ];
 
     /// The `reason` label value.
@@ -56,6 +60,7 @@ impl RejectReason {
             RejectReason::TooManyConnections => "too_many_connections",
             RejectReason::TooManyRequests => "too_many_requests",
             RejectReason::CircuitTableFull => "circuit_table_full",
+            RejectReason::UntrustedSource => "untrusted_source",
         }
     }
 }

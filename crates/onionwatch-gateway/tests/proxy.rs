@@ -254,6 +254,57 @@ async fn requests_with_duplicate_or_missing_host_get_400_and_are_not_forwarded()
 }
 
 #[tokio::test]
+async fn connections_from_untrusted_sources_are_refused_before_their_proxy_header() {
+    let (logs, _guard) = Logs::capture();
+    // Tests may only bind loopback: trust 127.0.0.2 alone and connect from
+    // 127.0.0.1, as an attacker reaching a public listener would.
+    let env = start(|c| {
+        c.trusted_proxy_sources = vec!["127.0.0.2/32".parse().unwrap()];
+        c.limits.rate = 0.01;
+        c.limits.burst = 1;
+        c.escalation.enabled = true;
+        c.escalation.dry_run = true;
+        c.escalation.rejections = 1;
+    })
+    .await;
+    let mut events = env.handle.escalations();
+    bounded(async {
+        for _ in 0..3 {
+            // A forged header naming circuit 5, then requests that would be
+            // refused (and escalated) if the header were believed.
+            let mut c = Client::tcp(&env.addr, Some(5)).await;
+            let _ = c
+                .stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await;
+            assert_eq!(c.until_closed().await, b"", "closed without an answer");
+        }
+    })
+    .await;
+    let m = env.handle.metrics();
+    assert_eq!(m.rejected(RejectReason::UntrustedSource), 3);
+    assert_eq!(m.rejected(RejectReason::RateLimited), 0);
+    assert_eq!(m.unique_circuits(), 0, "the PROXY header was never read");
+    assert_eq!(env.echo.requests(), 0);
+    assert!(events.try_recv().is_err(), "nothing escalated");
+    assert!(
+        logs.text().contains("not in trusted_proxy_sources"),
+        "{}",
+        logs.text()
+    );
+    // Listed, the same source is served (the list applies on reload).
+    let mut config = (*env.handle.config()).clone();
+    config.trusted_proxy_sources = vec![
+        "127.0.0.2/32".parse().unwrap(),
+        "127.0.0.1".parse().unwrap(),
+    ];
+    env.handle.reload(config).unwrap();
+    let r = bounded(async { Client::tcp(&env.addr, Some(5)).await.get("/", "").await }).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.echoed("x-onion-circuitid"), vec!["5"]);
+}
+
+#[tokio::test]
 async fn request_and_response_bodies_stream_without_buffering() {
     let env = start(|_| {}).await;
     bounded(async {

@@ -3,6 +3,7 @@
 //! connection (or a lone 429 when the circuit is refused).
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
@@ -29,7 +30,12 @@ impl Drop for OpenConn {
     }
 }
 
-pub(super) async fn serve_connection(shared: Arc<Shared>, mut stream: Stream, peer: String) {
+pub(super) async fn serve_connection(
+    shared: Arc<Shared>,
+    mut stream: Stream,
+    peer_ip: Option<IpAddr>,
+    peer: String,
+) {
     let metrics = Arc::clone(&shared.metrics);
     metrics.connections_total.fetch_add(1, Relaxed);
     metrics.connections_open.fetch_add(1, Relaxed);
@@ -37,6 +43,18 @@ pub(super) async fn serve_connection(shared: Arc<Shared>, mut stream: Stream, pe
     let settings = shared.settings();
     let mode = settings.config.proxy_protocol;
     let mut hard_stop = shared.hard_stop.subscribe();
+    if let Some(ip) = peer_ip {
+        if !settings.config.trusts_source(ip) {
+            // Its PROXY header would be believed: never read it.
+            metrics.reject(RejectReason::UntrustedSource);
+            shared.log_refused_connection(
+                &peer,
+                RejectReason::UntrustedSource,
+                "the source is not in trusted_proxy_sources",
+            );
+            return;
+        }
+    }
 
     let read = tokio::time::timeout(settings.header_timeout, read_header(&mut stream, mode));
     let (header, leftover) = match read.await {

@@ -326,7 +326,7 @@ impl Gateway {
                 a = self.listener.accept() => a,
                 _ = stopped(&mut shutdown) => break,
             };
-            let (stream, peer) = match accepted {
+            let (stream, peer_ip, peer) = match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     // EMFILE and friends: wait a little instead of spinning.
@@ -353,7 +353,7 @@ impl Gateway {
             };
             workers.serve(Box::pin(async move {
                 match Stream::from_std(stream) {
-                    Ok(stream) => serve_connection(shared, stream, peer).await,
+                    Ok(stream) => serve_connection(shared, stream, peer_ip, peer).await,
                     Err(e) => tracing::warn!(peer, "cannot register a connection: {e}"),
                 }
                 drop((permit, token));

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use onionwatch_gateway::{Config, Gateway, ListenAddr, ProxyProtocol, UpstreamAddr};
+use onionwatch_gateway::{Config, Gateway, IpCidr, ListenAddr, ProxyProtocol, UpstreamAddr};
 use onionwatch_server::Registry;
 use onionwatch_tor::control::ControlAddr;
 
@@ -59,6 +59,11 @@ pub struct GatewayArgs {
     /// Close circuits that keep getting 429s (CLOSECIRCUIT on --control-port).
     #[arg(long)]
     close_abusive: bool,
+    /// Only accept TCP connections (and PROXY headers) from this IP or
+    /// IP/PREFIX; repeat for several. Required for --close-abusive on a
+    /// non-loopback --listen address (replaces the file's list).
+    #[arg(long = "trusted-proxy-source", value_name = "CIDR")]
+    trusted_proxy_sources: Vec<String>,
     /// With --close-abusive: only log which circuits would be closed.
     #[arg(long)]
     dry_run: bool,
@@ -123,6 +128,14 @@ impl GatewayArgs {
         if let Some(v) = &self.control_port {
             c.escalation.control_port = Some(v.parse::<ControlAddr>().context("--control-port")?);
         }
+        if !self.trusted_proxy_sources.is_empty() {
+            c.trusted_proxy_sources = self
+                .trusted_proxy_sources
+                .iter()
+                .map(|v| v.parse::<IpCidr>().map_err(anyhow::Error::msg))
+                .collect::<Result<_>>()
+                .context("--trusted-proxy-source")?;
+        }
         c.escalation.enabled |= self.close_abusive;
         c.escalation.dry_run |= self.dry_run;
         if let Some(v) = self.abuse_rejections {
@@ -153,7 +166,7 @@ pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let ListenAddr::Tcp(a) = config.listen {
-        if !a.ip().is_loopback() {
+        if !a.ip().is_loopback() && config.trusted_proxy_sources.is_empty() {
             tracing::warn!(listen = %a, "listening on a non-loopback address: the gateway trusts PROXY headers, so only tor should reach it");
         }
     }
