@@ -10,7 +10,13 @@
 //! limits:
 //!   rate: 5          # requests per second per circuit
 //!   burst: 20
-//!   max_connections_per_circuit: 8
+//!   max_connections_per_circuit: 8   # default 16
+//! # Every wait on a client is bounded (defaults shown):
+//! # header_timeout_secs: 5           # PROXY header
+//! # request_header_timeout_secs: 30  # request head, and idle keep-alive
+//! # body_timeout_secs: 60            # pause within a request body
+//! # send_timeout_secs: 60            # client not reading the response
+//! # max_request_head_bytes: 65536    # larger heads get 431
 //! escalation:
 //!   enabled: true
 //!   control_port: unix:/run/tor/control
@@ -257,7 +263,9 @@ pub struct Config {
     /// upstream connection. Default `false`.
     #[serde(default)]
     pub send_proxy_header: bool,
-    /// Seconds a new connection has to deliver its complete PROXY header.
+    /// Seconds a new connection has to deliver its complete PROXY header;
+    /// also the whole life of a connection refused by
+    /// `limits.max_connections_per_circuit` (it only gets its `429`).
     /// Default 5.
     #[serde(default = "default_header_timeout")]
     pub header_timeout_secs: f64,
@@ -265,6 +273,23 @@ pub struct Config {
     /// how long an idle keep-alive connection is kept. Default 30.
     #[serde(default = "default_request_timeout")]
     pub request_header_timeout_secs: f64,
+    /// Seconds a client may pause while sending a request body (between two
+    /// reads, counted only while the gateway waits for it, like nginx's
+    /// `client_body_timeout`). A stalled upload is cut: `408` if the
+    /// upstream has not answered yet, else the connection is closed.
+    /// Default 60.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: f64,
+    /// Seconds a client may leave unread what the gateway sends it (a
+    /// response or tunnel data; between two writes, like nginx's
+    /// `send_timeout`); then the connection is closed. Default 60.
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout_secs: f64,
+    /// Largest request head (request line and headers) in bytes; a larger
+    /// one is answered `431` and the connection closed. At least 8192.
+    /// Default 65536.
+    #[serde(default = "default_max_request_head")]
+    pub max_request_head_bytes: usize,
     /// Seconds to connect to the upstream. Default 5.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: f64,
@@ -319,8 +344,10 @@ pub struct Limits {
     /// Default 20; at least 1 when `rate` is set.
     #[serde(default = "default_burst")]
     pub burst: u32,
-    /// Open connections (tor streams) per circuit; 0 = unlimited. Default 0.
-    #[serde(default)]
+    /// Open connections (tor streams) per circuit; 0 = unlimited. Default
+    /// 16 (a browser opens about 6 per site): without a cap, one circuit
+    /// could hold all `max_connections` and lock every other client out.
+    #[serde(default = "default_max_conns_per_circuit")]
     pub max_connections_per_circuit: u32,
     /// Requests in flight per circuit (across its connections); 0 =
     /// unlimited. Default 0.
@@ -337,7 +364,7 @@ impl Default for Limits {
         Limits {
             rate: 0.0,
             burst: default_burst(),
-            max_connections_per_circuit: 0,
+            max_connections_per_circuit: default_max_conns_per_circuit(),
             max_requests_per_circuit: 0,
             max_circuits: default_max_circuits(),
         }
@@ -426,6 +453,20 @@ fn default_header_timeout() -> f64 {
 fn default_request_timeout() -> f64 {
     30.0
 }
+fn default_body_timeout() -> f64 {
+    60.0
+}
+fn default_send_timeout() -> f64 {
+    60.0
+}
+/// hyper's smallest read buffer: it panics below this.
+const MIN_REQUEST_HEAD: usize = 8192;
+fn default_max_request_head() -> usize {
+    65536
+}
+fn default_max_conns_per_circuit() -> u32 {
+    16
+}
 fn default_connect_timeout() -> f64 {
     5.0
 }
@@ -465,6 +506,9 @@ impl Default for Config {
             send_proxy_header: false,
             header_timeout_secs: default_header_timeout(),
             request_header_timeout_secs: default_request_timeout(),
+            body_timeout_secs: default_body_timeout(),
+            send_timeout_secs: default_send_timeout(),
+            max_request_head_bytes: default_max_request_head(),
             connect_timeout_secs: default_connect_timeout(),
             upstream_timeout_secs: default_upstream_timeout(),
             shutdown_grace_secs: default_shutdown_grace(),
@@ -519,6 +563,14 @@ impl Config {
             .map_err(|_| ConfigError::BadHeaderName(self.header_name.clone()))?;
         self.header_timeout()?;
         self.request_header_timeout()?;
+        self.body_timeout()?;
+        self.send_timeout()?;
+        if self.max_request_head_bytes < MIN_REQUEST_HEAD {
+            return Err(ConfigError::SmallRequestHead {
+                value: self.max_request_head_bytes,
+                min: MIN_REQUEST_HEAD,
+            });
+        }
         self.connect_timeout()?;
         self.upstream_timeout()?;
         self.shutdown_grace()?;
@@ -592,6 +644,14 @@ impl Config {
             "request_header_timeout_secs",
             self.request_header_timeout_secs,
         )
+    }
+    /// `body_timeout_secs` as a duration.
+    pub fn body_timeout(&self) -> Result<Duration, ConfigError> {
+        secs("body_timeout_secs", self.body_timeout_secs)
+    }
+    /// `send_timeout_secs` as a duration.
+    pub fn send_timeout(&self) -> Result<Duration, ConfigError> {
+        secs("send_timeout_secs", self.send_timeout_secs)
     }
     /// `connect_timeout_secs` as a duration.
     pub fn connect_timeout(&self) -> Result<Duration, ConfigError> {
@@ -679,6 +739,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("control_port"), "{e}");
+        let e = Config::from_yaml("max_request_head_bytes: 100\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("max_request_head_bytes") && e.contains("8192"),
+            "{e}"
+        );
+        let e = Config::from_yaml("body_timeout_secs: -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("body_timeout_secs"), "{e}");
         let e = Config::from_yaml("limits:\n  rate: 1\n  burst: 0\n")
             .unwrap_err()
             .to_string();

@@ -76,6 +76,14 @@ pub enum ConfigError {
     /// `unix_socket_mode` is not octal permission bits.
     #[error("unix_socket_mode {0:?} is not octal permission bits such as \"660\"")]
     BadUnixMode(String),
+    /// `max_request_head_bytes` below what the HTTP parser can work with.
+    #[error("max_request_head_bytes must be at least {min}, got {value}")]
+    SmallRequestHead {
+        /// What was given.
+        value: usize,
+        /// The smallest allowed.
+        min: usize,
+    },
     /// A count that must be positive is 0.
     #[error("{0} must be at least 1")]
     Zero(&'static str),

@@ -13,6 +13,10 @@
 //!   than one, or one that is not `host[:port]` (RFC 9112 §3.2). An HTTP/1.0
 //!   request without `Host` is refused too rather than given the upstream's
 //!   address, which would route it to the upstream's default virtual host;
+//! - bounds every wait on a client (PROXY header, request head and idle
+//!   keep-alive, pauses in a request body, responses left unread) and the
+//!   size of request heads, and caps connections per circuit by default, so
+//!   that a few slow circuits cannot hold every connection;
 //! - limits each circuit (token bucket, connections, requests in flight),
 //!   answering `429` with `Retry-After`, and can escalate sustained abuse to
 //!   `CLOSECIRCUIT` on tor's control port (opt-in, logged, with cool-down).

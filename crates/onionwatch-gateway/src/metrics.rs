@@ -33,11 +33,15 @@ pub enum RejectReason {
     /// A TCP connection from an address not in `trusted_proxy_sources`,
     /// closed before its PROXY header was read.
     UntrustedSource,
+    /// A request body paused longer than `body_timeout_secs` (cut).
+    BodyTimeout,
+    /// The client left data unread longer than `send_timeout_secs` (closed).
+    SendTimeout,
 }
 
 impl RejectReason {
     /// Every reason, in label order.
-    pub const ALL: [RejectReason; 9] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::NoProxyHeader,
         RejectReason::BadProxyHeader,
         RejectReason::HeaderTimeout,
@@ -47,6 +51,8 @@ impl RejectReason {
         RejectReason::TooManyRequests,
         RejectReason::CircuitTableFull,
         RejectReason::UntrustedSource,
+        RejectReason::BodyTimeout,
+        RejectReason::SendTimeout,
     ];
 
     /// The `reason` label value.
@@ -61,6 +67,8 @@ impl RejectReason {
             RejectReason::TooManyRequests => "too_many_requests",
             RejectReason::CircuitTableFull => "circuit_table_full",
             RejectReason::UntrustedSource => "untrusted_source",
+            RejectReason::BodyTimeout => "body_timeout",
+            RejectReason::SendTimeout => "send_timeout",
         }
     }
 }

@@ -43,7 +43,7 @@ pub struct GatewayArgs {
     /// Token bucket size: requests a circuit may send at once.
     #[arg(long)]
     burst: Option<u32>,
-    /// Open connections per circuit (0 = unlimited).
+    /// Open connections per circuit (default 16; 0 = unlimited).
     #[arg(long)]
     max_conns_per_circuit: Option<u32>,
     /// Requests in flight per circuit (0 = unlimited).
@@ -52,6 +52,12 @@ pub struct GatewayArgs {
     /// Seconds a connection has to send its PROXY header.
     #[arg(long)]
     header_timeout: Option<f64>,
+    /// Seconds a client may pause within a request body (default 60).
+    #[arg(long)]
+    body_timeout: Option<f64>,
+    /// Seconds a client may leave a response unread (default 60).
+    #[arg(long)]
+    send_timeout: Option<f64>,
     /// The onion-service tor's control port (IP:PORT or unix:PATH), for
     /// --close-abusive.
     #[arg(long)]
@@ -124,6 +130,12 @@ impl GatewayArgs {
         }
         if let Some(v) = self.header_timeout {
             c.header_timeout_secs = v;
+        }
+        if let Some(v) = self.body_timeout {
+            c.body_timeout_secs = v;
+        }
+        if let Some(v) = self.send_timeout {
+            c.send_timeout_secs = v;
         }
         if let Some(v) = &self.control_port {
             c.escalation.control_port = Some(v.parse::<ControlAddr>().context("--control-port")?);
