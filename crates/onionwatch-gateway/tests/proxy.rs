@@ -714,8 +714,7 @@ async fn a_client_that_stops_reading_is_cut_by_the_send_timeout() {
         // us, gives up, and drops the upstream response.
         cut.recv().await.unwrap();
         // What was buffered, then the end.
-        let rest = c.until_closed().await;
-        assert!(rest.len() < 1 << 30, "{}", rest.len());
+        c.until_closed().await;
     })
     .await;
     assert_eq!(env.handle.metrics().rejected(RejectReason::SendTimeout), 1);
@@ -804,7 +803,10 @@ async fn five_slow_circuits_cannot_delay_a_sixth() {
             // Each takes every connection it can (at most all of them).
             let mut refused = false;
             for i in 0..total {
-                match slow_connection(&env.addr, circuit, i % 2 == 1).await {
+                // Only admitted ones send a large part: a refused one is
+                // closed after its 429, and unread data there would reset it.
+                let unread = i % 2 == 1 && i < cap as usize;
+                match slow_connection(&env.addr, circuit, unread).await {
                     Some(c) => held.push(c),
                     None => {
                         refused = true;
