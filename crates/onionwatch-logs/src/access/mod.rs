@@ -80,22 +80,52 @@ pub struct AccessRecord<'a> {
     pub proxy_protocol_addr: &'a [u8],
 }
 
-impl AccessRecord<'_> {
-    /// The onion circuit that made this request: from the
-    /// `$http_x_onion_circuitid` header if the format has one, else from the
-    /// PROXY source address (`$proxy_protocol_addr`), else from
-    /// `$remote_addr`. Addresses outside `fc00:dead:beef:4dad::/96` have no
-    /// circuit id.
-    pub fn circuit_id(&self) -> Option<CircuitId> {
-        if self.circuit_header.is_some() {
-            return self.circuit_header;
+/// Where a record's circuit id was read, which decides whether it may be
+/// acted on: see [`AccessRecord::circuit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CircuitSource {
+    /// `$proxy_protocol_addr` or `$remote_addr`: the address tor wrote
+    /// (`HiddenServiceExportCircuitID`), which no client can choose.
+    Address,
+    /// `$http_x_onion_circuitid`: a request header, which any client can
+    /// send with any value unless a proxy in front of nginx replaces it
+    /// (`onionwatch gateway` does).
+    Header,
+}
+
+impl CircuitSource {
+    /// `address` or `header`, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CircuitSource::Address => "address",
+            CircuitSource::Header => "header",
         }
+    }
+}
+
+impl AccessRecord<'_> {
+    /// The onion circuit that made this request and where its id was read:
+    /// the PROXY source address (`$proxy_protocol_addr`), else
+    /// `$remote_addr`, and only when neither address holds a circuit id
+    /// (addresses outside `fc00:dead:beef:4dad::/96` hold none) the
+    /// `$http_x_onion_circuitid` header. The address tor wrote comes first
+    /// because a client can send the header with any value: a forged header
+    /// must neither hide a circuit's requests nor charge them to another.
+    pub fn circuit(&self) -> Option<(CircuitId, CircuitSource)> {
         if !self.proxy_protocol_addr.is_empty() {
             if let Some(id) = circuit_from_addr(self.proxy_protocol_addr) {
-                return Some(id);
+                return Some((id, CircuitSource::Address));
             }
         }
-        circuit_from_addr(self.remote_addr)
+        if let Some(id) = circuit_from_addr(self.remote_addr) {
+            return Some((id, CircuitSource::Address));
+        }
+        self.circuit_header.map(|id| (id, CircuitSource::Header))
+    }
+
+    /// [`AccessRecord::circuit`] without its source, for counting.
+    pub fn circuit_id(&self) -> Option<CircuitId> {
+        self.circuit().map(|(id, _)| id)
     }
 }
 

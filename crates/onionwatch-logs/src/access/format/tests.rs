@@ -3,6 +3,8 @@
 
 use onionwatch_tor::circuit_id::CircuitId;
 
+use crate::access::CircuitSource;
+
 use super::*;
 
 const LINE: &[u8] = br#"fc00:dead:beef:4dad::0:30 - - [11/Jan/2024:17:08:43 +0000] "GET /static/fonts/fontawesome/webfonts/fa-brands-400.woff2 HTTP/1.1" 200 73936 "-" "Mozilla/5.0 (Windows NT 10.0; rv:109.0) Gecko/20100101 Firefox/115.0""#;
@@ -373,4 +375,29 @@ fn bad_formats_are_refused_with_reasons() {
     // Non-ASCII literals are fine.
     let f = LogFormat::compile("→ $status ←").unwrap();
     assert_eq!(f.parse("→ 201 ←".as_bytes()).unwrap().status, Some(201));
+}
+
+#[test]
+fn the_address_tor_wrote_comes_before_the_circuit_header() {
+    let f = LogFormat::compile(
+        r#"$remote_addr $proxy_protocol_addr [$time_local] "$request" $status "$http_x_onion_circuitid""#,
+    )
+    .unwrap();
+    let circuit = |line: &str| f.parse(line.as_bytes()).unwrap().circuit();
+    let t = r#"[11/Jan/2024:17:08:43 +0000] "GET / HTTP/1.1" 200"#;
+    // A client's header never replaces the id tor wrote.
+    assert_eq!(
+        circuit(&format!(r#"fc00:dead:beef:4dad::30 - {t} "7""#)),
+        Some((CircuitId(48), CircuitSource::Address))
+    );
+    assert_eq!(
+        circuit(&format!(r#"127.0.0.1 fc00:dead:beef:4dad::0:31 {t} "7""#)),
+        Some((CircuitId(49), CircuitSource::Address))
+    );
+    // Only when no address holds an id.
+    assert_eq!(
+        circuit(&format!(r#"127.0.0.1 127.0.0.1 {t} "7""#)),
+        Some((CircuitId(7), CircuitSource::Header))
+    );
+    assert_eq!(circuit(&format!(r#"127.0.0.1 - {t} "-""#)), None);
 }
