@@ -245,6 +245,35 @@ impl Var {
         }
     }
 
+    /// Whether a client chooses this field's text, so that it may hold
+    /// anything nginx does not escape (spaces, brackets, `-`...), but never
+    /// an unescaped `"`. The others are written by nginx or tor (addresses,
+    /// times, numbers, the protocol, and the method, which nginx accepts
+    /// only as `A`-`Z`, `_` and `-`). Unknown variables count as chosen by
+    /// the client (`$http_*`, `$cookie_*`, `$arg_*`...).
+    pub fn client_chosen(self) -> bool {
+        match self {
+            Var::RemoteUser
+            | Var::Request
+            | Var::RequestUri
+            | Var::HttpReferer
+            | Var::HttpUserAgent
+            | Var::CircuitIdHeader
+            | Var::Other => true,
+            Var::RemoteAddr
+            | Var::TimeLocal
+            | Var::TimeIso8601
+            | Var::RequestMethod
+            | Var::ServerProtocol
+            | Var::Status
+            | Var::BodyBytesSent
+            | Var::BytesSent
+            | Var::RequestTime
+            | Var::UpstreamResponseTime
+            | Var::ProxyProtocolAddr => false,
+        }
+    }
+
     /// The nginx name, with `$` (`$other` for unknown variables).
     pub fn name(self) -> &'static str {
         match self {
@@ -601,6 +630,19 @@ pub(crate) fn find_literal(hay: &[u8], lit: &[u8], quoted: bool) -> Option<usize
             return Some(i);
         }
         from = i + 1;
+    }
+}
+
+/// The last position where `lit` occurs in `hay`.
+pub(crate) fn rfind_literal(hay: &[u8], lit: &[u8]) -> Option<usize> {
+    let (&last, _) = lit.split_last()?;
+    let mut end = hay.len();
+    loop {
+        let i = memchr::memrchr(last, &hay[..end])?;
+        if i + 1 >= lit.len() && hay[i + 1 - lit.len()..=i] == *lit {
+            return Some(i + 1 - lit.len());
+        }
+        end = i;
     }
 }
 
