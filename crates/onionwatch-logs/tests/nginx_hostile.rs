@@ -233,3 +233,78 @@ fn hostile_requests_logged_by_real_nginx_parse_with_the_right_fields() {
         );
     }
 }
+
+/// One request over a PROXY v1 connection from `source`, as tor's
+/// `HiddenServiceExportCircuitID haproxy` sends it, carrying a circuit
+/// header the client chose; the response's status.
+fn send_proxied(addr: SocketAddr, source: &str, header: &str) -> u16 {
+    let family = if source.contains(':') { "TCP6" } else { "TCP4" };
+    let dest = if source.contains(':') {
+        "::1"
+    } else {
+        "127.0.0.1"
+    };
+    let req = format!(
+        "PROXY {family} {source} {dest} 48 80\r\nGET / HTTP/1.0\r\nX-Onion-CircuitID: {header}\r\n\r\n"
+    );
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap()
+}
+
+#[test]
+fn a_circuit_header_sent_through_tor_never_names_the_circuit_to_close() {
+    use onionwatch_logs::access::CircuitSource;
+    use onionwatch_logs::policy::{Action, Policy, PolicyConfig};
+    use onionwatch_tor::circuit_id::CircuitId;
+
+    let format = r#"$remote_addr $proxy_protocol_addr [$time_local] "$request" $status "$http_x_onion_circuitid""#;
+    let nginx = Nginx::start(&NginxConfig {
+        proxy_protocol: true,
+        log_format: Some(format.into()),
+        ..NginxConfig::default()
+    })
+    .expect("nginx starts (apt-get install nginx)");
+    // The issue's reproduction: six requests on tor circuit 48 carrying
+    // `X-Onion-CircuitID: 7`; then six from an address that holds no
+    // circuit id, where only the header names one.
+    for source in ["fc00:dead:beef:4dad::0:30", "127.0.0.1"] {
+        for _ in 0..6 {
+            assert_eq!(send_proxied(nginx.addr(), source, "7"), 200);
+        }
+    }
+    let log = wait_for(Duration::from_secs(10), || {
+        let text = std::fs::read(nginx.access_log()).ok()?;
+        (text.iter().filter(|&&c| c == b'\n').count() >= 12).then_some(text)
+    })
+    .expect("nginx logged every request");
+    let format = LogFormat::compile(format).unwrap();
+    let mut policy = Policy::new(PolicyConfig {
+        max_requests: 5,
+        action: Action::Close,
+        i_understand_closing_circuits: true,
+        ..PolicyConfig::default()
+    })
+    .unwrap();
+    let mut decisions = Vec::new();
+    for line in log.strip_suffix(b"\n").unwrap().split(|&c| c == b'\n') {
+        let show = String::from_utf8_lossy(line);
+        let r = format.parse(line).unwrap_or_else(|e| panic!("{e}: {show}"));
+        decisions.extend(policy.observe_record(&r));
+    }
+    let found: Vec<_> = decisions
+        .iter()
+        .map(|d| (d.circuit, d.source, d.should_close()))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (CircuitId(48), CircuitSource::Address, true),
+            (CircuitId(7), CircuitSource::Header, false),
+        ]
+    );
+    assert_eq!(policy.counters().untrusted_not_closed, 1);
+}
