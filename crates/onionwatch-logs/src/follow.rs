@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use onionwatch_metrics::{Collect, Family};
 use onionwatch_tor::circuit_id::CircuitId;
 
-use crate::access::LogFormat;
+use crate::access::{CircuitSource, LogFormat};
 use crate::analytics::{Analytics, AnalyticsConfig};
 use crate::lines::Line;
 use crate::severity::{RecentLine, Severity, SeverityCounter};
@@ -154,8 +154,10 @@ impl Default for FollowConfig {
 pub struct RecordInfo<'a> {
     /// The project of the log.
     pub project: &'a str,
-    /// The onion circuit that made the request, if the log says.
-    pub circuit: Option<CircuitId>,
+    /// The onion circuit that made the request, if the log says, and
+    /// where its id was read (the address tor wrote, or a header a client
+    /// may have set: see [`AccessRecord::circuit`](crate::access::AccessRecord::circuit)).
+    pub circuit: Option<(CircuitId, CircuitSource)>,
     /// The request time (Unix seconds), if the format has one.
     pub time: Option<i64>,
     /// The HTTP status.
@@ -342,7 +344,7 @@ impl Follower {
                             if let (Ok(rec), Some(h)) = (parsed, hook.as_mut()) {
                                 h(&RecordInfo {
                                     project: &src.project,
-                                    circuit: rec.circuit_id(),
+                                    circuit: rec.circuit(),
                                     time: rec.time,
                                     status: rec.status,
                                 });

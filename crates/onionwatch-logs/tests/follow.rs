@@ -91,7 +91,7 @@ fn counts_are_exact_across_rotation_and_restart() {
     f.set_record_hook(Box::new(move |r| {
         s2.lock()
             .unwrap()
-            .push((r.project.to_owned(), r.circuit.map(|c| c.0)))
+            .push((r.project.to_owned(), r.circuit.map(|(c, _)| c.0)))
     }));
     let handle = f.spawn().unwrap();
     until(

@@ -56,8 +56,10 @@ log time), request_duration, circuit_window (requests per circuit and the
 busiest circuits), files.
 
 Circuit ids come from Onionspray's HiddenServiceExportCircuitID addresses
-(fc00:dead:beef:4dad::/96) in $remote_addr or $proxy_protocol_addr, or from
-$http_x_onion_circuitid. Lines that do not parse are counted and skipped
+(fc00:dead:beef:4dad::/96) in $proxy_protocol_addr or $remote_addr, and only
+when neither holds one from $http_x_onion_circuitid, which any client can set:
+the policy never closes such an id unless it says trust_circuit_header: true
+(for logs behind `onionwatch gateway`, which replaces the header). Lines that do not parse are counted and skipped
 (-v shows the first few with line numbers).
 
 Exit status: 0 on success, 1 if a file cannot be read or --log-format is
@@ -123,7 +125,8 @@ pub struct LogsArgs {
     keep_warnings: usize,
     /// Abusive-circuit policy when following: a YAML file with
     /// `max_requests`, `window_secs`, `action` (log, alert or close),
-    /// `i_understand_closing_circuits`, `allow`, `cooldown_secs`, `dry_run`
+    /// `i_understand_closing_circuits`, `allow`, `cooldown_secs`, `dry_run`,
+    /// `trust_circuit_header`
     /// (every field documented in crates/onionwatch-logs/src/policy.rs).
     #[arg(long, value_name = "FILE", conflicts_with = "once")]
     policy: Option<PathBuf>,
