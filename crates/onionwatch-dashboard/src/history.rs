@@ -4,7 +4,7 @@
 //! ACID transactions so a crash never leaves half a write, and actively
 //! maintained; the data is a few thousand small series, which needs no more.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -20,13 +20,24 @@ pub struct StoreError {
 }
 
 /// Points per series, oldest first, at most `capacity` each, and at most
-/// `max_series` series (new series beyond that are not recorded).
+/// `max_series` series (new series beyond that are not recorded until
+/// [`History::expire`] forgets some).
+///
+/// What changed since the last save is kept as sets of series names, so
+/// the bookkeeping is bounded by the number of series, with a store or
+/// without one (then [`History::forget_changes`] clears it), however many
+/// points are recorded.
 #[derive(Debug)]
 pub struct History {
     series: BTreeMap<String, VecDeque<(i64, f64)>>,
     capacity: usize,
     max_series: usize,
-    dirty: Vec<String>,
+    /// Series with points not saved yet.
+    dirty: BTreeSet<String>,
+    /// Series expired since the last save, to delete from the store (at
+    /// most `max_series`: beyond that a stale series stays in the file,
+    /// and expires again after the next load).
+    removed: BTreeSet<String>,
 }
 
 impl History {
@@ -36,7 +47,8 @@ impl History {
             series: BTreeMap::new(),
             capacity: capacity.max(2),
             max_series,
-            dirty: Vec::new(),
+            dirty: BTreeSet::new(),
+            removed: BTreeSet::new(),
         }
     }
 
@@ -53,7 +65,43 @@ impl History {
             points.pop_front();
         }
         points.push_back((ts, value));
-        self.dirty.push(key.to_owned());
+        if !self.dirty.contains(key) {
+            self.dirty.insert(key.to_owned());
+        }
+        self.removed.remove(key);
+    }
+
+    /// Forget the series whose last point is older than `before` (unix
+    /// seconds): a target, probe or project that stopped reporting. They
+    /// are deleted from the store at the next save. Returns how many.
+    pub fn expire(&mut self, before: i64) -> usize {
+        let stale: Vec<String> = self
+            .series
+            .iter()
+            .filter(|(_, p)| p.back().is_none_or(|(t, _)| *t < before))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &stale {
+            self.series.remove(key);
+            self.dirty.remove(key);
+            if self.removed.len() < self.max_series {
+                self.removed.insert(key.clone());
+            }
+        }
+        stale.len()
+    }
+
+    /// Drop the record of what changed since the last save: without a
+    /// store there is nothing to save it to.
+    pub fn forget_changes(&mut self) {
+        self.dirty.clear();
+        self.removed.clear();
+    }
+
+    /// Series changed or expired since the last save (or
+    /// [`History::forget_changes`]).
+    pub fn pending_changes(&self) -> usize {
+        self.dirty.len() + self.removed.len()
     }
 
     /// The points of `key`, oldest first.
@@ -149,16 +197,18 @@ impl Store {
         Ok(())
     }
 
-    /// Write the series changed since the last save, in one transaction.
+    /// Write the series changed since the last save and delete the
+    /// expired ones, in one transaction.
     pub fn save(&self, history: &mut History) -> Result<(), StoreError> {
-        if history.dirty.is_empty() {
+        if history.dirty.is_empty() && history.removed.is_empty() {
             return Ok(());
         }
         let txn = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut table = txn.open_table(TABLE).map_err(|e| self.err(e))?;
-            history.dirty.sort();
-            history.dirty.dedup();
+            for key in &history.removed {
+                table.remove(key.as_str()).map_err(|e| self.err(e))?;
+            }
             for key in &history.dirty {
                 if let Some(points) = history.series.get(key) {
                     table
@@ -168,7 +218,7 @@ impl Store {
             }
         }
         txn.commit().map_err(|e| self.err(e))?;
-        history.dirty.clear();
+        history.forget_changes();
         Ok(())
     }
 }
@@ -194,6 +244,44 @@ mod tests {
         h.record("c", 0, 1.0);
         assert_eq!(h.len(), 2, "series beyond the limit are dropped");
         assert!(h.points("c").is_empty());
+        assert_eq!(h.expire(1), 1, "b's last point is older");
+        h.record("c", 5, 1.0);
+        assert_eq!(h.points("c"), vec![(5, 1.0)], "room again after expiry");
+    }
+
+    #[test]
+    fn changes_are_bounded_by_the_series_without_a_save() {
+        let mut h = History::new(4, 10);
+        for t in 0..1000 {
+            for k in ["a", "b", "c"] {
+                h.record(k, t, 1.0);
+            }
+        }
+        assert_eq!(h.pending_changes(), 3);
+        h.forget_changes();
+        assert_eq!(h.pending_changes(), 0);
+    }
+
+    #[test]
+    fn expired_series_leave_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            let mut h = History::new(10, 10);
+            h.record("stays", 100, 1.0);
+            h.record("goes", 100, 1.0);
+            store.save(&mut h).unwrap();
+            h.record("stays", 200, 2.0);
+            assert_eq!(h.expire(150), 1);
+            store.save(&mut h).unwrap();
+            assert_eq!(h.pending_changes(), 0);
+        }
+        let store = Store::open(&path).unwrap();
+        let mut h = History::new(10, 10);
+        store.load(&mut h).unwrap();
+        assert_eq!(h.len(), 1);
+        assert_eq!(h.points("stays"), vec![(100, 1.0), (200, 2.0)]);
     }
 
     #[test]

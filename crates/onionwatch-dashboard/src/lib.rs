@@ -4,7 +4,9 @@
 //! exactly what Prometheus would see), samples them at an interval into a
 //! bounded history that an embedded store keeps across restarts
 //! ([`history`]), and serves one self-contained page at `/` (no CDN, no
-//! external assets) plus its data at `/api/v1/dashboard`.
+//! external assets) plus its data at `/api/v1/dashboard`. The history is
+//! bounded with or without a store: points per series, series, and series
+//! that stop reporting expire ([`DashboardConfig::expire_after`]).
 //!
 //! What it looks for: Onionprobe-compatible prober families
 //! (`onion_service_reachable`, `…_latency_seconds`, `…_status_code`,
@@ -47,6 +49,12 @@ pub struct DashboardConfig {
     pub points: usize,
     /// Series kept at most (bounds memory whatever the number of targets).
     pub max_series: usize,
+    /// A series with no new point for this long (a probe, target or
+    /// project that stopped reporting) is forgotten, in memory and in the
+    /// store. `None` (the default): the history's window, `points` ×
+    /// `interval` (3 hours by default), after which a series still
+    /// reporting would have replaced all its points anyway.
+    pub expire_after: Option<Duration>,
 }
 
 impl Default for DashboardConfig {
@@ -55,7 +63,20 @@ impl Default for DashboardConfig {
             interval: Duration::from_secs(15),
             points: 720,
             max_series: 4096,
+            expire_after: None,
         }
+    }
+}
+
+impl DashboardConfig {
+    /// Seconds without a new point after which a series is forgotten
+    /// ([`DashboardConfig::expire_after`]).
+    pub fn expiry_seconds(&self) -> i64 {
+        let window = self
+            .interval
+            .saturating_mul(u32::try_from(self.points).unwrap_or(u32::MAX));
+        let d = self.expire_after.unwrap_or(window);
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1)
     }
 }
 
@@ -210,8 +231,10 @@ impl Dashboard {
             .insert(project.to_owned(), lines);
     }
 
-    /// Take one sample of every tracked series at `ts` (unix seconds) and
-    /// save the changes.
+    /// Take one sample of every tracked series at `ts` (unix seconds),
+    /// forget the series that stopped reporting
+    /// ([`DashboardConfig::expire_after`]) and save the changes (without a
+    /// store, drop the record of them: nothing would ever clear it).
     pub fn sample_at(&self, ts: i64) -> Result<(), StoreError> {
         let families = self.registry.gather();
         let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
@@ -231,9 +254,13 @@ impl Dashboard {
                 }
             }
         }
+        h.expire(ts.saturating_sub(self.config.expiry_seconds()));
         match &self.store {
             Some(store) => store.save(&mut h),
-            None => Ok(()),
+            None => {
+                h.forget_changes();
+                Ok(())
+            }
         }
     }
 
@@ -412,6 +439,106 @@ impl Dashboard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use onionwatch_metrics::{Collect, Family};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// `projects` projects' request counters and as many probes'
+    /// latencies; the project `gone` and probe `gone` while `gone` is set.
+    struct Many {
+        projects: usize,
+        gone: AtomicBool,
+    }
+
+    impl Collect for Many {
+        fn collect(&self, out: &mut Vec<Family>) {
+            let mut names: Vec<String> = (0..self.projects).map(|i| format!("p{i}")).collect();
+            if self.gone.load(Ordering::Relaxed) {
+                names.push("gone".into());
+            }
+            let mut requests = Family::counter(logs::REQUESTS, "");
+            let mut latency = Family::gauge(probe::LATENCY_SECONDS, "");
+            for n in &names {
+                for class in ["2xx", "5xx"] {
+                    requests.push(&[("project", n), ("status_class", class)], 1.0);
+                }
+                latency.push(&[("name", n), ("address", "x.onion"), ("path", "/")], 0.5);
+            }
+            out.push(requests);
+            out.push(latency);
+        }
+    }
+
+    fn dashboard(
+        projects: usize,
+        config: DashboardConfig,
+        dir: Option<&Path>,
+    ) -> (Arc<Dashboard>, Arc<Many>) {
+        let source = Arc::new(Many {
+            projects,
+            gone: AtomicBool::new(true),
+        });
+        let registry = Arc::new(Registry::default());
+        registry.register(source.clone());
+        (Dashboard::open(registry, config, dir).unwrap(), source)
+    }
+
+    #[test]
+    fn without_a_store_the_history_stays_bounded() {
+        let config = DashboardConfig {
+            points: 20,
+            ..DashboardConfig::default()
+        };
+        let (d, _) = dashboard(200, config, None);
+        for i in 0..300 {
+            d.sample_at(1_000 + i * 15).unwrap();
+        }
+        let h = d.history.lock().unwrap();
+        // 201 projects × 2 classes + 201 probes.
+        assert_eq!(h.len(), 603);
+        assert_eq!(h.pending_changes(), 0, "nothing accumulates for a save");
+        assert_eq!(h.points("requests|p7|5xx").len(), 20);
+    }
+
+    #[test]
+    fn a_series_that_stops_reporting_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        for store in [None, Some(dir.path())] {
+            let config = DashboardConfig {
+                interval: Duration::from_secs(15),
+                points: 4,
+                ..DashboardConfig::default()
+            };
+            assert_eq!(config.expiry_seconds(), 60, "the window by default");
+            let (d, source) = dashboard(1, config.clone(), store);
+            let gone = "requests|gone|2xx";
+            d.sample_at(1_000).unwrap();
+            d.sample_at(1_015).unwrap();
+            source.gone.store(false, Ordering::Relaxed);
+            d.sample_at(1_030).unwrap();
+            d.sample_at(1_075).unwrap();
+            {
+                let h = d.history.lock().unwrap();
+                assert_eq!(h.points(gone).len(), 2, "60 s without a point: kept");
+                assert_eq!(h.len(), 6);
+            }
+            d.sample_at(1_076).unwrap();
+            {
+                let h = d.history.lock().unwrap();
+                assert!(h.points(gone).is_empty(), "61 s: forgotten");
+                assert!(h.points("latency|gone|x.onion|/").is_empty());
+                assert_eq!(h.len(), 3, "the others stay");
+                assert_eq!(h.points("requests|p0|2xx").len(), 4);
+            }
+            if let Some(dir) = store {
+                drop(d);
+                let registry = Arc::new(Registry::default());
+                let again = Dashboard::open(registry, config, Some(dir)).unwrap();
+                let h = again.history.lock().unwrap();
+                assert_eq!(h.len(), 3, "and left the store");
+                assert!(h.points(gone).is_empty());
+            }
+        }
+    }
 
     #[test]
     fn rates_skip_resets_and_time_going_backwards() {

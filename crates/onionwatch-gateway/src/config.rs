@@ -5,10 +5,18 @@
 //! upstream: 127.0.0.1:8080                    # the web application
 //! proxy_protocol: require
 //! header_name: X-Onion-CircuitID
+//! # Only for a TCP listener others can reach: who may send PROXY headers.
+//! # trusted_proxy_sources: [127.0.0.1, 10.0.0.0/8]
 //! limits:
 //!   rate: 5          # requests per second per circuit
 //!   burst: 20
-//!   max_connections_per_circuit: 8
+//!   max_connections_per_circuit: 8   # default 16
+//! # Every wait on a client is bounded (defaults shown):
+//! # header_timeout_secs: 5           # PROXY header
+//! # request_header_timeout_secs: 30  # request head, and idle keep-alive
+//! # body_timeout_secs: 60            # pause within a request body
+//! # send_timeout_secs: 60            # client not reading the response
+//! # max_request_head_bytes: 65536    # larger heads get 431
 //! escalation:
 //!   enabled: true
 //!   control_port: unix:/run/tor/control
@@ -20,7 +28,7 @@
 //! with validated values.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -139,6 +147,73 @@ impl FromStr for ProxyProtocol {
     }
 }
 
+/// An address block, `IP/PREFIX` (e.g. `10.0.0.0/8`, `fd00::/8`); a bare
+/// IP is a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpCidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpCidr {
+    /// Whether `ip` is in this block (an IPv4-mapped IPv6 address, as a
+    /// dual-stack listener reports IPv4 peers, counts as its IPv4 address).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpCidr {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ConfigError::BadCidr(s.to_owned());
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (ip, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = ip.trim().parse().map_err(|_| bad())?;
+        let addr = addr.to_canonical();
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|&p| p <= max)
+                .ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(IpCidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for IpCidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl<'de> Deserialize<'de> for IpCidr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de_from_str(d)
+    }
+}
+
 fn de_from_str<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
@@ -188,7 +263,9 @@ pub struct Config {
     /// upstream connection. Default `false`.
     #[serde(default)]
     pub send_proxy_header: bool,
-    /// Seconds a new connection has to deliver its complete PROXY header.
+    /// Seconds a new connection has to deliver its complete PROXY header;
+    /// also the whole life of a connection refused by
+    /// `limits.max_connections_per_circuit` (it only gets its `429`).
     /// Default 5.
     #[serde(default = "default_header_timeout")]
     pub header_timeout_secs: f64,
@@ -196,6 +273,23 @@ pub struct Config {
     /// how long an idle keep-alive connection is kept. Default 30.
     #[serde(default = "default_request_timeout")]
     pub request_header_timeout_secs: f64,
+    /// Seconds a client may pause while sending a request body (between two
+    /// reads, counted only while the gateway waits for it, like nginx's
+    /// `client_body_timeout`). A stalled upload is cut: `408` if the
+    /// upstream has not answered yet, else the connection is closed.
+    /// Default 60.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: f64,
+    /// Seconds a client may leave unread what the gateway sends it (a
+    /// response or tunnel data; between two writes, like nginx's
+    /// `send_timeout`); then the connection is closed. Default 60.
+    #[serde(default = "default_send_timeout")]
+    pub send_timeout_secs: f64,
+    /// Largest request head (request line and headers) in bytes; a larger
+    /// one is answered `431` and the connection closed. At least 8192.
+    /// Default 65536.
+    #[serde(default = "default_max_request_head")]
+    pub max_request_head_bytes: usize,
     /// Seconds to connect to the upstream. Default 5.
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout_secs: f64,
@@ -215,6 +309,17 @@ pub struct Config {
     /// one thread. Default 0: one per CPU.
     #[serde(default)]
     pub workers: usize,
+    /// Addresses allowed to connect over TCP and send PROXY headers
+    /// (`IP/PREFIX` or `IP`): when set, connections from any other address
+    /// are refused before their PROXY header is read. Needed to escalate
+    /// (`escalation.enabled`) on a non-loopback `listen` address, since
+    /// whoever can connect can name any circuit in a forged PROXY header
+    /// and have tor close it. A loopback listener only hears local
+    /// processes and a unix socket is guarded by its file permissions: both
+    /// are trusted without a list. Not allowed with a unix `listen`.
+    /// Default: empty (every source).
+    #[serde(default)]
+    pub trusted_proxy_sources: Vec<IpCidr>,
     /// Per-circuit limits.
     #[serde(default)]
     pub limits: Limits,
@@ -239,8 +344,10 @@ pub struct Limits {
     /// Default 20; at least 1 when `rate` is set.
     #[serde(default = "default_burst")]
     pub burst: u32,
-    /// Open connections (tor streams) per circuit; 0 = unlimited. Default 0.
-    #[serde(default)]
+    /// Open connections (tor streams) per circuit; 0 = unlimited. Default
+    /// 16 (a browser opens about 6 per site): without a cap, one circuit
+    /// could hold all `max_connections` and lock every other client out.
+    #[serde(default = "default_max_conns_per_circuit")]
     pub max_connections_per_circuit: u32,
     /// Requests in flight per circuit (across its connections); 0 =
     /// unlimited. Default 0.
@@ -257,7 +364,7 @@ impl Default for Limits {
         Limits {
             rate: 0.0,
             burst: default_burst(),
-            max_connections_per_circuit: 0,
+            max_connections_per_circuit: default_max_conns_per_circuit(),
             max_requests_per_circuit: 0,
             max_circuits: default_max_circuits(),
         }
@@ -346,6 +453,20 @@ fn default_header_timeout() -> f64 {
 fn default_request_timeout() -> f64 {
     30.0
 }
+fn default_body_timeout() -> f64 {
+    60.0
+}
+fn default_send_timeout() -> f64 {
+    60.0
+}
+/// hyper's smallest read buffer: it panics below this.
+const MIN_REQUEST_HEAD: usize = 8192;
+fn default_max_request_head() -> usize {
+    65536
+}
+fn default_max_conns_per_circuit() -> u32 {
+    16
+}
 fn default_connect_timeout() -> f64 {
     5.0
 }
@@ -385,11 +506,15 @@ impl Default for Config {
             send_proxy_header: false,
             header_timeout_secs: default_header_timeout(),
             request_header_timeout_secs: default_request_timeout(),
+            body_timeout_secs: default_body_timeout(),
+            send_timeout_secs: default_send_timeout(),
+            max_request_head_bytes: default_max_request_head(),
             connect_timeout_secs: default_connect_timeout(),
             upstream_timeout_secs: default_upstream_timeout(),
             shutdown_grace_secs: default_shutdown_grace(),
             max_connections: default_max_connections(),
             workers: 0,
+            trusted_proxy_sources: Vec::new(),
             limits: Limits::default(),
             escalation: Escalation::default(),
             metrics_listen: None,
@@ -438,6 +563,14 @@ impl Config {
             .map_err(|_| ConfigError::BadHeaderName(self.header_name.clone()))?;
         self.header_timeout()?;
         self.request_header_timeout()?;
+        self.body_timeout()?;
+        self.send_timeout()?;
+        if self.max_request_head_bytes < MIN_REQUEST_HEAD {
+            return Err(ConfigError::SmallRequestHead {
+                value: self.max_request_head_bytes,
+                min: MIN_REQUEST_HEAD,
+            });
+        }
         self.connect_timeout()?;
         self.upstream_timeout()?;
         self.shutdown_grace()?;
@@ -470,6 +603,20 @@ impl Config {
                 return Err(ConfigError::EscalationWithoutLimit);
             }
         }
+        let public_tcp = match &self.listen {
+            ListenAddr::Tcp(a) => !a.ip().to_canonical().is_loopback(),
+            ListenAddr::Unix(_) => {
+                if !self.trusted_proxy_sources.is_empty() {
+                    return Err(ConfigError::TrustedSourcesOnUnix);
+                }
+                false
+            }
+        };
+        if e.enabled && !e.dry_run && public_tcp && self.trusted_proxy_sources.is_empty() {
+            return Err(ConfigError::EscalationWithoutTrustedSources {
+                listen: self.listen.to_string(),
+            });
+        }
         secs("escalation.window_secs", e.window_secs)?;
         secs("escalation.cooldown_secs", e.cooldown_secs)?;
         Ok(())
@@ -479,6 +626,12 @@ impl Config {
     pub fn header(&self) -> HeaderName {
         HeaderName::from_bytes(self.header_name.as_bytes())
             .unwrap_or_else(|_| HeaderName::from_static("x-onion-circuitid"))
+    }
+
+    /// Whether a TCP peer at `ip` may connect (see `trusted_proxy_sources`).
+    pub fn trusts_source(&self, ip: IpAddr) -> bool {
+        self.trusted_proxy_sources.is_empty()
+            || self.trusted_proxy_sources.iter().any(|c| c.contains(ip))
     }
 
     /// `header_timeout_secs` as a duration.
@@ -491,6 +644,14 @@ impl Config {
             "request_header_timeout_secs",
             self.request_header_timeout_secs,
         )
+    }
+    /// `body_timeout_secs` as a duration.
+    pub fn body_timeout(&self) -> Result<Duration, ConfigError> {
+        secs("body_timeout_secs", self.body_timeout_secs)
+    }
+    /// `send_timeout_secs` as a duration.
+    pub fn send_timeout(&self) -> Result<Duration, ConfigError> {
+        secs("send_timeout_secs", self.send_timeout_secs)
     }
     /// `connect_timeout_secs` as a duration.
     pub fn connect_timeout(&self) -> Result<Duration, ConfigError> {
@@ -578,6 +739,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("control_port"), "{e}");
+        let e = Config::from_yaml("max_request_head_bytes: 100\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("max_request_head_bytes") && e.contains("8192"),
+            "{e}"
+        );
+        let e = Config::from_yaml("body_timeout_secs: -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("body_timeout_secs"), "{e}");
         let e = Config::from_yaml("limits:\n  rate: 1\n  burst: 0\n")
             .unwrap_err()
             .to_string();
@@ -586,6 +758,70 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unix_socket_mode"), "{e}");
+    }
+
+    #[test]
+    fn escalation_on_a_public_listener_needs_trusted_proxy_sources() {
+        let escalate =
+            "limits:\n  rate: 1\nescalation:\n  enabled: true\n  control_port: 127.0.0.1:9051\n";
+        let public = format!("listen: 0.0.0.0:8080\n{escalate}");
+        let e = Config::from_yaml(&public).unwrap_err().to_string();
+        assert!(
+            e.contains("trusted_proxy_sources") && e.contains("0.0.0.0:8080"),
+            "{e}"
+        );
+        let e = Config::from_yaml(&format!("listen: \"[::]:8080\"\n{escalate}"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trusted_proxy_sources"), "{e}");
+        // With the list, or on loopback, or a unix socket, or as a dry run: fine.
+        let c = Config::from_yaml(&format!(
+            "{public}trusted_proxy_sources: [10.0.0.5, \"fd00::/8\"]\n"
+        ))
+        .unwrap();
+        assert!(c.trusts_source("10.0.0.5".parse().unwrap()));
+        assert!(c.trusts_source("::ffff:10.0.0.5".parse().unwrap()));
+        assert!(c.trusts_source("fd12::1".parse().unwrap()));
+        assert!(!c.trusts_source("10.0.0.6".parse().unwrap()));
+        assert!(!c.trusts_source("127.0.0.1".parse().unwrap()));
+        for ok in [
+            format!("listen: 127.0.0.2:8080\n{escalate}"),
+            format!("listen: \"[::1]:8080\"\n{escalate}"),
+            format!("listen: unix:/run/gw.sock\n{escalate}"),
+            format!("{public}  dry_run: true\n"),
+        ] {
+            Config::from_yaml(&ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        // Without escalation a public listener is allowed (the binary warns).
+        Config::from_yaml("listen: 0.0.0.0:8080\n").unwrap();
+        let e = Config::from_yaml("listen: unix:/a\ntrusted_proxy_sources: [127.0.0.1]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unix"), "{e}");
+    }
+
+    #[test]
+    fn cidrs_parse_and_match() {
+        let c: IpCidr = "192.168.1.0/24".parse().unwrap();
+        assert!(c.contains("192.168.1.200".parse().unwrap()));
+        assert!(!c.contains("192.168.2.1".parse().unwrap()));
+        assert!(!c.contains("::1".parse().unwrap()));
+        let all: IpCidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        let one: IpCidr = "::1".parse().unwrap();
+        assert_eq!(one.to_string(), "::1/128");
+        assert!(one.contains("::1".parse().unwrap()));
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "nope",
+            "10.0.0.0/8/8",
+            "",
+        ] {
+            let e = bad.parse::<IpCidr>().unwrap_err().to_string();
+            assert!(e.contains("trusted_proxy_sources"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -76,6 +76,14 @@ pub enum ConfigError {
     /// `unix_socket_mode` is not octal permission bits.
     #[error("unix_socket_mode {0:?} is not octal permission bits such as \"660\"")]
     BadUnixMode(String),
+    /// `max_request_head_bytes` below what the HTTP parser can work with.
+    #[error("max_request_head_bytes must be at least {min}, got {value}")]
+    SmallRequestHead {
+        /// What was given.
+        value: usize,
+        /// The smallest allowed.
+        min: usize,
+    },
     /// A count that must be positive is 0.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
@@ -88,6 +96,19 @@ pub enum ConfigError {
     /// Escalation enabled with nowhere to send `CLOSECIRCUIT`.
     #[error("escalation.enabled needs escalation.control_port (the onion-service tor's ControlPort, IP:PORT or unix:PATH), or escalation.dry_run")]
     EscalationWithoutControlPort,
+    /// An entry of `trusted_proxy_sources` is not an address block.
+    #[error("trusted_proxy_sources: {0:?} is not IP or IP/PREFIX (e.g. 127.0.0.1 or 10.0.0.0/8)")]
+    BadCidr(String),
+    /// `trusted_proxy_sources` with a unix listening socket.
+    #[error("trusted_proxy_sources only applies to a TCP listen address; a unix socket has no source address (restrict it with unix_socket_mode instead)")]
+    TrustedSourcesOnUnix,
+    /// Escalation on a listener anyone may reach, where a forged PROXY
+    /// header would choose which circuit tor closes.
+    #[error("escalation.enabled on the non-loopback address {listen} needs trusted_proxy_sources (the addresses tor connects from, e.g. [127.0.0.1]): otherwise anyone who can connect can forge a PROXY header and have any circuit closed. Listen on loopback or a unix socket, list the trusted sources, or use escalation.dry_run")]
+    EscalationWithoutTrustedSources {
+        /// The listening address.
+        listen: String,
+    },
     /// Escalation enabled without a limit that could reject anything.
     #[error("escalation.enabled has no effect without a limit: set limits.rate, limits.max_connections_per_circuit or limits.max_requests_per_circuit")]
     EscalationWithoutLimit,

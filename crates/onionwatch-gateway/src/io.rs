@@ -1,11 +1,15 @@
 //! Sockets: TCP or unix listeners and streams, reading the PROXY header, and
 //! handing the bytes read past it back to the HTTP parser.
 
+use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use onionwatch_tor::proxy::{read_proxy_header, ProxyHeader, ProxyHeaderError, MAX_HEADER_LEN};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
@@ -13,6 +17,8 @@ use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 use crate::config::{ListenAddr, ProxyProtocol, UpstreamAddr};
 use crate::error::Error;
+use crate::metrics::{Metrics, RejectReason};
+use crate::timer::LazySleep;
 
 /// A bound listening socket.
 #[derive(Debug)]
@@ -50,18 +56,19 @@ impl Listener {
         }
     }
 
-    /// Accept one connection and name its peer for logs.
-    pub(crate) async fn accept(&self) -> io::Result<(Stream, String)> {
+    /// Accept one connection; its peer's address (TCP only) and its name
+    /// for logs.
+    pub(crate) async fn accept(&self) -> io::Result<(Stream, Option<IpAddr>, String)> {
         match self {
             Listener::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
                 // Small requests and responses: never wait for Nagle.
                 let _ = s.set_nodelay(true);
-                Ok((Stream::Tcp(s), peer.to_string()))
+                Ok((Stream::Tcp(s), Some(peer.ip()), peer.to_string()))
             }
             Listener::Unix(l, _) => {
                 let (s, _) = l.accept().await?;
-                Ok((Stream::Unix(s), "unix".to_owned()))
+                Ok((Stream::Unix(s), None, "unix".to_owned()))
             }
         }
     }
@@ -247,6 +254,105 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A client stream whose writes fail once the client has left them blocked
+/// (not reading) for `timeout`: a response or tunnel that the client does
+/// not read would otherwise hold the connection forever. Reads are not
+/// bounded here (hyper bounds request heads, [`crate::body::ReqBody`]
+/// request bodies).
+#[derive(Debug)]
+pub(crate) struct SendDeadline<S> {
+    inner: S,
+    timeout: Duration,
+    /// Made at the first blocked write only.
+    timer: Option<LazySleep>,
+    blocked: bool,
+    expired: bool,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> SendDeadline<S> {
+    pub(crate) fn new(inner: S, timeout: Duration, metrics: Arc<Metrics>) -> Self {
+        SendDeadline {
+            inner,
+            timeout,
+            timer: None,
+            blocked: false,
+            expired: false,
+            metrics,
+        }
+    }
+
+    /// Pass on a write's result; a pending one starts (or keeps) the clock.
+    fn check<T>(&mut self, cx: &mut Context<'_>, r: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if let Poll::Ready(r) = r {
+            self.blocked = false;
+            return Poll::Ready(r);
+        }
+        if !self.blocked {
+            self.blocked = true;
+            let deadline = Instant::now() + self.timeout;
+            match &mut self.timer {
+                Some(t) => t.set(deadline),
+                None => self.timer = Some(LazySleep::until(deadline)),
+            }
+        }
+        let timer = self.timer.as_mut().expect("set while blocked");
+        std::task::ready!(Pin::new(timer).poll(cx));
+        if !self.expired {
+            self.expired = true;
+            self.metrics.reject(RejectReason::SendTimeout);
+        }
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client did not read for send_timeout_secs",
+        )))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for SendDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for SendDeadline<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.check(cx, r)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.check(cx, r)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_flush(cx);
+        this.check(cx, r)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let r = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.check(cx, r)
     }
 }
 

@@ -9,9 +9,19 @@
 //!   both sides, streaming bodies, `Upgrade`/WebSocket tunnels;
 //! - adds `X-Onion-CircuitID: <decimal id>` upstream and removes any header
 //!   of that name the client sent (every spelling);
+//! - answers `400` without forwarding to a request with no `Host`, more
+//!   than one, or one that is not `host[:port]` (RFC 9112 §3.2). An HTTP/1.0
+//!   request without `Host` is refused too rather than given the upstream's
+//!   address, which would route it to the upstream's default virtual host;
+//! - bounds every wait on a client (PROXY header, request head and idle
+//!   keep-alive, pauses in a request body, responses left unread) and the
+//!   size of request heads, and caps connections per circuit by default, so
+//!   that a few slow circuits cannot hold every connection;
 //! - limits each circuit (token bucket, connections, requests in flight),
 //!   answering `429` with `Retry-After`, and can escalate sustained abuse to
-//!   `CLOSECIRCUIT` on tor's control port (opt-in, logged, with cool-down);
+//!   `CLOSECIRCUIT` on tor's control port (opt-in, logged, with cool-down).
+//!   A PROXY header names the circuit, so escalation on a non-loopback TCP
+//!   listener requires `trusted_proxy_sources`; other sources are refused;
 //! - counts everything in [`Metrics`] (no circuit ids as labels), an
 //!   [`onionwatch_metrics::Collect`] source for the shared endpoint.
 //!
@@ -36,7 +46,7 @@ pub mod metrics;
 mod server;
 mod timer;
 
-pub use config::{Config, Escalation, Limits, ListenAddr, ProxyProtocol, UpstreamAddr};
+pub use config::{Config, Escalation, IpCidr, Limits, ListenAddr, ProxyProtocol, UpstreamAddr};
 pub use error::{ConfigError, Error};
 pub use escalate::EscalationEvent;
 pub use metrics::{EscalationResult, Metrics, RejectReason};

@@ -30,11 +30,18 @@ pub enum RejectReason {
     TooManyRequests,
     /// `limits.max_circuits` busy circuits are tracked already (503).
     CircuitTableFull,
+    /// A TCP connection from an address not in `trusted_proxy_sources`,
+    /// closed before its PROXY header was read.
+    UntrustedSource,
+    /// A request body paused longer than `body_timeout_secs` (cut).
+    BodyTimeout,
+    /// The client left data unread longer than `send_timeout_secs` (closed).
+    SendTimeout,
 }
 
 impl RejectReason {
     /// Every reason, in label order.
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::NoProxyHeader,
         RejectReason::BadProxyHeader,
         RejectReason::HeaderTimeout,
@@ -43,6 +50,9 @@ impl RejectReason {
         RejectReason::TooManyConnections,
         RejectReason::TooManyRequests,
         RejectReason::CircuitTableFull,
+        RejectReason::UntrustedSource,
+        RejectReason::BodyTimeout,
+        RejectReason::SendTimeout,
     ];
 
     /// The `reason` label value.
@@ -56,6 +66,9 @@ impl RejectReason {
             RejectReason::TooManyConnections => "too_many_connections",
             RejectReason::TooManyRequests => "too_many_requests",
             RejectReason::CircuitTableFull => "circuit_table_full",
+            RejectReason::UntrustedSource => "untrusted_source",
+            RejectReason::BodyTimeout => "body_timeout",
+            RejectReason::SendTimeout => "send_timeout",
         }
     }
 }

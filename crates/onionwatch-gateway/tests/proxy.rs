@@ -207,6 +207,104 @@ async fn keep_alive_carries_several_requests_on_one_connection_each_side() {
 }
 
 #[tokio::test]
+async fn requests_with_duplicate_or_missing_host_get_400_and_are_not_forwarded() {
+    let env = start(|_| {}).await;
+    bounded(async {
+        for (request, why) in [
+            (
+                "GET / HTTP/1.1\r\nHost: a.onion\r\nHost: b.onion\r\n\r\n",
+                "more than one Host",
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: a.onion\r\nX-A: 1\r\nhost: a.onion\r\n\r\n",
+                "more than one Host",
+            ),
+            ("GET / HTTP/1.1\r\nX-A: 1\r\n\r\n", "without a Host"),
+            ("GET http://a.onion/ HTTP/1.1\r\n\r\n", "without a Host"),
+            ("GET / HTTP/1.0\r\n\r\n", "HTTP/1.0 request without a Host"),
+            (
+                "GET / HTTP/1.1\r\nHost: user@a.onion\r\n\r\n",
+                "not a valid",
+            ),
+        ] {
+            let mut c = Client::tcp(&env.addr, Some(14)).await;
+            c.stream.write_all(request.as_bytes()).await.unwrap();
+            let r = c.response().await.expect("an answer");
+            assert_eq!(r.status, 400, "{request:?}: {}", r.text());
+            assert!(r.text().contains(why), "{request:?}: {}", r.text());
+            assert_eq!(c.until_closed().await, b"", "closed after the 400");
+        }
+        // One valid Host, in either version, is forwarded as before.
+        let mut c = Client::tcp(&env.addr, Some(14)).await;
+        c.stream
+            .write_all(b"GET /ten HTTP/1.0\r\nHost: a.onion\r\n\r\n")
+            .await
+            .unwrap();
+        let r = c.response().await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.echoed("host"), vec!["a.onion"]);
+    })
+    .await;
+    assert_eq!(
+        env.echo.requests(),
+        1,
+        "no invalid request reached the upstream"
+    );
+    assert_eq!(env.handle.metrics().responses(4), 6);
+}
+
+#[tokio::test]
+async fn connections_from_untrusted_sources_are_refused_before_their_proxy_header() {
+    let (logs, _guard) = Logs::capture();
+    // Tests may only bind loopback: trust 127.0.0.2 alone and connect from
+    // 127.0.0.1, as an attacker reaching a public listener would.
+    let env = start(|c| {
+        c.trusted_proxy_sources = vec!["127.0.0.2/32".parse().unwrap()];
+        c.limits.rate = 0.01;
+        c.limits.burst = 1;
+        c.escalation.enabled = true;
+        c.escalation.dry_run = true;
+        c.escalation.rejections = 1;
+    })
+    .await;
+    let mut events = env.handle.escalations();
+    bounded(async {
+        for _ in 0..3 {
+            // A forged header naming circuit 5, then requests that would be
+            // refused (and escalated) if the header were believed.
+            let mut c = Client::tcp(&env.addr, Some(5)).await;
+            let _ = c
+                .stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                .await;
+            assert_eq!(c.until_closed().await, b"", "closed without an answer");
+        }
+    })
+    .await;
+    let m = env.handle.metrics();
+    assert_eq!(m.rejected(RejectReason::UntrustedSource), 3);
+    assert_eq!(m.rejected(RejectReason::RateLimited), 0);
+    assert_eq!(m.unique_circuits(), 0, "the PROXY header was never read");
+    assert_eq!(env.echo.requests(), 0);
+    assert!(events.try_recv().is_err(), "nothing escalated");
+    assert!(
+        logs.text().contains("not in trusted_proxy_sources"),
+        "{}",
+        logs.text()
+    );
+    // Listed, the same source is served (the list applies on reload).
+    let mut config = (*env.handle.config()).clone();
+    config.trusted_proxy_sources = vec![
+        "127.0.0.2/32".parse().unwrap(),
+        "127.0.0.1".parse().unwrap(),
+    ];
+    env.handle.reload(config).unwrap();
+    let r = bounded(async { Client::tcp(&env.addr, Some(5)).await.get("/", "").await }).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.echoed("x-onion-circuitid"), vec!["5"]);
+}
+
+#[tokio::test]
 async fn request_and_response_bodies_stream_without_buffering() {
     let env = start(|_| {}).await;
     bounded(async {
@@ -487,6 +585,268 @@ async fn hanging_upstream() -> std::net::SocketAddr {
         }
     });
     addr
+}
+
+/// A raw upstream: `/endless` answers with a chunked body that never ends
+/// and reports on `cut` when the gateway stops taking it; any other request
+/// gets `ok` once its whole `Content-Length` body has arrived.
+async fn slow_test_upstream() -> (std::net::SocketAddr, tokio::sync::mpsc::Receiver<()>) {
+    use tokio::io::AsyncReadExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (cut_tx, cut) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let cut_tx = cut_tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let end = loop {
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break end + 4;
+                    }
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                if head.starts_with("get /endless ") {
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                        .await;
+                    let mut piece = format!("{:x}\r\n", 1 << 16).into_bytes();
+                    piece.extend_from_slice(&[b'x'; 1 << 16]);
+                    piece.extend_from_slice(b"\r\n");
+                    while s.write_all(&piece).await.is_ok() {}
+                    let _ = cut_tx.send(()).await;
+                    return;
+                }
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                while buf.len() < end + len {
+                    match s.read(&mut chunk).await {
+                        Ok(0) | Err(_) => {
+                            let _ = cut_tx.send(()).await;
+                            return;
+                        }
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+                // Keep the connection until the gateway closes it.
+                while matches!(s.read(&mut chunk).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    (addr, cut)
+}
+
+#[tokio::test]
+async fn a_stalled_request_body_is_cut_by_the_body_timeout() {
+    let (up, mut cut) = slow_test_upstream().await;
+    let env = start(|c| {
+        c.upstream = onionwatch_gateway::UpstreamAddr::Tcp(up.to_string());
+        c.body_timeout_secs = 0.3;
+    })
+    .await;
+    bounded(async {
+        // A complete body is forwarded and answered.
+        let mut c = Client::tcp(&env.addr, Some(2)).await;
+        c.stream
+            .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nfull")
+            .await
+            .unwrap();
+        assert_eq!(c.response().await.unwrap().status, 200);
+        // 10 of 100 bytes, then silence: the upstream sees the body end,
+        // the client gets 408 and the connection closes.
+        let mut slow = Client::tcp(&env.addr, Some(3)).await;
+        slow.stream
+            .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789")
+            .await
+            .unwrap();
+        let r = slow.response().await.expect("an answer");
+        assert_eq!(r.status, 408, "{}", r.text());
+        assert_eq!(slow.until_closed().await, b"");
+        cut.recv().await.unwrap();
+    })
+    .await;
+    assert_eq!(env.handle.metrics().rejected(RejectReason::BodyTimeout), 1);
+
+    // A body already being answered (streamed back) is cut too.
+    let env = start(|c| c.body_timeout_secs = 0.3).await;
+    bounded(async {
+        let mut c = Client::tcp(&env.addr, Some(4)).await;
+        c.stream
+            .write_all(b"POST /stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            .await
+            .unwrap();
+        assert_eq!(c.response_head().await, 200);
+        assert_eq!(c.chunk().await.unwrap(), b"first");
+        // Nothing more: the gateway closes the connection without the
+        // final chunk.
+        assert_eq!(c.until_closed().await, b"");
+    })
+    .await;
+    assert_eq!(env.handle.metrics().rejected(RejectReason::BodyTimeout), 1);
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_by_the_send_timeout() {
+    let (up, mut cut) = slow_test_upstream().await;
+    let env = start(|c| {
+        c.upstream = onionwatch_gateway::UpstreamAddr::Tcp(up.to_string());
+        c.send_timeout_secs = 0.3;
+    })
+    .await;
+    bounded(async {
+        let mut c = Client::tcp(&env.addr, Some(8)).await;
+        c.stream
+            .write_all(b"GET /endless HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        assert_eq!(c.response_head().await, 200);
+        // Read nothing more: once every buffer is full the gateway waits on
+        // us, gives up, and drops the upstream response.
+        cut.recv().await.unwrap();
+        // What was buffered, then the end.
+        c.until_closed().await;
+    })
+    .await;
+    assert_eq!(env.handle.metrics().rejected(RejectReason::SendTimeout), 1);
+}
+
+#[tokio::test]
+async fn an_oversized_request_head_gets_431_and_is_not_forwarded() {
+    let env = start(|_| {}).await;
+    bounded(async {
+        let mut c = Client::tcp(&env.addr, Some(10)).await;
+        let fits = format!("X-Big: {}\r\n", "a".repeat(40_000));
+        assert_eq!(c.get("/", &fits).await.status, 200);
+        let mut c = Client::tcp(&env.addr, Some(11)).await;
+        let huge = format!("X-Big: {}\r\n", "a".repeat(100_000));
+        let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{huge}\r\n");
+        // The gateway may close while we still write.
+        let _ = c.stream.write_all(req.as_bytes()).await;
+        let answer = c.until_closed().await;
+        assert!(
+            answer.starts_with(b"HTTP/1.1 431"),
+            "{:?}",
+            String::from_utf8_lossy(&answer)
+        );
+    })
+    .await;
+    assert_eq!(env.echo.requests(), 1);
+}
+
+#[tokio::test]
+async fn a_connection_over_the_circuit_cap_cannot_hold_its_slot() {
+    let env = start(|c| {
+        c.limits.max_connections_per_circuit = 1;
+        c.header_timeout_secs = 0.3;
+    })
+    .await;
+    bounded(async {
+        let mut held = Client::tcp(&env.addr, Some(12)).await;
+        assert_eq!(held.get("/", "").await.status, 200);
+        // Refused, and silent: closed after header_timeout_secs, not after
+        // request_header_timeout_secs (30 s, past the test's bound).
+        let mut silent = Client::tcp(&env.addr, Some(12)).await;
+        let answer = silent.until_closed().await;
+        assert!(
+            answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
+            "{answer:?}"
+        );
+        assert_eq!(held.get("/", "").await.status, 200);
+    })
+    .await;
+}
+
+/// One slow connection of an attacking circuit: a streamed upload that
+/// never ends; with `unread`, a large first part whose echo it never reads.
+/// `Some(client)` while it holds a slot, `None` when refused with 429.
+async fn slow_connection(
+    addr: &ListenAddr,
+    circuit: u32,
+    unread: bool,
+) -> Option<Client<tokio::net::TcpStream>> {
+    let mut c = Client::tcp(addr, Some(circuit)).await;
+    let part = if unread { 256 * 1024 } else { 5 };
+    let mut req =
+        b"POST /stream HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    req.extend_from_slice(format!("{part:x}\r\n").as_bytes());
+    req.resize(req.len() + part, b's');
+    req.extend_from_slice(b"\r\n");
+    c.stream.write_all(&req).await.unwrap();
+    match c.response_head().await {
+        200 => Some(c),
+        429 => None,
+        other => panic!("unexpected status {other}"),
+    }
+}
+
+#[tokio::test]
+async fn five_slow_circuits_cannot_delay_a_sixth() {
+    // The defaults, except a total small enough to fill in a test: every
+    // connection the five attackers could hold, plus one.
+    let cap = onionwatch_gateway::Limits::default().max_connections_per_circuit;
+    assert!(cap > 0, "connections per circuit are capped by default");
+    let total = 5 * cap as usize + 1;
+    let env = start(|c| c.max_connections = total).await;
+    let held = bounded(async {
+        let mut held = Vec::new();
+        for circuit in 1..=5u32 {
+            // Each takes every connection it can (at most all of them).
+            let mut refused = false;
+            for i in 0..total {
+                // Only admitted ones send a large part: a refused one is
+                // closed after its 429, and unread data there would reset it.
+                let unread = i % 2 == 1 && i < cap as usize;
+                match slow_connection(&env.addr, circuit, unread).await {
+                    Some(c) => held.push(c),
+                    None => {
+                        refused = true;
+                        break;
+                    }
+                }
+            }
+            assert!(refused, "circuit {circuit} was refused at its cap");
+        }
+        held
+    })
+    .await;
+    assert_eq!(held.len(), 5 * cap as usize);
+    // The sixth circuit is answered at once, the five still stalled.
+    let r = bounded(async { Client::tcp(&env.addr, Some(6)).await.get("/", "").await }).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.echoed("x-onion-circuitid"), vec!["6"]);
+    let m = env.handle.metrics();
+    assert_eq!(m.rejected(RejectReason::TooManyConnections), 5);
+    assert_eq!(m.rejected(RejectReason::BodyTimeout), 0);
+    assert_eq!(m.rejected(RejectReason::SendTimeout), 0);
+    // Every stalled connection was still open and forwarding: its next
+    // part comes back after what it had left unread.
+    bounded(async {
+        for (i, mut c) in held.into_iter().enumerate() {
+            c.stream.write_all(b"3\r\nend\r\n0\r\n\r\n").await.unwrap();
+            let mut echoed = Vec::new();
+            loop {
+                let chunk = c.chunk().await.expect("still open");
+                if chunk.is_empty() {
+                    break;
+                }
+                echoed.extend_from_slice(&chunk);
+            }
+            let first = if i % 2 == 1 { 256 * 1024 } else { 5 };
+            assert_eq!(echoed.len(), first + 3);
+            assert!(echoed.ends_with(b"end"));
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

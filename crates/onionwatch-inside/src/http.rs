@@ -2,16 +2,19 @@
 //!
 //! tor's MetricsPort speaks HTTP/1.0 only and closes after each answer, and
 //! nginx answers an HTTP/1.0 request without chunked encoding, so one
-//! request per connection and reading to EOF is all either needs. Bodies are
-//! bounded; callers bound the time with [`tokio::time::timeout`].
+//! request per connection and reading to EOF (or to `Content-Length`) is all
+//! either needs. The head is bounded ([`MAX_HEADER`]) and scanned once, byte
+//! by byte across reads, however slowly it arrives; bodies are bounded, and
+//! a `Content-Length` beyond the bound is refused before reading it. Callers
+//! bound the time with [`tokio::time::timeout`].
 
 use std::fmt;
 use std::str::FromStr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Largest response header block accepted.
-const MAX_HEADER: usize = 16 * 1024;
+/// Largest response header block accepted (status line and headers).
+pub const MAX_HEADER: usize = 16 * 1024;
 
 /// An `http://host:port/path` URL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -186,9 +189,19 @@ pub async fn get(url: &HttpUrl, max_body: usize) -> Result<Vec<u8>, HttpError> {
             target: target.clone(),
             source,
         })?;
-    let limit = max_body + MAX_HEADER;
     let mut buf = Vec::with_capacity(8192);
     let mut chunk = [0u8; 16 * 1024];
+    let mut head = HeadScanner::default();
+    // The head's end and the length the answer announces, once known.
+    let mut framing: Option<(HeadEnd, Option<usize>)> = None;
+    let not_http = |detail: String| HttpError::NotHttp {
+        target: target.clone(),
+        detail,
+    };
+    let too_large = || HttpError::TooLarge {
+        url: url.to_string(),
+        limit: max_body,
+    };
     loop {
         let n = match stream.read(&mut chunk).await {
             Ok(n) => n,
@@ -204,47 +217,58 @@ pub async fn get(url: &HttpUrl, max_body: usize) -> Result<Vec<u8>, HttpError> {
         if n == 0 {
             break;
         }
-        if buf.len() + n > limit {
-            return Err(HttpError::TooLarge {
-                url: url.to_string(),
-                limit: max_body,
-            });
-        }
         buf.extend_from_slice(&chunk[..n]);
-        // tor's MetricsPort does not always close after its answer: stop
-        // once Content-Length bytes of body are in.
-        if let Some(total) = complete_length(&buf) {
-            if buf.len() >= total {
-                break;
+        if framing.is_none() {
+            // Only the bytes not scanned yet are looked at: a head
+            // trickled a byte at a time costs linear time, not quadratic.
+            match head.feed(&buf) {
+                Some(end) => {
+                    let length = content_length(&buf[..end.head]).map_err(&not_http)?;
+                    framing = Some((end, length));
+                }
+                None if buf.len() > MAX_HEADER => {
+                    return Err(not_http(format!(
+                        "no end of headers in the first {MAX_HEADER} bytes"
+                    )))
+                }
+                None => continue,
             }
+        }
+        let Some((end, length)) = framing else {
+            continue;
+        };
+        let body_len = buf.len() - end.body;
+        match length {
+            // Refused before reading it: a length beyond the limit (or
+            // beyond any memory) is never waited for.
+            Some(len) if len > max_body => return Err(too_large()),
+            // tor's MetricsPort does not always close after its answer:
+            // stop once Content-Length bytes of body are in.
+            Some(len) if body_len >= len => break,
+            _ if body_len > max_body => return Err(too_large()),
+            _ => {}
         }
     }
     if buf.is_empty() {
         return Err(HttpError::NoAnswer { target });
     }
-    let not_http = |detail: &str| HttpError::NotHttp {
-        target: target.clone(),
-        detail: detail.to_owned(),
+    let (end, length) = match framing {
+        Some(f) => f,
+        None => return Err(not_http("no end of headers".into())),
     };
-    let end = find(&buf, b"\r\n\r\n")
-        .map(|i| (i, i + 4))
-        .or_else(|| find(&buf, b"\n\n").map(|i| (i, i + 2)))
-        .ok_or_else(|| not_http("no end of headers"))?;
-    let mut body = buf.split_off(end.1);
-    let head = std::str::from_utf8(&buf[..end.0]).map_err(|_| not_http("headers are not text"))?;
+    let mut body = buf.split_off(end.body);
+    let head = std::str::from_utf8(&buf[..end.head])
+        .map_err(|_| not_http("headers are not text".into()))?;
     let mut lines = head.lines();
     let status_line = lines.next().unwrap_or("");
     let mut parts = status_line.split_whitespace();
     if !parts.next().is_some_and(|v| v.starts_with("HTTP/1.")) {
-        return Err(not_http(&format!(
-            "status line {:?}",
-            truncate(status_line)
-        )));
+        return Err(not_http(format!("status line {:?}", truncate(status_line))));
     }
     let status: u16 = parts
         .next()
         .and_then(|s| s.parse().ok())
-        .ok_or_else(|| not_http(&format!("status line {:?}", truncate(status_line))))?;
+        .ok_or_else(|| not_http(format!("status line {:?}", truncate(status_line))))?;
     if status != 200 {
         return Err(HttpError::Status {
             url: url.to_string(),
@@ -255,43 +279,103 @@ pub async fn get(url: &HttpUrl, max_body: usize) -> Result<Vec<u8>, HttpError> {
         if let Some((k, v)) = l.split_once(':') {
             let (k, v) = (k.trim(), v.trim());
             if k.eq_ignore_ascii_case("transfer-encoding") && !v.eq_ignore_ascii_case("identity") {
-                return Err(not_http("chunked answer to an HTTP/1.0 request"));
-            }
-            if k.eq_ignore_ascii_case("content-length") {
-                if let Ok(len) = v.parse::<usize>() {
-                    if body.len() < len {
-                        return Err(not_http(&format!(
-                            "the body ended after {} of {len} bytes",
-                            body.len()
-                        )));
-                    }
-                    body.truncate(len);
-                }
+                return Err(not_http("chunked answer to an HTTP/1.0 request".into()));
             }
         }
     }
+    if let Some(len) = length {
+        if body.len() < len {
+            return Err(not_http(format!(
+                "the body ended after {} of {len} bytes",
+                body.len()
+            )));
+        }
+        body.truncate(len);
+    }
     if body.len() > max_body {
-        return Err(HttpError::TooLarge {
-            url: url.to_string(),
-            limit: max_body,
-        });
+        return Err(too_large());
     }
     Ok(body)
 }
 
-/// Header length plus Content-Length, once the headers are complete and
-/// name a length.
-fn complete_length(buf: &[u8]) -> Option<usize> {
-    let end = find(buf, b"\r\n\r\n")? + 4;
-    let head = std::str::from_utf8(&buf[..end]).ok()?;
-    head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse::<usize>().ok())
-            .flatten()
-            .map(|len| end + len)
-    })
+/// Where a response head ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeadEnd {
+    /// End of the head's text (without the blank line).
+    head: usize,
+    /// Start of the body.
+    body: usize,
+}
+
+/// Finds the blank line ending a response head (`\r\n\r\n`, or bare
+/// `\n\n` as some servers write it) across reads, looking at each byte
+/// once: it remembers how far it has scanned.
+#[derive(Debug, Default)]
+struct HeadScanner {
+    /// Bytes before this offset hold no head end (a line break at the very
+    /// end is looked at again once the bytes after it are in).
+    scanned: usize,
+}
+
+impl HeadScanner {
+    /// The head's end in `buf` (which only grows between calls), if it is
+    /// in yet.
+    fn feed(&mut self, buf: &[u8]) -> Option<HeadEnd> {
+        while let Some(i) = buf[self.scanned..].iter().position(|&b| b == b'\n') {
+            let i = self.scanned + i;
+            // The line that ended at `i` is followed by an empty one?
+            let after = match buf.get(i + 1..) {
+                Some([b'\n', ..]) => Some(i + 2),
+                Some([b'\r', b'\n', ..]) => Some(i + 3),
+                // Not enough bytes yet to tell: look again next time.
+                Some([]) | Some([b'\r']) | None => {
+                    self.scanned = i;
+                    return None;
+                }
+                Some(_) => None,
+            };
+            if let Some(body) = after {
+                let head = if i > 0 && buf[i - 1] == b'\r' {
+                    i - 1
+                } else {
+                    i
+                };
+                return Some(HeadEnd { head, body });
+            }
+            self.scanned = i + 1;
+        }
+        self.scanned = buf.len();
+        None
+    }
+}
+
+/// The `Content-Length` of a head, if it names one. Values that are not
+/// a number, or several different values, are not HTTP we can frame.
+fn content_length(head: &[u8]) -> Result<Option<usize>, String> {
+    let head = std::str::from_utf8(head).map_err(|_| "headers are not text".to_owned())?;
+    let mut found = None;
+    for l in head.lines().skip(1) {
+        let Some((k, v)) = l.split_once(':') else {
+            continue;
+        };
+        if !k.trim().eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        let v = v.trim();
+        // A number too large for usize is too large for any limit.
+        let len = match v.parse::<u64>() {
+            Ok(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            Err(_) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => usize::MAX,
+            Err(_) => return Err(format!("Content-Length {:?} is not a number", truncate(v))),
+        };
+        match found {
+            Some(prev) if prev != len => {
+                return Err("two different Content-Length headers".to_owned())
+            }
+            _ => found = Some(len),
+        }
+    }
+    Ok(found)
 }
 
 fn truncate(s: &str) -> &str {
@@ -299,10 +383,6 @@ fn truncate(s: &str) -> &str {
         Some((i, _)) => &s[..i],
         None => s,
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]
@@ -362,5 +442,118 @@ mod tests {
         assert!(matches!(get(&u, 5).await, Err(HttpError::TooLarge { .. })));
         let u = serve_once(b"HTTP/1.0 200 OK\r\nContent-Length: 30\r\n\r\nshort").await;
         assert!(matches!(get(&u, 100).await, Err(HttpError::NotHttp { .. })));
+    }
+
+    /// Answers one request with `answer` (a byte per write when `trickle`),
+    /// then keeps the connection open until the client closes it, as tor's
+    /// MetricsPort sometimes does: the reader must stop on its own.
+    async fn serve_held(answer: Vec<u8>, trickle: bool) -> HttpUrl {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            s.set_nodelay(true).unwrap();
+            let mut req = [0u8; 1024];
+            let _ = s.read(&mut req).await;
+            if trickle {
+                for b in &answer {
+                    if s.write_all(std::slice::from_ref(b)).await.is_err() {
+                        return;
+                    }
+                }
+            } else if s.write_all(&answer).await.is_err() {
+                return;
+            }
+            while matches!(s.read(&mut req).await, Ok(n) if n > 0) {}
+        });
+        format!("http://{addr}/metrics").parse().unwrap()
+    }
+
+    /// `get`, bounded so that a reader that waits for a close that never
+    /// comes fails the test instead of hanging it.
+    async fn get_bounded(u: &HttpUrl, max_body: usize) -> Result<Vec<u8>, HttpError> {
+        tokio::time::timeout(std::time::Duration::from_secs(60), get(u, max_body))
+            .await
+            .expect("the reader waited for a close that never comes")
+    }
+
+    #[tokio::test]
+    async fn a_trickled_bare_lf_answer_ends_at_its_content_length() {
+        let u = serve_held(
+            b"HTTP/1.0 200 OK\nContent-Type: text/plain\nContent-Length: 6\n\nup 1\nX".to_vec(),
+            true,
+        )
+        .await;
+        assert_eq!(get_bounded(&u, 100).await.unwrap(), b"up 1\nX");
+    }
+
+    #[tokio::test]
+    async fn a_head_without_end_is_refused_after_the_header_limit() {
+        let mut answer = b"HTTP/1.0 200 OK\n".to_vec();
+        while answer.len() <= 2 * MAX_HEADER {
+            answer.extend_from_slice(b"X-Filler: y\n");
+        }
+        let u = serve_held(answer, false).await;
+        let err = get_bounded(&u, 1 << 20).await.unwrap_err();
+        assert!(
+            err.to_string().contains("no end of headers in the first"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn huge_content_lengths_are_refused_without_overflow_or_waiting() {
+        for len in [
+            "18446744073709551615",
+            "18446744073709551616000",
+            &(usize::MAX - 10).to_string(),
+            "101",
+        ] {
+            let answer = format!("HTTP/1.0 200 OK\r\nContent-Length: {len}\r\n\r\nabc");
+            let u = serve_held(answer.into_bytes(), false).await;
+            assert!(
+                matches!(
+                    get_bounded(&u, 100).await,
+                    Err(HttpError::TooLarge { limit: 100, .. })
+                ),
+                "Content-Length {len}"
+            );
+        }
+        let u = serve_held(
+            b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd".to_vec(),
+            false,
+        )
+        .await;
+        let err = get_bounded(&u, 100).await.unwrap_err();
+        assert!(err.to_string().contains("two different"), "{err}");
+    }
+
+    #[test]
+    fn the_head_scanner_finds_the_blank_line_and_never_looks_back() {
+        let whole = b"HTTP/1.0 200 OK\r\nA: b\nC: d\r\n\r\nbody\n\nmore";
+        for step in 1..whole.len() {
+            let mut sc = HeadScanner::default();
+            let mut found = None;
+            for end in (step..whole.len() + step).step_by(step) {
+                let buf = &whole[..end.min(whole.len())];
+                found = sc.feed(buf);
+                if found.is_some() {
+                    break;
+                }
+                // Everything but a trailing line break (and `\r`) is done.
+                assert!(sc.scanned + 2 >= buf.len(), "step {step}: rescans");
+            }
+            let end = found.unwrap_or_else(|| panic!("step {step}: no head end"));
+            assert_eq!(&whole[..end.head], b"HTTP/1.0 200 OK\r\nA: b\nC: d");
+            assert_eq!(&whole[end.body..], b"body\n\nmore");
+        }
+        let mut sc = HeadScanner::default();
+        let end = sc.feed(b"HTTP/1.0 200 OK\n\nx").unwrap();
+        assert_eq!((end.head, end.body), (15, 17));
+        let end = HeadScanner::default()
+            .feed(b"HTTP/1.0 200 OK\n\r\nx")
+            .unwrap();
+        assert_eq!((end.head, end.body), (15, 18));
+        assert_eq!(HeadScanner::default().feed(b"a\r\nb\r\n"), None);
     }
 }

@@ -1,7 +1,10 @@
 //! Names of the families `onionwatch watch` exports itself, for readers
 //! (the dashboard) to import rather than spell out. tor's own families
-//! (`tor_*`) are re-exported under tor's names, nginx's under
+//! (`tor_*`) are re-exported under tor's names, and only those (see
+//! [`crate::collector::tor_metrics::keep_tor_families`]), nginx's under
 //! nginx-prometheus-exporter's (`nginx_*`, see [`crate::collector::nginx`]).
+//! Families a scrape left out are counted in
+//! [`onionwatch_metrics::DROPPED_FAMILIES`].
 
 /// Whether the last scrape of a target worked (labels `collector`,
 /// `project`, `tor_instance`).

@@ -65,6 +65,8 @@ struct Shared {
     logs: Mutex<Option<Follower>>,
     /// Each tree's last successful discovery.
     trees: Mutex<BTreeMap<PathBuf, Tree>>,
+    /// What the collectors scraped but did not export, all targets together.
+    dropped: Arc<collector::Dropped>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -89,6 +91,7 @@ impl Watcher {
                 entries: RwLock::new(BTreeMap::new()),
                 logs: Mutex::new(None),
                 trees: Mutex::new(BTreeMap::new()),
+                dropped: Arc::default(),
             }),
             settings: Arc::new(settings),
         }
@@ -219,6 +222,7 @@ impl Watcher {
                     t.clone(),
                     self.shared.interval,
                     self.shared.timeout,
+                    self.shared.dropped.clone(),
                 ));
                 Entry {
                     target: t.clone(),
@@ -308,8 +312,9 @@ async fn scrape_loop(
     target: Target,
     interval: Duration,
     timeout: Duration,
+    dropped: Arc<collector::Dropped>,
 ) {
-    let collector = collector::start(&target, timeout);
+    let collector = collector::start(&target, timeout, dropped);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -396,6 +401,23 @@ impl Collect for WatchCollect {
         out.push(up);
         out.push(duration);
         out.extend(rest);
+        let dropped = &self.0.dropped;
+        use std::sync::atomic::Ordering::Relaxed;
+        onionwatch_metrics::push_dropped(
+            out,
+            onionwatch_metrics::DROPPED_NOT_TOR,
+            dropped.not_tor.load(Relaxed),
+        );
+        onionwatch_metrics::push_dropped(
+            out,
+            onionwatch_metrics::DROPPED_TYPE_CONFLICT,
+            dropped.type_conflict.load(Relaxed),
+        );
+        onionwatch_metrics::push_dropped(
+            out,
+            onionwatch_metrics::DROPPED_NAME_CONFLICT,
+            dropped.name_conflict.load(Relaxed),
+        );
     }
 }
 

@@ -319,3 +319,102 @@ async fn a_stopped_nginx_reads_nginx_up_0_and_the_other_keeps_working() {
     assert!(b_state.last_error.unwrap().contains("nginx stub_status"));
     drop(a);
 }
+
+/// A MetricsPort posing as onionwatch (`onionwatch_scrape_up` as a
+/// histogram), the prober (`onion_service_reachable`) and nginx, and
+/// giving tor's own names other types or clashing sample names.
+const HOSTILE_PAGE: &str = "\
+# TYPE onionwatch_scrape_up histogram
+onionwatch_scrape_up_bucket{collector=\"tor_metrics\",project=\"x\",le=\"+Inf\"} 1
+onionwatch_scrape_up_sum{collector=\"tor_metrics\",project=\"x\"} 1
+onionwatch_scrape_up_count{collector=\"tor_metrics\",project=\"x\"} 1
+# TYPE onion_service_reachable gauge
+onion_service_reachable{name=\"fake\",address=\"fake.onion\",path=\"/\"} 1
+# TYPE nginx_up gauge
+nginx_up 1
+# TYPE tor_hs_app_write_bytes histogram
+tor_hs_app_write_bytes_bucket{le=\"+Inf\"} 5
+tor_hs_app_write_bytes_sum 5
+tor_hs_app_write_bytes_count 5
+# TYPE tor_hs_intro_num_total gauge
+tor_hs_intro_num_total 7
+# TYPE tor_hs_new_thing counter
+tor_hs_new_thing_total 2
+";
+
+#[tokio::test]
+async fn a_hostile_metrics_port_cannot_pose_as_our_families_or_poison_tor_s() {
+    use onionwatch_test_support::{serve, value};
+    let hostile = serve(HOSTILE_PAGE);
+    let honest = serve(TOR_PAGE);
+    // "aaa" sorts before "news": its families come first in every merge.
+    let flags = Flags {
+        metrics_ports: vec![format!("aaa={hostile}"), format!("news={honest}")],
+        interval_seconds: Some(60.0),
+        timeout_seconds: Some(10.0),
+        ..Flags::default()
+    };
+    let watcher = Watcher::new(Settings::build(None, &flags).unwrap());
+    watcher.start().unwrap();
+    let registry = Arc::new(Registry::default());
+    registry.register(watcher.collector());
+
+    let text = render_until(&registry, "both targets scraped", |t| {
+        ["aaa", "news"].iter().all(|p| {
+            t.contains(&format!(
+                "onionwatch_scrape_up{{collector=\"tor_metrics\",project=\"{p}\",tor_instance=\"tor\"}} 1\n"
+            ))
+        })
+    })
+    .await;
+    // Our families are ours: one gauge, one sample per target.
+    assert_eq!(
+        text.matches("# TYPE onionwatch_scrape_up gauge\n").count(),
+        1
+    );
+    assert_eq!(text.matches("\nonionwatch_scrape_up{").count(), 2, "{text}");
+    for fake in [
+        "onionwatch_scrape_up_",
+        "onion_service_reachable",
+        "nginx_up",
+    ] {
+        assert!(!text.contains(fake), "{fake} re-exported:\n{text}");
+    }
+    // tor's families keep tor's types, whichever page comes first.
+    assert_eq!(
+        text.matches("# TYPE tor_hs_app_write_bytes_total counter\n")
+            .count(),
+        1,
+        "{text}"
+    );
+    assert!(!text.contains("tor_hs_app_write_bytes_bucket"), "{text}");
+    assert!(!text.contains("tor_hs_app_write_bytes_count"), "{text}");
+    assert_eq!(
+        text.matches("# TYPE tor_hs_intro_num_total ").count(),
+        1,
+        "{text}"
+    );
+    assert!(!text.contains("tor_hs_intro_num_total 7"), "{text}");
+    assert!(text.contains("tor_hs_intro_num_total{onion="), "{text}");
+    // A tor_* family tor does not (yet) send passes.
+    assert!(
+        text.contains("tor_hs_new_thing_total{project=\"aaa\",tor_instance=\"tor\"} 2\n"),
+        "{text}"
+    );
+    // Dropped, and counted without per-target labels.
+    let dropped = |reason: &str| {
+        value(
+            &text,
+            &format!("onionwatch_scrape_dropped_families_total{{reason=\"{reason}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("no {reason} count:\n{text}"))
+    };
+    assert!(dropped("not_tor") >= 3.0);
+    assert!(dropped("type_conflict") >= 1.0);
+    assert!(dropped("name_conflict") >= 1.0);
+    assert_eq!(
+        text.matches("# TYPE onionwatch_scrape_dropped_families_total counter\n")
+            .count(),
+        1
+    );
+}

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use onionwatch_metrics::{Collect, Family};
 use onionwatch_tor::circuit_id::CircuitId;
 
-use crate::access::LogFormat;
+use crate::access::{CircuitSource, LogFormat};
 use crate::analytics::{Analytics, AnalyticsConfig};
 use crate::lines::Line;
 use crate::severity::{RecentLine, Severity, SeverityCounter};
@@ -73,6 +73,55 @@ pub struct Source {
     pub pattern: PathBuf,
 }
 
+impl Source {
+    /// One project's sources: its access logs, tor logs and onionbalance
+    /// logs, in that order. Standard input (`-`) and compressed (`.gz`)
+    /// files are refused: neither grows, so neither can be followed.
+    pub fn project(
+        project: &str,
+        access: &[PathBuf],
+        tor: &[PathBuf],
+        onionbalance: &[PathBuf],
+    ) -> Result<Vec<Source>, SourceError> {
+        if access.iter().any(|p| p.as_os_str() == "-") {
+            return Err(SourceError::Stdin);
+        }
+        let kinds = [
+            (LogKind::Access, access),
+            (LogKind::Tor, tor),
+            (LogKind::Onionbalance, onionbalance),
+        ];
+        let all = kinds
+            .iter()
+            .flat_map(|(kind, paths)| paths.iter().map(move |p| (*kind, p)));
+        all.map(|(kind, p)| match p.extension().is_some_and(|e| e == "gz") {
+            true => Err(SourceError::Compressed(p.clone())),
+            false => Ok(Source {
+                project: project.to_owned(),
+                kind,
+                pattern: p.clone(),
+            }),
+        })
+        .collect()
+    }
+}
+
+/// A log that cannot be followed; the messages name `onionwatch logs`'
+/// `--once`, which reads such logs once.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// `-`: standard input.
+    #[error("standard input cannot be followed: use --once to read it")]
+    Stdin,
+    /// A compressed (rotated) log.
+    #[error(
+        "{} is compressed and cannot be followed: analyse rotated .gz files with --once, \
+         and follow the live log (e.g. nginx-access.log)",
+        .0.display()
+    )]
+    Compressed(PathBuf),
+}
+
 /// Settings of a [`Follower`].
 #[derive(Debug, Clone)]
 pub struct FollowConfig {
@@ -105,8 +154,10 @@ impl Default for FollowConfig {
 pub struct RecordInfo<'a> {
     /// The project of the log.
     pub project: &'a str,
-    /// The onion circuit that made the request, if the log says.
-    pub circuit: Option<CircuitId>,
+    /// The onion circuit that made the request, if the log says, and
+    /// where its id was read (the address tor wrote, or a header a client
+    /// may have set: see [`AccessRecord::circuit`](crate::access::AccessRecord::circuit)).
+    pub circuit: Option<(CircuitId, CircuitSource)>,
     /// The request time (Unix seconds), if the format has one.
     pub time: Option<i64>,
     /// The HTTP status.
@@ -293,7 +344,7 @@ impl Follower {
                             if let (Ok(rec), Some(h)) = (parsed, hook.as_mut()) {
                                 h(&RecordInfo {
                                     project: &src.project,
-                                    circuit: rec.circuit_id(),
+                                    circuit: rec.circuit(),
                                     time: rec.time,
                                     status: rec.status,
                                 });

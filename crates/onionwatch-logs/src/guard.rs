@@ -102,7 +102,7 @@ impl AbuseGuard {
 
     /// Count one record; act on its circuit if it crosses the limit.
     pub fn observe(&self, record: &RecordInfo<'_>) {
-        let (Some(circuit), Some(time)) = (record.circuit, record.time) else {
+        let (Some((circuit, source)), Some(time)) = (record.circuit, record.time) else {
             return;
         };
         let mut projects = self.projects.lock().unwrap_or_else(|e| e.into_inner());
@@ -113,10 +113,12 @@ impl AbuseGuard {
                 policy: Policy::new(self.config.clone()).expect("validated policy"),
                 executor: None,
             });
-        let Some(decision) = project.policy.observe(circuit, time) else {
+        let Some(decision) = project.policy.observe_from(circuit, source, time) else {
             return;
         };
-        if decision.action != Action::Close {
+        // An id a client may have chosen is never closed (the policy has
+        // logged and counted why).
+        if decision.action != Action::Close || !decision.closable {
             return;
         }
         if project.executor.is_none() {
@@ -282,10 +284,11 @@ impl PolicyExecutor {
     }
 
     /// Queue a decision without waiting; decisions whose action is not
-    /// `close` are ignored (`false`). A full queue drops the decision with a
-    /// warning (`false`).
+    /// `close`, or whose circuit id a client may have chosen
+    /// ([`Decision::closable`]), are ignored (`false`). A full queue drops
+    /// the decision with a warning (`false`).
     pub fn submit(&self, decision: &Decision) -> bool {
-        if decision.action != Action::Close {
+        if decision.action != Action::Close || !decision.closable {
             return false;
         }
         let queued = self.executor.submit(decision.clone());
@@ -344,11 +347,12 @@ mod tests {
     use onionwatch_tor::control::ControlAddr;
 
     use super::*;
+    use crate::access::CircuitSource;
 
     fn record(project: &str, circuit: u32, time: i64) -> RecordInfo<'_> {
         RecordInfo {
             project,
-            circuit: Some(CircuitId(circuit)),
+            circuit: Some((CircuitId(circuit), CircuitSource::Address)),
             time: Some(time),
             status: Some(200),
         }
@@ -417,6 +421,55 @@ mod tests {
             !text.contains("onionwatch_log_circuit_closes_total"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_circuit_id_from_the_header_is_never_sent_to_tor() {
+        let config = PolicyConfig {
+            max_requests: 2,
+            action: Action::Close,
+            i_understand_closing_circuits: true,
+            ..PolicyConfig::default()
+        };
+        let resolved = Arc::new(AtomicU64::new(0));
+        let calls = Arc::clone(&resolved);
+        let guard = AbuseGuard::new(
+            config,
+            Box::new(move |_| {
+                calls.fetch_add(1, Relaxed);
+                Ok(dead_target())
+            }),
+        )
+        .unwrap();
+        let header = |t| RecordInfo {
+            circuit: Some((CircuitId(7), CircuitSource::Header)),
+            ..record("shop", 7, t)
+        };
+        for t in 0..3 {
+            guard.observe(&header(t));
+        }
+        let text = |guard: &AbuseGuard| {
+            let mut out = Vec::new();
+            guard.collect(&mut out);
+            onionwatch_metrics::render(&out, onionwatch_metrics::Format::Prometheus)
+        };
+        let m = text(&guard);
+        assert!(
+            m.contains("onionwatch_log_abusive_circuits_untrusted_total{project=\"shop\"} 1\n"),
+            "{m}"
+        );
+        assert_eq!(
+            resolved.load(Relaxed),
+            0,
+            "a header id reached the executor"
+        );
+        assert!(!m.contains("onionwatch_log_circuit_closes_total"), "{m}");
+        // The same id written by tor is closed (here: attempted).
+        for t in 0..3 {
+            guard.observe(&record("shop", 7, t));
+        }
+        assert_eq!(resolved.load(Relaxed), 1);
+        assert!(text(&guard).contains("onionwatch_log_circuit_closes_total"));
     }
 
     #[test]

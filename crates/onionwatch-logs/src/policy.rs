@@ -17,6 +17,7 @@
 //! allow: [17, 42]            # circuit ids never acted on
 //! dry_run: false             # decide and log, but mark decisions as not to be executed
 //! max_tracked_circuits: 100000
+//! trust_circuit_header: false   # see "Where circuit ids come from"
 //! ```
 //!
 //! **Window.** A circuit's window starts at its first request and lasts
@@ -36,6 +37,20 @@
 //! circuits are tracked (about 100 bytes each); a new circuit beyond that
 //! evicts the one seen least recently (and with it its cool-down). Circuits
 //! on the allow list and the id 0 (tor's "no circuit") are never tracked.
+//!
+//! **Where circuit ids come from.** A record's circuit id is read from the
+//! address tor wrote (`$proxy_protocol_addr`, else `$remote_addr`, with
+//! `HiddenServiceExportCircuitID`), and only when neither holds one from
+//! the `$http_x_onion_circuitid` header (see
+//! [`AccessRecord::circuit`]). Any client can send that header with any
+//! value, so by default an id from it is counted apart from the ids tor
+//! wrote (a forged `X-Onion-CircuitID: 7` never adds to circuit 7's
+//! requests) and is **never closed**: its `close` decision is logged,
+//! counted (`onionwatch_log_abusive_circuits_untrusted_total`) and not
+//! executed. Set `trust_circuit_header: true` only when every request
+//! reaches nginx through a proxy that replaces the header with the real
+//! circuit id, such as `onionwatch gateway`; header ids are then treated
+//! like the ids tor wrote.
 //!
 //! **Circuit ids** are per tor process (they restart at 1 when tor
 //! restarts), so one policy must be fed the log of one tor instance, and
@@ -67,7 +82,7 @@ use onionwatch_metrics::{Family, MetricType};
 use onionwatch_tor::circuit_id::CircuitId;
 use serde::{Deserialize, Serialize};
 
-use crate::access::AccessRecord;
+use crate::access::{AccessRecord, CircuitSource};
 
 /// What to do with an abusive circuit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -150,6 +165,15 @@ pub struct PolicyConfig {
     /// 10 MB).
     #[serde(default = "default_max_tracked_circuits")]
     pub max_tracked_circuits: usize,
+    /// Treat circuit ids read from the `$http_x_onion_circuitid` header
+    /// like the ones tor wrote into the address: count them together and
+    /// let `action: close` close them. Only for logs of an nginx that every
+    /// request reaches through a proxy replacing that header with the real
+    /// circuit id (`onionwatch gateway`); otherwise any client could name
+    /// the circuit to close. Default `false`: header ids are counted apart
+    /// and never closed.
+    #[serde(default)]
+    pub trust_circuit_header: bool,
 }
 
 fn default_max_requests() -> u32 {
@@ -176,6 +200,7 @@ impl Default for PolicyConfig {
             cooldown_secs: default_cooldown_secs(),
             dry_run: false,
             max_tracked_circuits: default_max_tracked_circuits(),
+            trust_circuit_header: false,
         }
     }
 }
@@ -283,6 +308,11 @@ impl PolicyConfig {
 pub struct Decision {
     /// The circuit (of the tor instance whose log this is).
     pub circuit: CircuitId,
+    /// Where the circuit id was read.
+    pub source: CircuitSource,
+    /// The circuit may be closed: its id comes from the address tor wrote,
+    /// or from the header with [`PolicyConfig::trust_circuit_header`].
+    pub closable: bool,
     /// The configured action.
     pub action: Action,
     /// The policy is in dry-run mode: log only, execute nothing.
@@ -296,9 +326,10 @@ pub struct Decision {
 }
 
 impl Decision {
-    /// The circuit should now be closed (`close`, not a dry run).
+    /// The circuit should now be closed (`close`, not a dry run, and an id
+    /// that may be closed).
     pub fn should_close(&self) -> bool {
-        self.action == Action::Close && !self.dry_run
+        self.action == Action::Close && !self.dry_run && self.closable
     }
 }
 
@@ -321,6 +352,13 @@ pub struct PolicyCounters {
     decisions: [u64; Action::ALL.len()],
     /// Decisions made in dry-run mode (also counted by action).
     pub dry_run_decisions: u64,
+    /// Records whose circuit id came from the `$http_x_onion_circuitid`
+    /// header (also counted in `records`, `records_allowed`...).
+    pub records_from_header: u64,
+    /// `close` decisions not to be executed because their circuit id came
+    /// from the header and [`PolicyConfig::trust_circuit_header`] is off
+    /// (also counted by action).
+    pub untrusted_not_closed: u64,
     /// Windows in which a circuit exceeded the limit during its cool-down
     /// (no decision).
     pub suppressed_by_cooldown: u64,
@@ -356,6 +394,12 @@ impl PolicyCounters {
                 MetricType::Counter,
                 "Abusive-circuit decisions made in dry-run mode (not executed).",
                 self.dry_run_decisions,
+            ),
+            (
+                "onionwatch_log_abusive_circuits_untrusted",
+                MetricType::Counter,
+                "Close decisions not executed because the circuit id came from the X-Onion-CircuitID header, which clients can set (trust_circuit_header is off).",
+                self.untrusted_not_closed,
             ),
             (
                 "onionwatch_log_abusive_circuits_suppressed",
@@ -404,10 +448,11 @@ struct CircuitState {
 pub struct Policy {
     config: PolicyConfig,
     allow: HashSet<u32>,
-    circuits: HashMap<u32, CircuitState>,
-    /// Recency order: sequence number → circuit; the first is the least
+    /// Keyed by [`key`]: ids from an untrusted header apart from tor's.
+    circuits: HashMap<u64, CircuitState>,
+    /// Recency order: sequence number → circuit key; the first is the least
     /// recently seen.
-    recency: BTreeMap<u64, u32>,
+    recency: BTreeMap<u64, u64>,
     next_seq: u64,
     counters: PolicyCounters,
 }
@@ -436,10 +481,11 @@ impl Policy {
         &self.counters
     }
 
-    /// Observe a parsed access-log record: its circuit id and its time.
-    /// Records without either are counted and otherwise ignored.
+    /// Observe a parsed access-log record: its circuit id (and where it
+    /// was read, [`AccessRecord::circuit`]) and its time. Records without
+    /// either are counted and otherwise ignored.
     pub fn observe_record(&mut self, rec: &AccessRecord<'_>) -> Option<Decision> {
-        let Some(circuit) = rec.circuit_id() else {
+        let Some((circuit, source)) = rec.circuit() else {
             self.counters.records_without_circuit += 1;
             return None;
         };
@@ -447,45 +493,59 @@ impl Policy {
             self.counters.records_without_time += 1;
             return None;
         };
-        self.observe(circuit, time)
+        self.observe_from(circuit, source, time)
     }
 
-    /// Observe one request of `circuit` at `time` (Unix seconds, from the
-    /// log line); a [`Decision`] when this request makes the circuit
-    /// abusive. Logs the decision with its reason.
+    /// Observe one request of `circuit`, an id tor wrote into the address,
+    /// at `time` (Unix seconds, from the log line); a [`Decision`] when this
+    /// request makes the circuit abusive. Logs the decision with its reason.
     pub fn observe(&mut self, circuit: CircuitId, time: i64) -> Option<Decision> {
+        self.observe_from(circuit, CircuitSource::Address, time)
+    }
+
+    /// [`Policy::observe`] for an id read from `source`: ids from the
+    /// header are counted apart and never closed unless
+    /// [`PolicyConfig::trust_circuit_header`] is set.
+    pub fn observe_from(
+        &mut self,
+        circuit: CircuitId,
+        source: CircuitSource,
+        time: i64,
+    ) -> Option<Decision> {
         if circuit.0 == 0 {
             self.counters.records_without_circuit += 1;
             return None;
+        }
+        if source == CircuitSource::Header {
+            self.counters.records_from_header += 1;
         }
         if self.allow.contains(&circuit.0) {
             self.counters.records_allowed += 1;
             return None;
         }
+        let trusted = source == CircuitSource::Address || self.config.trust_circuit_header;
+        let key = key(circuit, trusted);
         self.counters.records += 1;
         let seq = self.next_seq;
         self.next_seq += 1;
-        if !self.circuits.contains_key(&circuit.0) {
+        if !self.circuits.contains_key(&key) {
             self.make_room();
         }
-        let state = self
-            .circuits
-            .entry(circuit.0)
-            .or_insert_with(|| CircuitState {
-                window_start: time,
-                last: time,
-                requests: 0,
-                decided: false,
-                suppressed: false,
-                acted_at: None,
-                seq,
-            });
+        let state = self.circuits.entry(key).or_insert_with(|| CircuitState {
+            window_start: time,
+            last: time,
+            requests: 0,
+            decided: false,
+            suppressed: false,
+            acted_at: None,
+            seq,
+        });
         self.recency.remove(&state.seq);
         state.seq = seq;
-        self.recency.insert(seq, circuit.0);
+        self.recency.insert(seq, key);
         self.counters.tracked_circuits = self.circuits.len() as u64;
 
-        let state = self.circuits.get_mut(&circuit.0)?;
+        let state = self.circuits.get_mut(&key)?;
         if time < state.last {
             self.counters.records_out_of_order += 1;
         }
@@ -518,6 +578,8 @@ impl Policy {
         state.acted_at = Some(now);
         let decision = Decision {
             circuit,
+            source,
+            closable: trusted,
             action: self.config.action,
             dry_run: self.config.dry_run,
             requests: state.requests,
@@ -533,6 +595,9 @@ impl Policy {
         self.counters.decisions[decision.action.index()] += 1;
         if decision.dry_run {
             self.counters.dry_run_decisions += 1;
+        }
+        if decision.action == Action::Close && !decision.closable {
+            self.counters.untrusted_not_closed += 1;
         }
         log_decision(&decision);
         Some(decision)
@@ -550,10 +615,30 @@ impl Policy {
     }
 }
 
+/// The tracking key of a circuit: ids from an untrusted header live apart
+/// (bit 32 set), so forged ones never add to a real circuit's count.
+fn key(circuit: CircuitId, trusted: bool) -> u64 {
+    u64::from(circuit.0) | u64::from(!trusted) << 32
+}
+
 fn log_decision(d: &Decision) {
     let circuit = d.circuit.0;
     let action = d.action.as_str();
+    let source = d.source.as_str();
     let dry = if d.dry_run { "dry run: " } else { "" };
+    if d.action == Action::Close && !d.closable {
+        tracing::warn!(
+            circuit,
+            action,
+            source,
+            dry_run = d.dry_run,
+            "{dry}abusive circuit {circuit}, not closing it: its id comes from the \
+             X-Onion-CircuitID header, which any client can set (set trust_circuit_header: true \
+             only if a proxy such as onionwatch gateway sets it): {}",
+            d.reason
+        );
+        return;
+    }
     match d.action {
         Action::Log => {
             tracing::info!(

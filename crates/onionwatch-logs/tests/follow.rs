@@ -91,7 +91,7 @@ fn counts_are_exact_across_rotation_and_restart() {
     f.set_record_hook(Box::new(move |r| {
         s2.lock()
             .unwrap()
-            .push((r.project.to_owned(), r.circuit.map(|c| c.0)))
+            .push((r.project.to_owned(), r.circuit.map(|(c, _)| c.0)))
     }));
     let handle = f.spawn().unwrap();
     until(
@@ -143,4 +143,29 @@ fn counts_are_exact_across_rotation_and_restart() {
     assert!(t.contains("severity=\"warn\"} 0\n"), "{t}");
     assert!(t.contains("onionwatch_log_tail_lines_total 2\n"), "{t}");
     drop(handle);
+}
+
+#[test]
+fn a_project_sources_are_in_kind_order_and_refuse_stdin_and_gzip() {
+    let p = |s: &str| std::path::PathBuf::from(s);
+    let sources = Source::project("shop", &[p("a.log")], &[p("tor.log")], &[p("ob.log")]).unwrap();
+    let kinds: Vec<_> = sources
+        .iter()
+        .map(|s| (s.kind, s.project.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            (LogKind::Access, "shop"),
+            (LogKind::Tor, "shop"),
+            (LogKind::Onionbalance, "shop")
+        ]
+    );
+    let stdin = Source::project("", &[p("-")], &[], &[]).unwrap_err();
+    assert!(stdin.to_string().contains("standard input"), "{stdin}");
+    let gz = Source::project("", &[], &[p("tor.log.1.gz")], &[]).unwrap_err();
+    assert!(
+        gz.to_string().starts_with("tor.log.1.gz is compressed"),
+        "{gz}"
+    );
 }

@@ -177,23 +177,119 @@ pub trait Collect: Send + Sync {
 
 /// Merge families with the same name, keeping the first one's help and
 /// type, samples in order. Needed where one tor prints a family once per
-/// onion service, or several sources export the same family.
+/// onion service, or several sources export the same family. A family of
+/// the same name as an earlier one but of another type is dropped (see
+/// [`merge_checked`] to count those).
 pub fn merge(families: Vec<Family>) -> Vec<Family> {
+    merge_checked(families).0
+}
+
+/// What [`merge_checked`] dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Families of the name of an earlier one but another type.
+    pub type_conflict: u64,
+    /// Families whose samples would be written under a name an earlier
+    /// family of another name writes (a gauge `x_total` after a counter
+    /// `x`, a gauge `x_count` after a histogram `x`).
+    pub name_conflict: u64,
+}
+
+/// The names the samples of a family of `kind` called `name` may be
+/// written under, in either format.
+pub fn exposed_names(name: &str, kind: MetricType) -> impl Iterator<Item = String> + '_ {
+    let suffixes: &[&str] = match kind {
+        MetricType::Counter => &["", "_total", "_created"],
+        MetricType::Histogram => &["", "_bucket", "_sum", "_count", "_created"],
+        MetricType::Summary => &["", "_sum", "_count", "_created"],
+        MetricType::Info => &["", "_info"],
+        MetricType::Gauge | MetricType::StateSet | MetricType::Unknown => &[""],
+    };
+    suffixes.iter().map(move |s| format!("{name}{s}"))
+}
+
+/// [`merge`], and what it dropped. Merging families of one name but two
+/// types would give, say, a gauge `_bucket` samples; two families writing
+/// samples of one name give two `# TYPE` lines for it, and Prometheus then
+/// refuses the whole scrape. Either is a way for one source (a hostile
+/// MetricsPort) to corrupt the others' families or the whole exposition:
+/// the later family is dropped, the earlier one kept.
+pub fn merge_checked(families: Vec<Family>) -> (Vec<Family>, Dropped) {
     let mut out: Vec<Family> = Vec::with_capacity(families.len());
+    // Family name -> its index in `out`.
     let mut index = std::collections::HashMap::new();
-    for f in families {
-        match index.get(&f.name) {
-            Some(&i) => {
-                let existing: &mut Family = &mut out[i];
-                existing.samples.extend(f.samples);
+    // Every name a kept family may write samples under -> that family's name.
+    let mut exposed: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut dropped = Dropped::default();
+    for mut f in families {
+        if let Some(&i) = index.get(&f.name) {
+            let existing: &mut Family = &mut out[i];
+            if existing.kind == f.kind {
+                existing.samples.append(&mut f.samples);
+            } else {
+                dropped.type_conflict += 1;
             }
-            None => {
-                index.insert(f.name.clone(), out.len());
-                out.push(f);
-            }
+            continue;
+        }
+        let names: Vec<String> = exposed_names(&f.name, f.kind).collect();
+        if names.iter().any(|n| exposed.contains_key(n)) {
+            dropped.name_conflict += 1;
+            continue;
+        }
+        for n in names {
+            exposed.insert(n, f.name.clone());
+        }
+        index.insert(f.name.clone(), out.len());
+        out.push(f);
+    }
+    (out, dropped)
+}
+
+/// The counter of families left out of the exposition, by `reason`
+/// (rendered `onionwatch_scrape_dropped_families_total{reason=…}`), for
+/// all sources together: no per-target labels, so a hostile source cannot
+/// grow it. Exported once a family has been dropped. Reasons:
+/// [`DROPPED_NOT_TOR`], [`DROPPED_TYPE_CONFLICT`], [`DROPPED_NAME_CONFLICT`].
+pub const DROPPED_FAMILIES: &str = "onionwatch_scrape_dropped_families";
+/// The HELP of [`DROPPED_FAMILIES`].
+pub const DROPPED_FAMILIES_HELP: &str = "Families not exported, by reason: not_tor (a tor MetricsPort sent a family not named tor_*), type_conflict (the name of another family or of tor's own, another type), name_conflict (samples named like another family's); conflicts are counted at every collection.";
+/// A tor MetricsPort sent a family whose name does not start with `tor_`.
+pub const DROPPED_NOT_TOR: &str = "not_tor";
+/// A family has the name of another one (earlier, or tor's own) but not its type.
+pub const DROPPED_TYPE_CONFLICT: &str = "type_conflict";
+/// A family's samples would be written under a name another family writes.
+pub const DROPPED_NAME_CONFLICT: &str = "name_conflict";
+
+/// Add `count` families dropped for `reason` to the [`DROPPED_FAMILIES`]
+/// family in `out`: to its sample for `reason` when there is one (several
+/// sources count the same reason; the sum of counters is a counter), else
+/// a new sample, in a new family if needed. Nothing happens for 0.
+pub fn push_dropped(out: &mut Vec<Family>, reason: &str, count: u64) {
+    if count == 0 {
+        return;
+    }
+    let i = match out
+        .iter()
+        .position(|f| f.name == DROPPED_FAMILIES && f.kind == MetricType::Counter)
+    {
+        Some(i) => i,
+        None => {
+            out.push(Family::counter(DROPPED_FAMILIES, DROPPED_FAMILIES_HELP));
+            out.len() - 1
+        }
+    };
+    let f = &mut out[i];
+    let same = f.samples.iter_mut().find(|s| {
+        s.suffix == "_total"
+            && s.labels.len() == 1
+            && s.labels[0] == ("reason".into(), reason.into())
+    });
+    match same {
+        Some(s) => s.value += count as f64,
+        None => {
+            f.push(&[("reason", reason)], count as f64);
         }
     }
-    out
 }
 
 /// `true` for a valid metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`).
@@ -239,6 +335,96 @@ mod tests {
         assert_eq!(merged.len(), 2);
         assert_eq!(merged[0].help, "first help");
         assert_eq!(merged[0].samples.len(), 2);
+    }
+
+    #[test]
+    fn merge_drops_a_family_of_the_same_name_but_another_type() {
+        let mut up = Family::gauge("onionwatch_scrape_up", "ours");
+        up.push(&[("project", "a")], 1.0);
+        let mut fake = Family::histogram("onionwatch_scrape_up", "theirs");
+        let mut h = Histogram::new(&[1.0]);
+        h.observe(0.5);
+        fake.push_histogram(&[], &h);
+        let mut again = Family::gauge("onionwatch_scrape_up", "");
+        again.push(&[("project", "b")], 0.0);
+        let (merged, dropped) = merge_checked(vec![up, fake.clone(), again]);
+        assert_eq!(
+            dropped,
+            Dropped {
+                type_conflict: 1,
+                name_conflict: 0
+            }
+        );
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].kind, MetricType::Gauge);
+        assert!(
+            merged[0].samples.iter().all(|s| s.suffix.is_empty()),
+            "{merged:?}"
+        );
+        assert_eq!(merged[0].samples.len(), 2);
+        assert_eq!(merge(vec![fake.clone(), fake]).len(), 1, "same type merges");
+    }
+
+    #[test]
+    fn merge_drops_a_family_writing_samples_under_another_family_s_name() {
+        let mut bytes = Family::counter("tor_hs_app_write_bytes", "tor's");
+        bytes.push(&[], 1.0);
+        let mut fake_total = Family::gauge("tor_hs_app_write_bytes_total", "");
+        fake_total.push(&[], 2.0);
+        let mut h = Family::histogram("tor_x", "");
+        h.push_histogram(&[], &Histogram::new(&[1.0]));
+        let mut fake_count = Family::gauge("tor_x_count", "");
+        fake_count.push(&[], 3.0);
+        // Both orders: whichever comes first stays.
+        let mut ok = Family::gauge("tor_relay_connections", "");
+        ok.push(&[], 4.0);
+        let mut ok_total = Family::counter("tor_relay_connections_total", "");
+        ok_total.push(&[], 5.0);
+        let (merged, dropped) = merge_checked(vec![
+            bytes,
+            fake_total,
+            fake_count.clone(),
+            h.clone(),
+            ok,
+            ok_total,
+        ]);
+        assert_eq!(
+            dropped,
+            Dropped {
+                type_conflict: 0,
+                name_conflict: 2
+            }
+        );
+        let names: Vec<&str> = merged.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "tor_hs_app_write_bytes",
+                "tor_x_count",
+                "tor_relay_connections",
+                "tor_relay_connections_total"
+            ]
+        );
+        let text = render(&merged, Format::Prometheus);
+        assert_eq!(text.matches("# TYPE tor_x_count ").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn dropped_families_are_one_aggregate_counter() {
+        let mut out = Vec::new();
+        push_dropped(&mut out, DROPPED_NOT_TOR, 0);
+        assert!(out.is_empty(), "nothing before the first drop");
+        push_dropped(&mut out, DROPPED_NOT_TOR, 3);
+        push_dropped(&mut out, DROPPED_TYPE_CONFLICT, 1);
+        push_dropped(&mut out, DROPPED_TYPE_CONFLICT, 2);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].samples.len(), 2, "one sample per reason");
+        let text = render(&out, Format::Prometheus);
+        assert!(
+            text.contains("onionwatch_scrape_dropped_families_total{reason=\"not_tor\"} 3\n"),
+            "{text}"
+        );
+        assert!(text.contains("{reason=\"type_conflict\"} 3\n"), "{text}");
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! Metrics derived from tor's MetricsPort can help deanonymise Tor users, so
 //! [`check_listen`] refuses any address that is not loopback unless the
 //! caller states the endpoint is protected (TLS and authentication).
+//! [`EndpointConfig::new`] assembles and checks an endpoint from a listen
+//! address, TLS files and an auth file ([`AuthConfig::load`]).
 //!
 //! Against DNS rebinding, a loopback endpoint answers only requests whose
 //! `Host` is `localhost`, an IP address, a `.onion` name or one of
@@ -45,12 +47,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 pub use onionwatch_metrics::Collect;
-use onionwatch_metrics::{merge, render, Family, Format};
+use onionwatch_metrics::{merge_checked, push_dropped, render, Family, Format};
 
 /// The metric sources of one process.
 #[derive(Default)]
 pub struct Registry {
     sources: RwLock<Vec<Arc<dyn Collect>>>,
+    /// Families dropped by [`Registry::gather`] for a type conflict, so far.
+    type_conflicts: std::sync::atomic::AtomicU64,
+    /// Families dropped by [`Registry::gather`] for a sample name conflict, so far.
+    name_conflicts: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Registry {
@@ -69,7 +75,11 @@ impl Registry {
             .push(source);
     }
 
-    /// Every source's families, merged by name.
+    /// Every source's families, merged by name. A family with the name of
+    /// an earlier one but another type, or writing samples under a name
+    /// another family writes, is dropped and counted in
+    /// `onionwatch_scrape_dropped_families_total{reason="type_conflict"}`
+    /// or `{reason="name_conflict"}` (exported once that happens).
     pub fn gather(&self) -> Vec<Family> {
         let sources = self
             .sources
@@ -80,7 +90,22 @@ impl Registry {
         for s in sources {
             s.collect(&mut families);
         }
-        merge(families)
+        let (mut merged, dropped) = merge_checked(families);
+        use std::sync::atomic::Ordering::Relaxed;
+        let count = |total: &std::sync::atomic::AtomicU64, n: u64| total.fetch_add(n, Relaxed) + n;
+        let types = count(&self.type_conflicts, dropped.type_conflict);
+        let names = count(&self.name_conflicts, dropped.name_conflict);
+        push_dropped(
+            &mut merged,
+            onionwatch_metrics::DROPPED_TYPE_CONFLICT,
+            types,
+        );
+        push_dropped(
+            &mut merged,
+            onionwatch_metrics::DROPPED_NAME_CONFLICT,
+            names,
+        );
+        merged
     }
 
     /// The rendered exposition in `format`.
@@ -261,6 +286,28 @@ impl Default for EndpointConfig {
 }
 
 impl EndpointConfig {
+    /// The endpoint on `listen`, with TLS if given and the credentials of
+    /// `auth_file` (none if `None`), checked (see [`EndpointConfig::check`]).
+    pub fn new(
+        listen: SocketAddr,
+        tls: Option<TlsConfig>,
+        auth_file: Option<&std::path::Path>,
+        allowed_hosts: Vec<String>,
+        i_understand_the_risk: bool,
+    ) -> Result<EndpointConfig, ServeError> {
+        let mut config = EndpointConfig {
+            listen,
+            tls,
+            auth: AuthConfig::default(),
+            auth_file: auth_file.map(ToOwned::to_owned),
+            i_understand_the_risk,
+            allowed_hosts,
+        };
+        config.load_auth_file()?;
+        config.check()?;
+        Ok(config)
+    }
+
     /// TLS plus either credentials or client certificates.
     pub fn is_protected(&self) -> bool {
         self.tls
@@ -271,7 +318,7 @@ impl EndpointConfig {
     /// Fill `auth` from `auth_file`, if set.
     pub fn load_auth_file(&mut self) -> Result<(), SecurityError> {
         if let Some(path) = &self.auth_file {
-            self.auth = AuthConfig::from_file(path)?;
+            self.auth = AuthConfig::load(path)?;
         }
         Ok(())
     }
@@ -362,7 +409,7 @@ impl RunningServer {
 
     fn reload_auth(&self) -> Result<(), SecurityError> {
         if let Some((path, auth)) = &self.auth {
-            auth.reload(&AuthConfig::from_file(path)?)?;
+            auth.reload(&AuthConfig::load(path)?)?;
             tracing::info!(file = %path.display(), "reloaded credentials");
         }
         Ok(())
@@ -509,6 +556,48 @@ mod tests {
             .starts_with("HTTP/1.1 404"));
         tx.send(()).unwrap();
         task.await.unwrap().unwrap();
+    }
+
+    /// A source posing as another's family with another type.
+    struct Impostor;
+    impl Collect for Impostor {
+        fn collect(&self, out: &mut Vec<Family>) {
+            let mut f = Family::histogram("onionwatch_test_value", "fake");
+            f.push_suffixed("_bucket", &[("le", "+Inf")], 5.0)
+                .push_suffixed("_sum", &[], 5.0)
+                .push_suffixed("_count", &[], 5.0);
+            out.push(f);
+        }
+    }
+
+    #[test]
+    fn a_family_of_another_type_is_dropped_and_counted() {
+        let registry = Registry::default();
+        registry.register(Arc::new(Fixed(1.0)));
+        registry.register(Arc::new(Impostor));
+        let text = registry.render(Format::Prometheus);
+        assert!(!text.contains("onionwatch_test_value_"), "{text}");
+        assert!(
+            text.contains("onionwatch_test_value{project=\"p\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("onionwatch_scrape_dropped_families_total{reason=\"type_conflict\"} 1\n"),
+            "{text}"
+        );
+        let text = registry.render(Format::Prometheus);
+        assert!(
+            text.contains("{reason=\"type_conflict\"} 2\n"),
+            "a counter: {text}"
+        );
+        let clean = Registry::default();
+        clean.register(Arc::new(Fixed(1.0)));
+        assert!(
+            !clean
+                .render(Format::Prometheus)
+                .contains("dropped_families"),
+            "nothing until a family is dropped"
+        );
     }
 
     #[test]

@@ -62,13 +62,9 @@ pub struct AuthConfig {
 }
 
 impl AuthConfig {
-    /// `true` when no credential is configured (authentication off).
-    pub fn is_empty(&self) -> bool {
-        self.bearer_token_sha256.is_empty() && self.basic.is_empty()
-    }
-
-    /// Read an auth file (YAML of this structure) and check its hashes.
-    pub fn from_file(path: &Path) -> Result<AuthConfig, SecurityError> {
+    /// Read the YAML file of accepted credentials at `path` and check its
+    /// hashes, so a bad file is refused at start and on reload alike.
+    pub fn load(path: &Path) -> Result<AuthConfig, SecurityError> {
         let text = read("auth file", path)?;
         let config: AuthConfig = std::str::from_utf8(&text)
             .map_err(|e| e.to_string())
@@ -82,6 +78,11 @@ impl AuthConfig {
             detail: e.to_string(),
         })?;
         Ok(config)
+    }
+
+    /// `true` when no credential is configured (authentication off).
+    pub fn is_empty(&self) -> bool {
+        self.bearer_token_sha256.is_empty() && self.basic.is_empty()
     }
 }
 
@@ -568,6 +569,27 @@ mod tests {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
+    }
+
+    #[test]
+    fn auth_file_loads_and_says_which_file_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.yaml");
+        let token = sha_hex("t");
+        std::fs::write(&path, format!("bearer_token_sha256: [{token}]\n")).unwrap();
+        let auth = AuthConfig::load(&path).unwrap();
+        assert_eq!(auth.bearer_token_sha256, [token]);
+
+        let missing = AuthConfig::load(&dir.path().join("none.yaml")).unwrap_err();
+        assert!(matches!(missing, SecurityError::Read { .. }), "{missing}");
+        std::fs::write(&path, "bearer: [ab]\n").unwrap();
+        let invalid = AuthConfig::load(&path).unwrap_err();
+        let prefix = format!("invalid auth file {}: ", path.display());
+        assert!(invalid.to_string().starts_with(&prefix), "{invalid}");
+        // A malformed hash is refused at load, not only when used.
+        std::fs::write(&path, "bearer_token_sha256: [ab]\n").unwrap();
+        let bad_hash = AuthConfig::load(&path).unwrap_err();
+        assert!(bad_hash.to_string().starts_with(&prefix), "{bad_hash}");
     }
 
     #[test]

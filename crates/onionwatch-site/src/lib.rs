@@ -21,6 +21,9 @@
 //! `/api/v1/logs` and `/api/v1/warnings` ([`logs::api`]) and the dashboard.
 //! [`RunningSite::stop`] ends it all in order, saving the log positions.
 //!
+//! `onionwatch demo` runs a site on a private Tor network, with the
+//! prober's metrics on the same endpoint ([`demo`]).
+//!
 //! `onionwatch logs` (follow mode) serves the log part alone:
 //! [`Site::serve_logs`] takes a [`LogsConfig`] (sources, format, follower
 //! settings, policy and the tor to close circuits on) and returns the same
@@ -43,6 +46,7 @@ use onionwatch_server::{Collect, EndpointConfig, Registry, RunningServer, ServeE
 use onionwatch_tor::control::ControlTarget;
 use tokio::task::JoinHandle;
 
+pub mod demo;
 pub mod guard;
 pub mod logs;
 
@@ -103,6 +107,12 @@ pub enum Error {
     /// The endpoint cannot serve (or failed while serving).
     #[error(transparent)]
     Serve(#[from] ServeError),
+    /// The demo's probe configuration is invalid.
+    #[error(transparent)]
+    ProbeConfig(#[from] onionwatch_probe::ConfigError),
+    /// The demo's prober cannot use the test network's client tor.
+    #[error("connect the prober to the client tor")]
+    ProbeTor(#[source] onionwatch_probe::TorError),
 }
 
 /// The inside stack, built and following logs, not serving yet; see the

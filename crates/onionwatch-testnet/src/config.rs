@@ -163,6 +163,33 @@ impl NetworkConfig {
         }
     }
 
+    /// The network of `onionwatch demo`: two onion-service tors, as two
+    /// projects would have, `hs0` with a healthy and a slow (2.5 s) onion
+    /// service and `hs1` with one answering 500, each exporting circuit ids
+    /// as Onionspray does (so the access logs count unique circuits).
+    pub fn demo(tor: PathBuf) -> Self {
+        let svc = |status, delay_ms| ServiceConfig {
+            export_circuit_id: true,
+            response: BuiltInResponse {
+                status,
+                delay: Duration::from_millis(delay_ms),
+            },
+            ..ServiceConfig::default()
+        };
+        let tor_of = |services| ServiceTorConfig {
+            services,
+            ..ServiceTorConfig::default()
+        };
+        Self {
+            service_tors: vec![
+                tor_of(vec![svc(200, 0), svc(200, 2500)]),
+                tor_of(vec![svc(500, 0)]),
+            ],
+            tor,
+            ..Self::default()
+        }
+    }
+
     /// Check the configuration once, before anything starts.
     pub fn validate(&self) -> Result<(), String> {
         if self.service_tors.iter().any(|t| t.services.is_empty()) {

@@ -9,6 +9,10 @@
 //! every tor it started (and every tor also watches our pid through
 //! `__OwningControllerProcess`, so even a SIGKILLed test leaks nothing for long).
 //!
+//! [`NetworkConfig::demo`] is `onionwatch demo`'s network; [`NetworkInfo`]
+//! prints as `onionwatch testnet up`'s text, and [`TestNetwork::run_until`]
+//! keeps a network running until told to stop.
+//!
 //! Tests of one binary share one network with [`shared_network`]. [`nginx`]
 //! runs a real nginx as a backend (PROXY protocol, access log) for tests.
 //!

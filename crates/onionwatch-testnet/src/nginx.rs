@@ -47,6 +47,9 @@ pub struct NginxConfig {
     /// The body of every answer (a newline is appended); letters, digits,
     /// spaces and `.,:_-/` only. Default `onionwatch test nginx`.
     pub body: String,
+    /// The access log's `log_format` string (without quotes; no `'` or
+    /// `\`). Default `None`: nginx's `combined`.
+    pub log_format: Option<String>,
     /// The nginx binary. Default `nginx` (on `PATH`, or `/usr/sbin/nginx`).
     pub nginx: PathBuf,
     /// Longest wait for the port to accept connections. Default 30 s.
@@ -59,6 +62,7 @@ impl Default for NginxConfig {
             proxy_protocol: false,
             server_directives: String::new(),
             body: "onionwatch test nginx".into(),
+            log_format: None,
             nginx: PathBuf::from("nginx"),
             ready_timeout: Duration::from_secs(30),
         }
@@ -87,6 +91,13 @@ impl Nginx {
                 "nginx body {:?}: use letters, digits, spaces and .,:_-/ only",
                 config.body
             )));
+        }
+        if let Some(f) = &config.log_format {
+            if f.contains(['\'', '\\']) {
+                return Err(Error::Config(format!(
+                    "nginx log_format {f:?}: no ' or \\ (it is written between single quotes)"
+                )));
+            }
         }
         let dir = tempfile::Builder::new()
             .prefix("onionwatch-nginx-")
@@ -129,7 +140,7 @@ impl Nginx {
         self.dir.path()
     }
 
-    /// The access log (`combined` format).
+    /// The access log (`combined` format, or [`NginxConfig::log_format`]).
     pub fn access_log(&self) -> PathBuf {
         self.dir.path().join("access.log")
     }
@@ -227,10 +238,19 @@ fn render(config: &NginxConfig, dir: &Path, addr: SocketAddr) -> String {
     } else {
         (format!("listen {addr};"), "")
     };
+    let log_format = match &config.log_format {
+        Some(f) => format!("log_format test '{f}';\n  "),
+        None => String::new(),
+    };
+    let log_name = if config.log_format.is_some() {
+        "test"
+    } else {
+        "combined"
+    };
     format!(
         "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\n\
          error_log {d}/error.log info;\nevents {{ worker_connections 256; }}\n\
-         http {{\n  access_log {d}/access.log combined;\n  client_body_temp_path {d}/body;\n  \
+         http {{\n  {log_format}access_log {d}/access.log {log_name};\n  client_body_temp_path {d}/body;\n  \
          proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  \
          scgi_temp_path {d}/scgi;\n  server {{\n    {listen}\n    {realip}\
          location / {{ default_type text/plain; return 200 \"{body}\\n\"; }}\n    {extra}\n  }}\n}}\n",
@@ -261,6 +281,22 @@ mod tests {
         }
         let plain = render(&NginxConfig::default(), Path::new("/d"), loopback(1));
         assert!(plain.contains("listen 127.0.0.1:1;") && !plain.contains("real_ip"));
+    }
+
+    #[test]
+    fn a_log_format_is_declared_and_used() {
+        let c = NginxConfig {
+            log_format: Some("$remote_addr \"$http_x_onion_circuitid\"".into()),
+            ..NginxConfig::default()
+        };
+        let text = render(&c, Path::new("/d"), loopback(1));
+        assert!(text.contains("log_format test '$remote_addr \"$http_x_onion_circuitid\"';"));
+        assert!(text.contains("access_log /d/access.log test;"));
+        let bad = NginxConfig {
+            log_format: Some("$status'; evil".into()),
+            ..NginxConfig::default()
+        };
+        assert!(matches!(Nginx::start(&bad), Err(Error::Config(_))));
     }
 
     #[test]

@@ -30,8 +30,8 @@ fn example_configurations_load() {
     onionwatch_gateway::Config::from_yaml(&read("examples/gateway.yaml"))
         .expect("gateway.yaml loads");
 
-    let auth: onionwatch_server::AuthConfig =
-        serde_saphyr::from_str(&read("examples/auth.yaml")).expect("auth.yaml loads");
+    let auth = onionwatch_server::AuthConfig::load(&contrib("examples/auth.yaml"))
+        .expect("auth.yaml loads");
     onionwatch_server::Authenticator::new(&auth).expect("its hashes are well formed");
     assert!(onionwatch_server::Authenticator::new(&auth)
         .unwrap()

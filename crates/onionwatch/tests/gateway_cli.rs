@@ -88,3 +88,47 @@ fn a_public_metrics_endpoint_needs_tls_and_authentication() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a loopback address"), "{err}");
 }
+
+#[test]
+fn closing_circuits_from_a_public_listener_needs_trusted_proxy_sources() {
+    let check = |extra: &[&str]| {
+        let mut args = vec![
+            "gateway",
+            "--listen",
+            "0.0.0.0:8080",
+            "--close-abusive",
+            "--control-port",
+            "127.0.0.1:9051",
+            "--rate",
+            "1",
+            "--check",
+        ];
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = check(&[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("trusted_proxy_sources") && err.contains("0.0.0.0:8080"),
+        "{err}"
+    );
+    let out = check(&[
+        "--trusted-proxy-source",
+        "10.1.2.0/24",
+        "--trusted-proxy-source",
+        "127.0.0.1",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = check(&["--trusted-proxy-source", "10.1.2.0/99"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--trusted-proxy-source"), "{err}");
+}

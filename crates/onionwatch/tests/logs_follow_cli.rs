@@ -222,3 +222,56 @@ fn follow_mode_rejects_what_it_cannot_follow() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }
+
+#[test]
+fn the_policy_never_closes_a_circuit_a_client_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("nginx-access.log");
+    let policy = dir.path().join("policy.yaml");
+    fs::write(
+        &policy,
+        "max_requests: 2\nwindow_secs: 3600\naction: close\ni_understand_closing_circuits: true\n",
+    )
+    .unwrap();
+    let request = r#"[11/Jan/2024:18:00:00 +0000] "GET / HTTP/1.1" 200 10 "-" "t""#;
+    let mut text = String::new();
+    for _ in 0..3 {
+        // Tor's circuit 48 sending `X-Onion-CircuitID: 7`: 48 is closed.
+        text += &format!("fc00:dead:beef:4dad::30 - - {request} \"7\"\n");
+    }
+    for _ in 0..3 {
+        // No circuit in the address, a Basic-auth user `evil [x` and the
+        // header 9: counted, decided, never sent to tor.
+        text += &format!("127.0.0.1 - evil [x {request} \"9\"\n");
+    }
+    fs::write(&log, text).unwrap();
+    let control = support::dead_addr();
+    let (_running, addr) = start(&[
+        "--project",
+        "shop",
+        "--log-format",
+        r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_onion_circuitid""#,
+        "--policy",
+        policy.to_str().unwrap(),
+        "--control-port",
+        &control.addr.to_string(),
+        log.to_str().unwrap(),
+    ]);
+    let body = support::get_until(
+        addr,
+        "/metrics",
+        &[
+            "onionwatch_log_requests_total{project=\"shop\",status_class=\"2xx\"} 6\n",
+            "onionwatch_log_abusive_circuits_total{project=\"shop\",action=\"close\"} 2\n",
+            "onionwatch_log_abusive_circuits_untrusted_total{project=\"shop\"} 1\n",
+            // The one close attempted, on circuit 48, fails: nothing listens.
+            "onionwatch_log_circuit_closes_total{project=\"shop\",result=\"failed\"} 1\n",
+        ],
+    );
+    assert!(
+        body.contains(
+            "onionwatch_log_circuit_closes_total{project=\"shop\",result=\"closed\"} 0\n"
+        ),
+        "{body}"
+    );
+}

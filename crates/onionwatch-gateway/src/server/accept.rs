@@ -3,6 +3,7 @@
 //! connection (or a lone 429 when the circuit is refused).
 
 use std::convert::Infallible;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +14,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use onionwatch_tor::proxy::{ProxyHeader, ProxyHeaderError};
 
-use crate::io::{read_header, Prefixed, Stream};
+use crate::io::{read_header, Prefixed, SendDeadline, Stream};
 use crate::metrics::{Metrics, RejectReason};
 use crate::timer::LazyTimer;
 
@@ -29,7 +30,12 @@ impl Drop for OpenConn {
     }
 }
 
-pub(super) async fn serve_connection(shared: Arc<Shared>, mut stream: Stream, peer: String) {
+pub(super) async fn serve_connection(
+    shared: Arc<Shared>,
+    mut stream: Stream,
+    peer_ip: Option<IpAddr>,
+    peer: String,
+) {
     let metrics = Arc::clone(&shared.metrics);
     metrics.connections_total.fetch_add(1, Relaxed);
     metrics.connections_open.fetch_add(1, Relaxed);
@@ -37,6 +43,18 @@ pub(super) async fn serve_connection(shared: Arc<Shared>, mut stream: Stream, pe
     let settings = shared.settings();
     let mode = settings.config.proxy_protocol;
     let mut hard_stop = shared.hard_stop.subscribe();
+    if let Some(ip) = peer_ip {
+        if !settings.config.trusts_source(ip) {
+            // Its PROXY header would be believed: never read it.
+            metrics.reject(RejectReason::UntrustedSource);
+            shared.log_refused_connection(
+                &peer,
+                RejectReason::UntrustedSource,
+                "the source is not in trusted_proxy_sources",
+            );
+            return;
+        }
+    }
 
     let read = tokio::time::timeout(settings.header_timeout, read_header(&mut stream, mode));
     let (header, leftover) = match read.await {
@@ -83,7 +101,12 @@ pub(super) async fn serve_connection(shared: Arc<Shared>, mut stream: Stream, pe
             "PROXY header without a tor circuit id: no per-circuit limits"
         );
     }
-    let io = TokioIo::new(Prefixed::new(leftover, stream));
+    let io = TokioIo::new(SendDeadline::new(
+        Prefixed::new(leftover, stream),
+        settings.send_timeout,
+        Arc::clone(&metrics),
+    ));
+    let max_head = settings.config.max_request_head_bytes;
 
     let conn_guard = match circuit {
         Some(id) => match shared.table.open_connection(id, &settings.policy) {
@@ -98,10 +121,14 @@ pub(super) async fn serve_connection(shared: Arc<Shared>, mut stream: Stream, pe
                 });
                 let mut b = hyper::server::conn::http1::Builder::new();
                 b.timer(LazyTimer::default())
-                    .header_read_timeout(settings.request_header_timeout)
+                    .header_read_timeout(settings.header_timeout)
+                    .max_buf_size(max_head)
                     .keep_alive(false);
                 metrics.response(429);
-                let _ = b.serve_connection(io, svc).await;
+                // A circuit over its cap must not hold slots by never
+                // sending its request, or by never reading the answer.
+                let _ = tokio::time::timeout(settings.header_timeout, b.serve_connection(io, svc))
+                    .await;
                 return;
             }
         },
@@ -129,6 +156,8 @@ pub(super) async fn serve_connection(shared: Arc<Shared>, mut stream: Stream, pe
         .timer(LazyTimer::default())
         // Also bounds how long an idle keep-alive connection is kept.
         .header_read_timeout(settings.request_header_timeout)
+        // hyper's default (~400 KB) lets every connection hold that much.
+        .max_buf_size(max_head)
         .writev(false)
         .keep_alive(true);
     let conn = builder.serve_connection(io, svc).with_upgrades();

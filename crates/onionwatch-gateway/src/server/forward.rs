@@ -15,13 +15,13 @@ use hyper_util::rt::TokioIo;
 use onionwatch_tor::proxy::ProxyHeader;
 use tokio::io::AsyncWriteExt;
 
-use crate::body::Body;
+use crate::body::{Body, BodyTimeout, ReqBody};
 use crate::io::Stream;
 use crate::limiter::ConnGuard;
 use crate::metrics::RejectReason;
 use crate::timer::LazySleep;
 
-use super::headers::clean_headers;
+use super::headers::{clean_headers, host_problem};
 use super::{stopped, Settings, Shared};
 
 /// One client connection: its circuit and its upstream connection.
@@ -32,7 +32,7 @@ pub(super) struct ConnCtx {
     pub(super) circuit_value: Option<HeaderValue>,
     /// The upstream connection, tagged with the settings generation it was
     /// opened under (a reload may change the upstream).
-    pub(super) upstream: Mutex<Option<(u64, SendRequest<Incoming>)>>,
+    pub(super) upstream: Mutex<Option<(u64, SendRequest<ReqBody>)>>,
     /// The upstream timeout, kept across requests (see [`LazySleep`]).
     pub(super) upstream_deadline: Mutex<Option<LazySleep>>,
     pub(super) _conn_guard: Option<ConnGuard>,
@@ -44,6 +44,8 @@ enum UpstreamError {
     ConnectTimeout,
     Http(hyper::Error),
     Timeout,
+    /// The client stalled its request body ([`BodyTimeout`]).
+    ClientBody,
 }
 
 impl std::fmt::Display for UpstreamError {
@@ -53,6 +55,7 @@ impl std::fmt::Display for UpstreamError {
             UpstreamError::ConnectTimeout => write!(f, "connect timed out"),
             UpstreamError::Http(e) => write!(f, "{e}"),
             UpstreamError::Timeout => write!(f, "no response head in time"),
+            UpstreamError::ClientBody => write!(f, "{BodyTimeout}"),
         }
     }
 }
@@ -81,6 +84,20 @@ impl ConnCtx {
             None => None,
         };
 
+        if let Some(text) = host_problem(req.version(), req.headers()) {
+            metrics.response(400);
+            tracing::debug!(
+                circuit = self.circuit,
+                "request refused: {}",
+                text.trim_end()
+            );
+            let mut r = plain(StatusCode::BAD_REQUEST, text);
+            // Nothing of it was forwarded; what follows on this connection
+            // comes from a client we no longer trust to frame requests.
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
         let headers = req.headers_mut();
         let upgrade = clean_headers(headers, Some(&settings.header), true);
         if let Some(v) = &self.circuit_value {
@@ -89,9 +106,23 @@ impl ConnCtx {
         *req.version_mut() = Version::HTTP_11;
         let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
+        let req = req.map(|b| ReqBody::new(b, settings.body_timeout, Arc::clone(metrics)));
         let started = Instant::now();
         let mut resp = match self.send(req, &settings, upgrade, started).await {
             Ok(r) => r,
+            Err(UpstreamError::ClientBody) => {
+                // The client's fault, not the upstream's: counted as a
+                // body_timeout rejection by the body itself.
+                metrics.response(408);
+                tracing::debug!(circuit = self.circuit, "{BodyTimeout}");
+                let mut r = plain(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "408 Request Timeout: the request body stalled\n",
+                );
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return r;
+            }
             Err(e) => {
                 metrics.upstream_errors_total.fetch_add(1, Relaxed);
                 tracing::warn!(upstream = %settings.config.upstream, circuit = self.circuit, "upstream request failed: {e}");
@@ -135,7 +166,7 @@ impl ConnCtx {
     /// has `upstream_timeout` from `started` to answer with a response head.
     async fn send(
         &self,
-        req: Request<Incoming>,
+        req: Request<ReqBody>,
         settings: &Settings,
         upgrade: bool,
         started: Instant,
@@ -158,7 +189,7 @@ impl ConnCtx {
 
     async fn send_before(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<ReqBody>,
         settings: &Settings,
         upgrade: bool,
         deadline: &mut LazySleep,
@@ -194,7 +225,14 @@ impl ConnCtx {
                 }
                 Err(mut e) => match e.take_message() {
                     Some(r) => req = r,
-                    None => return Err(UpstreamError::Http(e.into_error())),
+                    None => {
+                        let e = e.into_error();
+                        return Err(if caused_by_body_timeout(&e) {
+                            UpstreamError::ClientBody
+                        } else {
+                            UpstreamError::Http(e)
+                        });
+                    }
                 },
             }
         }
@@ -203,7 +241,7 @@ impl ConnCtx {
         )))
     }
 
-    async fn connect(&self, settings: &Settings) -> Result<SendRequest<Incoming>, UpstreamError> {
+    async fn connect(&self, settings: &Settings) -> Result<SendRequest<ReqBody>, UpstreamError> {
         let config = &settings.config;
         let mut stream =
             tokio::time::timeout(settings.connect_timeout, Stream::connect(&config.upstream))
@@ -270,6 +308,18 @@ impl ConnCtx {
             }
         });
     }
+}
+
+/// Whether hyper failed because the request body hit [`BodyTimeout`].
+fn caused_by_body_timeout(e: &hyper::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<BodyTimeout>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {

@@ -1,7 +1,30 @@
 //! What the gateway changes in forwarded headers: hop-by-hop headers go,
-//! and so does every spelling of the circuit-id header a client sent.
+//! and so does every spelling of the circuit-id header a client sent; and
+//! which requests it refuses to forward at all (bad `Host`).
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Version;
+
+/// Why a request's `Host` makes it unfit to forward (RFC 9112 §3.2): the
+/// upstream would pick a virtual host from a field we cannot vouch for.
+/// `None` when it is fine. An HTTP/1.0 request without `Host` is refused
+/// too, rather than given the upstream's address: that would route it to
+/// the upstream's default virtual host, which may not be the onion site.
+pub(super) fn host_problem(version: Version, headers: &HeaderMap) -> Option<&'static str> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let Some(host) = hosts.next() else {
+        return Some(if version == Version::HTTP_10 {
+            "400 Bad Request: an HTTP/1.0 request without a Host header is not forwarded; send Host\n"
+        } else {
+            "400 Bad Request: a request without a Host header (required by HTTP/1.1)\n"
+        });
+    };
+    if hosts.next().is_some() {
+        return Some("400 Bad Request: more than one Host header\n");
+    }
+    (!valid_host(host.as_bytes()))
+        .then_some("400 Bad Request: the Host header is not a valid host[:port]\n")
+}
 
 /// Make `headers` fit to forward: remove hop-by-hop headers (RFC 9110
 /// §7.6.1) and, given `circuit`, every header of the circuit-id name (all
@@ -71,6 +94,41 @@ pub(super) fn clean_headers(
     upgrade
 }
 
+/// `uri-host [ ":" port ]` (RFC 9110 §7.2), possibly empty: a registered
+/// name or IPv4 address, or an IP literal in brackets; never user info, a
+/// path or spaces.
+fn valid_host(v: &[u8]) -> bool {
+    let (host, port) = match v.strip_prefix(b"[") {
+        Some(rest) => match rest.iter().position(|&b| b == b']') {
+            Some(end) => {
+                let literal = &rest[..end];
+                let ok = !literal.is_empty()
+                    && literal
+                        .iter()
+                        .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'));
+                if !ok {
+                    return false;
+                }
+                (&b""[..], &rest[end + 1..])
+            }
+            None => return false,
+        },
+        None => match v.iter().position(|&b| b == b':') {
+            Some(i) => (&v[..i], &v[i..]),
+            None => (v, &b""[..]),
+        },
+    };
+    let port_ok = match port.split_first() {
+        None => true,
+        Some((b':', digits)) => digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    };
+    port_ok
+        && host
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b))
+}
+
 fn is_hop_by_hop(name: &HeaderName) -> bool {
     name == header::TE
         || name == header::TRAILER
@@ -103,6 +161,38 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 mod tests {
     use super::*;
     use crate::config::Config;
+
+    #[test]
+    fn host_must_be_single_valid_and_present() {
+        let with = |values: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::HOST, HeaderValue::from_static(v));
+            }
+            h
+        };
+        let v11 = Version::HTTP_11;
+        assert_eq!(host_problem(v11, &with(&["x.onion"])), None);
+        assert_eq!(host_problem(v11, &with(&["x.onion:80"])), None);
+        assert_eq!(host_problem(v11, &with(&["[::1]:8080"])), None);
+        assert_eq!(host_problem(v11, &with(&[""])), None);
+        assert_eq!(host_problem(Version::HTTP_10, &with(&["x.onion"])), None);
+        for bad in [
+            with(&[]),
+            with(&["a.onion", "b.onion"]),
+            with(&["a.onion", "a.onion"]),
+            with(&["user@x.onion"]),
+            with(&["x.onion/path"]),
+            with(&["x onion"]),
+            with(&["x.onion:port"]),
+            with(&["x.onion:80:80"]),
+            with(&["[::1"]),
+            with(&["[::1]x"]),
+        ] {
+            assert!(host_problem(v11, &bad).is_some(), "{bad:?}");
+        }
+        assert!(host_problem(Version::HTTP_10, &with(&[])).is_some());
+    }
 
     #[test]
     fn every_spelling_of_the_circuit_header_is_removed() {

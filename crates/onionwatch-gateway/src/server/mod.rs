@@ -48,6 +48,8 @@ pub(crate) struct Settings {
     policy: Policy,
     header_timeout: Duration,
     request_header_timeout: Duration,
+    body_timeout: Duration,
+    send_timeout: Duration,
     connect_timeout: Duration,
     upstream_timeout: Duration,
 }
@@ -73,6 +75,8 @@ impl Settings {
             },
             header_timeout: config.header_timeout().map_err(bad)?,
             request_header_timeout: config.request_header_timeout().map_err(bad)?,
+            body_timeout: config.body_timeout().map_err(bad)?,
+            send_timeout: config.send_timeout().map_err(bad)?,
             connect_timeout: config.connect_timeout().map_err(bad)?,
             upstream_timeout: config.upstream_timeout().map_err(bad)?,
             config: Arc::new(config),
@@ -326,7 +330,7 @@ impl Gateway {
                 a = self.listener.accept() => a,
                 _ = stopped(&mut shutdown) => break,
             };
-            let (stream, peer) = match accepted {
+            let (stream, peer_ip, peer) = match accepted {
                 Ok(a) => a,
                 Err(e) => {
                     // EMFILE and friends: wait a little instead of spinning.
@@ -353,7 +357,7 @@ impl Gateway {
             };
             workers.serve(Box::pin(async move {
                 match Stream::from_std(stream) {
-                    Ok(stream) => serve_connection(shared, stream, peer).await,
+                    Ok(stream) => serve_connection(shared, stream, peer_ip, peer).await,
                     Err(e) => tracing::warn!(peer, "cannot register a connection: {e}"),
                 }
                 drop((permit, token));

@@ -17,6 +17,8 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use onionwatch_metrics::Family;
@@ -105,15 +107,33 @@ impl std::fmt::Display for Endpoint {
     }
 }
 
+/// Families the collectors scraped but did not export, for all targets
+/// together (no per-target labels: a hostile target cannot grow the
+/// exposition through it). Exported as
+/// `onionwatch_scrape_dropped_families_total{reason}` once non-zero.
+#[derive(Debug, Default)]
+pub struct Dropped {
+    /// A MetricsPort's families not named `tor_*`.
+    pub not_tor: AtomicU64,
+    /// A MetricsPort's families of tor's names but not tor's type.
+    pub type_conflict: AtomicU64,
+    /// A MetricsPort's families writing samples under one of tor's names.
+    pub name_conflict: AtomicU64,
+}
+
 /// The collector of `target`; `timeout` bounds the connections it keeps
-/// open between scrapes.
-pub fn start(target: &Target, timeout: Duration) -> Box<dyn Collector> {
+/// open between scrapes; what it scrapes but does not export is counted in
+/// `dropped`.
+pub fn start(target: &Target, timeout: Duration, dropped: Arc<Dropped>) -> Box<dyn Collector> {
     let project = target.project.clone();
     let instance = || target.tor_instance.clone().unwrap_or_else(|| "tor".into());
     match &target.endpoint {
-        Endpoint::Metrics(addr) => {
-            Box::new(tor_metrics::TorMetrics::new(*addr, project, instance()))
-        }
+        Endpoint::Metrics(addr) => Box::new(tor_metrics::TorMetrics::new(
+            *addr,
+            project,
+            instance(),
+            dropped,
+        )),
         Endpoint::Control(t) => Box::new(tor_control::TorControl::new(
             tor_control::ControlSource::new(t.clone(), timeout),
             project,

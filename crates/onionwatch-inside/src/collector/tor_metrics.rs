@@ -1,14 +1,20 @@
 //! The tor MetricsPort collector: fetch `/metrics`, parse tor's Prometheus
-//! text, and label every sample with its `project` and `tor_instance`.
+//! text, keep what tor may send ([`keep_tor_families`]: `tor_*` families,
+//! tor's types for tor's names), and label every sample with its `project`
+//! and `tor_instance`. A MetricsPort is not trusted: whoever runs the tor
+//! (or listens on its port) writes the page.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
 use onionwatch_metrics::parse::{parse_bytes, Limits, ParseError};
-use onionwatch_metrics::Family;
+use onionwatch_metrics::{exposed_names, Family, MetricType};
 
 use onionwatch_onionspray::tree::TorInstance;
 
-use super::{Collector, Endpoint, Scrape};
+use super::{Collector, Dropped, Endpoint, Scrape};
 use crate::http::{self, HttpError, HttpUrl};
 
 /// Largest MetricsPort page accepted (tor with 100 onion services serves
@@ -75,15 +81,23 @@ pub struct TorMetrics {
     addr: SocketAddr,
     project: String,
     tor_instance: String,
+    dropped: Arc<Dropped>,
 }
 
 impl TorMetrics {
-    /// Scrape `addr`, labelling its families with `project` and `tor_instance`.
-    pub fn new(addr: SocketAddr, project: String, tor_instance: String) -> Self {
+    /// Scrape `addr`, labelling its families with `project` and
+    /// `tor_instance`; the families it leaves out are counted in `dropped`.
+    pub fn new(
+        addr: SocketAddr,
+        project: String,
+        tor_instance: String,
+        dropped: Arc<Dropped>,
+    ) -> Self {
         Self {
             addr,
             project,
             tor_instance,
+            dropped,
         }
     }
 }
@@ -92,10 +106,123 @@ impl Collector for TorMetrics {
     fn scrape(&self) -> Scrape<'_> {
         Box::pin(async move {
             let mut f = scrape(self.addr).await?;
+            let kept = keep_tor_families(&mut f);
+            self.dropped
+                .not_tor
+                .fetch_add(kept.not_tor, Ordering::Relaxed);
+            self.dropped
+                .type_conflict
+                .fetch_add(kept.type_conflict, Ordering::Relaxed);
+            self.dropped
+                .name_conflict
+                .fetch_add(kept.name_conflict, Ordering::Relaxed);
             relabel(&mut f, &self.project, &self.tor_instance);
             Ok(f)
         })
     }
+}
+
+/// The families tor 0.4.9 sends, by name as [`parse_bytes`] reads them (a
+/// counter without its `_total`), with their types: a page giving one of
+/// these names another type is not tor's, and is not let to decide that
+/// name's type for every other tor's page.
+pub const TOR_FAMILIES: &[(&str, MetricType)] = &[
+    ("tor_bug_reached_count", MetricType::Counter),
+    ("tor_hs_app_read_bytes", MetricType::Counter),
+    ("tor_hs_app_write_bytes", MetricType::Counter),
+    ("tor_hs_intro_circ_build_time", MetricType::Histogram),
+    ("tor_hs_intro_established_count", MetricType::Gauge),
+    ("tor_hs_intro_num", MetricType::Counter),
+    ("tor_hs_intro_rejected_intro_req_count", MetricType::Counter),
+    ("tor_hs_pow_suggested_effort", MetricType::Gauge),
+    ("tor_hs_rdv_error_count", MetricType::Counter),
+    ("tor_hs_rdv_established_count", MetricType::Gauge),
+    ("tor_hs_rdv_num", MetricType::Counter),
+    ("tor_hs_rdv_pow_pqueue_count", MetricType::Gauge),
+    ("tor_hs_rend_circ_build_time", MetricType::Histogram),
+    ("tor_relay_circ_proto_violation", MetricType::Counter),
+    ("tor_relay_circuits_total", MetricType::Gauge),
+    ("tor_relay_congestion_control", MetricType::Gauge),
+    ("tor_relay_congestion_control_total", MetricType::Counter),
+    ("tor_relay_connections", MetricType::Gauge),
+    ("tor_relay_connections_total", MetricType::Counter),
+    ("tor_relay_destroy_cell", MetricType::Counter),
+    ("tor_relay_dos", MetricType::Counter),
+    ("tor_relay_drop_cell", MetricType::Counter),
+    ("tor_relay_est_intro", MetricType::Counter),
+    ("tor_relay_est_rend", MetricType::Counter),
+    ("tor_relay_exit_dns_error", MetricType::Counter),
+    ("tor_relay_exit_dns_query", MetricType::Counter),
+    ("tor_relay_flag", MetricType::Gauge),
+    ("tor_relay_intro1", MetricType::Counter),
+    (
+        "tor_relay_load_global_rate_limit_reached",
+        MetricType::Counter,
+    ),
+    ("tor_relay_load_onionskins", MetricType::Counter),
+    ("tor_relay_load_oom_bytes", MetricType::Counter),
+    ("tor_relay_load_socket_total", MetricType::Gauge),
+    ("tor_relay_load_tcp_exhaustion", MetricType::Counter),
+    ("tor_relay_rend1", MetricType::Counter),
+    ("tor_relay_streams", MetricType::Counter),
+    ("tor_relay_traffic_bytes", MetricType::Counter),
+];
+
+/// What [`keep_tor_families`] left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Kept {
+    /// Families not named `tor_*`.
+    pub not_tor: u64,
+    /// Families of tor's names ([`TOR_FAMILIES`]) with another type.
+    pub type_conflict: u64,
+    /// Families of other names whose samples would be written under a
+    /// name one of tor's families writes (a gauge `tor_hs_intro_num_total`).
+    pub name_conflict: u64,
+}
+
+/// Every sample name tor's families ([`TOR_FAMILIES`]) may write, and the
+/// family writing it.
+fn tor_sample_names() -> &'static HashMap<String, &'static str> {
+    static NAMES: OnceLock<HashMap<String, &'static str>> = OnceLock::new();
+    NAMES.get_or_init(|| {
+        TOR_FAMILIES
+            .iter()
+            .flat_map(|(name, kind)| exposed_names(name, *kind).map(move |n| (n, *name)))
+            .collect()
+    })
+}
+
+/// Keep only what a MetricsPort may export: families named `tor_*` (tor
+/// names all of its own so), and of tor's type for the names in
+/// [`TOR_FAMILIES`]. Anything else on the page (say an
+/// `onionwatch_scrape_up` histogram or an `onion_service_reachable` gauge)
+/// would pose as onionwatch's own families, the prober's or nginx's, or
+/// poison a family every other tor exports (same name, another type; or
+/// samples written under one of its names): it is dropped and counted.
+/// Unknown `tor_*` names (a newer tor's) pass; [`onionwatch_metrics::merge`]
+/// still drops a family whose type differs from an earlier one's.
+pub fn keep_tor_families(families: &mut Vec<Family>) -> Kept {
+    let mut kept = Kept::default();
+    families.retain(|f| {
+        if !f.name.starts_with("tor_") {
+            kept.not_tor += 1;
+            return false;
+        }
+        match TOR_FAMILIES.iter().find(|(name, _)| *name == f.name) {
+            Some((_, kind)) if *kind != f.kind => {
+                kept.type_conflict += 1;
+                false
+            }
+            Some(_) => true,
+            None => {
+                let tor = tor_sample_names();
+                let clash = exposed_names(&f.name, f.kind).any(|n| tor.contains_key(&n));
+                kept.name_conflict += u64::from(clash);
+                !clash
+            }
+        }
+    });
+    kept
 }
 
 /// The MetricsPort of a tor found in an Onionspray tree, if it has one on TCP.
@@ -130,6 +257,52 @@ mod tests {
             text.contains("tor_hs_intro_num_total{onion=\"a\",exported_project=\"bank\",exported_tor_instance=\"hs-9\",project=\"news\",tor_instance=\"tor\"} 7\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn tor_families_match_what_tor_sends() {
+        let page = onionwatch_test_support::TOR_METRICSPORT_PAGE;
+        let mut f = parse(page, &Limits::default()).unwrap();
+        let mut seen: Vec<(String, MetricType)> =
+            f.iter().map(|f| (f.name.clone(), f.kind)).collect();
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        seen.dedup();
+        let table: Vec<(String, MetricType)> = TOR_FAMILIES
+            .iter()
+            .map(|(n, k)| ((*n).to_owned(), *k))
+            .collect();
+        assert_eq!(seen, table, "TOR_FAMILIES is tor's page, sorted");
+        let before = f.len();
+        assert_eq!(keep_tor_families(&mut f), Kept::default());
+        assert_eq!(f.len(), before, "a real page loses nothing");
+    }
+
+    #[test]
+    fn only_tor_families_of_tor_types_are_kept() {
+        let page = "# TYPE onionwatch_scrape_up histogram\n\
+                    onionwatch_scrape_up_bucket{le=\"+Inf\"} 1\n\
+                    onionwatch_scrape_up_sum 1\n\
+                    onionwatch_scrape_up_count 1\n\
+                    # TYPE onion_service_reachable gauge\n\
+                    onion_service_reachable{name=\"fake\"} 1\n\
+                    # TYPE tor_hs_app_write_bytes histogram\n\
+                    tor_hs_app_write_bytes_count 5\n\
+                    # TYPE tor_hs_intro_num_total gauge\n\
+                    tor_hs_intro_num_total 5\n\
+                    # TYPE tor_hs_new_thing counter\n\
+                    tor_hs_new_thing_total 2\n";
+        let mut f = parse(page, &Limits::default()).unwrap();
+        let kept = keep_tor_families(&mut f);
+        assert_eq!(
+            kept,
+            Kept {
+                not_tor: 2,
+                type_conflict: 1,
+                name_conflict: 1
+            }
+        );
+        let names: Vec<&str> = f.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["tor_hs_new_thing"]);
     }
 
     #[test]

@@ -14,6 +14,22 @@
 //! Two variables with nothing between them (`$a$b`) cannot be split and are
 //! refused when compiling.
 //!
+//! **Fields a client chooses** ([`Var::client_chosen`]: `$remote_user`,
+//! headers, the request...) may hold any text nginx does not escape, such
+//! as the ` [` after `$remote_user` in `combined` (a Basic-auth user name
+//! `evil [x` is logged as is). What nginx always escapes is `"` (as `\x22`,
+//! or `\"` with `escape=json`; only `escape=none` leaves it), so a literal
+//! holding an unescaped `"` cannot come from a field: such literals are
+//! *anchors*. Between two anchors, the
+//! fields before the first client-chosen one are split at the first
+//! occurrence of the literal after them, as above, and the fields after it
+//! at the last occurrence before the anchor that ends the span (or the line
+//! end, when the format ends with a variable); the client-chosen field gets
+//! what lies between. A line in which the anchor is missing is matched the
+//! plain way, which names the failing field. Two client-chosen fields in
+//! one span (e.g. `$remote_user $http_x`, no quotes) cannot both be
+//! delimited; quote them in the `log_format`.
+//!
 //! ```
 //! use onionwatch_logs::access::LogFormat;
 //! let f = LogFormat::compile(r#"$remote_addr [$time_local] "$request" $status $request_time $upstream_response_time"#).unwrap();
@@ -27,7 +43,7 @@
 use super::combined::{self, COMBINED};
 use super::{
     find_literal, parse_bytes, parse_circuit_header, parse_request_time, parse_status,
-    parse_upstream_time, split_request, AccessRecord, ParseError, Var,
+    parse_upstream_time, rfind_literal, split_request, AccessRecord, ParseError, Var,
 };
 use crate::time::{parse_time_iso8601, parse_time_local};
 
@@ -135,7 +151,80 @@ enum Item {
         var: Var,
         until: Option<Box<[u8]>>,
         quoted: bool,
+        /// For the first client-chosen variable of a span with fields after
+        /// it: how to split those from the span's end.
+        tail: Option<Box<Tail>>,
     },
+}
+
+/// The fields after a client-chosen variable up to the next anchor (see
+/// the module documentation), matched from that anchor backwards.
+#[derive(Debug, Clone)]
+struct Tail {
+    /// The anchor that ends the span; `None`: the line end.
+    anchor: Option<Box<[u8]>>,
+    /// The variables after the client-chosen one, last first, each with
+    /// the literal before it.
+    fields: Vec<(Box<[u8]>, Var)>,
+    /// Items of the walk these take (the variables and their literals).
+    items: usize,
+}
+
+/// Most fields in a [`Tail`] (a longer run is matched the plain way), so
+/// that they fit an array: no allocation per line.
+const MAX_TAIL: usize = 16;
+
+/// A literal holding a `"` that no backslash in it escapes: nginx escapes
+/// every `"` inside a field, so such a literal is never field text.
+fn is_anchor(text: &[u8]) -> bool {
+    text.iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'"' && (i == 0 || text[i - 1] != b'\\'))
+}
+
+/// Give the first client-chosen variable of every span with fields after
+/// it its [`Tail`].
+fn add_tails(items: &mut [Item]) {
+    let mut start = 0;
+    while start < items.len() {
+        let end = (start..items.len())
+            .find(|&i| matches!(&items[i], Item::Literal { text, .. } if is_anchor(text)))
+            .unwrap_or(items.len());
+        let anchor = match items.get(end) {
+            Some(Item::Literal { text, .. }) => Some(text.clone()),
+            // Without an anchor the span ends at the line end only if its
+            // last variable runs there.
+            _ => match items.get(end.wrapping_sub(1)) {
+                Some(Item::Var { until: None, .. }) => None,
+                _ => {
+                    start = end + 1;
+                    continue;
+                }
+            },
+        };
+        let chosen = (start..end)
+            .find(|&i| matches!(&items[i], Item::Var { var, .. } if var.client_chosen()));
+        if let Some(u) = chosen {
+            let mut fields = Vec::new();
+            for i in (u + 1..end).rev() {
+                if let (Item::Var { var, .. }, Some(Item::Literal { text, .. })) =
+                    (&items[i], items.get(i - 1))
+                {
+                    fields.push((text.clone(), *var));
+                }
+            }
+            if !fields.is_empty() && fields.len() <= MAX_TAIL {
+                if let Item::Var { tail, .. } = &mut items[u] {
+                    *tail = Some(Box::new(Tail {
+                        anchor,
+                        fields,
+                        items: end - u - 1,
+                    }));
+                }
+            }
+        }
+        start = end + 1;
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -227,10 +316,12 @@ impl LogFormat {
                         var: Var::from_name(name),
                         until,
                         quoted,
+                        tail: None,
                     });
                 }
             }
         }
+        add_tails(&mut items);
         Ok(LogFormat {
             source: source.to_string(),
             vars: vars_of(&tokens),
@@ -280,7 +371,9 @@ fn parse_general<'a>(items: &[Item], line: &'a [u8]) -> Result<AccessRecord<'a>,
     let mut rec = AccessRecord::default();
     let mut pos = 0;
     let mut prev: Option<Var> = None;
-    for item in items {
+    let mut k = 0;
+    while let Some(item) = items.get(k) {
+        k += 1;
         let rest = &line[pos..];
         match item {
             Item::Literal { text, field } => {
@@ -292,7 +385,20 @@ fn parse_general<'a>(items: &[Item], line: &'a [u8]) -> Result<AccessRecord<'a>,
                     return Err(ParseError::Mismatch(prev));
                 }
             }
-            Item::Var { var, until, quoted } => {
+            Item::Var {
+                var,
+                until,
+                quoted,
+                tail,
+            } => {
+                if let Some(tail) = tail {
+                    if let Some(end) = match_tail(&mut rec, *var, tail, line, pos)? {
+                        pos = end;
+                        k += tail.items;
+                        prev = tail.fields.first().map(|&(_, v)| v);
+                        continue;
+                    }
+                }
                 let value = match until {
                     Some(lit) => {
                         let i =
@@ -308,6 +414,41 @@ fn parse_general<'a>(items: &[Item], line: &'a [u8]) -> Result<AccessRecord<'a>,
         }
     }
     Ok(rec)
+}
+
+/// Match a client-chosen variable at `pos` and the [`Tail`] after it
+/// backwards from the span's anchor, assigning them in line order; the
+/// position of the anchor, or `None` (nothing assigned) when the anchor or
+/// a literal is missing.
+fn match_tail<'a>(
+    rec: &mut AccessRecord<'a>,
+    var: Var,
+    tail: &Tail,
+    line: &'a [u8],
+    pos: usize,
+) -> Result<Option<usize>, ParseError> {
+    let rest = &line[pos..];
+    let span_end = match &tail.anchor {
+        Some(anchor) => match find_literal(rest, anchor, true) {
+            Some(i) => i,
+            None => return Ok(None),
+        },
+        None => rest.len(),
+    };
+    let mut values: [&[u8]; MAX_TAIL] = [&[]; MAX_TAIL];
+    let mut end = span_end;
+    for (n, (lit, _)) in tail.fields.iter().enumerate() {
+        let Some(i) = rfind_literal(&rest[..end], lit) else {
+            return Ok(None);
+        };
+        values[n] = &rest[i + lit.len()..end];
+        end = i;
+    }
+    assign(rec, var, &rest[..end])?;
+    for n in (0..tail.fields.len()).rev() {
+        assign(rec, tail.fields[n].1, values[n])?;
+    }
+    Ok(Some(pos + span_end))
 }
 
 fn assign<'a>(rec: &mut AccessRecord<'a>, var: Var, v: &'a [u8]) -> Result<(), ParseError> {

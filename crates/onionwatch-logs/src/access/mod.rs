@@ -80,22 +80,52 @@ pub struct AccessRecord<'a> {
     pub proxy_protocol_addr: &'a [u8],
 }
 
-impl AccessRecord<'_> {
-    /// The onion circuit that made this request: from the
-    /// `$http_x_onion_circuitid` header if the format has one, else from the
-    /// PROXY source address (`$proxy_protocol_addr`), else from
-    /// `$remote_addr`. Addresses outside `fc00:dead:beef:4dad::/96` have no
-    /// circuit id.
-    pub fn circuit_id(&self) -> Option<CircuitId> {
-        if self.circuit_header.is_some() {
-            return self.circuit_header;
+/// Where a record's circuit id was read, which decides whether it may be
+/// acted on: see [`AccessRecord::circuit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CircuitSource {
+    /// `$proxy_protocol_addr` or `$remote_addr`: the address tor wrote
+    /// (`HiddenServiceExportCircuitID`), which no client can choose.
+    Address,
+    /// `$http_x_onion_circuitid`: a request header, which any client can
+    /// send with any value unless a proxy in front of nginx replaces it
+    /// (`onionwatch gateway` does).
+    Header,
+}
+
+impl CircuitSource {
+    /// `address` or `header`, for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CircuitSource::Address => "address",
+            CircuitSource::Header => "header",
         }
+    }
+}
+
+impl AccessRecord<'_> {
+    /// The onion circuit that made this request and where its id was read:
+    /// the PROXY source address (`$proxy_protocol_addr`), else
+    /// `$remote_addr`, and only when neither address holds a circuit id
+    /// (addresses outside `fc00:dead:beef:4dad::/96` hold none) the
+    /// `$http_x_onion_circuitid` header. The address tor wrote comes first
+    /// because a client can send the header with any value: a forged header
+    /// must neither hide a circuit's requests nor charge them to another.
+    pub fn circuit(&self) -> Option<(CircuitId, CircuitSource)> {
         if !self.proxy_protocol_addr.is_empty() {
             if let Some(id) = circuit_from_addr(self.proxy_protocol_addr) {
-                return Some(id);
+                return Some((id, CircuitSource::Address));
             }
         }
-        circuit_from_addr(self.remote_addr)
+        if let Some(id) = circuit_from_addr(self.remote_addr) {
+            return Some((id, CircuitSource::Address));
+        }
+        self.circuit_header.map(|id| (id, CircuitSource::Header))
+    }
+
+    /// [`AccessRecord::circuit`] without its source, for counting.
+    pub fn circuit_id(&self) -> Option<CircuitId> {
+        self.circuit().map(|(id, _)| id)
     }
 }
 
@@ -212,6 +242,35 @@ impl Var {
             "http_x_onion_circuitid" => Var::CircuitIdHeader,
             "proxy_protocol_addr" => Var::ProxyProtocolAddr,
             _ => Var::Other,
+        }
+    }
+
+    /// Whether a client chooses this field's text, so that it may hold
+    /// anything nginx does not escape (spaces, brackets, `-`...), but never
+    /// an unescaped `"`. The others are written by nginx or tor (addresses,
+    /// times, numbers, the protocol, and the method, which nginx accepts
+    /// only as `A`-`Z`, `_` and `-`). Unknown variables count as chosen by
+    /// the client (`$http_*`, `$cookie_*`, `$arg_*`...).
+    pub fn client_chosen(self) -> bool {
+        match self {
+            Var::RemoteUser
+            | Var::Request
+            | Var::RequestUri
+            | Var::HttpReferer
+            | Var::HttpUserAgent
+            | Var::CircuitIdHeader
+            | Var::Other => true,
+            Var::RemoteAddr
+            | Var::TimeLocal
+            | Var::TimeIso8601
+            | Var::RequestMethod
+            | Var::ServerProtocol
+            | Var::Status
+            | Var::BodyBytesSent
+            | Var::BytesSent
+            | Var::RequestTime
+            | Var::UpstreamResponseTime
+            | Var::ProxyProtocolAddr => false,
         }
     }
 
@@ -571,6 +630,19 @@ pub(crate) fn find_literal(hay: &[u8], lit: &[u8], quoted: bool) -> Option<usize
             return Some(i);
         }
         from = i + 1;
+    }
+}
+
+/// The last position where `lit` occurs in `hay`.
+pub(crate) fn rfind_literal(hay: &[u8], lit: &[u8]) -> Option<usize> {
+    let (&last, _) = lit.split_last()?;
+    let mut end = hay.len();
+    loop {
+        let i = memchr::memrchr(last, &hay[..end])?;
+        if i + 1 >= lit.len() && hay[i + 1 - lit.len()..=i] == *lit {
+            return Some(i + 1 - lit.len());
+        }
+        end = i;
     }
 }
 

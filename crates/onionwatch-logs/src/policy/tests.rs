@@ -264,7 +264,7 @@ fn hostile_sequences_never_panic_and_never_decide_twice_per_window() {
         };
         if let Some(d) = p.observe(CircuitId(id), t) {
             assert_eq!(d.requests, 4);
-            let s = &p.circuits[&id];
+            let s = &p.circuits[&u64::from(id)];
             assert!(
                 per_circuit_window.insert((id, s.window_start)),
                 "two decisions for circuit {id} in one window"
@@ -360,4 +360,99 @@ fn load_reads_checks_and_names_the_file() {
     assert!(e.to_string().contains("policy.yaml"), "{e}");
     let e = PolicyConfig::load(&dir.path().join("missing.yaml")).unwrap_err();
     assert!(matches!(e, PolicyLoadError::Read { .. }), "{e}");
+}
+
+fn closing(trust_circuit_header: bool) -> Policy {
+    Policy::new(PolicyConfig {
+        max_requests: 5,
+        window_secs: 60,
+        action: Action::Close,
+        i_understand_closing_circuits: true,
+        trust_circuit_header,
+        ..PolicyConfig::default()
+    })
+    .unwrap()
+}
+
+/// A line as nginx writes it with the circuit header after `combined`.
+fn header_line(addr: &str, header: &str) -> String {
+    format!(r#"{addr} - - [11/Jan/2024:17:08:43 +0000] "GET / HTTP/1.1" 200 5 "-" "c" "{header}""#)
+}
+
+fn header_format() -> LogFormat {
+    LogFormat::compile(r#"$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent" "$http_x_onion_circuitid""#).unwrap()
+}
+
+#[test]
+fn a_forged_circuit_header_never_names_the_circuit_to_close() {
+    // The issue's reproduction: six requests on tor circuit 48 (0x30) that
+    // carry `X-Onion-CircuitID: 7` are circuit 48's, and it is 48 that is
+    // closed; circuit 7 is never named.
+    let format = header_format();
+    let mut p = closing(false);
+    let decisions: Vec<Decision> = (0..6)
+        .filter_map(|_| {
+            let line = header_line("fc00:dead:beef:4dad::0:30", "7");
+            p.observe_record(&format.parse(line.as_bytes()).unwrap())
+        })
+        .collect();
+    assert_eq!(decisions.len(), 1);
+    let d = &decisions[0];
+    assert_eq!(
+        (d.circuit, d.source, d.closable),
+        (CircuitId(48), CircuitSource::Address, true)
+    );
+    assert!(d.should_close());
+    assert_eq!(p.counters().records_from_header, 0);
+
+    // With no id in the address, the header is used, but its decision is
+    // not to be executed, and its counts stay apart from circuit 7's own.
+    let mut p = closing(false);
+    for _ in 0..5 {
+        let line = header_line("127.0.0.1", "7");
+        assert!(p
+            .observe_record(&format.parse(line.as_bytes()).unwrap())
+            .is_none());
+    }
+    assert!(
+        p.observe(CircuitId(7), 1_704_992_923).is_none(),
+        "forged header requests counted against the real circuit 7"
+    );
+    let line = header_line("127.0.0.1", "7");
+    let d = p
+        .observe_record(&format.parse(line.as_bytes()).unwrap())
+        .unwrap();
+    assert_eq!(
+        (d.circuit, d.source, d.action),
+        (CircuitId(7), CircuitSource::Header, Action::Close)
+    );
+    assert!(!d.closable && !d.should_close());
+    let c = p.counters();
+    assert_eq!((c.records_from_header, c.untrusted_not_closed), (6, 1));
+    assert_eq!((c.decisions(Action::Close), c.tracked_circuits), (1, 2));
+    let text = onionwatch_metrics::render(
+        &c.to_families(Some("shop")),
+        onionwatch_metrics::Format::Prometheus,
+    );
+    assert!(
+        text.contains("onionwatch_log_abusive_circuits_untrusted_total{project=\"shop\"} 1\n"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_trusted_circuit_header_is_closed_and_counted_with_tors_ids() {
+    let c = yaml("trust_circuit_header: true\n").unwrap();
+    assert!(c.trust_circuit_header);
+    assert!(!PolicyConfig::default().trust_circuit_header);
+    let mut p = closing(true);
+    for t in 0..5 {
+        assert!(p
+            .observe_from(CircuitId(7), CircuitSource::Header, t)
+            .is_none());
+    }
+    let d = p.observe(CircuitId(7), 5).unwrap();
+    assert!(d.closable && d.should_close());
+    assert_eq!(p.counters().untrusted_not_closed, 0);
+    assert_eq!(p.counters().tracked_circuits, 1);
 }

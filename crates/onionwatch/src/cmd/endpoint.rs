@@ -3,9 +3,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use anyhow::Result;
 use clap::Args;
-use onionwatch_server::{AuthConfig, EndpointConfig, TlsConfig};
+use onionwatch_server::{EndpointConfig, ServeError, TlsConfig};
 
 /// TLS and authentication of the endpoint (required off loopback).
 #[derive(Debug, Clone, Args)]
@@ -38,25 +37,14 @@ pub struct EndpointArgs {
 
 impl EndpointArgs {
     /// The endpoint configuration for `listen`, checked.
-    pub fn config(&self, listen: SocketAddr) -> Result<EndpointConfig> {
-        let tls = match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsConfig {
-                cert: cert.clone(),
-                key: key.clone(),
-                client_ca: self.tls_client_ca.clone(),
-            }),
-            _ => None,
-        };
-        let mut config = EndpointConfig {
-            listen,
-            tls,
-            auth: AuthConfig::default(),
-            auth_file: self.auth_file.clone(),
-            i_understand_the_risk: self.i_understand_the_risk,
-            allowed_hosts: self.allowed_hosts.clone(),
-        };
-        config.load_auth_file()?;
-        config.check()?;
-        Ok(config)
+    pub fn config(&self, listen: SocketAddr) -> Result<EndpointConfig, ServeError> {
+        let tls = self.tls_cert.clone().zip(self.tls_key.clone());
+        let tls = tls.map(|(cert, key)| TlsConfig {
+            cert,
+            key,
+            client_ca: self.tls_client_ca.clone(),
+        });
+        let (auth, risk) = (self.auth_file.as_deref(), self.i_understand_the_risk);
+        EndpointConfig::new(listen, tls, auth, self.allowed_hosts.clone(), risk)
     }
 }

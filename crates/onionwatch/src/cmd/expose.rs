@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use onionwatch_expose::{expose, ClientKey, ScrapeProxy};
 use onionwatch_server::{start, EndpointConfig};
-use onionwatch_tor::control::{Auth, ControlAddr, ControlClient};
+use onionwatch_tor::control::{ConnectOptions, ControlAddr, ControlClient, ControlTarget};
 
 use crate::signals::Signals;
 
@@ -19,17 +19,20 @@ pub struct TorControl {
     /// The tor's control port: HOST:PORT or unix:/path.
     #[arg(long, default_value = "127.0.0.1:9051")]
     control_port: ControlAddr,
-    /// Control password, if tor uses HashedControlPassword (else cookie auth).
+    /// Control password, if tor uses HashedControlPassword (else whatever
+    /// tor offers: cookie or none).
     #[arg(long, env = "ONIONWATCH_CONTROL_PASSWORD", hide_env_values = true)]
     control_password: Option<String>,
 }
 
 impl TorControl {
     async fn connect(&self) -> Result<ControlClient> {
-        let auth = Auth::Auto {
-            password: self.control_password.clone(),
+        let target = ControlTarget {
+            control_password: self.control_password.clone(),
+            ..ControlTarget::new(self.control_port.clone())
         };
-        let (client, _events) = ControlClient::connect(&self.control_port, auth)
+        let (client, _events) = target
+            .connect(ConnectOptions::default())
             .await
             .with_context(|| format!("connect to tor's control port {}", self.control_port))?;
         Ok(client)
@@ -101,10 +104,7 @@ pub async fn scrape_gateway(args: ScrapeGatewayArgs) -> Result<ExitCode> {
         .with_context(|| format!("parse {}", args.client_key_file.display()))?;
     let tor = args.tor.connect().await?;
     let proxy = ScrapeProxy::new(&tor, args.socks_port, &address, args.port, Some(&key)).await?;
-    let config = EndpointConfig {
-        listen: args.listen,
-        ..EndpointConfig::default()
-    };
+    let config = EndpointConfig::new(args.listen, None, None, Vec::new(), false)?;
     let server = start(&config, proxy.router()).await?;
     outln!(
         "scrape http://{}/metrics to reach {address}.onion through tor",

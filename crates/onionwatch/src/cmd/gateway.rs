@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use onionwatch_gateway::{Config, Gateway, ListenAddr, ProxyProtocol, UpstreamAddr};
+use onionwatch_gateway::{Config, Gateway, IpCidr, ListenAddr};
 use onionwatch_server::Registry;
 use onionwatch_tor::control::ControlAddr;
 
@@ -43,7 +43,7 @@ pub struct GatewayArgs {
     /// Token bucket size: requests a circuit may send at once.
     #[arg(long)]
     burst: Option<u32>,
-    /// Open connections per circuit (0 = unlimited).
+    /// Open connections per circuit (default 16; 0 = unlimited).
     #[arg(long)]
     max_conns_per_circuit: Option<u32>,
     /// Requests in flight per circuit (0 = unlimited).
@@ -52,6 +52,12 @@ pub struct GatewayArgs {
     /// Seconds a connection has to send its PROXY header.
     #[arg(long)]
     header_timeout: Option<f64>,
+    /// Seconds a client may pause within a request body (default 60).
+    #[arg(long)]
+    body_timeout: Option<f64>,
+    /// Seconds a client may leave a response unread (default 60).
+    #[arg(long)]
+    send_timeout: Option<f64>,
     /// The onion-service tor's control port (IP:PORT or unix:PATH), for
     /// --close-abusive.
     #[arg(long)]
@@ -59,6 +65,11 @@ pub struct GatewayArgs {
     /// Close circuits that keep getting 429s (CLOSECIRCUIT on --control-port).
     #[arg(long)]
     close_abusive: bool,
+    /// Only accept TCP connections (and PROXY headers) from this IP or
+    /// IP/PREFIX; repeat for several. Required for --close-abusive on a
+    /// non-loopback --listen address (replaces the file's list).
+    #[arg(long = "trusted-proxy-source", value_name = "CIDR")]
+    trusted_proxy_sources: Vec<String>,
     /// With --close-abusive: only log which circuits would be closed.
     #[arg(long)]
     dry_run: bool,
@@ -87,50 +98,43 @@ impl GatewayArgs {
             None => Config::default(),
         };
         if let Some(v) = &self.listen {
-            c.listen = v
-                .parse::<ListenAddr>()
-                .map_err(anyhow::Error::msg)
-                .context("--listen")?;
+            c.listen = parse(v, "--listen")?;
         }
         if let Some(v) = &self.upstream {
-            c.upstream = v
-                .parse::<UpstreamAddr>()
-                .map_err(anyhow::Error::msg)
-                .context("--upstream")?;
+            c.upstream = parse(v, "--upstream")?;
         }
         if let Some(v) = &self.proxy_protocol {
-            c.proxy_protocol = v.parse::<ProxyProtocol>().map_err(anyhow::Error::msg)?;
+            c.proxy_protocol = parse(v, "--proxy-protocol")?;
         }
-        if let Some(v) = &self.header_name {
-            c.header_name = v.clone();
-        }
+        set(&mut c.header_name, &self.header_name);
         c.send_proxy_header |= self.send_proxy_header;
-        if let Some(v) = self.rate {
-            c.limits.rate = v;
-        }
-        if let Some(v) = self.burst {
-            c.limits.burst = v;
-        }
-        if let Some(v) = self.max_conns_per_circuit {
-            c.limits.max_connections_per_circuit = v;
-        }
-        if let Some(v) = self.max_requests_per_circuit {
-            c.limits.max_requests_per_circuit = v;
-        }
-        if let Some(v) = self.header_timeout {
-            c.header_timeout_secs = v;
-        }
+        set(&mut c.limits.rate, &self.rate);
+        set(&mut c.limits.burst, &self.burst);
+        set(
+            &mut c.limits.max_connections_per_circuit,
+            &self.max_conns_per_circuit,
+        );
+        set(
+            &mut c.limits.max_requests_per_circuit,
+            &self.max_requests_per_circuit,
+        );
+        set(&mut c.header_timeout_secs, &self.header_timeout);
+        set(&mut c.body_timeout_secs, &self.body_timeout);
+        set(&mut c.send_timeout_secs, &self.send_timeout);
         if let Some(v) = &self.control_port {
             c.escalation.control_port = Some(v.parse::<ControlAddr>().context("--control-port")?);
         }
+        if !self.trusted_proxy_sources.is_empty() {
+            c.trusted_proxy_sources = self
+                .trusted_proxy_sources
+                .iter()
+                .map(|v| parse::<IpCidr>(v, "--trusted-proxy-source"))
+                .collect::<Result<_>>()?;
+        }
         c.escalation.enabled |= self.close_abusive;
         c.escalation.dry_run |= self.dry_run;
-        if let Some(v) = self.abuse_rejections {
-            c.escalation.rejections = v;
-        }
-        if let Some(v) = self.abuse_window {
-            c.escalation.window_secs = v;
-        }
+        set(&mut c.escalation.rejections, &self.abuse_rejections);
+        set(&mut c.escalation.window_secs, &self.abuse_window);
         if let Some(v) = &self.metrics_listen {
             c.metrics_listen = Some(
                 v.parse::<SocketAddr>()
@@ -146,6 +150,25 @@ impl GatewayArgs {
     }
 }
 
+/// A command-line value parsed with the gateway's own parser, the option named.
+fn parse<T>(value: &str, option: &str) -> Result<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display + std::fmt::Debug + Send + Sync + 'static,
+{
+    value
+        .parse()
+        .map_err(anyhow::Error::msg)
+        .context(option.to_owned())
+}
+
+/// An option given on the command line overrides the file's value.
+fn set<T: Clone>(field: &mut T, option: &Option<T>) {
+    if let Some(v) = option {
+        *field = v.clone();
+    }
+}
+
 pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
     let config = args.load()?;
     if args.check {
@@ -153,7 +176,7 @@ pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if let ListenAddr::Tcp(a) = config.listen {
-        if !a.ip().is_loopback() {
+        if !a.ip().is_loopback() && config.trusted_proxy_sources.is_empty() {
             tracing::warn!(listen = %a, "listening on a non-loopback address: the gateway trusts PROXY headers, so only tor should reach it");
         }
     }

@@ -2,7 +2,7 @@
 //! them (and tor and onionbalance logs) and serve their metrics.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use clap::builder::TypedValueParser as _;
 use clap::{ArgGroup, Args, ValueEnum};
 use onionwatch_logs::access::LogFormat;
 use onionwatch_logs::analytics::AnalyticsConfig;
-use onionwatch_logs::follow::{FollowConfig, LogKind, Source};
+use onionwatch_logs::follow::{FollowConfig, Source};
 use onionwatch_logs::lines::DEFAULT_MAX_LINE;
 use onionwatch_logs::policy::{Action, PolicyConfig};
 use onionwatch_logs::tail::TailConfig;
@@ -56,8 +56,10 @@ log time), request_duration, circuit_window (requests per circuit and the
 busiest circuits), files.
 
 Circuit ids come from Onionspray's HiddenServiceExportCircuitID addresses
-(fc00:dead:beef:4dad::/96) in $remote_addr or $proxy_protocol_addr, or from
-$http_x_onion_circuitid. Lines that do not parse are counted and skipped
+(fc00:dead:beef:4dad::/96) in $proxy_protocol_addr or $remote_addr, and only
+when neither holds one from $http_x_onion_circuitid, which any client can set:
+the policy never closes such an id unless it says trust_circuit_header: true
+(for logs behind `onionwatch gateway`, which replaces the header). Lines that do not parse are counted and skipped
 (-v shows the first few with line numbers).
 
 Exit status: 0 on success, 1 if a file cannot be read or --log-format is
@@ -123,7 +125,8 @@ pub struct LogsArgs {
     keep_warnings: usize,
     /// Abusive-circuit policy when following: a YAML file with
     /// `max_requests`, `window_secs`, `action` (log, alert or close),
-    /// `i_understand_closing_circuits`, `allow`, `cooldown_secs`, `dry_run`
+    /// `i_understand_closing_circuits`, `allow`, `cooldown_secs`, `dry_run`,
+    /// `trust_circuit_header`
     /// (every field documented in crates/onionwatch-logs/src/policy.rs).
     #[arg(long, value_name = "FILE", conflicts_with = "once")]
     policy: Option<PathBuf>,
@@ -184,39 +187,8 @@ pub async fn run(args: LogsArgs) -> Result<ExitCode> {
 /// Follow mode: tail the files, serve the metrics until SIGINT/SIGTERM.
 async fn follow(args: LogsArgs) -> Result<ExitCode> {
     let format = compile(&args.log_format)?;
-    if args.files.iter().any(|f| f == Path::new("-")) {
-        anyhow::bail!("standard input cannot be followed: use --once to read it");
-    }
-    let all = args
-        .files
-        .iter()
-        .chain(&args.tor_log)
-        .chain(&args.onionbalance_log);
-    if let Some(gz) = all
-        .into_iter()
-        .find(|f| f.extension().is_some_and(|e| e == "gz"))
-    {
-        anyhow::bail!(
-            "{} is compressed and cannot be followed: analyse rotated .gz files with --once, \
-             and follow the live log (e.g. nginx-access.log)",
-            gz.display()
-        );
-    }
     let project = args.project.clone().unwrap_or_default();
-    let mut sources = Vec::new();
-    for (kind, paths) in [
-        (LogKind::Access, &args.files),
-        (LogKind::Tor, &args.tor_log),
-        (LogKind::Onionbalance, &args.onionbalance_log),
-    ] {
-        for p in paths {
-            sources.push(Source {
-                project: project.clone(),
-                kind,
-                pattern: p.clone(),
-            });
-        }
-    }
+    let sources = Source::project(&project, &args.files, &args.tor_log, &args.onionbalance_log)?;
     let endpoint = args.endpoint.config(args.listen)?;
     let follow = FollowConfig {
         tail: TailConfig {

@@ -11,7 +11,8 @@ use clap::{Args, ValueEnum};
 use onionwatch_probe::config::{Config, ControlPassword, ControlPort};
 use onionwatch_probe::output::{json_line, nagios, table};
 use onionwatch_probe::{Event, Finish, ProbeMetrics, ProbeResult, Runner, Tor};
-use tokio::signal::unix::{signal, SignalKind};
+
+use crate::signals::Signals;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Format {
@@ -321,20 +322,20 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         }
         Err(e) => return Err(e),
     };
-    let mut sigterm = signal(SignalKind::terminate()).context("install the SIGTERM handler")?;
-    let mut sigint = signal(SignalKind::interrupt()).context("install the SIGINT handler")?;
-    let mut sighup = signal(SignalKind::hangup()).context("install the SIGHUP handler")?;
-    // The exit status of the signal that stops us.
-    let stop = async {
-        tokio::select! {
-            _ = sigint.recv() => 130,
-            _ = sigterm.recv() => 143,
-        }
-    };
+    let signals = Arc::new(Signals::with_hangup()?);
+    let stop = signals.stop();
     tokio::pin!(stop);
     let (reload_tx, reload_rx) = tokio::sync::mpsc::unbounded_channel();
-    let hup = tokio::spawn(async move {
-        while sighup.recv().await.is_some() && reload_tx.send(()).is_ok() {}
+    let hup = tokio::spawn({
+        let signals = Arc::clone(&signals);
+        async move {
+            loop {
+                signals.hangup().await;
+                if reload_tx.send(()).is_err() {
+                    break;
+                }
+            }
+        }
     });
 
     let tor = tokio::select! {
@@ -346,7 +347,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
             }
             Err(e) => return Err(e.into()),
         },
-        code = &mut stop => return Ok(ExitCode::from(code)),
+        stop = &mut stop => return Ok(stop.exit_code()),
     };
     let rebuild_args = args.clone();
     let mut runner =
@@ -402,7 +403,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(state as u8));
     }
     Ok(match finish {
-        Finish::Stopped(code) => ExitCode::from(code),
+        Finish::Stopped(stop) => stop.exit_code(),
         Finish::Done if all_passed => ExitCode::SUCCESS,
         Finish::Done => ExitCode::FAILURE,
     })

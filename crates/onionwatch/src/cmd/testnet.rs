@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use onionwatch_testnet::{
-    BackendKind, ControlKind, NetworkConfig, NetworkInfo, ServiceConfig, TestNetwork,
-};
+use onionwatch_testnet::{BackendKind, ControlKind, NetworkConfig, ServiceConfig, TestNetwork};
 
 use crate::signals::Signals;
 
@@ -146,50 +144,19 @@ async fn up(args: UpArgs) -> Result<ExitCode> {
     };
     match args.format {
         Format::Json => outln!("{}", serde_json::to_string(net.info())?)?,
-        Format::Text => print_text(net.info())?,
-    }
-
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tokio::select! {
-            _ = signals.stop() => break,
-            _ = tick.tick() => {
-                if let Err(e) = net.check_alive() {
-                    return Err(e).context("the test network broke");
-                }
-            }
+        Format::Text => {
+            out!("{}", net.info())?;
+            outln!("Ctrl-C stops every tor.")?;
         }
     }
+
+    let stop = async {
+        signals.stop().await;
+    };
+    net.run_until(stop)
+        .await
+        .context("the test network broke")?;
     tracing::info!("stopping the private Tor network");
     net.shutdown();
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_text(info: &NetworkInfo) -> Result<(), crate::StdoutError> {
-    outln!("private Tor network ready (data in {})", info.dir.display())?;
-    outln!("client SOCKS:    {}", info.client.socks)?;
-    outln!(
-        "client control:  {} (cookie {})",
-        info.client.control,
-        info.client.cookie.display()
-    )?;
-    for o in &info.onions {
-        outln!("onion service:   {}", o.address)?;
-        outln!(
-            "  tor {}: control {} (cookie {})",
-            o.tor,
-            o.control,
-            o.cookie.display()
-        )?;
-        if let Some(m) = o.metrics {
-            outln!("  MetricsPort:   http://{m}/metrics")?;
-        }
-        outln!("  backend:       {}", o.backend)?;
-    }
-    outln!(
-        "try: curl --socks5-hostname {} http://{}/",
-        info.client.socks,
-        info.onions[0].address
-    )?;
-    outln!("Ctrl-C stops every tor.")
 }

@@ -3,6 +3,8 @@
 
 use onionwatch_tor::circuit_id::CircuitId;
 
+use crate::access::CircuitSource;
+
 use super::*;
 
 const LINE: &[u8] = br#"fc00:dead:beef:4dad::0:30 - - [11/Jan/2024:17:08:43 +0000] "GET /static/fonts/fontawesome/webfonts/fa-brands-400.woff2 HTTP/1.1" 200 73936 "-" "Mozilla/5.0 (Windows NT 10.0; rv:109.0) Gecko/20100101 Firefox/115.0""#;
@@ -216,6 +218,7 @@ fn fast_path_equals_general_matcher_on_mutated_lines() {
         LINE,
         br#"::1 - - [01/Feb/2024:00:00:00 -0100] "POST /api?q=\"x\" HTTP/2.0" 503 - "http://a/" "b\x22c" extra"#,
         br#"10.0.0.1 - u [29/Feb/2024:23:59:59 +0530] "-" 400 0 "-" "-""#,
+        br#"127.0.0.1 - a] \x22GET / HTTP/1.1\x22 [x - [01/Dec/2026:23:37:40 +0000] "GET / HTTP/1.0" 200 2 "-" "-""#,
     ];
     let alphabet = b" \"\\-[]/:0123456789\xffaZ\t";
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
@@ -373,4 +376,100 @@ fn bad_formats_are_refused_with_reasons() {
     // Non-ASCII literals are fine.
     let f = LogFormat::compile("→ $status ←").unwrap();
     assert_eq!(f.parse("→ 201 ←".as_bytes()).unwrap().status, Some(201));
+}
+
+#[test]
+fn the_address_tor_wrote_comes_before_the_circuit_header() {
+    let f = LogFormat::compile(
+        r#"$remote_addr $proxy_protocol_addr [$time_local] "$request" $status "$http_x_onion_circuitid""#,
+    )
+    .unwrap();
+    let circuit = |line: &str| f.parse(line.as_bytes()).unwrap().circuit();
+    let t = r#"[11/Jan/2024:17:08:43 +0000] "GET / HTTP/1.1" 200"#;
+    // A client's header never replaces the id tor wrote.
+    assert_eq!(
+        circuit(&format!(r#"fc00:dead:beef:4dad::30 - {t} "7""#)),
+        Some((CircuitId(48), CircuitSource::Address))
+    );
+    assert_eq!(
+        circuit(&format!(r#"127.0.0.1 fc00:dead:beef:4dad::0:31 {t} "7""#)),
+        Some((CircuitId(49), CircuitSource::Address))
+    );
+    // Only when no address holds an id.
+    assert_eq!(
+        circuit(&format!(r#"127.0.0.1 127.0.0.1 {t} "7""#)),
+        Some((CircuitId(7), CircuitSource::Header))
+    );
+    assert_eq!(circuit(&format!(r#"127.0.0.1 - {t} "-""#)), None);
+}
+
+#[test]
+fn a_user_name_cannot_break_its_line() {
+    // Lines as nginx 1.22 writes them for `Authorization: Basic` user
+    // names `evil [x`, `a] "GET / HTTP/1.1" 200 1 "-" "-`, `\x01\x1b\x7f\xff \ [ ] - \t`
+    // and ` - `: spaces, brackets and dashes as sent, `"`, `\` and control
+    // bytes escaped.
+    let cases: &[(&[u8], &[u8])] = &[
+        (
+            br#"127.0.0.1 - evil [x [01/Dec/2026:23:37:40 +0000] "GET / HTTP/1.0" 200 2 "-" "-""#,
+            b"evil [x",
+        ),
+        (
+            br#"127.0.0.1 - a] \x22GET / HTTP/1.1\x22 200 1 \x22-\x22 \x22- [01/Dec/2026:23:37:40 +0000] "GET / HTTP/1.0" 200 2 "-" "-""#,
+            br#"a] \x22GET / HTTP/1.1\x22 200 1 \x22-\x22 \x22-"#,
+        ),
+        (
+            br#"127.0.0.1 - \x01\x1B\x7F\xFF \x5C [ ] - \x09 [01/Dec/2026:23:37:40 +0000] "GET / HTTP/1.0" 200 2 "-" "-""#,
+            br"\x01\x1B\x7F\xFF \x5C [ ] - \x09",
+        ),
+        (
+            br#"127.0.0.1 -  -  [01/Dec/2026:23:37:40 +0000] "GET / HTTP/1.0" 200 2 "-" "-""#,
+            b" - ",
+        ),
+        (
+            br#"127.0.0.1 - [01/Dec/2026:23:37:40 +0000] [01/Dec/2026:23:37:40 +0000] "GET / HTTP/1.0" 200 2 "-" "-""#,
+            b"[01/Dec/2026:23:37:40 +0000]",
+        ),
+    ];
+    for (line, user) in cases {
+        let r = both(line).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(line)));
+        assert_eq!(r.remote_user, *user);
+        assert_eq!(r.remote_addr, b"127.0.0.1");
+        assert_eq!(r.time, Some(1_796_168_260));
+        assert_eq!((r.method, r.path), (&b"GET"[..], &b"/"[..]));
+        assert_eq!((r.status, r.body_bytes_sent), (Some(200), Some(2)));
+    }
+}
+
+#[test]
+fn client_chosen_fields_take_the_slack_in_any_format() {
+    // The fields after a client-chosen one are split from the span's end.
+    let f = LogFormat::compile("$remote_addr $remote_user $status $body_bytes_sent").unwrap();
+    let r = f.parse(b"::1 a b 404 200 5").unwrap();
+    assert_eq!(r.remote_user, b"a b 404");
+    assert_eq!((r.status, r.body_bytes_sent), (Some(200), Some(5)));
+    let f = LogFormat::compile(
+        r#"$remote_addr <$http_user_agent> $status ($request_time) "$request" $http_referer"#,
+    )
+    .unwrap();
+    let r = f
+        .parse(br#"::1 <x> 1 (2) y> 201 (0.5) "GET /a b HTTP/1.1" r "e" f"#)
+        .unwrap();
+    assert_eq!(r.user_agent, b"x> 1 (2) y");
+    assert_eq!((r.status, r.request_time_ms), (Some(201), Some(500)));
+    assert_eq!(r.path, b"/a b");
+    assert_eq!(r.referer, br#"r "e" f"#);
+    // A missing anchor or literal names the field the plain way.
+    assert_eq!(
+        f.parse(b"::1 <x> 201 (0.5) GET"),
+        Err(ParseError::Truncated(Var::RequestTime))
+    );
+    assert_eq!(
+        f.parse(br#"::1 <x> 201 0.5 "GET / HTTP/1.1" -"#),
+        Err(ParseError::Truncated(Var::Status))
+    );
+    assert_eq!(
+        f.parse(br#"::1 <x> 2x1 (0.5) "GET / HTTP/1.1" -"#),
+        Err(ParseError::Invalid(Var::Status))
+    );
 }

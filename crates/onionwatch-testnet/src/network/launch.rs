@@ -1,145 +1,23 @@
-//! Starting, waiting for and tearing down the whole network.
+//! Launching the tors: authorities, relays, then the onion-service tors and
+//! the client, each tier at once, on free ports (picked again on a clash).
 
 use std::fs;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use onionwatch_tor::socks::Isolation;
-use serde::Serialize;
-use tokio::time::sleep;
-
+use super::ready::{read_hostname, wait_for_full_consensus};
+use super::{ClientInfo, NetworkInfo, OnionInfo, TestNetwork};
 use crate::backend::Backend;
-use crate::config::{BackendKind, ControlKind, NetworkConfig, ServiceConfig, ServiceTorConfig};
+use crate::config::{BackendKind, ControlKind, NetworkConfig, ServiceTorConfig};
 use crate::error::{Error, Result};
 use crate::keys::{hash_password, make_authority};
-use crate::node::{private_dir, tail, Role, TorNode};
+use crate::node::{private_dir, Role, TorNode};
 use crate::ports::{free_port, loopback};
 use crate::torrc::{self, DirAuthorityLine};
 
-/// How often readiness waits look again. Polling is fine here: tor offers no
-/// cheaper signal for "consensus reached and descriptors reachable".
-const POLL: Duration = Duration::from_millis(200);
-
-/// The client tor's endpoints.
-#[derive(Debug, Clone, Serialize)]
-pub struct ClientInfo {
-    /// SOCKS5 port (`ExtendedErrors`, isolation by SOCKS auth).
-    pub socks: SocketAddr,
-    /// Control port (TCP).
-    pub control: SocketAddr,
-    /// Its cookie file (cookie or safecookie authentication).
-    pub cookie: PathBuf,
-}
-
-/// One onion service and the endpoints of the tor hosting it.
-#[derive(Debug, Clone, Serialize)]
-pub struct OnionInfo {
-    /// `<56 chars>.onion`.
-    pub address: String,
-    /// The hosting tor's control port: `127.0.0.1:P` or `unix:/path`.
-    pub control: String,
-    /// The hosting tor's cookie file.
-    pub cookie: PathBuf,
-    /// The hosting tor's MetricsPort, if enabled.
-    pub metrics: Option<SocketAddr>,
-    /// Where tor sends the onion service's connections.
-    pub backend: SocketAddr,
-    /// Nickname of the hosting tor (onion services sharing a tor share it).
-    pub tor: String,
-    /// Whether tor sends a PROXY v1 line with the circuit id first.
-    pub export_circuit_id: bool,
-    /// The built-in backend's access log (nginx `combined` format; the
-    /// client address is the circuit-id address when `export_circuit_id`).
-    pub access_log: Option<PathBuf>,
-}
-
-/// What a caller needs to use the network; `--format json` prints this.
-#[derive(Debug, Clone, Serialize)]
-pub struct NetworkInfo {
-    /// The client tor.
-    pub client: ClientInfo,
-    /// Every onion service, in configuration order.
-    pub onions: Vec<OnionInfo>,
-    /// The directory holding every node's data and logs.
-    pub dir: PathBuf,
-}
-
-/// A running private Tor network. Dropping it kills every tor it started.
-#[derive(Debug)]
-pub struct TestNetwork {
-    info: NetworkInfo,
-    nodes: Vec<TorNode>,
-    _backends: Vec<Backend>,
-    // Declared last so it is removed after the nodes are dead.
-    _tempdir: Option<tempfile::TempDir>,
-}
-
 impl TestNetwork {
-    /// Start the network and wait until the client has bootstrapped and a GET
-    /// through every onion service has succeeded.
-    ///
-    /// Must run inside a tokio runtime (the built-in backends are tasks).
-    pub async fn start(config: NetworkConfig) -> Result<Self> {
-        config.validate().map_err(Error::Config)?;
-        let started = Instant::now();
-        let deadline = started + config.ready_timeout;
-        let mut net = Self::launch(&config, deadline).await?;
-        net.wait_ready(&config, deadline).await?;
-        tracing::info!(elapsed = ?started.elapsed(), onions = net.info.onions.len(), "test network ready");
-        Ok(net)
-    }
-
-    /// Endpoints of the client and the onion services.
-    pub fn info(&self) -> &NetworkInfo {
-        &self.info
-    }
-
-    /// The tor processes.
-    pub fn nodes(&self) -> &[TorNode] {
-        &self.nodes
-    }
-
-    /// Kill the tor named `nickname` (e.g. `hs1`), as a crash would.
-    /// `Err(Config)` if no node has that name.
-    pub fn kill_node(&mut self, nickname: &str) -> Result<()> {
-        self.node_mut(nickname)?.kill();
-        Ok(())
-    }
-
-    /// Start the tor named `nickname` again (killing it first if it runs),
-    /// with its torrc, ports, keys and onion addresses unchanged.
-    pub fn restart_node(&mut self, nickname: &str) -> Result<()> {
-        self.node_mut(nickname)?.restart()
-    }
-
-    fn node_mut(&mut self, nickname: &str) -> Result<&mut TorNode> {
-        self.nodes
-            .iter_mut()
-            .find(|n| n.nickname == nickname)
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "no tor node named {nickname:?} in the test network"
-                ))
-            })
-    }
-
-    /// Pids of every tor still running.
-    pub fn pids(&self) -> Vec<u32> {
-        self.nodes.iter().filter_map(TorNode::pid).collect()
-    }
-
-    /// `Err(NodeDied)` naming the first tor that has exited.
-    pub fn check_alive(&mut self) -> Result<()> {
-        self.nodes.iter_mut().try_for_each(TorNode::check_alive)
-    }
-
-    /// Kill every tor and stop the backends (what `Drop` does, made explicit).
-    pub fn shutdown(mut self) {
-        self.nodes.iter_mut().for_each(TorNode::kill);
-    }
-
-    async fn launch(config: &NetworkConfig, deadline: Instant) -> Result<Self> {
+    pub(super) async fn launch(config: &NetworkConfig, deadline: Instant) -> Result<Self> {
         let (tempdir, root) = match &config.dir {
             Some(dir) => {
                 fs::create_dir_all(dir).map_err(Error::io(format!("create {}", dir.display())))?;
@@ -329,179 +207,6 @@ impl TestNetwork {
         }
         Ok(net)
     }
-
-    /// Poll `ready` until it yields, a node dies, or `deadline` passes.
-    async fn poll<T>(
-        &mut self,
-        deadline: Instant,
-        what: &str,
-        log: &Path,
-        mut ready: impl FnMut() -> Option<T>,
-    ) -> Result<T> {
-        let start = Instant::now();
-        loop {
-            if let Some(v) = ready() {
-                return Ok(v);
-            }
-            self.check_alive()?;
-            if Instant::now() >= deadline {
-                return Err(Error::Timeout {
-                    what: what.to_owned(),
-                    waited: start.elapsed(),
-                    log: log.to_owned(),
-                    tail: tail(log, 15),
-                });
-            }
-            sleep(POLL).await;
-        }
-    }
-
-    async fn wait_ready(&mut self, config: &NetworkConfig, deadline: Instant) -> Result<()> {
-        let client_log = self.info.dir.join("client").join("notice.log");
-        self.poll(
-            deadline,
-            "the client tor to bootstrap to 100%",
-            &client_log.clone(),
-            || {
-                fs::read_to_string(&client_log)
-                    .ok()
-                    .filter(|l| l.contains("Bootstrapped 100%"))
-                    .map(|_| ())
-            },
-        )
-        .await?;
-
-        let socks = self.info.client.socks;
-        for i in 0..self.info.onions.len() {
-            let onion = self.info.onions[i].clone();
-            let svc = config_service(config, i);
-            let built_in =
-                matches!(svc.backend, BackendKind::BuiltIn).then_some(svc.response.status);
-            let hs_log = self.info.dir.join(&onion.tor).join("notice.log");
-            let mut attempt = 0u32;
-            loop {
-                attempt += 1;
-                let left = deadline.saturating_duration_since(Instant::now());
-                let last_error = match tokio::time::timeout(
-                    left.min(Duration::from_secs(30)),
-                    reach(
-                        socks,
-                        &onion.address,
-                        built_in,
-                        &format!("ready-{i}-{attempt}"),
-                    ),
-                )
-                .await
-                {
-                    Ok(Ok(())) => break,
-                    Ok(Err(e)) => e,
-                    Err(_) => "timed out".into(),
-                };
-                tracing::debug!(onion = %onion.address, attempt, error = %last_error, "not reachable yet");
-                self.check_alive()?;
-                if Instant::now() >= deadline {
-                    return Err(Error::Timeout {
-                        what: format!(
-                            "onion service {} to be reachable (last error: {last_error})",
-                            onion.address
-                        ),
-                        waited: config.ready_timeout,
-                        log: hs_log.clone(),
-                        tail: format!(
-                            "{}\nlast lines of {}:\n{}",
-                            tail(&hs_log, 15),
-                            client_log.display(),
-                            tail(&client_log, 15)
-                        ),
-                    });
-                }
-                sleep(POLL).await;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Poll the authority's consensus until `relays` relays are in it with the
-/// Running and Stable flags.
-async fn wait_for_full_consensus(
-    nodes: &mut [TorNode],
-    dir_port: u16,
-    relays: usize,
-    deadline: Instant,
-    log: &Path,
-) -> Result<()> {
-    let start = Instant::now();
-    loop {
-        let usable = fetch_consensus(dir_port).await.map_or(0, |text| {
-            text.lines()
-                .filter(|l| l.starts_with("s ") && l.contains(" Running") && l.contains(" Stable"))
-                .count()
-        });
-        if usable >= relays {
-            tracing::debug!(relays, waited = ?start.elapsed(), "the consensus lists every relay");
-            return Ok(());
-        }
-        nodes.iter_mut().try_for_each(TorNode::check_alive)?;
-        if Instant::now() >= deadline {
-            return Err(Error::Timeout {
-                what: format!(
-                    "a consensus with {relays} Running and Stable relays ({usable} so far)"
-                ),
-                waited: start.elapsed(),
-                log: log.to_owned(),
-                tail: tail(log, 15),
-            });
-        }
-        sleep(POLL).await;
-    }
-}
-
-/// The current consensus from an authority's DirPort (`None` until there is
-/// one: tor answers 404 before its first vote; `None` too after 5 s).
-async fn fetch_consensus(dir_port: u16) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let fetch = async {
-        let mut s = tokio::net::TcpStream::connect(loopback(dir_port)).await?;
-        s.write_all(b"GET /tor/status-vote/current/consensus HTTP/1.0\r\n\r\n")
-            .await?;
-        let mut body = Vec::new();
-        s.read_to_end(&mut body).await?;
-        std::io::Result::Ok(body)
-    };
-    let body = tokio::time::timeout(Duration::from_secs(5), fetch)
-        .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8_lossy(&body);
-    text.starts_with("HTTP/1.0 200").then(|| text.into_owned())
-}
-
-/// One reachability attempt, on a fresh circuit (`token` isolates it).
-/// A built-in backend (`built_in` = its configured status) must answer a
-/// GET with its own body; for any other backend an open stream is proof
-/// enough (it may not speak HTTP).
-async fn reach(
-    socks: SocketAddr,
-    address: &str,
-    built_in: Option<u16>,
-    token: &str,
-) -> Result<(), String> {
-    let iso = Isolation::new(token);
-    let Some(status) = built_in else {
-        return onionwatch_tor::socks::connect(socks, address, 80, Some(&iso))
-            .await
-            .map(drop)
-            .map_err(|e| e.to_string());
-    };
-    let r = crate::http::get(socks, address, 80, "/", Some(&iso))
-        .await
-        .map_err(|e| e.to_string())?;
-    if r.status == status && r.body.contains("onionwatch testnet backend") {
-        Ok(())
-    } else {
-        Err(format!("unexpected answer: HTTP {} {:?}", r.status, r.body))
-    }
 }
 
 /// `count` free ports for `nick`, shown to the [`crate::PortHook`] if any.
@@ -640,30 +345,6 @@ fn service_tor_endpoints(
         .then(|| loopback(ports.next().expect("a MetricsPort")));
     (control, metrics)
 }
-
-fn config_service(config: &NetworkConfig, index: usize) -> &ServiceConfig {
-    config
-        .service_tors
-        .iter()
-        .flat_map(|t| &t.services)
-        .nth(index)
-        .expect("onion index within the configuration")
-}
-
-impl Drop for TestNetwork {
-    fn drop(&mut self) {
-        // Nodes kill themselves on drop; do it here first so the tempdir
-        // removal never races a tor still writing into it.
-        self.nodes.iter_mut().for_each(TorNode::kill);
-    }
-}
-
-fn read_hostname(path: &Path) -> Option<String> {
-    let text = fs::read_to_string(path).ok()?;
-    let host = text.trim();
-    (host.len() == 62 && host.ends_with(".onion")).then(|| host.to_owned())
-}
-
 /// `tor-gencert` next to the tor binary if there is one, else from PATH.
 fn tor_gencert(tor: &Path) -> PathBuf {
     match tor.parent() {

@@ -13,15 +13,27 @@
 //! `concurrency`, `max_body_bytes`, `prometheus_exporter_address`,
 //! `tls_ca_file`, `tor_binary`, `tor_config`, and per endpoint `client_auth_key` /
 //! `client_auth_key_file`.
+//!
+//! Here: the schema ([`Config`], [`Endpoint`]) and loading. Private
+//! submodules hold the lenient value forms (`values`), the validation into
+//! [`Target`]s (`targets`) and the client authorization keys
+//! (`client_auth`).
+
+mod client_auth;
+mod targets;
+mod values;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use data_encoding::BASE64;
-use onionwatch_tor::onion::{base64_decode, OnionAddress, OnionAddressError, BASE32};
-use serde::{Deserialize, Deserializer};
+use onionwatch_tor::onion::OnionAddressError;
+use serde::Deserialize;
+
+pub use targets::{Target, TargetPath};
+use values::{lenient_metrics_port, lenient_opt_port, lenient_port, lenient_seconds};
+pub use values::{ControlPassword, ControlPort, Protocol};
 
 /// The endpoint Onionprobe probes when a config names none.
 pub const DEFAULT_ENDPOINT_NAME: &str = "www.torproject.org";
@@ -73,188 +85,6 @@ fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
         key: key.into(),
         message: message.into(),
     }
-}
-
-/// What to connect to after the descriptor step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// HTTP/1.1 GET (the default).
-    #[default]
-    Http,
-    /// HTTP/1.1 GET over TLS.
-    Https,
-    /// A plain TCP connection (onionwatch extension): reachable when the
-    /// stream opens.
-    Tcp,
-}
-
-impl Protocol {
-    /// `http`, `https` or `tcp`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::Http => "http",
-            Protocol::Https => "https",
-            Protocol::Tcp => "tcp",
-        }
-    }
-
-    /// 80 for http (and tcp), 443 for https.
-    pub fn default_port(self) -> u16 {
-        match self {
-            Protocol::Https => 443,
-            _ => 80,
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Protocol {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.to_ascii_lowercase().as_str() {
-            "http" => Ok(Protocol::Http),
-            "https" => Ok(Protocol::Https),
-            "tcp" => Ok(Protocol::Tcp),
-            other => Err(serde::de::Error::custom(format!(
-                "unknown protocol {other:?}: use http, https or tcp"
-            ))),
-        }
-    }
-}
-
-/// `control_password`: a password, or `false` (cookie or no authentication).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ControlPassword {
-    /// `HASHEDPASSWORD` authentication with this password.
-    Password(String),
-    /// `false` in YAML: cookie or no authentication (Onionprobe would then
-    /// prompt; onionwatch never prompts and uses what tor offers).
-    Disabled,
-}
-
-impl<'de> Deserialize<'de> for ControlPassword {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            B(bool),
-            S(String),
-            N(i64),
-        }
-        Ok(match Raw::deserialize(d)? {
-            // Only `false` is documented; `true` names no password either.
-            Raw::B(false | true) => ControlPassword::Disabled,
-            Raw::S(s) => ControlPassword::Password(s),
-            Raw::N(n) => ControlPassword::Password(n.to_string()),
-        })
-    }
-}
-
-/// `control_port`: a TCP port on `tor_address`, or (onionwatch extension)
-/// `unix:/path/to/control.sock`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ControlPort {
-    /// A TCP port on `tor_address`.
-    Tcp(u16),
-    /// A unix socket.
-    Unix(PathBuf),
-}
-
-impl std::str::FromStr for ControlPort {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(p) = s.strip_prefix("unix:") {
-            if p.is_empty() {
-                return Err("unix: needs a socket path, e.g. unix:/run/tor/control".into());
-            }
-            return Ok(ControlPort::Unix(PathBuf::from(p)));
-        }
-        parse_port(s).map(ControlPort::Tcp)
-    }
-}
-
-impl<'de> Deserialize<'de> for ControlPort {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match PortLike::deserialize(d)? {
-            PortLike::N(n) => port_from_int(n)
-                .map(ControlPort::Tcp)
-                .map_err(serde::de::Error::custom),
-            PortLike::S(s) => s.parse().map_err(serde::de::Error::custom),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum PortLike {
-    N(i64),
-    S(String),
-}
-
-fn port_from_int(n: i64) -> Result<u16, String> {
-    u16::try_from(n)
-        .ok()
-        .filter(|p| *p > 0)
-        .ok_or_else(|| format!("port {n} is out of range: use 1 to 65535"))
-}
-
-fn parse_port(s: &str) -> Result<u16, String> {
-    s.trim()
-        .parse::<i64>()
-        .map_err(|_| format!("port {s:?} is not a number: use 1 to 65535"))
-        .and_then(port_from_int)
-}
-
-fn lenient_port<'de, D: Deserializer<'de>>(d: D) -> Result<u16, D::Error> {
-    match PortLike::deserialize(d)? {
-        PortLike::N(n) => port_from_int(n),
-        PortLike::S(s) => parse_port(&s),
-    }
-    .map_err(serde::de::Error::custom)
-}
-
-fn lenient_opt_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-    lenient_port(d).map(Some)
-}
-
-fn lenient_seconds<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        F(f64),
-        S(String),
-    }
-    let v = match Raw::deserialize(d)? {
-        Raw::F(f) => f,
-        Raw::S(s) => s
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a number of seconds")))?,
-    };
-    if !v.is_finite() || !(0.0..=86_400.0 * 365.0).contains(&v) {
-        return Err(serde::de::Error::custom(format!(
-            "{v} seconds is out of range: use 0 to one year"
-        )));
-    }
-    Ok(v)
-}
-
-/// `metrics_port`: `''`, null or 0 disable it; a port or `ADDR:PORT` enables it.
-fn lenient_metrics_port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        N(i64),
-        S(String),
-        Nothing(()),
-    }
-    Ok(match Option::<Raw>::deserialize(d)? {
-        None | Some(Raw::Nothing(())) => None,
-        Some(Raw::N(0)) => None,
-        Some(Raw::N(n)) => Some(n.to_string()),
-        Some(Raw::S(s)) if s.trim().is_empty() || s.trim() == "0" => None,
-        Some(Raw::S(s)) => Some(s),
-    })
 }
 
 /// One path of an HTTP(S) endpoint.
@@ -486,38 +316,6 @@ const KNOWN_KEYS: &[&str] = &[
 /// Largest config file read (the biggest bundled one is ~40 KiB).
 const MAX_CONFIG_BYTES: u64 = 16 << 20;
 
-/// A validated endpoint, ready to probe.
-#[derive(Debug, Clone)]
-pub struct Target {
-    /// The endpoint's name (the `name` label).
-    pub name: String,
-    /// The address as configured (the `address` label), lower case.
-    pub address: OnionAddress,
-    /// The protocol.
-    pub protocol: Protocol,
-    /// The port.
-    pub port: u16,
-    /// The paths (empty for tcp).
-    pub paths: Vec<TargetPath>,
-    /// Verify the certificate (https).
-    pub tls_verify: bool,
-    /// Record TLS/certificate details (https).
-    pub test_tls: bool,
-    /// Base64 x25519 key for client authorization.
-    pub client_auth_key: Option<String>,
-}
-
-/// A validated path.
-#[derive(Debug, Clone)]
-pub struct TargetPath {
-    /// The path as configured.
-    pub path: String,
-    /// The compiled pattern and its text.
-    pub pattern: Option<(regex::Regex, String)>,
-    /// Allowed statuses; `None` accepts any.
-    pub allowed_statuses: Option<Vec<u16>>,
-}
-
 impl Config {
     /// Parse and validate YAML text (`origin` names it in errors).
     pub fn from_yaml(text: &str, origin: &str) -> Result<(Config, Vec<String>), ConfigError> {
@@ -621,223 +419,6 @@ impl Config {
     pub fn tls_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.tls_connect_timeout.max(0.001))
     }
-
-    /// The DER certificates of `tls_ca_file` (empty without it). Refuses a
-    /// file that cannot be read or holds no parsable PEM certificate.
-    pub fn tls_ca_certificates(&self) -> Result<Vec<Vec<u8>>, ConfigError> {
-        let Some(path) = &self.tls_ca_file else {
-            return Ok(Vec::new());
-        };
-        let bad = |m: String| invalid("tls_ca_file", m);
-        let data =
-            std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
-        let mut certs = Vec::new();
-        for pem in x509_parser::pem::Pem::iter_from_buffer(&data) {
-            let pem = pem.map_err(|e| bad(format!("{}: invalid PEM: {e}", path.display())))?;
-            if pem.label != "CERTIFICATE" {
-                continue;
-            }
-            pem.parse_x509().map_err(|e| {
-                bad(format!(
-                    "{}: a CERTIFICATE block is not X.509: {e}",
-                    path.display()
-                ))
-            })?;
-            certs.push(pem.contents);
-        }
-        if certs.is_empty() {
-            return Err(bad(format!(
-                "{} holds no PEM CERTIFICATE block",
-                path.display()
-            )));
-        }
-        Ok(certs)
-    }
-
-    /// Check everything and compile the endpoints, in name order.
-    pub fn targets(&self) -> Result<Vec<Target>, ConfigError> {
-        let level = self.log_level.to_ascii_lowercase();
-        if !["debug", "info", "warning", "warn", "error", "critical"].contains(&level.as_str()) {
-            return Err(invalid(
-                "log_level",
-                format!(
-                    "{:?} is not a level: use debug, info, warning, error or critical",
-                    self.log_level
-                ),
-            ));
-        }
-        if self.concurrency == 0 || self.concurrency > 4096 {
-            return Err(invalid("concurrency", "use 1 to 4096"));
-        }
-        if self.max_body_bytes == 0 || self.max_body_bytes > 256 << 20 {
-            return Err(invalid("max_body_bytes", "use 1 byte to 256 MiB"));
-        }
-        if self.descriptor_max_retries > 100
-            || self.http_connect_max_retries > 100
-            || self.tls_connect_max_retries > 100
-        {
-            return Err(invalid(
-                "*_max_retries",
-                "retries above 100 are surely a typo",
-            ));
-        }
-        if self.tor_address.trim().is_empty() {
-            return Err(invalid("tor_address", "must not be empty"));
-        }
-        for line in &self.tor_config {
-            if line.contains(['\n', '\r', '\0']) {
-                return Err(invalid("tor_config", "one torrc line per list item"));
-            }
-        }
-        self.tls_ca_certificates()?;
-        let global_verify = self.tls_verify.unwrap_or(true);
-        let mut out = Vec::new();
-        for (name, e) in self.effective_endpoints() {
-            let key = |k: &str| format!("endpoints.{name:?}.{k}");
-            if name.is_empty() {
-                return Err(invalid("endpoints", "an endpoint name is empty"));
-            }
-            let address: OnionAddress =
-                e.address
-                    .trim()
-                    .parse()
-                    .map_err(|source| ConfigError::Address {
-                        name: name.clone(),
-                        source,
-                    })?;
-            let port = e.port.unwrap_or(e.protocol.default_port());
-            let specs = e.paths.clone().unwrap_or_else(|| {
-                vec![PathSpec {
-                    path: "/".into(),
-                    pattern: None,
-                    allowed_statuses: Some(vec![200]),
-                }]
-            });
-            let mut paths = Vec::new();
-            if e.protocol != Protocol::Tcp {
-                if specs.is_empty() {
-                    return Err(invalid(
-                        key("paths"),
-                        "is empty: list at least one path, e.g. [{path: /}]",
-                    ));
-                }
-                for (i, p) in specs.iter().enumerate() {
-                    let pkey = key(&format!("paths[{i}]"));
-                    if !p.path.starts_with('/')
-                        || p.path.len() > 8192
-                        || p.path.chars().any(|c| c.is_control() || c == ' ')
-                    {
-                        return Err(invalid(
-                            format!("{pkey}.path"),
-                            format!("{:?} must start with '/' and contain no spaces or control characters", p.path),
-                        ));
-                    }
-                    let pattern = match &p.pattern {
-                        None => None,
-                        Some(text) => {
-                            let re = regex::RegexBuilder::new(text)
-                                .size_limit(1 << 20)
-                                .build()
-                                .map_err(|err| {
-                                    invalid(
-                                        format!("{pkey}.pattern"),
-                                        format!(
-                                            "{text:?} is not a supported regular expression: {err}"
-                                        ),
-                                    )
-                                })?;
-                            Some((re, text.clone()))
-                        }
-                    };
-                    if let Some(list) = &p.allowed_statuses {
-                        if let Some(bad) = list.iter().find(|s| !(100..=999).contains(*s)) {
-                            return Err(invalid(
-                                format!("{pkey}.allowed_statuses"),
-                                format!("{bad} is not an HTTP status code (100-999)"),
-                            ));
-                        }
-                    }
-                    paths.push(TargetPath {
-                        path: p.path.clone(),
-                        pattern,
-                        allowed_statuses: p.allowed_statuses.clone(),
-                    });
-                }
-            }
-            let client_auth_key = match (&e.client_auth_key, &e.client_auth_key_file) {
-                (Some(_), Some(_)) => {
-                    return Err(invalid(
-                        key("client_auth_key"),
-                        "set client_auth_key or client_auth_key_file, not both",
-                    ))
-                }
-                (Some(k), None) => Some(
-                    check_base64_key(k.trim()).map_err(|m| invalid(key("client_auth_key"), m))?,
-                ),
-                (None, Some(path)) => Some(
-                    read_auth_private(path, address.service_id())
-                        .map_err(|m| invalid(key("client_auth_key_file"), m))?,
-                ),
-                (None, None) => None,
-            };
-            out.push(Target {
-                name,
-                address,
-                protocol: e.protocol,
-                port,
-                paths,
-                tls_verify: e.tls_verify.unwrap_or(global_verify),
-                test_tls: e.test_tls_connection.unwrap_or(false) || self.test_tls_connection,
-                client_auth_key,
-            });
-        }
-        Ok(out)
-    }
-}
-
-/// A base64 x25519 private key: 32 bytes.
-fn check_base64_key(k: &str) -> Result<String, String> {
-    match base64_decode(k) {
-        Some(b) if b.len() == 32 => Ok(k.to_owned()),
-        _ => Err("expected a base64 x25519 private key (44 characters, 32 bytes)".into()),
-    }
-}
-
-/// Read tor's `.auth_private` format: `<56 chars>:descriptor:x25519:<base32 key>`.
-fn read_auth_private(path: &Path, service_id: &str) -> Result<String, String> {
-    let meta =
-        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if meta.len() > 4096 {
-        return Err(format!("{} is too large for a key file", path.display()));
-    }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    parse_auth_private(&text, service_id).map_err(|m| format!("{}: {m}", path.display()))
-}
-
-/// Parse an `.auth_private` line and return the key in base64.
-pub(crate) fn parse_auth_private(text: &str, service_id: &str) -> Result<String, String> {
-    let line = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('#'))
-        .ok_or("no key line")?;
-    let parts: Vec<&str> = line.split(':').collect();
-    if parts.len() != 4 || parts[1] != "descriptor" || parts[2] != "x25519" {
-        return Err("expected <onion address>:descriptor:x25519:<base32 key>".into());
-    }
-    let addr = parts[0].trim_end_matches(".onion").to_ascii_lowercase();
-    if addr != service_id {
-        return Err(format!(
-            "the key is for {addr}.onion, not for the endpoint's onion service {service_id}.onion"
-        ));
-    }
-    let key = BASE32
-        .decode(parts[3].as_bytes())
-        .ok()
-        .filter(|k| k.len() == 32)
-        .ok_or("the key is not 52 base32 characters")?;
-    Ok(BASE64.encode(&key))
 }
 
 #[cfg(test)]
@@ -845,35 +426,6 @@ mod tests {
     use super::*;
 
     const A: &str = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid";
-
-    #[test]
-    fn tls_ca_file_is_checked_at_load() {
-        let dir = tempfile::tempdir().unwrap();
-        let missing = dir.path().join("missing.pem");
-        let err = Config::from_yaml(&format!("tls_ca_file: '{}'\n", missing.display()), "t")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("tls_ca_file") && err.contains("cannot read"),
-            "{err}"
-        );
-        let empty = dir.path().join("empty.pem");
-        std::fs::write(&empty, "not a certificate\n").unwrap();
-        let err = Config::from_yaml(&format!("tls_ca_file: '{}'\n", empty.display()), "t")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("no PEM CERTIFICATE"), "{err}");
-        let bad = dir.path().join("bad.pem");
-        std::fs::write(
-            &bad,
-            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
-        )
-        .unwrap();
-        assert!(Config::from_yaml(&format!("tls_ca_file: '{}'\n", bad.display()), "t").is_err());
-        let (c, w) = Config::from_yaml("", "t").unwrap();
-        assert!(w.is_empty() && c.tls_ca_file.is_none());
-        assert!(c.tls_ca_certificates().unwrap().is_empty());
-    }
 
     #[test]
     fn defaults_match_onionprobe() {
@@ -1006,44 +558,5 @@ endpoints:
         let start = std::time::Instant::now();
         let _ = Config::from_yaml(&text, "bomb.yaml");
         assert!(start.elapsed() < Duration::from_secs(30));
-    }
-
-    #[test]
-    fn metrics_port_and_control_port_forms() {
-        let (c, _) = Config::from_yaml("metrics_port: 9936", "t").unwrap();
-        assert_eq!(c.metrics_port.as_deref(), Some("9936"));
-        let (c, _) = Config::from_yaml("metrics_port: '0.0.0.0:9936'", "t").unwrap();
-        assert_eq!(c.metrics_port.as_deref(), Some("0.0.0.0:9936"));
-        let (c, _) = Config::from_yaml("metrics_port: 0", "t").unwrap();
-        assert!(c.metrics_port.is_none());
-        let (c, _) = Config::from_yaml("metrics_port: null", "t").unwrap();
-        assert!(c.metrics_port.is_none());
-        let (c, _) = Config::from_yaml("control_port: unix:/run/tor/control", "t").unwrap();
-        assert_eq!(c.control_port, ControlPort::Unix("/run/tor/control".into()));
-        let (c, _) = Config::from_yaml("control_password: s3cret", "t").unwrap();
-        assert_eq!(
-            c.control_password,
-            Some(ControlPassword::Password("s3cret".into()))
-        );
-    }
-
-    #[test]
-    fn auth_private_files() {
-        let key = BASE64.encode(&[7u8; 32]);
-        // base32 of 32 bytes of 7 = 52 chars.
-        let b32 = "a4dqobyha4dqobyha4dqobyha4dqobyha4dqobyha4dqobyha4dq";
-        let line = format!("{A}:descriptor:x25519:{}\n", b32.to_uppercase());
-        assert_eq!(parse_auth_private(&line, A).unwrap(), key);
-        assert!(parse_auth_private(&line, &"b".repeat(56))
-            .unwrap_err()
-            .contains("not for"));
-        for bad in [
-            "",
-            "x",
-            &format!("{A}:descriptor:ed25519:{b32}"),
-            &format!("{A}:descriptor:x25519:abc"),
-        ] {
-            assert!(parse_auth_private(bad, A).is_err(), "{bad:?}");
-        }
     }
 }

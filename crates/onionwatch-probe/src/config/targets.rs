@@ -1,0 +1,247 @@
+//! Validation: the whole configuration checked once, endpoints compiled
+//! into [`Target`]s.
+
+use onionwatch_tor::onion::OnionAddress;
+
+use super::client_auth::{check_base64_key, read_auth_private};
+use super::{invalid, Config, ConfigError, PathSpec, Protocol};
+
+/// A validated endpoint, ready to probe.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The endpoint's name (the `name` label).
+    pub name: String,
+    /// The address as configured (the `address` label), lower case.
+    pub address: OnionAddress,
+    /// The protocol.
+    pub protocol: Protocol,
+    /// The port.
+    pub port: u16,
+    /// The paths (empty for tcp).
+    pub paths: Vec<TargetPath>,
+    /// Verify the certificate (https).
+    pub tls_verify: bool,
+    /// Record TLS/certificate details (https).
+    pub test_tls: bool,
+    /// Base64 x25519 key for client authorization.
+    pub client_auth_key: Option<String>,
+}
+
+/// A validated path.
+#[derive(Debug, Clone)]
+pub struct TargetPath {
+    /// The path as configured.
+    pub path: String,
+    /// The compiled pattern and its text.
+    pub pattern: Option<(regex::Regex, String)>,
+    /// Allowed statuses; `None` accepts any.
+    pub allowed_statuses: Option<Vec<u16>>,
+}
+
+impl Config {
+    /// The DER certificates of `tls_ca_file` (empty without it). Refuses a
+    /// file that cannot be read or holds no parsable PEM certificate.
+    pub fn tls_ca_certificates(&self) -> Result<Vec<Vec<u8>>, ConfigError> {
+        let Some(path) = &self.tls_ca_file else {
+            return Ok(Vec::new());
+        };
+        let bad = |m: String| invalid("tls_ca_file", m);
+        let data =
+            std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+        let mut certs = Vec::new();
+        for pem in x509_parser::pem::Pem::iter_from_buffer(&data) {
+            let pem = pem.map_err(|e| bad(format!("{}: invalid PEM: {e}", path.display())))?;
+            if pem.label != "CERTIFICATE" {
+                continue;
+            }
+            pem.parse_x509().map_err(|e| {
+                bad(format!(
+                    "{}: a CERTIFICATE block is not X.509: {e}",
+                    path.display()
+                ))
+            })?;
+            certs.push(pem.contents);
+        }
+        if certs.is_empty() {
+            return Err(bad(format!(
+                "{} holds no PEM CERTIFICATE block",
+                path.display()
+            )));
+        }
+        Ok(certs)
+    }
+
+    /// Check everything and compile the endpoints, in name order.
+    pub fn targets(&self) -> Result<Vec<Target>, ConfigError> {
+        let level = self.log_level.to_ascii_lowercase();
+        if !["debug", "info", "warning", "warn", "error", "critical"].contains(&level.as_str()) {
+            return Err(invalid(
+                "log_level",
+                format!(
+                    "{:?} is not a level: use debug, info, warning, error or critical",
+                    self.log_level
+                ),
+            ));
+        }
+        if self.concurrency == 0 || self.concurrency > 4096 {
+            return Err(invalid("concurrency", "use 1 to 4096"));
+        }
+        if self.max_body_bytes == 0 || self.max_body_bytes > 256 << 20 {
+            return Err(invalid("max_body_bytes", "use 1 byte to 256 MiB"));
+        }
+        if self.descriptor_max_retries > 100
+            || self.http_connect_max_retries > 100
+            || self.tls_connect_max_retries > 100
+        {
+            return Err(invalid(
+                "*_max_retries",
+                "retries above 100 are surely a typo",
+            ));
+        }
+        if self.tor_address.trim().is_empty() {
+            return Err(invalid("tor_address", "must not be empty"));
+        }
+        for line in &self.tor_config {
+            if line.contains(['\n', '\r', '\0']) {
+                return Err(invalid("tor_config", "one torrc line per list item"));
+            }
+        }
+        self.tls_ca_certificates()?;
+        let global_verify = self.tls_verify.unwrap_or(true);
+        let mut out = Vec::new();
+        for (name, e) in self.effective_endpoints() {
+            let key = |k: &str| format!("endpoints.{name:?}.{k}");
+            if name.is_empty() {
+                return Err(invalid("endpoints", "an endpoint name is empty"));
+            }
+            let address: OnionAddress =
+                e.address
+                    .trim()
+                    .parse()
+                    .map_err(|source| ConfigError::Address {
+                        name: name.clone(),
+                        source,
+                    })?;
+            let port = e.port.unwrap_or(e.protocol.default_port());
+            let specs = e.paths.clone().unwrap_or_else(|| {
+                vec![PathSpec {
+                    path: "/".into(),
+                    pattern: None,
+                    allowed_statuses: Some(vec![200]),
+                }]
+            });
+            let mut paths = Vec::new();
+            if e.protocol != Protocol::Tcp {
+                if specs.is_empty() {
+                    return Err(invalid(
+                        key("paths"),
+                        "is empty: list at least one path, e.g. [{path: /}]",
+                    ));
+                }
+                for (i, p) in specs.iter().enumerate() {
+                    let pkey = key(&format!("paths[{i}]"));
+                    if !p.path.starts_with('/')
+                        || p.path.len() > 8192
+                        || p.path.chars().any(|c| c.is_control() || c == ' ')
+                    {
+                        return Err(invalid(
+                            format!("{pkey}.path"),
+                            format!("{:?} must start with '/' and contain no spaces or control characters", p.path),
+                        ));
+                    }
+                    let pattern = match &p.pattern {
+                        None => None,
+                        Some(text) => {
+                            let re = regex::RegexBuilder::new(text)
+                                .size_limit(1 << 20)
+                                .build()
+                                .map_err(|err| {
+                                    invalid(
+                                        format!("{pkey}.pattern"),
+                                        format!(
+                                            "{text:?} is not a supported regular expression: {err}"
+                                        ),
+                                    )
+                                })?;
+                            Some((re, text.clone()))
+                        }
+                    };
+                    if let Some(list) = &p.allowed_statuses {
+                        if let Some(bad) = list.iter().find(|s| !(100..=999).contains(*s)) {
+                            return Err(invalid(
+                                format!("{pkey}.allowed_statuses"),
+                                format!("{bad} is not an HTTP status code (100-999)"),
+                            ));
+                        }
+                    }
+                    paths.push(TargetPath {
+                        path: p.path.clone(),
+                        pattern,
+                        allowed_statuses: p.allowed_statuses.clone(),
+                    });
+                }
+            }
+            let client_auth_key = match (&e.client_auth_key, &e.client_auth_key_file) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        key("client_auth_key"),
+                        "set client_auth_key or client_auth_key_file, not both",
+                    ))
+                }
+                (Some(k), None) => Some(
+                    check_base64_key(k.trim()).map_err(|m| invalid(key("client_auth_key"), m))?,
+                ),
+                (None, Some(path)) => Some(
+                    read_auth_private(path, address.service_id())
+                        .map_err(|m| invalid(key("client_auth_key_file"), m))?,
+                ),
+                (None, None) => None,
+            };
+            out.push(Target {
+                name,
+                address,
+                protocol: e.protocol,
+                port,
+                paths,
+                tls_verify: e.tls_verify.unwrap_or(global_verify),
+                test_tls: e.test_tls_connection.unwrap_or(false) || self.test_tls_connection,
+                client_auth_key,
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tls_ca_file_is_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let err = Config::from_yaml(&format!("tls_ca_file: '{}'\n", missing.display()), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tls_ca_file") && err.contains("cannot read"),
+            "{err}"
+        );
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let err = Config::from_yaml(&format!("tls_ca_file: '{}'\n", empty.display()), "t")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no PEM CERTIFICATE"), "{err}");
+        let bad = dir.path().join("bad.pem");
+        std::fs::write(
+            &bad,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert!(Config::from_yaml(&format!("tls_ca_file: '{}'\n", bad.display()), "t").is_err());
+        let (c, w) = Config::from_yaml("", "t").unwrap();
+        assert!(w.is_empty() && c.tls_ca_file.is_none());
+        assert!(c.tls_ca_certificates().unwrap().is_empty());
+    }
+}
