@@ -86,9 +86,11 @@ impl Signals {
 }
 
 /// Serve `site` until SIGINT or SIGTERM, reloading its TLS certificate and
-/// auth file on each SIGHUP meanwhile, then stop it in order.
-pub async fn serve_until_stopped(site: RunningSite) -> Result<ExitCode> {
-    let signals = Signals::with_hangup()?;
+/// auth file on each SIGHUP meanwhile, then stop it in order. `signals`
+/// come from the start of the command ([`Signals::with_hangup`]): installed
+/// only now, a SIGHUP right after the endpoint is announced would still
+/// have its default action and end the process.
+pub async fn serve_until_stopped(site: RunningSite, signals: Signals) -> Result<ExitCode> {
     loop {
         tokio::select! {
             _ = signals.stop() => break,

@@ -186,6 +186,7 @@ pub async fn run(args: LogsArgs) -> Result<ExitCode> {
 
 /// Follow mode: tail the files, serve the metrics until SIGINT/SIGTERM.
 async fn follow(args: LogsArgs) -> Result<ExitCode> {
+    let signals = signals::Signals::with_hangup()?;
     let format = compile(&args.log_format)?;
     let project = args.project.clone().unwrap_or_default();
     let sources = Source::project(&project, &args.files, &args.tor_log, &args.onionbalance_log)?;
@@ -241,7 +242,7 @@ async fn follow(args: LogsArgs) -> Result<ExitCode> {
         site.local_addr()
     );
 
-    signals::serve_until_stopped(site).await
+    signals::serve_until_stopped(site, signals).await
 }
 
 /// `--once`: read every file to its end and print one summary.

@@ -99,6 +99,7 @@ pub struct WatchArgs {
 }
 
 pub async fn run(args: WatchArgs) -> Result<ExitCode> {
+    let signals = signals::Signals::with_hangup()?;
     let config = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -133,5 +134,5 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
     })?
     .serve()
     .await?;
-    signals::serve_until_stopped(site).await
+    signals::serve_until_stopped(site, signals).await
 }
