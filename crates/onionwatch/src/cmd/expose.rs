@@ -48,9 +48,15 @@ pub struct ExposeArgs {
     #[arg(long, default_value_t = 80)]
     port: u16,
     /// Where the onion service key and the client key are kept, so the
-    /// address and the client line survive restarts. Keep it private.
+    /// address and the client line survive restarts (made mode 0700).
     #[arg(long)]
     key_dir: PathBuf,
+    /// Print the client key even when it is not new. By default it is
+    /// printed only when created (or when the address changed), since
+    /// journald and terminal logs keep what a service prints; otherwise the
+    /// file holding it is named.
+    #[arg(long)]
+    print_client_key: bool,
 }
 
 /// Serve, on loopback, the metrics of an onion service published with
@@ -85,10 +91,18 @@ pub async fn expose_onion(args: ExposeArgs) -> Result<ExitCode> {
         args.port,
         args.target
     )?;
-    outln!(
-        "client key (give it to `onionwatch scrape-gateway --client-key-file`, keep it secret):"
-    )?;
-    outln!("{}", exposed.client_line)?;
+    if exposed.client_key_written || args.print_client_key {
+        outln!(
+            "client key (in {}; give it to `onionwatch scrape-gateway --client-key-file`, keep it secret):",
+            exposed.client_key_file.display()
+        )?;
+        outln!("{}", exposed.client_line)?;
+    } else {
+        outln!(
+            "client key: unchanged, in {} (give that file to `onionwatch scrape-gateway --client-key-file`; --print-client-key prints it)",
+            exposed.client_key_file.display()
+        )?;
+    }
     outln!("The onion service lives while this command runs; Ctrl-C removes it.")?;
     Signals::install()?.stop().await;
     Ok(ExitCode::SUCCESS)
