@@ -1,9 +1,11 @@
 //! `onionwatch expose-onion` as a process against a real tor (alone, with
 //! `DisableNetwork 1`: `ADD_ONION` needs no network): the client key is
 //! printed when it is created and not on later starts (journald keeps what
-//! a service prints), and the key directory is private.
+//! a service prints), and the key directory is private; the control
+//! password comes from a file or the environment, and one given in argv is
+//! warned about.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -14,8 +16,8 @@ use onionwatch_test_support::{self as support, wait_for, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_onionwatch");
 
-/// A tor with a control port (cookie authentication) and no network.
-fn lone_tor(dir: &Path) -> Option<(Running, SocketAddr)> {
+/// A tor with a control port (`auth`: torrc options) and no network.
+fn lone_tor(dir: &Path, auth: &[&str]) -> Option<(Running, SocketAddr)> {
     if Command::new("tor").arg("--version").output().is_err() {
         eprintln!("SKIPPED: tor is not installed");
         return None;
@@ -31,7 +33,7 @@ fn lone_tor(dir: &Path) -> Option<(Running, SocketAddr)> {
             .args(["-f", torrc.to_str().unwrap()])
             .args(["--DataDirectory", data.to_str().unwrap()])
             .args(["--ControlPort", &format!("127.0.0.1:{port}")])
-            .args(["--CookieAuthentication", "1"])
+            .args(auth)
             .args(["--SocksPort", "0", "--DisableNetwork", "1"])
             .args(["--Log", "warn stderr"])
             .stdout(Stdio::null())
@@ -39,9 +41,10 @@ fn lone_tor(dir: &Path) -> Option<(Running, SocketAddr)> {
             .unwrap(),
     );
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    // Readiness: the control port accepts and the cookie is written.
+    // Readiness: the control port accepts (and the cookie is written).
+    let cookie = auth.contains(&"--CookieAuthentication");
     wait_for(Duration::from_secs(30), || {
-        (TcpStream::connect(addr).is_ok() && data.join("control_auth_cookie").exists())
+        (TcpStream::connect(addr).is_ok() && (!cookie || data.join("control_auth_cookie").exists()))
             .then_some(())
     })
     .expect("tor opens its control port");
@@ -50,16 +53,29 @@ fn lone_tor(dir: &Path) -> Option<(Running, SocketAddr)> {
 
 /// Run `expose-onion` until it says the service is up; its standard output.
 fn expose(control: SocketAddr, key_dir: &Path, extra: &[&str]) -> String {
-    let mut child = Running(
-        Command::new(BIN)
-            .args(["expose-onion", "--control-port", &control.to_string()])
-            .args(["--target", "127.0.0.1:9", "--key-dir"])
-            .arg(key_dir)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    expose_with(control, key_dir, extra, None).0
+}
+
+/// [`expose`] with `env` as ONIONWATCH_CONTROL_PASSWORD; (stdout, stderr).
+fn expose_with(
+    control: SocketAddr,
+    key_dir: &Path,
+    extra: &[&str],
+    env: Option<&str>,
+) -> (String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["expose-onion", "--control-port", &control.to_string()])
+        .args(["--target", "127.0.0.1:9", "--key-dir"])
+        .arg(key_dir)
+        .args(extra)
+        .env_remove("ONIONWATCH_CONTROL_PASSWORD")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(v) = env {
+        cmd.env("ONIONWATCH_CONTROL_PASSWORD", v);
+    }
+    let mut child = Running(cmd.spawn().unwrap());
+    let mut stderr = child.0.stderr.take().unwrap();
     let mut out = String::new();
     let mut lines = BufReader::new(child.0.stdout.take().unwrap()).lines();
     // Ends with the command's last line, or at its exit (then the assertions
@@ -72,13 +88,15 @@ fn expose(control: SocketAddr, key_dir: &Path, extra: &[&str]) -> String {
         }
     }
     drop(child);
-    out
+    let mut err = String::new();
+    stderr.read_to_string(&mut err).unwrap();
+    (out, err)
 }
 
 #[test]
 fn the_client_key_is_printed_when_created_and_not_on_later_starts() {
     let dir = tempfile::tempdir().unwrap();
-    let Some((_tor, control)) = lone_tor(dir.path()) else {
+    let Some((_tor, control)) = lone_tor(dir.path(), &["--CookieAuthentication", "1"]) else {
         return;
     };
     let keys = dir.path().join("keys");
@@ -111,4 +129,55 @@ fn the_client_key_is_printed_when_created_and_not_on_later_starts() {
     // Unless asked for.
     let third = expose(control, &keys, &["--print-client-key"]);
     assert!(third.contains(&line), "{third}");
+}
+
+#[test]
+fn the_control_password_comes_from_a_file_or_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    if Command::new("tor").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: tor is not installed");
+        return;
+    }
+    let password = "correct horse battery";
+    let hashed = Command::new("tor")
+        .args(["--quiet", "--hash-password", password])
+        .output()
+        .unwrap();
+    let hashed = String::from_utf8(hashed.stdout).unwrap();
+    let hashed = hashed.lines().last().unwrap().trim().to_owned();
+    assert!(hashed.starts_with("16:"), "{hashed}");
+    let Some((_tor, control)) = lone_tor(dir.path(), &["--HashedControlPassword", &hashed]) else {
+        return;
+    };
+    let keys = dir.path().join("keys");
+    let up = |(out, err): &(String, String)| {
+        assert!(out.contains("onion service: "), "{out}\n{err}");
+    };
+
+    // Without it tor refuses: the ones below really are used.
+    let (out, err) = expose_with(control, &keys, &[], None);
+    assert!(!out.contains("onion service: "), "{out}");
+    assert!(err.contains("password"), "{err}");
+
+    let file = dir.path().join("control.password");
+    std::fs::write(&file, format!("{password}\n")).unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let from_file = expose_with(
+        control,
+        &keys,
+        &["--control-password-file", file.to_str().unwrap()],
+        None,
+    );
+    up(&from_file);
+    assert!(!from_file.1.contains("WARN"), "{}", from_file.1);
+
+    let from_env = expose_with(control, &keys, &[], Some(password));
+    up(&from_env);
+    assert!(!from_env.1.contains("WARN"), "{}", from_env.1);
+
+    // In argv it still works, with a warning that does not repeat it.
+    let from_argv = expose_with(control, &keys, &["--control-password", password], None);
+    up(&from_argv);
+    assert!(from_argv.1.contains("process list"), "{}", from_argv.1);
+    assert!(!from_argv.1.contains(password), "{}", from_argv.1);
 }

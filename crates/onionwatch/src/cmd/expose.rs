@@ -11,6 +11,7 @@ use onionwatch_expose::{expose, ClientKey, ScrapeProxy};
 use onionwatch_server::{start, EndpointConfig};
 use onionwatch_tor::control::{Auth, ControlAddr, ControlClient};
 
+use super::secret;
 use crate::signals::Signals;
 
 /// Options shared by both commands: how to reach a tor's control port.
@@ -19,15 +20,33 @@ pub struct TorControl {
     /// The tor's control port: HOST:PORT or unix:/path.
     #[arg(long, default_value = "127.0.0.1:9051")]
     control_port: ControlAddr,
-    /// Control password, if tor uses HashedControlPassword (else cookie auth).
-    #[arg(long, env = "ONIONWATCH_CONTROL_PASSWORD", hide_env_values = true)]
+    /// Control password, if tor uses HashedControlPassword (else cookie
+    /// auth). Other local users can read it in the process list: prefer
+    /// --control-password-file or the ONIONWATCH_CONTROL_PASSWORD
+    /// environment variable.
+    #[arg(long, conflicts_with = "control_password_file")]
     control_password: Option<String>,
+    /// File holding the control password on its first line (a pipe works
+    /// too). Without it and --control-password, the
+    /// ONIONWATCH_CONTROL_PASSWORD environment variable is used.
+    #[arg(long, value_name = "FILE")]
+    control_password_file: Option<PathBuf>,
 }
 
 impl TorControl {
     async fn connect(&self) -> Result<ControlClient> {
+        let secret = secret::control_password(
+            self.control_password.as_deref(),
+            self.control_password_file.as_deref(),
+            std::env::var_os(secret::PASSWORD_ENV),
+            "--control-password",
+            "--control-password-file",
+        )?;
+        for w in &secret.warnings {
+            tracing::warn!("{w}");
+        }
         let auth = Auth::Auto {
-            password: self.control_password.clone(),
+            password: secret.password,
         };
         let (client, _events) = ControlClient::connect(&self.control_port, auth)
             .await
