@@ -39,8 +39,11 @@ impl TorControl {
             self.control_password.as_deref(),
             self.control_password_file.as_deref(),
             std::env::var_os(secret::PASSWORD_ENV),
-            "--control-password",
-            "--control-password-file",
+            secret::Sources {
+                flag: "--control-password",
+                file_flag: "--control-password-file",
+                env: Some(secret::PASSWORD_ENV),
+            },
         )?;
         for w in &secret.warnings {
             tracing::warn!("{w}");

@@ -80,9 +80,8 @@ pub struct ProbeArgs {
     #[arg(long = "control_port", alias = "control-port")]
     control_port: Option<String>,
     /// Tor control password. Other local users can read it in the process
-    /// list: prefer --control_password_file or the
-    /// ONIONWATCH_CONTROL_PASSWORD environment variable (either overrides
-    /// the config file's control_password).
+    /// list: prefer --control_password_file (or the config file's
+    /// control_password).
     #[arg(
         long = "control_password",
         alias = "control-password",
@@ -90,7 +89,8 @@ pub struct ProbeArgs {
     )]
     control_password: Option<String>,
     /// File holding the tor control password on its first line (a pipe
-    /// works too); re-read on SIGHUP.
+    /// works too); overrides the config file's control_password, re-read on
+    /// SIGHUP.
     #[arg(
         long = "control_password_file",
         alias = "control-password-file",
@@ -260,12 +260,18 @@ impl ProbeArgs {
         if let Some(p) = &self.tls_ca_file {
             c.tls_ca_file = Some(p.clone());
         }
+        // No environment variable here: one exported for expose-onion would
+        // silently override the config's control_password (Onionprobe reads
+        // none either).
         let secret = super::secret::control_password(
             self.control_password.as_deref(),
             self.control_password_file.as_deref(),
-            std::env::var_os(super::secret::PASSWORD_ENV),
-            "--control_password",
-            "--control_password_file",
+            None,
+            super::secret::Sources {
+                flag: "--control_password",
+                file_flag: "--control_password_file",
+                env: None,
+            },
         )?;
         warnings.extend(secret.warnings);
         if let Some(p) = secret.password {

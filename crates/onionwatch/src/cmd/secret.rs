@@ -2,8 +2,9 @@
 //!
 //! A password in argv can be read by every local user (`ps`,
 //! `/proc/PID/cmdline`) and stays in shell history, so each
-//! `--control-password`-like flag has a `…-file` twin and the
-//! [`PASSWORD_ENV`] variable, and using the flag itself logs a warning.
+//! `--control-password`-like flag has a `…-file` twin (and, for
+//! `expose-onion`/`scrape-gateway`, the [`PASSWORD_ENV`] variable), and using
+//! the flag itself logs a warning.
 
 use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
@@ -26,21 +27,41 @@ pub struct Password {
     pub warnings: Vec<String>,
 }
 
-/// The control password, from the first of: `argv` (the value of the flag
-/// `flag`, warned about), the file given with `file_flag`, `env` (the value
-/// of [`PASSWORD_ENV`]). A file holds the password on its first line;
-/// one trailing newline is not part of it.
+/// Where a command takes its control password from.
+#[derive(Debug, Clone, Copy)]
+pub struct Sources<'a> {
+    /// The flag taking the password itself (warned about).
+    pub flag: &'a str,
+    /// The flag naming a file holding it.
+    pub file_flag: &'a str,
+    /// The environment variable read when neither flag is given, if any.
+    pub env: Option<&'a str>,
+}
+
+/// The control password, from the first of: `argv` (the value of
+/// `sources.flag`, warned about), `file` (given with `sources.file_flag`),
+/// `env` (the value of `sources.env`, if the command reads one). A file
+/// holds the password on its first line; one trailing newline is not part
+/// of it.
 pub fn control_password(
     argv: Option<&str>,
     file: Option<&Path>,
     env: Option<OsString>,
-    flag: &str,
-    file_flag: &str,
+    sources: Sources<'_>,
 ) -> Result<Password> {
+    let Sources {
+        flag,
+        file_flag,
+        env: env_name,
+    } = sources;
     let mut warnings = Vec::new();
     if let Some(p) = argv {
+        let instead = match env_name {
+            Some(name) => format!("{file_flag} FILE or the {name} environment variable"),
+            None => format!("{file_flag} FILE"),
+        };
         warnings.push(format!(
-            "the control password was given with {flag}: every local user can read it in the process list, and it stays in shell history; use {file_flag} FILE or the {PASSWORD_ENV} environment variable"
+            "the control password was given with {flag}: every local user can read it in the process list, and it stays in shell history; use {instead}"
         ));
         return Ok(Password {
             password: Some(p.to_owned()),
@@ -54,12 +75,12 @@ pub fn control_password(
             warnings,
         });
     }
-    let password = match env {
-        None => None,
-        Some(v) if v.is_empty() => None,
-        Some(v) => Some(
+    let password = match (env_name, env) {
+        (None, _) | (_, None) => None,
+        (Some(_), Some(v)) if v.is_empty() => None,
+        (Some(name), Some(v)) => Some(
             v.into_string()
-                .map_err(|_| anyhow::anyhow!("{PASSWORD_ENV} is not valid UTF-8"))?,
+                .map_err(|_| anyhow::anyhow!("{name} is not valid UTF-8"))?,
         ),
     };
     Ok(Password { password, warnings })
@@ -105,14 +126,14 @@ fn read_password_file(path: &Path, flag: &str, warnings: &mut Vec<String>) -> Re
 mod tests {
     use super::*;
 
+    const EXPOSE: Sources<'static> = Sources {
+        flag: "--control-password",
+        file_flag: "--control-password-file",
+        env: Some(PASSWORD_ENV),
+    };
+
     fn get(argv: Option<&str>, file: Option<&Path>, env: Option<&str>) -> Result<Password> {
-        control_password(
-            argv,
-            file,
-            env.map(OsString::from),
-            "--control-password",
-            "--control-password-file",
-        )
+        control_password(argv, file, env.map(OsString::from), EXPOSE)
     }
 
     #[test]
@@ -126,6 +147,19 @@ mod tests {
             "{w}"
         );
         assert!(w.contains(PASSWORD_ENV) && !w.contains("hunter2"), "{w}");
+
+        // A command without the environment variable does not suggest it,
+        // nor read it.
+        let probe = Sources {
+            flag: "--control_password",
+            file_flag: "--control_password_file",
+            env: None,
+        };
+        let p = control_password(Some("x"), None, None, probe).unwrap();
+        assert!(!p.warnings[0].contains(PASSWORD_ENV), "{:?}", p.warnings);
+        assert!(p.warnings[0].contains("--control_password_file"));
+        let p = control_password(None, None, Some("from-env".into()), probe).unwrap();
+        assert_eq!(p, Password::default());
     }
 
     #[test]
