@@ -83,6 +83,11 @@ async fn prometheus_scrapes_through_an_authenticated_onion_service_and_fails_wit
         .unwrap();
     let (address, key) = ClientKey::from_auth_private(&exposed.client_line).unwrap();
     assert_eq!(address, exposed.address);
+    assert!(exposed.client_key_written, "a new client key");
+    assert_eq!(
+        std::fs::read_to_string(&exposed.client_key_file).unwrap(),
+        exposed.client_line
+    );
 
     // The keys are kept: exposing again (e.g. after a restart) gives the same address.
     drop(service_tor);
@@ -94,6 +99,8 @@ async fn prometheus_scrapes_through_an_authenticated_onion_service_and_fails_wit
         .unwrap();
     assert_eq!(again.address, exposed.address);
     assert_eq!(again.client_line, exposed.client_line);
+    // Nothing new for the scraping side: the command does not print the key again.
+    assert!(!again.client_key_written);
 
     // The Prometheus side, first without the key: tor finds the descriptor
     // but cannot read it.

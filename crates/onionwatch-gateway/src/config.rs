@@ -375,8 +375,9 @@ impl Default for Limits {
 ///
 /// The control port's three keys are those of a [`ControlTarget`] (see
 /// [`Escalation::control`]); they stay plain optional fields here because
-/// `control_port` may be left out for a dry run.
-#[derive(Debug, Clone, Deserialize)]
+/// `control_port` may be left out for a dry run. Its `Debug` (what
+/// `gateway --check` prints) never shows the password.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Escalation {
     /// Close circuits whose requests keep being refused. Default `false`.
@@ -432,6 +433,36 @@ impl Escalation {
             control_password: self.control_password.clone(),
             control_cookie: self.control_cookie.clone(),
         })
+    }
+}
+
+impl fmt::Debug for Escalation {
+    /// Never prints the password. Every field is named, so a new one cannot
+    /// be left out (or a new secret printed) unnoticed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Escalation {
+            enabled,
+            dry_run,
+            control_port,
+            control_password,
+            control_cookie,
+            rejections,
+            window_secs,
+            cooldown_secs,
+        } = self;
+        f.debug_struct("Escalation")
+            .field("enabled", enabled)
+            .field("dry_run", dry_run)
+            .field("control_port", control_port)
+            .field(
+                "control_password",
+                &control_password.as_ref().map(|_| "<secret>"),
+            )
+            .field("control_cookie", control_cookie)
+            .field("rejections", rejections)
+            .field("window_secs", window_secs)
+            .field("cooldown_secs", cooldown_secs)
+            .finish()
     }
 }
 
@@ -822,6 +853,20 @@ mod tests {
             let e = bad.parse::<IpCidr>().unwrap_err().to_string();
             assert!(e.contains("trusted_proxy_sources"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn debug_hides_the_control_password() {
+        let c = Config::from_yaml(
+            "limits:\n  rate: 1\nescalation:\n  enabled: true\n  control_port: 127.0.0.1:9051\n  control_password: hunter2\n",
+        )
+        .unwrap();
+        let dbg = format!("{c:#?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(dbg.contains("control_password: Some(\n"), "{dbg}");
+        assert!(dbg.contains("rejections: 50"), "{dbg}");
+        // The password is still there to use.
+        assert_eq!(c.escalation.control_password.as_deref(), Some("hunter2"));
     }
 
     #[test]

@@ -15,9 +15,13 @@
 //! - [`circuit_id`]: decode the global circuit id that
 //!   `HiddenServiceExportCircuitID haproxy` puts in the PROXY source address.
 //! - [`proxy`]: parse, read and write PROXY protocol v1 headers.
+//! - [`persist`]: atomic, durable file writes (temp file, `fsync`, rename,
+//!   directory `fsync`) and private modes, for the keys and state files the
+//!   crates above this one keep.
 
 pub mod circuit_id;
 pub mod control;
 pub mod onion;
+pub mod persist;
 pub mod proxy;
 pub mod socks;

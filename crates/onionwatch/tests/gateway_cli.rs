@@ -132,3 +132,25 @@ fn closing_circuits_from_a_public_listener_needs_trusted_proxy_sources() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--trusted-proxy-source"), "{err}");
 }
+
+#[test]
+fn check_prints_the_configuration_without_the_control_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.yaml");
+    std::fs::write(
+        &config,
+        "limits:\n  rate: 5\nescalation:\n  enabled: true\n  control_port: 127.0.0.1:9051\n  control_password: \"hunter2-secret\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+        .args(["gateway", "--check", "-c", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("configuration OK"), "{text}");
+    assert!(text.contains("control_password: Some("), "{text}");
+    assert!(text.contains("<secret>"), "{text}");
+    let all = format!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!all.contains("hunter2-secret"), "{all}");
+}

@@ -203,6 +203,38 @@ fn an_invalid_log_level_is_refused() {
     assert!(err.contains("log_level"), "{err}");
 }
 
+#[test]
+fn a_control_password_in_argv_is_warned_about_and_a_file_is_not() {
+    let e = probe_stderr(None, &["--control_password", "hunter2-argv"], None);
+    assert!(
+        e.contains("process list") && e.contains("--control_password_file"),
+        "{e}"
+    );
+    assert!(!e.contains("hunter2-argv"), "{e}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pw");
+    std::fs::write(&file, "hunter2-file\n").unwrap();
+    let e = probe_stderr(
+        None,
+        &["--control_password_file", file.to_str().unwrap()],
+        None,
+    );
+    assert!(!e.contains("process list") && !e.contains("hunter2"), "{e}");
+
+    let out = Command::new(BIN)
+        .args(["probe", "-e", TPO, "--control_password_file"])
+        .arg(dir.path().join("missing"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--control_password_file") && err.contains("missing"),
+        "{err}"
+    );
+}
+
 // ------------------------------------------------ on the private network
 
 /// One tor with three onion services on built-in backends: 200, 500, 200.

@@ -1,7 +1,6 @@
 //! The state file: where each followed file was left, saved between runs.
 
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -94,23 +93,58 @@ impl TailState {
         Ok(state)
     }
 
-    /// Write the state atomically: a temporary file in the same directory,
-    /// synced, then renamed over `path`.
+    /// Write the state atomically and durably: a temporary file in the same
+    /// directory, synced, renamed over `path`, and the directory synced
+    /// ([`onionwatch_tor::persist::write_atomic`]), so a crash leaves the
+    /// previous state or this one. Mode 0600: it names the log files.
     pub fn save(&self, path: &Path) -> Result<(), StateError> {
         let io_err = |source| StateError::Io {
             action: "write",
             path: path.to_owned(),
             source,
         };
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(".tmp");
-        let tmp = PathBuf::from(tmp);
         let text = serde_json::to_vec(self).map_err(|e| io_err(io::Error::other(e)))?;
-        let mut f = File::create(&tmp).map_err(io_err)?;
-        f.write_all(&text).map_err(io_err)?;
-        f.sync_all().map_err(io_err)?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(io_err)?;
-        Ok(())
+        onionwatch_tor::persist::write_atomic(path, &text, 0o600).map_err(io_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn saves_replace_the_file_and_leave_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tail.json");
+        let mut state = TailState::default();
+        state.save(&path).unwrap();
+        state.files.push(FilePosition {
+            path: "/var/log/nginx/access.log".into(),
+            dev: 1,
+            ino: 2,
+            offset: 3,
+            fingerprint_len: 4,
+            fingerprint: "0123456789abcdef".into(),
+        });
+        state.save(&path).unwrap();
+        assert_eq!(TailState::load(&path).unwrap(), state);
+        assert_eq!(names(dir.path()), ["tail.json"]);
+
+        // A save that fails (the path is a directory) reports it and leaves
+        // no half-written temporary file behind.
+        let blocked = dir.path().join("blocked");
+        std::fs::create_dir(&blocked).unwrap();
+        let e = state.save(&blocked).unwrap_err();
+        assert!(e.to_string().contains("blocked"), "{e}");
+        assert_eq!(names(dir.path()), ["blocked", "tail.json"]);
     }
 }

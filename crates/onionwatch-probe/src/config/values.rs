@@ -2,6 +2,7 @@
 //! seconds as integers or floats, `control_password: false`, `metrics_port`
 //! off as `''`, null or 0.
 
+use std::fmt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer};
@@ -54,13 +55,23 @@ impl<'de> Deserialize<'de> for Protocol {
 }
 
 /// `control_password`: a password, or `false` (cookie or no authentication).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Its `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
 pub enum ControlPassword {
     /// `HASHEDPASSWORD` authentication with this password.
     Password(String),
     /// `false` in YAML: cookie or no authentication (Onionprobe would then
     /// prompt; onionwatch never prompts and uses what tor offers).
     Disabled,
+}
+
+impl fmt::Debug for ControlPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ControlPassword::Password(_) => f.write_str("Password(<secret>)"),
+            ControlPassword::Disabled => f.write_str("Disabled"),
+        }
+    }
 }
 
 impl<'de> Deserialize<'de> for ControlPassword {
@@ -212,5 +223,7 @@ mod tests {
             c.control_password,
             Some(ControlPassword::Password("s3cret".into()))
         );
+        // Debug (of the whole configuration too) hides it.
+        assert!(!format!("{c:?}").contains("s3cret"));
     }
 }

@@ -144,8 +144,9 @@ fn path_from_bytes(b: Vec<u8>) -> PathBuf {
 #[derive(Clone, PartialEq, Eq)]
 pub enum Auth {
     /// Pick from what tor offers: `SAFECOOKIE`, else `COOKIE`, when offered
-    /// and tor's cookie file is readable; else the password, if given and
-    /// `HASHEDPASSWORD` is offered; else `NULL`.
+    /// and tor's cookie file is readable (for `COOKIE`, which sends it, only
+    /// a file named like a cookie: [`read_named_cookie`]); else the
+    /// password, if given and `HASHEDPASSWORD` is offered; else `NULL`.
     /// [`ControlClient::auth_method`] tells which was used.
     Auto {
         /// A control password, if one is known.
@@ -153,7 +154,8 @@ pub enum Auth {
     },
     /// `NULL` (no authentication configured in tor).
     Null,
-    /// `COOKIE`, reading `path` or the file named by tor.
+    /// `COOKIE`, reading `path` or the file named by tor (then only a file
+    /// named like a cookie: [`read_named_cookie`]).
     Cookie {
         /// Overrides tor's `COOKIEFILE` (e.g. when tor runs in a container).
         path: Option<PathBuf>,
@@ -214,13 +216,46 @@ fn hmac(key: &[u8], cookie: &[u8], cn: &[u8], sn: &[u8]) -> [u8; 32] {
     mac.finalize().into_bytes().into()
 }
 
-/// Read a cookie file, refusing anything but exactly 32 bytes (reads at most
-/// 33, so a wrong path such as a device cannot exhaust memory).
+/// Whether `path`'s file name is one tor gives its cookie: tor's default
+/// `control_auth_cookie` (in its DataDirectory), Debian's
+/// `control.authcookie`, Onionspray-style `tor-control.cookie`: any name
+/// ending in `cookie`, in any case.
+pub fn is_cookie_file_name(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.to_ascii_lowercase().ends_with("cookie"))
+}
+
+/// Read the cookie file tor named for `COOKIE` authentication, which sends
+/// the file's content: only a file named like a cookie
+/// ([`is_cookie_file_name`]) of exactly 32 bytes. Otherwise a fake control
+/// port offering only `COOKIE` could make us read and send any 32-byte
+/// file it names. A path the operator gives is read with [`read_cookie`].
+pub async fn read_named_cookie(path: &Path) -> Result<[u8; COOKIE_LEN], ControlError> {
+    if !is_cookie_file_name(path) {
+        return Err(ControlError::CookieNotTorCookie {
+            path: path.to_owned(),
+            reason: "tor names it control_auth_cookie, packagers a name ending in `cookie`".into(),
+        });
+    }
+    read_cookie(path).await
+}
+
+/// Read a cookie file, refusing anything but a regular file of exactly 32
+/// bytes (reads at most 33, so a wrong path such as a device cannot exhaust
+/// memory, and a FIFO is never opened).
 pub async fn read_cookie(path: &Path) -> Result<[u8; COOKIE_LEN], ControlError> {
     let unreadable = |source| ControlError::CookieUnreadable {
         path: path.to_owned(),
         source,
     };
+    let meta = tokio::fs::metadata(path).await.map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(ControlError::CookieNotTorCookie {
+            path: path.to_owned(),
+            reason: "not a regular file".into(),
+        });
+    }
     let file = tokio::fs::File::open(path).await.map_err(unreadable)?;
     let mut buf = Vec::with_capacity(COOKIE_LEN + 1);
     file.take(COOKIE_LEN as u64 + 1)
@@ -269,7 +304,12 @@ pub(crate) async fn authenticate(
         }
         Auth::Cookie { path } => {
             require(AuthMethod::Cookie)?;
-            cookie(client, &read_cookie(&cookie_path(path)?).await?).await
+            // The cookie is sent: a path tor names must look like a cookie.
+            let c = match path {
+                Some(given) => read_cookie(given).await?,
+                None => read_named_cookie(&cookie_path(path)?).await?,
+            };
+            cookie(client, &c).await
         }
         Auth::SafeCookie { path } => {
             require(AuthMethod::SafeCookie)?;
@@ -291,8 +331,11 @@ async fn auto(
     let safe = info.offers(&AuthMethod::SafeCookie);
     let mut cookie_err = None;
     if safe || info.offers(&AuthMethod::Cookie) {
+        // SAFECOOKIE never sends the cookie; plain COOKIE does, so then the
+        // file tor names must look like a cookie.
         let read = match &info.cookie_file {
-            Some(path) => read_cookie(path).await.map(|c| (path, c)),
+            Some(path) if safe => read_cookie(path).await.map(|c| (path, c)),
+            Some(path) => read_named_cookie(path).await.map(|c| (path, c)),
             None => Err(ControlError::NoCookieFile),
         };
         match read {
@@ -523,6 +566,28 @@ mod tests {
 
         // A directory is unreadable as a cookie, not a panic.
         assert!(read_cookie(dir.path()).await.is_err());
+    }
+
+    #[test]
+    fn cookie_file_names() {
+        for good in [
+            "/var/lib/tor/control_auth_cookie",
+            "/run/tor/control.authcookie",
+            "/opt/onionspray/projects/shop/tor-control.cookie",
+            "CONTROL.COOKIE",
+        ] {
+            assert!(is_cookie_file_name(Path::new(good)), "{good}");
+        }
+        for bad in [
+            "/etc/passwd",
+            "/home/u/.ssh/id_ed25519",
+            "/var/lib/tor/keys/secret_id_key",
+            "/var/lib/tor/cookie/x",
+            "/",
+            "",
+        ] {
+            assert!(!is_cookie_file_name(Path::new(bad)), "{bad}");
+        }
     }
 
     #[test]

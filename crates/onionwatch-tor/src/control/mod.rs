@@ -10,6 +10,16 @@
 //! bounded by [`ConnectOptions::timeout`], each command by
 //! [`ConnectOptions::command_timeout`].
 //!
+//! Authentication ([`Auth`]) trusts the control port as little as it can:
+//! [`Auth::Auto`] prefers `SAFECOOKIE` (tor proves it knows the cookie and
+//! the cookie never crosses the wire); for plain `COOKIE`, which sends the
+//! file's content, the file tor names must be a regular 32-byte file named
+//! like a cookie (`control_auth_cookie`, `control.authcookie`, any name
+//! ending in `cookie`: [`is_cookie_file_name`]), so a fake control port
+//! cannot have us read and send any file it names. A cookie path the
+//! operator gives ([`Auth::Cookie`] with a path, `control_cookie`) is used
+//! as given.
+//!
 //! Dropping the last clone of a [`ControlClient`] closes the connection;
 //! tor then removes the onion services this connection added without
 //! `Detach`.
@@ -52,8 +62,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use auth::{
-    read_cookie, safecookie_client_hash, safecookie_server_hash, Auth, AuthMethod, ProtocolInfo,
-    COOKIE_LEN,
+    is_cookie_file_name, read_cookie, read_named_cookie, safecookie_client_hash,
+    safecookie_server_hash, Auth, AuthMethod, ProtocolInfo, COOKIE_LEN,
 };
 pub use client::{ControlClient, EventStream};
 pub use closer::{CircuitCloser, CloseError, CloseOutcome, RECONNECT_PAUSE};
@@ -205,6 +215,15 @@ pub enum ControlError {
         path: PathBuf,
         /// Bytes found (33 means "more than 32").
         len: usize,
+    },
+    /// The cookie file tor named does not look like one, so its content
+    /// is not sent (a fake control port could name any file).
+    #[error("the control port names {} as its cookie file, which does not look like a tor cookie ({reason}): its content is not sent. If it really is this tor's cookie, give its path explicitly (control_cookie in the configuration, --control-cookie)", path.display())]
+    CookieNotTorCookie {
+        /// The path tor named.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
     },
     /// Cookie authentication was asked for, but no file is known.
     #[error("tor did not name its cookie file (COOKIEFILE) and none was given")]

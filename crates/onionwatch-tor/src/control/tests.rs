@@ -719,7 +719,7 @@ async fn cookie_auth_and_cookie_errors() {
     );
 
     // Wrong length.
-    let short = dir.path().join("short");
+    let short = dir.path().join("short.cookie");
     std::fs::write(&short, b"0123456789").unwrap();
     let s = short.clone();
     let (stream, _task) = fake_tor(move |_| Some(cookie_info(&s, "COOKIE")));
@@ -729,6 +729,93 @@ async fn cookie_auth_and_cookie_errors() {
     assert!(
         matches!(e, ControlError::CookieWrongLength { len: 10, .. }),
         "{e}"
+    );
+}
+
+/// A control port offering only COOKIE (which sends the file's content)
+/// and naming `named` as its cookie file: the client must not read and send
+/// just any file. Returns the error and the lines the port received.
+async fn cookie_only_port(named: &Path, auth: Auth) -> (Result<(), ControlError>, Vec<String>) {
+    let n = named.to_owned();
+    let (stream, task) = fake_tor(move |line| {
+        Some(match line {
+            l if is_protocolinfo(l) => cookie_info(&n, "COOKIE"),
+            l if l.starts_with("AUTHENTICATE ") => "250 OK\r\n".into(),
+            _ => "510 Unrecognized command\r\n".into(),
+        })
+    });
+    let r = timeout(
+        LIMIT,
+        ControlClient::from_stream(stream, "fake", auth, quick()),
+    )
+    .await
+    .expect("no hang")
+    .map(drop);
+    (r, task.await.unwrap())
+}
+
+#[tokio::test]
+async fn a_cookie_only_port_cannot_make_us_send_any_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // An /etc/passwd-like file, and a 32-byte secret (the size of a cookie).
+    let passwd = dir.path().join("passwd");
+    std::fs::write(&passwd, [b'x'; 100]).unwrap();
+    let secret = dir.path().join("id_ed25519");
+    let secret_bytes = [0x5e; 32];
+    std::fs::write(&secret, secret_bytes).unwrap();
+    for (named, auth) in [
+        (&passwd, Auth::default()),
+        (&secret, Auth::default()),
+        (&secret, Auth::Cookie { path: None }),
+    ] {
+        let (r, seen) = cookie_only_port(named, auth.clone()).await;
+        let e = r.unwrap_err();
+        assert!(
+            matches!(e, ControlError::CookieNotTorCookie { ref path, .. } if path == named),
+            "{auth:?} {named:?}: {e}"
+        );
+        let msg = e.to_string();
+        assert!(
+            msg.contains(named.to_str().unwrap()) && msg.contains("explicitly"),
+            "{msg}"
+        );
+        assert!(
+            !seen.iter().any(|l| l.starts_with("AUTHENTICATE")),
+            "nothing sent: {seen:?}"
+        );
+    }
+    // A FIFO named like a cookie is refused, not opened (which would hang).
+    let fifo = dir.path().join("control_auth_cookie");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let (r, _) = cookie_only_port(&fifo, Auth::default()).await;
+    let e = r.unwrap_err();
+    assert!(e.to_string().contains("not a regular file"), "{e}");
+
+    // The operator can opt in by naming the file.
+    let (r, seen) = cookie_only_port(
+        &passwd,
+        Auth::Cookie {
+            path: Some(secret.clone()),
+        },
+    )
+    .await;
+    r.unwrap();
+    assert!(
+        seen.contains(&format!("AUTHENTICATE {}", hex(&secret_bytes))),
+        "{seen:?}"
+    );
+    // And a file tor names like a cookie is used as before.
+    let cookie = dir.path().join("control.authcookie");
+    std::fs::write(&cookie, [0x42; 32]).unwrap();
+    let (r, seen) = cookie_only_port(&cookie, Auth::default()).await;
+    r.unwrap();
+    assert!(
+        seen.contains(&format!("AUTHENTICATE {}", "42".repeat(32))),
+        "{seen:?}"
     );
 }
 

@@ -11,6 +11,7 @@ use onionwatch_expose::{expose, ClientKey, ScrapeProxy};
 use onionwatch_server::{start, EndpointConfig};
 use onionwatch_tor::control::{ConnectOptions, ControlAddr, ControlClient, ControlTarget};
 
+use super::secret;
 use crate::signals::Signals;
 
 /// Options shared by both commands: how to reach a tor's control port.
@@ -20,15 +21,35 @@ pub struct TorControl {
     #[arg(long, default_value = "127.0.0.1:9051")]
     control_port: ControlAddr,
     /// Control password, if tor uses HashedControlPassword (else whatever
-    /// tor offers: cookie or none).
-    #[arg(long, env = "ONIONWATCH_CONTROL_PASSWORD", hide_env_values = true)]
+    /// tor offers: cookie or none). Other local users can read it in the process list: prefer
+    /// --control-password-file or the ONIONWATCH_CONTROL_PASSWORD
+    /// environment variable.
+    #[arg(long, conflicts_with = "control_password_file")]
     control_password: Option<String>,
+    /// File holding the control password on its first line (a pipe works
+    /// too). Without it and --control-password, the
+    /// ONIONWATCH_CONTROL_PASSWORD environment variable is used.
+    #[arg(long, value_name = "FILE")]
+    control_password_file: Option<PathBuf>,
 }
 
 impl TorControl {
     async fn connect(&self) -> Result<ControlClient> {
+        let secret = secret::control_password(
+            self.control_password.as_deref(),
+            self.control_password_file.as_deref(),
+            std::env::var_os(secret::PASSWORD_ENV),
+            secret::Sources {
+                flag: "--control-password",
+                file_flag: "--control-password-file",
+                env: Some(secret::PASSWORD_ENV),
+            },
+        )?;
+        for w in &secret.warnings {
+            tracing::warn!("{w}");
+        }
         let target = ControlTarget {
-            control_password: self.control_password.clone(),
+            control_password: secret.password,
             ..ControlTarget::new(self.control_port.clone())
         };
         let (client, _events) = target
@@ -51,9 +72,15 @@ pub struct ExposeArgs {
     #[arg(long, default_value_t = 80)]
     port: u16,
     /// Where the onion service key and the client key are kept, so the
-    /// address and the client line survive restarts. Keep it private.
+    /// address and the client line survive restarts (made mode 0700).
     #[arg(long)]
     key_dir: PathBuf,
+    /// Print the client key even when it is not new. By default it is
+    /// printed only when created (or when the address changed), since
+    /// journald and terminal logs keep what a service prints; otherwise the
+    /// file holding it is named.
+    #[arg(long)]
+    print_client_key: bool,
 }
 
 /// Serve, on loopback, the metrics of an onion service published with
@@ -88,10 +115,18 @@ pub async fn expose_onion(args: ExposeArgs) -> Result<ExitCode> {
         args.port,
         args.target
     )?;
-    outln!(
-        "client key (give it to `onionwatch scrape-gateway --client-key-file`, keep it secret):"
-    )?;
-    outln!("{}", exposed.client_line)?;
+    if exposed.client_key_written || args.print_client_key {
+        outln!(
+            "client key (in {}; give it to `onionwatch scrape-gateway --client-key-file`, keep it secret):",
+            exposed.client_key_file.display()
+        )?;
+        outln!("{}", exposed.client_line)?;
+    } else {
+        outln!(
+            "client key: unchanged, in {} (give that file to `onionwatch scrape-gateway --client-key-file`; --print-client-key prints it)",
+            exposed.client_key_file.display()
+        )?;
+    }
     outln!("The onion service lives while this command runs; Ctrl-C removes it.")?;
     Signals::install()?.stop().await;
     Ok(ExitCode::SUCCESS)

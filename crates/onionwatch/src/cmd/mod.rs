@@ -7,5 +7,6 @@ pub mod expose;
 pub mod gateway;
 pub mod logs;
 pub mod probe;
+pub mod secret;
 pub mod testnet;
 pub mod watch;

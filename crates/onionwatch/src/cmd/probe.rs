@@ -80,9 +80,24 @@ pub struct ProbeArgs {
     /// Tor control port (default 19051) or unix:/path.
     #[arg(long = "control_port", alias = "control-port")]
     control_port: Option<String>,
-    /// Tor control password.
-    #[arg(long = "control_password", alias = "control-password")]
+    /// Tor control password. Other local users can read it in the process
+    /// list: prefer --control_password_file (or the config file's
+    /// control_password).
+    #[arg(
+        long = "control_password",
+        alias = "control-password",
+        conflicts_with = "control_password_file"
+    )]
     control_password: Option<String>,
+    /// File holding the tor control password on its first line (a pipe
+    /// works too); overrides the config file's control_password, re-read on
+    /// SIGHUP.
+    #[arg(
+        long = "control_password_file",
+        alias = "control-password-file",
+        value_name = "FILE"
+    )]
+    control_password_file: Option<PathBuf>,
     /// MetricsPort of the launched tor.
     #[arg(long = "metrics_port", alias = "metrics-port")]
     metrics_port: Option<String>,
@@ -210,7 +225,7 @@ impl ProbeArgs {
     /// the file's warnings (logged by [`apply_logging`] once the level is
     /// known).
     fn build_config(&self) -> Result<(Config, Vec<String>)> {
-        let (mut c, warnings) = match &self.config {
+        let (mut c, mut warnings) = match &self.config {
             Some(path) => Config::load(path)?,
             None => (Config::default(), Vec::new()),
         };
@@ -246,8 +261,22 @@ impl ProbeArgs {
         if let Some(p) = &self.tls_ca_file {
             c.tls_ca_file = Some(p.clone());
         }
-        if let Some(p) = &self.control_password {
-            c.control_password = Some(ControlPassword::Password(p.clone()));
+        // No environment variable here: one exported for expose-onion would
+        // silently override the config's control_password (Onionprobe reads
+        // none either).
+        let secret = super::secret::control_password(
+            self.control_password.as_deref(),
+            self.control_password_file.as_deref(),
+            None,
+            super::secret::Sources {
+                flag: "--control_password",
+                file_flag: "--control_password_file",
+                env: None,
+            },
+        )?;
+        warnings.extend(secret.warnings);
+        if let Some(p) = secret.password {
+            c.control_password = Some(ControlPassword::Password(p));
         }
         if let Some(m) = &self.metrics_port {
             c.metrics_port = (!m.is_empty() && m != "0").then(|| m.clone());
