@@ -231,7 +231,14 @@ pub fn merge_checked(families: Vec<Family>) -> (Vec<Family>, Dropped) {
             }
             continue;
         }
-        let names: Vec<String> = exposed_names(&f.name, f.kind).collect();
+        // A family writes `_created` lines only from `_created` samples of its
+        // own; without them, a gauge `X_created` beside counter `X` is the
+        // 0.0.4 text form of its creation times (Onionprobe's, the prober's).
+        let created = format!("{}_created", f.name);
+        let writes_created = f.samples.iter().any(|s| s.suffix == "_created");
+        let names: Vec<String> = exposed_names(&f.name, f.kind)
+            .filter(|n| writes_created || *n != created)
+            .collect();
         if names.iter().any(|n| exposed.contains_key(n)) {
             dropped.name_conflict += 1;
             continue;
@@ -363,6 +370,23 @@ mod tests {
         );
         assert_eq!(merged[0].samples.len(), 2);
         assert_eq!(merge(vec![fake.clone(), fake]).len(), 1, "same type merges");
+    }
+
+    #[test]
+    fn a_created_gauge_stays_beside_a_counter_without_created_samples() {
+        // Onionprobe's 0.0.4 text (and the prober's): counter `x`, gauge `x_created`.
+        let mut x = Family::counter("x", "");
+        x.push(&[], 1.0);
+        let mut created = Family::gauge("x_created", "");
+        created.push(&[], 1.7e9);
+        let (merged, dropped) = merge_checked(vec![x.clone(), created.clone()]);
+        assert_eq!(dropped, Dropped::default());
+        assert_eq!(merged.len(), 2);
+        // A counter writing `_created` lines itself keeps the name.
+        x.push_suffixed("_created", &[], 1.7e9);
+        let (merged, dropped) = merge_checked(vec![x, created]);
+        assert_eq!(dropped.name_conflict, 1);
+        assert_eq!(merged.len(), 1);
     }
 
     #[test]
