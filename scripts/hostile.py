@@ -25,6 +25,12 @@ own, and writes its counters as JSON to STATS every 0.5 s and at SIGTERM):
     second on each, for SECONDS; prints how many connections the server
     closed before the end.
 
+  hostile.py circuits FIRST COUNT HOST:PORT SECONDS
+    one connection per circuit id FIRST..FIRST+COUNT-1, each a PROXY v1
+    header from that circuit (as tor writes it) and one GET with
+    `Connection: close`, read to the end; stops after SECONDS; prints how
+    many were sent and the statuses seen.
+
   hostile.py free-port       print a free TCP port on 127.0.0.1
 """
 
@@ -208,12 +214,38 @@ def slow_clients(n, target, seconds):
         s.close()
 
 
+def circuits(first, count, target, seconds):
+    host, port = target.rsplit(":", 1)
+    end = time.monotonic() + seconds
+    statuses = {}
+    done = 0
+    for c in range(first, first + count):
+        if time.monotonic() > end:
+            break
+        s = socket.create_connection((host, int(port)))
+        s.sendall(b"PROXY TCP6 fc00:dead:beef:4dad::%x:%x ::1 %d 80\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                  % (c >> 16, c & 0xFFFF, c & 0xFFFF))
+        data = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+        s.close()
+        st = data[9:12].decode() if data.startswith(b"HTTP/") else "none"
+        statuses[st] = statuses.get(st, 0) + 1
+        done += 1
+    print(json.dumps({"sent": done, "statuses": statuses}))
+
+
 def main():
     cmd = sys.argv[1]
     if cmd == "serve":
         serve(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     elif cmd == "slow-clients":
         slow_clients(int(sys.argv[2]), sys.argv[3], float(sys.argv[4]))
+    elif cmd == "circuits":
+        circuits(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5]))
     elif cmd == "free-port":
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
