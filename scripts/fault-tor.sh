@@ -14,8 +14,9 @@
 #    polls watch's /metrics every 0.25 s and prints the seconds from the kill
 #    until each collector's onionwatch_scrape_up is 0, and from the restart
 #    until it is 1 again.
-# 2. probe (launch_tor: false, the network's client tor, 1 s between
-#    rounds) probes the onion service; the client tor is killed, restarted
+# 2. probe (launch_tor: false, the network's client tor, 10 s between
+#    rounds: tor takes NEWNYM at most every 10 s, and without it a new
+#    round finds no HSDir left to ask) probes the onion service; the client tor is killed, restarted
 #    DOWN_SECONDS later; the script polls probe's exporter and prints the
 #    seconds until onion_service_reachable is 0, then 1 again.
 # For both: the process is still running afterwards, and its open file
@@ -83,15 +84,13 @@ socks_port: ${SOCKS##*:}
 control_port: ${CCONTROL##*:}
 loop: true
 interval: 0
-sleep: 1
+sleep: 10
 shuffle: false
 randomize: false
 new_circuit: true
-descriptor_timeout: 10
-descriptor_max_retries: 0
-http_connect_timeout: 10
-http_read_timeout: 10
-http_connect_max_retries: 0
+descriptor_timeout: 30
+http_connect_timeout: 30
+http_read_timeout: 30
 prometheus_exporter: true
 prometheus_exporter_port: $pport
 endpoints:
