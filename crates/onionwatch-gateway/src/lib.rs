@@ -50,4 +50,7 @@ pub use config::{Config, Escalation, IpCidr, Limits, ListenAddr, ProxyProtocol, 
 pub use error::{ConfigError, Error};
 pub use escalate::EscalationEvent;
 pub use metrics::{EscalationResult, Metrics, RejectReason};
+/// For the fuzz targets (`fuzz/`) and their smoke tests; not a stable API.
+#[doc(hidden)]
+pub use server::fuzzing;
 pub use server::{Gateway, GatewayHandle};

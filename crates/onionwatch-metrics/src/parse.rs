@@ -216,7 +216,19 @@ struct Parser {
     by_sample: HashMap<String, (usize, &'static str)>,
     /// HELP seen before the family exists.
     pending_help: HashMap<String, String>,
+    /// Name → family index, for the names a family takes when written
+    /// without holding samples of that name (see [`claim`]).
+    claimed: HashMap<String, usize>,
     samples: usize,
+}
+
+/// The name a `kind` family called `name` takes when rendered and read
+/// again, beyond its sample names: the 0.0.4 text of a counter `x` whose
+/// samples all end in `_total` says `# TYPE x_total counter`, which makes
+/// `x_total_total` one of its sample names. Another family of that name
+/// would make our own rendering unreadable, so it is refused.
+fn claim(name: &str, kind: MetricType) -> Option<String> {
+    (kind == MetricType::Counter).then(|| format!("{name}_total_total"))
 }
 
 fn type_from_str(s: &str) -> Option<MetricType> {
@@ -322,6 +334,7 @@ impl Parser {
                 if existing == MetricType::Unknown
                     && self.families[i].samples.iter().all(|s| s.suffix.is_empty())
                 {
+                    self.check_claim(name, kind)?;
                     self.families[i].kind = kind;
                     self.by_name.insert(name.to_owned(), (i, line));
                     self.register_suffixes(name, kind, i);
@@ -345,6 +358,8 @@ impl Parser {
                 self.families[j].name
             ));
         }
+        self.check_unclaimed(name)?;
+        self.check_claim(name, kind)?;
         let help = self.pending_help.remove(name).unwrap_or_default();
         let i = self.families.len();
         self.families.push(Family::new(name, help, kind));
@@ -353,7 +368,38 @@ impl Parser {
         Ok(())
     }
 
+    /// `name` is no name an earlier family takes (see [`claim`]).
+    fn check_unclaimed(&self, name: &str) -> Result<(), String> {
+        match self.claimed.get(name) {
+            Some(&j) => Err(format!(
+                "{name} clashes with the samples of {} declared earlier (a {} written as {}_total)",
+                self.families[j].name,
+                type_name(self.families[j].kind),
+                self.families[j].name
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The name a `kind` family `name` takes (see [`claim`]) is no earlier
+    /// family's.
+    fn check_claim(&self, name: &str, kind: MetricType) -> Result<(), String> {
+        let Some(c) = claim(name, kind) else {
+            return Ok(());
+        };
+        if self.by_sample.contains_key(&c) || self.by_name.contains_key(&c) {
+            return Err(format!(
+                "{name} is declared as {} here, but {c}, a name it takes when written as {name}_total, is a family of its own",
+                type_name(kind)
+            ));
+        }
+        Ok(())
+    }
+
     fn register_suffixes(&mut self, family: &str, kind: MetricType, i: usize) {
+        if let Some(c) = claim(family, kind) {
+            self.claimed.entry(c).or_insert(i);
+        }
         if kind != MetricType::Histogram {
             self.by_sample.entry(family.to_owned()).or_insert((i, ""));
         }
@@ -403,6 +449,7 @@ impl Parser {
             }
             None => {
                 // An undeclared sample: its own untyped family.
+                self.check_unclaimed(name)?;
                 let i = self.families.len();
                 let help = self.pending_help.remove(name).unwrap_or_default();
                 self.families
@@ -719,6 +766,24 @@ rpc_seconds_count{service=\"b\"} 0\n";
             ("# TYPE s summary\ns{quantile=\"\"} 1\n", 2, "not a number"),
             ("# TYPE s summary\ns 1\n", 2, "no quantile"),
             ("# TYPE s summary\n# TYPE s_count gauge\n", 2, "clashes"),
+            // Found by the exposition fuzz target: a counter s is written
+            // `# TYPE s_total counter`, so s_total_total is its name too.
+            ("#TYPE s counter\ns_total_total\t2\n", 2, "clashes"),
+            (
+                "# TYPE s counter\n# TYPE s_total_total gauge\n",
+                2,
+                "clashes",
+            ),
+            (
+                "s_total_total 2\n# TYPE s counter\n",
+                2,
+                "family of its own",
+            ),
+            (
+                "s_total_total 2\ns 1\n# TYPE s counter\n",
+                3,
+                "family of its own",
+            ),
             ("# TYPE s summary\n# TYPE s histogram\n", 2, "line 1"),
         ];
         for (text, line, needle) in cases {

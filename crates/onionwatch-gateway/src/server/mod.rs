@@ -14,6 +14,8 @@
 
 mod accept;
 mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 
 use accept::serve_connection;

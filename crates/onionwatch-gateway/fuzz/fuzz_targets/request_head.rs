@@ -1,0 +1,8 @@
+//! libFuzzer entry point; the body is in `fuzz/bodies`, shared with the
+//! crate's `tests/fuzz_smoke.rs`.
+#![no_main]
+
+#[path = "../bodies/request_head.rs"]
+mod body;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| body::run(data));
