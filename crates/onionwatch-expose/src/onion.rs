@@ -198,22 +198,10 @@ mod tests {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     use super::*;
+    use onionwatch_test_support::{file_names as names, mode};
 
     const ADDR: &str = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid";
     const OTHER: &str = "ljd3mtwdfhjmrfpetqnkywjqlpzvm6o6dxeuqmvyoxhm3hqlb3rlvkyd";
-
-    fn mode(p: &Path) -> u32 {
-        std::fs::metadata(p).unwrap().mode() & 0o7777
-    }
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
 
     #[test]
     fn keys_are_private_kept_and_replaced_atomically() {

@@ -1,6 +1,8 @@
-//! Files for tests: growing logs, copied fixture trees.
+//! Files for tests: growing logs, copied fixture trees, what a directory
+//! holds and a file's mode.
 
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 /// Append `text` to `path` (created if missing).
@@ -25,4 +27,19 @@ pub fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), dest).unwrap();
         }
     }
+}
+
+/// The names in `dir`, sorted (to see that no temporary file is left).
+pub fn file_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// The permission bits of `path` (`0o600`, …).
+pub fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().mode() & 0o7777
 }

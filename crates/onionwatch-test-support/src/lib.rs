@@ -34,7 +34,7 @@ pub mod poll;
 pub mod process;
 
 pub use echo::{EchoAddr, EchoServer};
-pub use fs::{append, copy_tree};
+pub use fs::{append, copy_tree, file_names, mode};
 pub use golden::assert_golden;
 pub use http::{dead_addr, free_port, get, get_until, json_until, serve, value, DeadAddr};
 pub use poll::wait_for;

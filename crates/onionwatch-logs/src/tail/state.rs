@@ -111,15 +111,7 @@ impl TailState {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn names(dir: &Path) -> Vec<String> {
-        let mut v: Vec<String> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        v.sort();
-        v
-    }
+    use onionwatch_test_support::file_names as names;
 
     #[test]
     fn saves_replace_the_file_and_leave_no_temporary_file() {
