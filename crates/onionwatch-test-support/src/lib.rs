@@ -38,7 +38,7 @@ pub use fs::{append, copy_tree, file_names, mode};
 pub use golden::assert_golden;
 pub use http::{dead_addr, free_port, get, get_until, json_until, serve, value, DeadAddr};
 pub use poll::wait_for;
-pub use process::{wait_exit, Running};
+pub use process::{start_logs, wait_exit, Running};
 
 /// A real MetricsPort page of tor 0.4.9.11 hosting two onion services
 /// (captured from `onionwatch testnet up --onions 2 --onions-per-tor 2`

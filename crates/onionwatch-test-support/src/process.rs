@@ -1,6 +1,10 @@
 //! Child processes of tests (the `onionwatch` binary).
 
-use std::process::{Child, ExitStatus};
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use crate::poll::wait_for;
@@ -34,6 +38,46 @@ pub fn wait_exit(child: &mut Child) -> ExitStatus {
         None => {
             let _ = child.kill();
             panic!("the command did not exit within 30 s");
+        }
+    }
+}
+
+/// Start `BIN logs --listen 127.0.0.1:0 ARGS` and return it with the address
+/// it announced on standard error (`serving http://ADDR/metrics`) and the
+/// standard-error lines that follow. Standard error is drained to its end,
+/// read or not, so the child never blocks on a full pipe.
+#[track_caller]
+pub fn start_logs<S: AsRef<OsStr>>(
+    bin: &str,
+    args: &[S],
+) -> (Running, SocketAddr, mpsc::Receiver<String>) {
+    let mut child = Command::new(bin)
+        .args(["logs", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let running = Running(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(l);
+        }
+    });
+    let mut lines = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => match l.split("serving http://").nth(1) {
+                Some(rest) => {
+                    let addr = rest.trim_end_matches("/metrics").parse().unwrap();
+                    return (running, addr, rx);
+                }
+                None => lines.push(l),
+            },
+            Err(e) => panic!("onionwatch logs printed no address ({e}): {lines:?}"),
         }
     }
 }

@@ -90,8 +90,7 @@ fn token_file(path: &std::path::Path, token: &str) {
 
 #[test]
 fn sighup_rereads_the_auth_file_and_a_broken_one_keeps_the_old_credentials() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
+    use std::ffi::OsStr;
     use std::time::Duration;
 
     use onionwatch_test_support as support;
@@ -101,37 +100,17 @@ fn sighup_rereads_the_auth_file_and_a_broken_one_keeps_the_old_credentials() {
     let log = dir.path().join("access.log");
     std::fs::write(&log, "").unwrap();
     token_file(&auth, "old-token");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
-        .args(["logs", "--listen", "127.0.0.1:0", "--project", "shop"])
-        .arg("--auth-file")
-        .arg(&auth)
-        .arg(&log)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let running = support::Running(child);
+    let (running, addr, rx) = support::start_logs(
+        env!("CARGO_BIN_EXE_onionwatch"),
+        &[
+            OsStr::new("--project"),
+            "shop".as_ref(),
+            "--auth-file".as_ref(),
+            auth.as_os_str(),
+            log.as_os_str(),
+        ],
+    );
     let pid = running.0.id() as i32;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = l.split("serving http://").nth(1) {
-                let _ = tx.send(Ok(rest.trim_end_matches("/metrics").to_string()));
-            } else {
-                let _ = tx.send(Err(l));
-            }
-        }
-    });
-    let mut lines = Vec::new();
-    let addr: std::net::SocketAddr = loop {
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(Ok(addr)) => break addr.parse().unwrap(),
-            Ok(Err(line)) => lines.push(line),
-            Err(e) => panic!("onionwatch logs printed no address ({e}): {lines:?}"),
-        }
-    };
     let hup = || {
         // SAFETY: kill(2) on our own child's pid has no memory effects.
         assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
@@ -152,7 +131,7 @@ fn sighup_rereads_the_auth_file_and_a_broken_one_keeps_the_old_credentials() {
     hup();
     let logged = loop {
         match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(Err(line)) if line.contains("credentials not reloaded") => break line,
+            Ok(line) if line.contains("credentials not reloaded") => break line,
             Ok(_) => {}
             Err(e) => panic!("no reload error logged ({e})"),
         }

@@ -2,12 +2,9 @@
 //! restart from the state file, and read exact counts from /metrics.
 
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
 use onionwatch_test_support as support;
 
@@ -22,34 +19,12 @@ fn line(circuit: u32, status: u16) -> String {
     )
 }
 
-/// Start `onionwatch logs ARGS --listen 127.0.0.1:0` and return it with the
-/// address it printed.
+/// Start `onionwatch logs --listen 127.0.0.1:0 --poll-interval 20 ARGS` and
+/// return it with the address it printed.
 fn start(args: &[&str]) -> (support::Running, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
-        .arg("logs")
-        .args(["--listen", "127.0.0.1:0", "--poll-interval", "20"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let running = support::Running(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = l.split("serving http://").nth(1) {
-                let addr = rest.trim_end_matches("/metrics").to_string();
-                let _ = tx.send(addr);
-            }
-            // Keep draining so the child never blocks on a full pipe.
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("onionwatch logs printed its address");
-    (running, addr.parse().unwrap())
+    let args = [&["--poll-interval", "20"], args].concat();
+    let (running, addr, _) = support::start_logs(env!("CARGO_BIN_EXE_onionwatch"), &args);
+    (running, addr)
 }
 
 #[test]
