@@ -12,6 +12,9 @@
 //!   until an answer is there.
 //! - [`echo`]: [`EchoServer`], an upstream that answers with what it
 //!   received (the gateway's tests and benchmark).
+//! - [`onionspray`]: [`onionspray::SprayTree`], an Onionspray installation
+//!   laid out as its templates lay it out (hardmap, softmap, unix sockets,
+//!   0700 directories, per-domain and error logs), listing every path.
 //! - [`poll`]: [`wait_for`], a bounded poll for conditions with no event to
 //!   wait on.
 //! - [`process`], [`fs`]: a child process stopped when a test fails,
@@ -30,6 +33,7 @@ pub mod fs;
 pub mod fuzz;
 pub mod golden;
 pub mod http;
+pub mod onionspray;
 pub mod poll;
 pub mod process;
 
