@@ -7,24 +7,32 @@
 //! by byte across reads, however slowly it arrives; bodies are bounded, and
 //! a `Content-Length` beyond the bound is refused before reading it. Callers
 //! bound the time with [`tokio::time::timeout`].
+//!
+//! A URL can name a unix socket the way nginx's `proxy_pass` does,
+//! `http://unix:/path/to/nginx-status.sock:/nginx_status`: Onionspray's
+//! nginx listens on unix sockets only.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// Largest response header block accepted (status line and headers).
 pub const MAX_HEADER: usize = 16 * 1024;
 
-/// An `http://host:port/path` URL.
+/// An `http://host:port/path` URL, or `http://unix:/socket:/path`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HttpUrl {
-    /// Host name or IP address (IPv6 without brackets).
+    /// Host name or IP address (IPv6 without brackets); `localhost` for a
+    /// unix socket.
     pub host: String,
-    /// Port (80 when omitted).
+    /// Port (80 when omitted, and for a unix socket).
     pub port: u16,
     /// Path and query, starting with `/`.
     pub path: String,
+    /// The unix socket to connect to instead of `host:port`.
+    pub unix: Option<PathBuf>,
 }
 
 /// Why a text is not an [`HttpUrl`].
@@ -56,6 +64,25 @@ impl FromStr for HttpUrl {
         let rest = s
             .strip_prefix("http://")
             .ok_or_else(|| UrlError::NotHttp(s.to_owned()))?;
+        if let Some(socket) = rest.strip_prefix("unix:") {
+            // nginx's syntax: the socket path ends at the first `:`.
+            let (socket, path) = match socket.split_once(':') {
+                Some((sock, path)) => (sock, path),
+                None => (socket, "/"),
+            };
+            if !socket.starts_with('/')
+                || !path.starts_with('/')
+                || path.contains([' ', '\r', '\n'])
+            {
+                return Err(UrlError::Invalid(s.to_owned()));
+            }
+            return Ok(HttpUrl {
+                host: "localhost".into(),
+                port: 80,
+                path: path.to_owned(),
+                unix: Some(PathBuf::from(socket)),
+            });
+        }
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, "/"),
@@ -88,6 +115,7 @@ impl FromStr for HttpUrl {
             host,
             port,
             path: path.to_owned(),
+            unix: None,
         })
     }
 }
@@ -99,13 +127,16 @@ impl From<onionwatch_onionspray::nginx_conf::StubStatus> for HttpUrl {
             host: s.host,
             port: s.port,
             path: s.path,
+            unix: s.unix,
         }
     }
 }
 
 impl fmt::Display for HttpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
+        if let Some(socket) = &self.unix {
+            write!(f, "http://unix:{}:{}", socket.display(), self.path)
+        } else if self.host.contains(':') {
             write!(f, "http://[{}]:{}{}", self.host, self.port, self.path)
         } else {
             write!(f, "http://{}:{}{}", self.host, self.port, self.path)
@@ -166,13 +197,33 @@ pub enum HttpError {
 
 /// GET `url` and return the body of a 200 answer (at most `max_body` bytes).
 pub async fn get(url: &HttpUrl, max_body: usize) -> Result<Vec<u8>, HttpError> {
+    if let Some(socket) = &url.unix {
+        let target = format!("unix:{}", socket.display());
+        let stream = tokio::net::UnixStream::connect(socket)
+            .await
+            .map_err(|source| HttpError::Connect {
+                target: target.clone(),
+                source,
+            })?;
+        return exchange(stream, target, url, max_body).await;
+    }
     let target = format!("{}:{}", url.host, url.port);
-    let mut stream = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
+    let stream = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
         .await
         .map_err(|source| HttpError::Connect {
             target: target.clone(),
             source,
         })?;
+    exchange(stream, target, url, max_body).await
+}
+
+/// The request and the answer on a connected stream.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    target: String,
+    url: &HttpUrl,
+    max_body: usize,
+) -> Result<Vec<u8>, HttpError> {
     let host = if url.host.contains(':') {
         format!("[{}]", url.host)
     } else {
@@ -408,6 +459,26 @@ mod tests {
             .contains("https"));
         assert!("http://x:99999/".parse::<HttpUrl>().is_err());
         assert!("http:///".parse::<HttpUrl>().is_err());
+        let u: HttpUrl = "http://unix:/p/news/nginx-status.sock:/nginx_status"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            u.unix.as_deref(),
+            Some(std::path::Path::new("/p/news/nginx-status.sock"))
+        );
+        assert_eq!(u.path, "/nginx_status");
+        assert_eq!(
+            u.to_string(),
+            "http://unix:/p/news/nginx-status.sock:/nginx_status"
+        );
+        assert_eq!("http://unix:/s.sock".parse::<HttpUrl>().unwrap().path, "/");
+        for bad in [
+            "http://unix:relative.sock:/x",
+            "http://unix:/s.sock:x",
+            "http://unix::/x",
+        ] {
+            assert!(bad.parse::<HttpUrl>().is_err(), "{bad}");
+        }
     }
 
     async fn serve_once(answer: &'static [u8]) -> HttpUrl {

@@ -154,11 +154,14 @@ pub enum Error {
     #[error("nothing to watch: give an Onionspray directory (--onionspray DIR), a target (--metrics-port, --control-port, --nginx-status) or a log (--access-log, --tor-log), on the command line or in the configuration file")]
     NothingGiven,
     /// The Onionspray trees given hold nothing to scrape or follow.
-    #[error("{}", watch::nothing_found(.trees, *.follow_onionspray_logs))]
+    #[error("{}", watch::nothing_found(.trees, *.follow_onionspray_logs, .unreadable))]
     NothingFound {
         /// Each tree and its number of projects.
         trees: Vec<(PathBuf, usize)>,
         /// Whether the projects' logs would be followed.
         follow_onionspray_logs: bool,
+        /// What could not be read in them (a 0700 directory of another
+        /// user), with why and the fix.
+        unreadable: Vec<String>,
     },
 }

@@ -84,7 +84,8 @@ pub struct ProjectConfig {
     #[serde(default)]
     pub tors: Vec<TorConfig>,
     /// URL of its nginx/OpenResty `stub_status` page, e.g.
-    /// `http://127.0.0.1:8080/stub_status`.
+    /// `http://127.0.0.1:8080/stub_status`, or on a unix socket (nginx's
+    /// `proxy_pass` syntax) `http://unix:/path/nginx-status.sock:/nginx_status`.
     #[serde(default)]
     pub nginx_status: Option<String>,
     /// nginx access logs (combined format) to follow: paths, or globs with

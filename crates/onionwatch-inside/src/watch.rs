@@ -54,6 +54,8 @@ struct Tree {
     projects: usize,
     targets: Vec<Target>,
     logs: Vec<Source>,
+    /// What could not be read, with why and the fix.
+    unreadable: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -112,7 +114,11 @@ impl Watcher {
     pub fn start(&self) -> Result<(), Error> {
         let mut trees = BTreeMap::new();
         for root in &self.settings.onionspray {
-            trees.insert(root.clone(), self.discover_tree(root)?);
+            let tree = self.discover_tree(root)?;
+            for u in &tree.unreadable {
+                tracing::warn!(root = %root.display(), "{u}");
+            }
+            trees.insert(root.clone(), tree);
         }
         if let Some(e) = self.nothing_to_watch(&trees) {
             return Err(e);
@@ -130,7 +136,16 @@ impl Watcher {
         for root in &self.settings.onionspray {
             match self.discover_tree(root) {
                 Ok(tree) => {
-                    lock(&self.shared.trees).insert(root.clone(), tree);
+                    let mut trees = lock(&self.shared.trees);
+                    // Said at start-up; again only when something new cannot be read.
+                    let before = trees
+                        .get(root)
+                        .map(|t| t.unreadable.as_slice())
+                        .unwrap_or(&[]);
+                    for u in tree.unreadable.iter().filter(|u| !before.contains(u)) {
+                        tracing::warn!(root = %root.display(), "{u}");
+                    }
+                    trees.insert(root.clone(), tree);
                 }
                 Err(e) => {
                     tracing::warn!(root = %root.display(), error = %e, "cannot discover Onionspray projects; keeping the previous targets of this tree");
@@ -152,6 +167,7 @@ impl Watcher {
             projects: inst.projects.len(),
             targets,
             logs,
+            unreadable: inst.unreadable.iter().map(|u| u.to_string()).collect(),
         })
     }
 
@@ -173,6 +189,10 @@ impl Watcher {
         Some(Error::NothingFound {
             trees: trees.iter().map(|(r, t)| (r.clone(), t.projects)).collect(),
             follow_onionspray_logs: s.follow_onionspray_logs,
+            unreadable: trees
+                .values()
+                .flat_map(|t| t.unreadable.iter().cloned())
+                .collect(),
         })
     }
 
@@ -277,7 +297,11 @@ impl Watcher {
 
 /// The message of [`Error::NothingFound`]: what each tree holds, and
 /// what to change.
-pub(crate) fn nothing_found(trees: &[(PathBuf, usize)], follow_onionspray_logs: bool) -> String {
+pub(crate) fn nothing_found(
+    trees: &[(PathBuf, usize)],
+    follow_onionspray_logs: bool,
+    unreadable: &[String],
+) -> String {
     let found: Vec<String> = trees
         .iter()
         .map(|(root, projects)| match projects {
@@ -303,6 +327,11 @@ pub(crate) fn nothing_found(trees: &[(PathBuf, usize)], follow_onionspray_logs: 
         if !follow_onionspray_logs {
             msg.push_str(" or set follow_onionspray_logs: true to follow their logs");
         }
+    }
+    // Most often the reason: a 0700 tree of another user.
+    for u in unreadable {
+        msg.push_str("; ");
+        msg.push_str(u);
     }
     msg
 }

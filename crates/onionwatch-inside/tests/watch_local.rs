@@ -418,3 +418,61 @@ async fn a_hostile_metrics_port_cannot_pose_as_our_families_or_poison_tor_s() {
         1
     );
 }
+
+/// Onionspray's nginx listens on unix sockets only: the status server the
+/// audit suggests (`listen unix:<project>/nginx-status.sock`) is found in
+/// the project's generated nginx.conf and scraped over the socket, from a
+/// real nginx; the onion services' sockets are left alone.
+#[tokio::test]
+async fn a_real_nginx_stub_status_on_a_unix_socket_is_discovered_and_scraped() {
+    use onionwatch_test_support::onionspray::{SprayProject, SprayTree};
+    use onionwatch_testnet::nginx::{Nginx, NginxConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let tree = SprayTree::build(
+        &dir.path().join("onionspray"),
+        &[SprayProject {
+            status_socket: true,
+            ..SprayProject::hardmap("news", &["example.com"])
+        }],
+    );
+    let socket = tree.root.join("projects/news/nginx-status.sock");
+    // The builder leaves a socket file as a stopped nginx would; the real
+    // one binds it afresh.
+    std::fs::remove_file(&socket).unwrap();
+    let nginx = Nginx::start(&NginxConfig {
+        server_directives: format!(
+            "listen unix:{}; location = /nginx_status {{ stub_status; }}",
+            socket.display()
+        ),
+        ..NginxConfig::default()
+    })
+    .expect("nginx starts (apt-get install nginx)");
+    let flags = Flags {
+        onionspray: vec![tree.root.clone()],
+        interval_seconds: Some(0.3),
+        timeout_seconds: Some(0.3),
+        ..Flags::default()
+    };
+    let watcher = Watcher::new(Settings::build(None, &flags).unwrap());
+    watcher.start().unwrap();
+    let registry = Arc::new(Registry::default());
+    registry.register(watcher.collector());
+    let text = render_until(&registry, "news's nginx over its unix socket", |t| {
+        t.contains("nginx_up{project=\"news\"} 1\n")
+    })
+    .await;
+    assert!(
+        text.contains("nginx_connections_active{project=\"news\"} "),
+        "{text}"
+    );
+    let state = watcher
+        .target_states()
+        .into_iter()
+        .find(|s| s.project == "news" && s.collector.as_str() == "nginx")
+        .unwrap();
+    assert_eq!(
+        state.endpoint,
+        format!("http://unix:{}:/nginx_status", socket.display())
+    );
+    drop(nginx);
+}

@@ -10,6 +10,8 @@
 //! - [`config`]: Onionspray project configurations (`set tor_metrics_port …`).
 //! - [`nginx_conf`]: the `listen` directives and `stub_status` locations
 //!   of an nginx configuration.
+//! - [`access`]: why a file cannot be read (owner, mode, this process's
+//!   user and groups) and the fix.
 //! - [`audit`]: `onionwatch audit`, the rules for unsafe or broken
 //!   monitoring settings in all of the above, and `--suggest-ports`.
 //!
@@ -19,6 +21,7 @@
 
 use std::path::PathBuf;
 
+pub mod access;
 pub mod audit;
 pub mod config;
 pub mod nginx_conf;
@@ -30,7 +33,7 @@ pub mod tree;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file or directory could not be read.
-    #[error("cannot read {}: {source} (check the path and that this user may read it)", path.display())]
+    #[error("{}", access::read_error_text(path, source))]
     Read {
         /// The path.
         path: PathBuf,

@@ -1,9 +1,10 @@
 //! What onionwatch reads in nginx configurations (Onionspray's generated
 //! `nginx.conf`): the `listen` directives, for the audit's PROXY-protocol
-//! check, and the `stub_status` locations served over TCP, for discovery.
-//! `include` is not followed.
+//! check, and the `stub_status` locations, over TCP or a unix socket, for
+//! discovery. `include` is not followed.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 
 /// `listen` directives of an nginx configuration: (line, the words after
 /// `listen`). Comments are skipped; `include` is not followed.
@@ -21,16 +22,31 @@ pub fn listens(text: &str) -> Vec<(usize, Vec<String>)> {
     out
 }
 
-/// Where an nginx configuration serves `stub_status` over TCP.
+/// Where an nginx configuration serves `stub_status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StubStatus {
     /// Host name or IP address (IPv6 without brackets; a wildcard listen
-    /// address becomes 127.0.0.1).
+    /// address becomes 127.0.0.1); `localhost` for a unix socket.
     pub host: String,
-    /// The TCP port.
+    /// The TCP port (80 for a unix socket, only the `Host` header uses it).
     pub port: u16,
     /// The location's path, starting with `/`.
     pub path: String,
+    /// The unix socket the server listens on (`listen unix:PATH`), as
+    /// Onionspray's generated servers do; `None` for TCP.
+    pub unix: Option<PathBuf>,
+}
+
+/// A status location an Onionspray project can add to its `nginx.conf`
+/// (inside `http { … }`) for onionwatch to read: a server of its own on a
+/// unix socket in the project directory, which the generated
+/// `allow "unix:"; deny all;` already admits and Tor users cannot reach
+/// (tor only connects to the `port-*.sock` sockets).
+pub fn status_snippet(project_dir: &std::path::Path) -> String {
+    format!(
+        "server {{ listen unix:{}/nginx-status.sock; location = /nginx_status {{ stub_status; }} }}",
+        project_dir.display()
+    )
 }
 
 #[derive(Debug)]
@@ -107,8 +123,10 @@ fn parse_block(tokens: &[String], pos: &mut usize, depth: usize) -> Vec<Directiv
     out
 }
 
-/// Where an nginx configuration serves `stub_status` over TCP: every
-/// `location` holding `stub_status` in a `server` with a TCP `listen`.
+/// Where an nginx configuration serves `stub_status`: every `location`
+/// holding `stub_status`, once per `listen` of its `server` (TCP first, in
+/// file order, then unix sockets). Callers drop the listeners Tor users
+/// reach (an onion service's `HiddenServicePort` socket).
 pub fn stub_status_urls(text: &str) -> Vec<StubStatus> {
     let toks = tokens(text);
     let mut pos = 0;
@@ -121,21 +139,27 @@ pub fn stub_status_urls(text: &str) -> Vec<StubStatus> {
 fn visit(dirs: &[Directive], out: &mut Vec<StubStatus>) {
     for d in dirs {
         if d.name == "server" {
-            let listens: Vec<(String, u16)> = d
-                .block
-                .iter()
-                .filter(|c| c.name == "listen")
-                .filter_map(|c| c.args.first())
-                .filter_map(|a| listen_host_port(a))
+            let args = || {
+                d.block
+                    .iter()
+                    .filter(|c| c.name == "listen")
+                    .filter_map(|c| c.args.first())
+            };
+            let tcp = args().filter_map(|a| listen_host_port(a)).take(1);
+            let unix = args().filter_map(|a| a.strip_prefix("unix:"));
+            let listens: Vec<(String, u16, Option<PathBuf>)> = tcp
+                .map(|(h, p)| (h, p, None))
+                .chain(unix.map(|u| ("localhost".to_owned(), 80, Some(PathBuf::from(u)))))
                 .collect();
             let mut paths = Vec::new();
             stub_locations(&d.block, &mut paths);
-            for (host, port) in listens.iter().take(1) {
+            for (host, port, unix) in &listens {
                 for path in &paths {
                     out.push(StubStatus {
                         host: host.clone(),
                         port: *port,
                         path: path.clone(),
+                        unix: unix.clone(),
                     });
                 }
             }
@@ -204,17 +228,35 @@ mod tests {
     }
 
     #[test]
-    fn finds_stub_status_on_tcp_servers_only() {
+    fn finds_stub_status_on_tcp_and_unix_servers() {
         let conf = "http {\n  allow \"unix:\"; deny all;\n  server {\n    listen unix:/p/port-80.sock;\n    location = /stub_status { stub_status; }\n  }\n  server {\n    listen 127.0.0.1:8081; # status\n    location = /nginx_status {\n      stub_status;\n      allow 127.0.0.1;\n      deny all;\n    }\n    location / { return 404; }\n  }\n}\n";
         let urls = stub_status_urls(conf);
-        assert_eq!(urls.len(), 1);
         assert_eq!(
-            urls[0],
-            StubStatus {
-                host: "127.0.0.1".into(),
-                port: 8081,
-                path: "/nginx_status".into()
-            }
+            urls,
+            [
+                StubStatus {
+                    host: "localhost".into(),
+                    port: 80,
+                    path: "/stub_status".into(),
+                    unix: Some("/p/port-80.sock".into()),
+                },
+                StubStatus {
+                    host: "127.0.0.1".into(),
+                    port: 8081,
+                    path: "/nginx_status".into(),
+                    unix: None,
+                }
+            ]
+        );
+        let snippet = format!("http {{ {} }}", status_snippet(std::path::Path::new("/p")));
+        assert_eq!(
+            stub_status_urls(&snippet),
+            [StubStatus {
+                host: "localhost".into(),
+                port: 80,
+                path: "/nginx_status".into(),
+                unix: Some("/p/nginx-status.sock".into()),
+            }]
         );
         assert!(stub_status_urls("http { server { listen 80; } }").is_empty());
         assert!(stub_status_urls("}}}{{{ ; ; server").is_empty());

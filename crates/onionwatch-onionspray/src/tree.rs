@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::access::Unreadable;
 use crate::config::{looks_like_config, parse_config, SprayProject};
 use crate::nginx_conf::{self, StubStatus};
 use crate::torrc::{Listen, Torrc};
@@ -99,6 +100,12 @@ impl Project {
         self.log_dir().join("nginx-access*.log")
     }
 
+    /// Its nginx error log: `log/nginx-error.log`, as Onionspray's
+    /// template names it.
+    pub fn error_log(&self) -> PathBuf {
+        self.log_dir().join("nginx-error.log")
+    }
+
     /// Each tor's log, once per file: the file its `Log … file` line names
     /// when that exists here; otherwise where Onionspray puts it relative
     /// to the tree (which may be mounted elsewhere, e.g. in a container):
@@ -127,11 +134,30 @@ impl Project {
         out
     }
 
-    /// The first `stub_status` its `nginx.conf` serves over TCP, if the
-    /// file is there and readable.
+    /// The first `stub_status` its `nginx.conf` serves, over TCP or a
+    /// unix socket, if the file is there and readable. A server listening
+    /// on an onion service's socket (a tor's `HiddenServicePort` target, or
+    /// Onionspray's `port-N.sock`) is left out: Tor users reach it, and
+    /// the generated `allow "unix:"` lets them read it.
     pub fn stub_status(&self) -> Option<StubStatus> {
         let text = crate::torrc::read_bounded(self.nginx_conf.as_ref()?).ok()?;
-        nginx_conf::stub_status_urls(&text).into_iter().next()
+        let onion_facing: Vec<String> = self
+            .tors
+            .iter()
+            .flat_map(|t| t.torrc.onion_services())
+            .flat_map(|hs| hs.ports())
+            .filter_map(|(_, target)| target.strip_prefix("unix:").map(str::to_owned))
+            .collect();
+        nginx_conf::stub_status_urls(&text).into_iter().find(|s| {
+            s.unix.as_ref().is_none_or(|u| {
+                let name = u.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                let port_sock = name
+                    .strip_prefix("port-")
+                    .and_then(|n| n.strip_suffix(".sock"))
+                    .is_some_and(|n| n.parse::<u16>().is_ok());
+                !port_sock && !onion_facing.iter().any(|o| Path::new(o) == u)
+            })
+        })
     }
 }
 
@@ -146,6 +172,12 @@ pub struct Installation {
     pub configs: Vec<SprayProject>,
     /// Onionbalance logs (`onionbalance/*.log`).
     pub onionbalance_logs: Vec<PathBuf>,
+    /// The installation's own logs (`log/*.log`).
+    pub logs: Vec<PathBuf>,
+    /// What could not be read (a 0700 directory of another user, …), with
+    /// the reason and the fix: discovery goes on with the rest, and
+    /// `watch` and `audit` report these.
+    pub unreadable: Vec<Unreadable>,
 }
 
 /// Whether `dir` is an Onionspray/EOTK installation (has `projects/`).
@@ -154,7 +186,13 @@ pub fn is_installation(dir: &Path) -> bool {
 }
 
 /// Read an installation's layout and every generated tor configuration.
-/// A project whose `tor.conf` cannot be read is an error naming the file.
+///
+/// The installation directory and its `projects/` must be readable (else
+/// an error naming the path, its owner and mode, and the fix); anything
+/// below that cannot be read (a project, worker or log directory, a
+/// `tor.conf`, `nginx.conf`) is listed in [`Installation::unreadable`]
+/// and the rest is still read. A `tor.conf` that is not a valid
+/// configuration is an error naming the file.
 pub fn discover(root: &Path) -> Result<Installation, Error> {
     // Read first: a missing or unreadable directory says so, not "no projects/".
     let root_confs = files_ending(root, ".conf")?;
@@ -166,6 +204,7 @@ pub fn discover(root: &Path) -> Result<Installation, Error> {
             path: root.to_owned(),
             reason: "it has no projects/ directory (give the Onionspray installation directory, e.g. /home/onionspray/onionspray)".into(),
         })?;
+    let mut unreadable = Vec::new();
     let mut projects = Vec::new();
     for dir in sorted_entries(&projects_dir)?
         .into_iter()
@@ -178,42 +217,7 @@ pub fn discover(root: &Path) -> Result<Installation, Error> {
         if name.starts_with('.') {
             continue;
         }
-        let mut tors = Vec::new();
-        let main = dir.join("tor.conf");
-        if main.is_file() {
-            tors.push(TorInstance {
-                name: "tor".into(),
-                torrc: Torrc::read(&main)?,
-                conf: main,
-            });
-        }
-        for sub in sorted_entries(&dir)?.into_iter().filter(|p| p.is_dir()) {
-            let conf = sub.join("tor.conf");
-            if conf.is_file() {
-                let worker = sub.file_name().and_then(|n| n.to_str()).unwrap_or("worker");
-                tors.push(TorInstance {
-                    name: worker.strip_suffix(".d").unwrap_or(worker).to_owned(),
-                    torrc: Torrc::read(&conf)?,
-                    conf,
-                });
-            }
-        }
-        let log_dir = ["log", "log.d"]
-            .iter()
-            .map(|d| dir.join(d))
-            .find(|d| d.is_dir());
-        let logs = match log_dir {
-            Some(d) => files_ending(&d, ".log")?,
-            None => Vec::new(),
-        };
-        projects.push(Project {
-            softmap: dir.join("softmap.conf").exists(),
-            nginx_conf: Some(dir.join("nginx.conf")).filter(|p| p.is_file()),
-            name,
-            dir,
-            tors,
-            logs,
-        });
+        projects.push(read_project(name, dir, &mut unreadable)?);
     }
     let mut configs = Vec::new();
     for file in root_confs {
@@ -222,19 +226,169 @@ pub fn discover(root: &Path) -> Result<Installation, Error> {
             configs.extend(parse_config(&text, &file));
         }
     }
-    let onionbalance_logs = ["onionbalance", "onionbalance.d"]
+    let onionbalance_logs = match ["onionbalance", "onionbalance.d"]
         .iter()
         .map(|d| root.join(d))
         .find(|d| d.is_dir())
-        .map(|d| files_ending(&d, ".log"))
-        .transpose()?
-        .unwrap_or_default();
+    {
+        Some(d) => files_ending(&d, ".log").unwrap_or_else(|e| {
+            unreadable.extend(as_unreadable("Onionbalance directory", "", e));
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    let logs = match ["log", "log.d"]
+        .iter()
+        .map(|d| root.join(d))
+        .find(|d| d.is_dir())
+    {
+        Some(d) => files_ending(&d, ".log").unwrap_or_else(|e| {
+            unreadable.extend(as_unreadable("installation log directory", "", e));
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
     Ok(Installation {
         root: root.to_owned(),
         projects,
         configs,
         onionbalance_logs,
+        logs,
+        unreadable,
     })
+}
+
+/// The project templates (`*.tconf`) in an installation directory,
+/// sorted (none when it cannot be read).
+pub fn templates(root: &Path) -> Vec<PathBuf> {
+    files_ending(root, ".tconf").unwrap_or_default()
+}
+
+/// A read error as an [`Unreadable`] (`None` for other errors).
+fn as_unreadable(what: &'static str, project: &str, e: Error) -> Option<Unreadable> {
+    match e {
+        Error::Read { path, source } => Some(Unreadable::new(what, project, &path, &source)),
+        _ => None,
+    }
+}
+
+/// What `path` is: `Ok(None)` when it does not exist, the error when it
+/// cannot be looked at (a 0700 parent of another user).
+fn probe(path: &Path) -> Result<Option<std::fs::Metadata>, std::io::Error> {
+    match std::fs::metadata(path) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// One project directory; what cannot be read goes to `unreadable`.
+fn read_project(
+    name: String,
+    dir: PathBuf,
+    unreadable: &mut Vec<Unreadable>,
+) -> Result<Project, Error> {
+    let mut tors = Vec::new();
+    let mut note = |what, path: &Path, e: &std::io::Error| {
+        unreadable.push(Unreadable::new(what, &name, path, e));
+    };
+    // A torrc that is there but unreadable is noted; an invalid one is an error.
+    let mut read_tor = |tor_name: String,
+                        conf: PathBuf,
+                        note: &mut dyn FnMut(&'static str, &Path, &std::io::Error)|
+     -> Result<(), Error> {
+        match probe(&conf) {
+            Ok(Some(m)) if m.is_file() => match Torrc::read(&conf) {
+                Ok(torrc) => tors.push(TorInstance {
+                    name: tor_name,
+                    torrc,
+                    conf,
+                }),
+                Err(Error::Read { path, source }) => note("tor configuration", &path, &source),
+                Err(e) => return Err(e),
+            },
+            Ok(_) => {}
+            Err(e) => note("tor configuration", &conf, &e),
+        }
+        Ok(())
+    };
+    // A project directory this user may not enter: say so once, not for
+    // each file in it.
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(_) => sorted_entries(&dir).unwrap_or_default(),
+        Err(e) => {
+            note("project directory", &dir, &e);
+            return Ok(Project {
+                softmap: false,
+                nginx_conf: None,
+                name,
+                dir,
+                tors,
+                logs: Vec::new(),
+            });
+        }
+    };
+    read_tor("tor".into(), dir.join("tor.conf"), &mut note)?;
+    for sub in entries.iter().filter(|p| p.is_dir()) {
+        let worker = sub.file_name().and_then(|n| n.to_str()).unwrap_or("worker");
+        let worker = worker.strip_suffix(".d").unwrap_or(worker).to_owned();
+        let conf = sub.join("tor.conf");
+        match std::fs::read_dir(sub) {
+            Ok(_) => read_tor(worker, conf, &mut note)?,
+            // A softmap worker (it has a tor.conf Onionspray wrote) that
+            // this user may not enter; other 0700 directories (onion
+            // service keys, ssl/) are not discovery's business.
+            Err(e) if looks_like_worker(sub) => note("softmap worker directory", sub, &e),
+            Err(_) => {}
+        }
+    }
+    let log_dir = ["log", "log.d"]
+        .iter()
+        .map(|d| dir.join(d))
+        .find(|d| d.is_dir());
+    let logs = match log_dir {
+        Some(d) => match files_ending(&d, ".log") {
+            Ok(l) => l,
+            Err(Error::Read { path, source }) => {
+                note("log directory", &path, &source);
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        },
+        None => Vec::new(),
+    };
+    let nginx = dir.join("nginx.conf");
+    let nginx_conf = match probe(&nginx) {
+        Ok(Some(m)) if m.is_file() => {
+            if let Err(e) = std::fs::File::open(&nginx) {
+                note("nginx configuration", &nginx, &e);
+            }
+            Some(nginx)
+        }
+        Ok(_) => None,
+        Err(e) => {
+            note("nginx configuration", &nginx, &e);
+            None
+        }
+    };
+    Ok(Project {
+        softmap: dir.join("softmap.conf").exists(),
+        nginx_conf,
+        name,
+        dir,
+        tors,
+        logs,
+    })
+}
+
+/// Whether a directory of a project is a softmap worker (`hs-1`, named by
+/// Onionspray's `tor_worker_prefix`, `hs` by default).
+fn looks_like_worker(dir: &Path) -> bool {
+    dir.file_name()
+        .and_then(|n| n.to_str())
+        .map(|n| n.strip_suffix(".d").unwrap_or(n))
+        .and_then(|n| n.rsplit_once('-'))
+        .is_some_and(|(_, i)| i.parse::<u32>().is_ok())
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, Error> {

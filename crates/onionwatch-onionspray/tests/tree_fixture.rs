@@ -58,7 +58,8 @@ fn reads_every_project_tor_and_nginx() {
             Some(StubStatus {
                 host: "127.0.0.1".into(),
                 port: 8081,
-                path: "/nginx_status".into()
+                path: "/nginx_status".into(),
+                unix: None,
             }),
             None,
             None

@@ -36,7 +36,7 @@ pub struct StubStatus {
 #[derive(Debug, thiserror::Error)]
 pub enum NginxError {
     /// The GET failed.
-    #[error("nginx stub_status {url}: {source} (is nginx running with `location = /stub_status {{ stub_status; allow 127.0.0.1; deny all; }}` on that address?)")]
+    #[error("nginx stub_status {url}: {source} ({})", hint(url, source))]
     Http {
         /// The URL.
         url: String,
@@ -51,6 +51,20 @@ pub enum NginxError {
         /// What was wrong.
         detail: String,
     },
+}
+
+/// What to check when a stub_status GET fails.
+fn hint(url: &str, e: &HttpError) -> &'static str {
+    let unix = url.starts_with("http://unix:");
+    match e {
+        HttpError::Connect { source, .. }
+            if unix && source.kind() == std::io::ErrorKind::PermissionDenied =>
+        {
+            "onionwatch may not enter the directory of that socket: run it as the Onionspray user, or see `onionwatch audit` for the group setup"
+        }
+        _ if unix => "is nginx running with `server { listen unix:SOCKET; location = /nginx_status { stub_status; } }`? `onionwatch audit` shows the lines for an Onionspray project",
+        _ => "is nginx running with `location = /stub_status { stub_status; allow 127.0.0.1; deny all; }` on that address?",
+    }
 }
 
 /// Parse the stub_status text:
@@ -144,7 +158,8 @@ impl Collector for Nginx {
     }
 }
 
-/// The `stub_status` an Onionspray project's `nginx.conf` serves on TCP.
+/// The `stub_status` an Onionspray project's `nginx.conf` serves, on TCP
+/// or a unix socket that is not an onion service's.
 pub fn from_project(p: &Project) -> Option<Endpoint> {
     p.stub_status().map(|s| Endpoint::Nginx(s.into()))
 }

@@ -62,6 +62,7 @@ pub async fn scrape(addr: SocketAddr) -> Result<Vec<Family>, MetricsError> {
         host: addr.ip().to_string(),
         port: addr.port(),
         path: "/metrics".into(),
+        unix: None,
     };
     let body = http::get(&url, MAX_BODY).await.map_err(|e| match e {
         HttpError::Connect { source, .. } => MetricsError::Connect { addr, source },

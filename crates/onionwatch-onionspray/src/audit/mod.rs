@@ -66,6 +66,10 @@ pub struct Finding {
 pub struct Report {
     /// Findings, most severe first.
     pub findings: Vec<Finding>,
+    /// Advice that is not a fault and does not change the exit status
+    /// (`severity` is `warning` for its shape only): how to add what
+    /// onionwatch could read, e.g. a `stub_status` location.
+    pub notes: Vec<Finding>,
     /// Tor instances and project configurations checked.
     pub checked: usize,
     /// Files read.
@@ -101,6 +105,12 @@ impl Report {
                 f.severity, f.rule, f.project, f.instance, f.location, f.message, f.fix
             ));
         }
+        for f in &self.notes {
+            s.push_str(&format!(
+                "NOTE {} [{}/{}] {}\n  {}\n  to do: {}\n",
+                f.rule, f.project, f.instance, f.location, f.message, f.fix
+            ));
+        }
         s.push_str(&format!(
             "{} critical, {} warning(s) in {} tor instance(s) and project configuration(s), {} file(s) read\n",
             self.count(Severity::Critical),
@@ -133,25 +143,37 @@ struct Unit {
     authenticated: bool,
     torrc: Option<Torrc>,
     nginx: Option<PathBuf>,
+    /// The Onionspray project configuration it comes from.
+    spray: Option<SprayProject>,
+}
+
+/// What `collect` gathers besides units: findings and notes on the tree.
+#[derive(Debug, Default)]
+struct Gathered {
+    files: BTreeSet<PathBuf>,
+    findings: Vec<Finding>,
+    notes: Vec<Finding>,
 }
 
 /// Audit `paths`: files (torrc or Onionspray configuration, told apart by
 /// content), project directories and installations.
 pub fn audit(paths: &[PathBuf]) -> Result<Report, Error> {
     let mut units = Vec::new();
-    let mut files = BTreeSet::new();
+    let mut g = Gathered::default();
     for path in paths {
-        collect(path, &mut units, &mut files)?;
+        collect(path, &mut units, &mut g)?;
     }
     let mut report = Report {
-        findings: Vec::new(),
+        findings: g.findings,
+        notes: g.notes,
         checked: units.len(),
-        files: files.into_iter().collect(),
+        files: g.files.into_iter().collect(),
     };
     for u in &units {
         rules::check_metrics(u, &mut report.findings);
         rules::check_control(u, &mut report.findings);
         rules::check_export(u, &mut report.findings)?;
+        rules::check_circuit_header(u, &mut report.findings);
     }
     rules::check_shared(&units, &mut report.findings);
     report.findings.sort_by(|a, b| {
@@ -162,10 +184,12 @@ pub fn audit(paths: &[PathBuf]) -> Result<Report, Error> {
     Ok(report)
 }
 
-fn collect(path: &Path, units: &mut Vec<Unit>, files: &mut BTreeSet<PathBuf>) -> Result<(), Error> {
+fn collect(path: &Path, units: &mut Vec<Unit>, g: &mut Gathered) -> Result<(), Error> {
+    let files = &mut g.files;
     if path.is_dir() {
         if tree::is_installation(path) {
             let inst = tree::discover(path)?;
+            rules::check_tree(&inst, &mut g.findings, &mut g.notes);
             for p in &inst.projects {
                 for t in &p.tors {
                     files.insert(t.conf.clone());
@@ -178,6 +202,12 @@ fn collect(path: &Path, units: &mut Vec<Unit>, files: &mut BTreeSet<PathBuf>) ->
             for c in &inst.configs {
                 files.insert(c.file.clone());
                 units.push(from_config(c));
+            }
+            // Templates (`.tconf`) are checked as their `.conf` is.
+            for file in tree::templates(path) {
+                let text = crate::torrc::read_bounded(&file)?;
+                files.insert(file.clone());
+                units.extend(config::parse_config(&text, &file).iter().map(from_config));
             }
             return Ok(());
         }
@@ -250,6 +280,7 @@ fn from_tor(project: &str, t: &TorInstance, nginx: Option<PathBuf>) -> Unit {
             || r.first("HashedControlPassword").is_some(),
         torrc: Some(r.clone()),
         nginx,
+        spray: None,
     }
 }
 
@@ -271,5 +302,6 @@ fn from_config(p: &SprayProject) -> Unit {
         authenticated: true,
         torrc: None,
         nginx: None,
+        spray: Some(p.clone()),
     }
 }

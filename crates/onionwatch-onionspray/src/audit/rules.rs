@@ -27,6 +27,19 @@ pub const CONTROL_PORT_NO_AUTH: &str = "control-port-no-auth";
 pub const EXPORT_WITHOUT_PROXY_PROTOCOL: &str = "export-circuit-id-without-proxy-protocol";
 /// nginx expects a PROXY line that tor does not send.
 pub const PROXY_PROTOCOL_WITHOUT_EXPORT: &str = "proxy-protocol-without-export-circuit-id";
+/// MetricsPortPolicy accepting a network (private ranges, a subnet)
+/// rather than the scraper's hosts.
+pub const METRICS_POLICY_WIDE: &str = "metrics-policy-wide";
+/// `nginx_x_onion_circuit_id` without `tor_export_circuit_id haproxy`.
+pub const CIRCUIT_HEADER_WITHOUT_EXPORT: &str = "x-onion-circuit-id-without-export";
+/// `tor_export_circuit_id haproxy` without `nginx_x_onion_circuit_id`.
+pub const EXPORT_WITHOUT_CIRCUIT_HEADER: &str = "export-circuit-id-without-x-onion-circuit-id";
+/// A project configuration changed after its files were generated.
+pub const CONFIGURATION_NOT_APPLIED: &str = "configuration-not-applied";
+/// Something of the tree discovery cannot read.
+pub const UNREADABLE: &str = "unreadable";
+/// Note: a project's nginx serves no `stub_status` onionwatch can read.
+pub const NGINX_NO_STATUS: &str = "nginx-no-status";
 
 fn names(u: &Unit) -> (&'static str, &'static str) {
     match u.source {
@@ -102,6 +115,185 @@ pub(super) fn check_metrics(u: &Unit, out: &mut Vec<Finding>) {
             format!("{policy_opt} {policy} accepts every address: {why}"),
             format!("{policy_opt} accept 127.0.0.1 (list the one scraper address; everything else is rejected)")));
     }
+    for (network, ploc) in accepts_networks(&u.policies) {
+        out.push(finding(u, Severity::Warning, METRICS_POLICY_WIDE, &ploc,
+            format!("{policy_opt} accepts {network}, a whole network: every host in it (any container, VM or compromised machine there) reads onion-service metrics, not only the scraper"),
+            format!("{policy_opt} accept <scraper address> for each host that scrapes (accept 127.0.0.1 when onionwatch runs on this machine)")));
+    }
+}
+
+/// Whether an Onionspray setting is on (`1`, `true`, `yes`, `on`).
+fn truthy(v: &str) -> bool {
+    matches!(
+        v.trim().to_ascii_lowercase().as_str(),
+        "1" | "true" | "yes" | "on"
+    )
+}
+
+/// `nginx_x_onion_circuit_id` and `tor_export_circuit_id haproxy` belong
+/// together: nginx's header carries what tor's PROXY line says.
+pub(super) fn check_circuit_header(u: &Unit, out: &mut Vec<Finding>) {
+    let Some(p) = &u.spray else {
+        return;
+    };
+    let loc = |line: usize| format!("{}:{line}", p.file.display());
+    let header = p
+        .setting("nginx_x_onion_circuit_id")
+        .filter(|(v, _)| truthy(v));
+    let export = p
+        .setting("tor_export_circuit_id")
+        .filter(|(v, _)| v.trim().eq_ignore_ascii_case("haproxy"));
+    match (header, export) {
+        (Some((_, line)), None) => out.push(finding(u, Severity::Warning, CIRCUIT_HEADER_WITHOUT_EXPORT, &loc(line),
+            "set nginx_x_onion_circuit_id asks nginx for an X-Onion-CircuitID header, but tor_export_circuit_id is not haproxy: tor sends no circuit id, so the header carries none and rate limits keyed on it see one client".into(),
+            "add `set tor_export_circuit_id haproxy` to this project, then `onionspray config` and restart the project".into())),
+        (None, Some((_, line))) => out.push(finding(u, Severity::Warning, EXPORT_WITHOUT_CIRCUIT_HEADER, &loc(line),
+            "tor_export_circuit_id haproxy gives nginx each connection's circuit id, but without nginx_x_onion_circuit_id 1 the upstream never sees it (Onionspray's documented pairing for per-circuit rate limits)".into(),
+            "add `set nginx_x_onion_circuit_id 1` to this project, then `onionspray config` and restart the project".into())),
+        _ => {}
+    }
+}
+
+/// How much newer than its generated files a configuration must be to be
+/// reported as not applied.
+const STALE_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Findings and notes on an installation's tree: what discovery cannot
+/// read, configurations not applied, projects without a status location.
+pub(super) fn check_tree(
+    inst: &crate::tree::Installation,
+    out: &mut Vec<Finding>,
+    notes: &mut Vec<Finding>,
+) {
+    let simple = |severity,
+                  rule,
+                  project: &str,
+                  instance: &str,
+                  location: String,
+                  message: String,
+                  fix: String| Finding {
+        severity,
+        rule,
+        project: project.to_owned(),
+        instance: instance.to_owned(),
+        location,
+        message,
+        fix,
+    };
+    for u in &inst.unreadable {
+        out.push(simple(
+            Severity::Warning,
+            UNREADABLE,
+            &u.project,
+            "tree",
+            u.path.display().to_string(),
+            format!(
+                "cannot read the {}: {} (onionwatch watch would not monitor what is in it)",
+                u.what, u.reason
+            ),
+            u.fix.clone(),
+        ));
+    }
+    let mtime = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    for c in &inst.configs {
+        let Some(project) = inst.projects.iter().find(|p| p.name == c.name) else {
+            continue;
+        };
+        let Some(edited) = mtime(&c.file) else {
+            continue;
+        };
+        let generated: Vec<&std::path::Path> = project
+            .tors
+            .iter()
+            .map(|t| t.conf.as_path())
+            .chain(project.nginx_conf.as_deref())
+            .collect();
+        // A margin: a checkout or copy writes the files moments apart in
+        // any order; an edit after `onionspray config` comes later.
+        let applied_before =
+            |g: &&&std::path::Path| mtime(g).is_some_and(|t| t + STALE_MARGIN < edited);
+        if let Some(stale) = generated.iter().find(applied_before) {
+            out.push(simple(Severity::Warning, CONFIGURATION_NOT_APPLIED, &c.name, "config", format!("{}:{}", c.file.display(), c.line),
+                format!("{} was changed after {} was generated from it: the running tor and nginx do not have the change (what audit reads in the project directory is what runs)", c.file.display(), stale.display()),
+                format!("./onionspray config {} && ./onionspray bounce {} (in {})", c.file.file_name().and_then(|n| n.to_str()).unwrap_or("PROJECT.conf"), c.name, inst.root.display())));
+        }
+    }
+    for t in crate::tree::templates(&inst.root) {
+        let conf = t.with_extension("conf");
+        if let (Some(tt), Some(ct)) = (mtime(&t), mtime(&conf)) {
+            if ct + STALE_MARGIN < tt {
+                out.push(simple(Severity::Warning, CONFIGURATION_NOT_APPLIED, t.file_stem().and_then(|n| n.to_str()).unwrap_or(""), "config", t.display().to_string(),
+                    format!("{} was changed after {} was populated from it: the change is in neither the configuration nor the running project", t.display(), conf.display()),
+                    format!("./onionspray config {} (it writes {}), then ./onionspray config on that and bounce the project", t.display(), conf.display())));
+            }
+        }
+    }
+    for p in &inst.projects {
+        let Some(nginx) = &p.nginx_conf else {
+            continue;
+        };
+        if p.stub_status().is_some() {
+            continue;
+        }
+        notes.push(simple(Severity::Warning, NGINX_NO_STATUS, &p.name, "nginx", nginx.display().to_string(),
+            "nginx serves no stub_status onionwatch can read (Onionspray's nginx listens on the onion services' unix sockets only, which Tor users reach): nginx_up and the connection counters are missing for this project".into(),
+            format!("add inside `http {{ … }}` of {} (after each `onionspray config`, which rewrites it; then `onionspray nxreload {}`): `{}`. onionwatch discovers it; the socket is reachable only by users that may enter {} (run onionwatch as the Onionspray user, or see the README's group setup)",
+                nginx.display(), p.name, crate::nginx_conf::status_snippet(&p.dir), p.dir.display())));
+    }
+}
+
+/// The policy entries accepting more than the hosts that scrape: private
+/// ranges (`private`, RFC 1918, `fc00::/7`, …) or any network wider than
+/// one address, loopback networks excepted.
+fn accepts_networks(policies: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (value, loc) in policies {
+        for item in value.split(',') {
+            let mut w = item.split_whitespace();
+            let (Some(action), Some(pattern)) = (w.next(), w.next()) else {
+                continue;
+            };
+            if !action.eq_ignore_ascii_case("accept") && !action.eq_ignore_ascii_case("accept6") {
+                continue;
+            }
+            if network_wider_than_a_host(pattern) {
+                out.push((pattern.to_owned(), loc.clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Whether a policy pattern (`ADDR[/MASK][:PORT]`) names more than one
+/// non-loopback address (`*` is [`METRICS_POLICY_ACCEPT_ALL`]'s).
+fn network_wider_than_a_host(pattern: &str) -> bool {
+    let (addr, rest) = match pattern.strip_prefix('[') {
+        Some(v6) => match v6.split_once(']') {
+            Some((a, rest)) => (a, rest),
+            None => return false,
+        },
+        None => match pattern.split_once(['/', ':']) {
+            Some((a, _)) => (a, &pattern[a.len()..]),
+            None => (pattern, ""),
+        },
+    };
+    if addr.eq_ignore_ascii_case("private") {
+        return true;
+    }
+    let Ok(ip) = addr.parse::<IpAddr>() else {
+        return false; // `*` and friends, or not an address
+    };
+    let Some(mask) = rest.strip_prefix('/') else {
+        return false;
+    };
+    let mask = mask.split(':').next().unwrap_or("");
+    let bits: u32 = match (mask.parse::<u32>(), mask.parse::<Ipv4Addr>()) {
+        (Ok(b), _) => b,
+        (_, Ok(m)) => u32::from(m).count_ones(),
+        _ => return false,
+    };
+    let full = if ip.is_ipv4() { 32 } else { 128 };
+    bits < full && bits > 0 && !ip.is_loopback()
 }
 
 /// The first policy entry that accepts every address before any `reject *`.
@@ -281,5 +473,44 @@ fn endpoint_key(l: &Listen) -> Option<String> {
         Listen::Host(_, p) => Some(format!("port {p}")),
         Listen::Unix(p) => Some(format!("unix:{}", p.display())),
         Listen::Auto | Listen::Disabled => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks_wider_than_a_host() {
+        for wide in [
+            "10.0.0.0/8",
+            "192.168.0.0/16:9035",
+            "private:*",
+            "[fc00::]/7",
+            "172.16.0.0/255.240.0.0",
+            "203.0.113.0/24",
+        ] {
+            assert!(network_wider_than_a_host(wide), "{wide}");
+        }
+        for narrow in [
+            "127.0.0.1",
+            "127.0.0.0/8",
+            "192.168.1.5",
+            "192.168.1.5/32",
+            "[::1]",
+            "[::1]/128",
+            "*",
+            "10.0.0.1:9035",
+        ] {
+            assert!(!network_wider_than_a_host(narrow), "{narrow}");
+        }
+        let p = vec![(
+            "accept 127.0.0.1,accept 10.0.0.0/8,reject *".to_owned(),
+            "x:1".to_owned(),
+        )];
+        assert_eq!(
+            accepts_networks(&p),
+            [("10.0.0.0/8".to_owned(), "x:1".to_owned())]
+        );
     }
 }

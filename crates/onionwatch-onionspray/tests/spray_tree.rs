@@ -1,0 +1,485 @@
+//! Discovery of an installation laid out exactly as Onionspray's templates
+//! lay it out ([`SprayTree`]: hardmap and softmap, unix sockets only, 0700
+//! directories, per-domain and error logs), checked file by file: every
+//! path the tree holds is either found by discovery or named here as not
+//! discovery's business, with the reason.
+
+use std::path::{Path, PathBuf};
+
+use onionwatch_onionspray::audit::{audit, rules, Severity};
+use onionwatch_onionspray::torrc::Listen;
+use onionwatch_onionspray::tree::{discover, Installation};
+use onionwatch_test_support::onionspray::{EntryKind, SprayProject, SprayTree};
+
+fn projects() -> Vec<SprayProject> {
+    vec![
+        SprayProject {
+            export_circuit_id: true,
+            x_onion_circuit_id: true,
+            metrics_port: Some(9035),
+            status_socket: true,
+            ..SprayProject::hardmap("news", &["example.com", "example.net"])
+        },
+        SprayProject {
+            metrics_port: Some(9040),
+            ..SprayProject::softmap("shop", &["example.org"], 2)
+        },
+    ]
+}
+
+/// What discovery made of `path`, or why it is not discovery's business;
+/// `None` when it was missed.
+fn account(inst: &Installation, path: &Path, kind: EntryKind) -> Option<&'static str> {
+    let name = path.file_name()?.to_str()?;
+    let project = inst
+        .projects
+        .iter()
+        .find(|p| path.starts_with(&p.dir) || path == p.dir);
+    if path == inst.root || path == inst.root.join("projects") || path == inst.root.join("log") {
+        return Some("the installation's directories");
+    }
+    if path.parent() == Some(&inst.root.join("log")) {
+        return inst
+            .logs
+            .iter()
+            .any(|l| l == path)
+            .then_some("installation log");
+    }
+    if path.parent() == Some(inst.root.as_path()) {
+        if name == "onionspray" {
+            return Some("the onionspray script");
+        }
+        return inst
+            .configs
+            .iter()
+            .any(|c| c.file == path)
+            .then_some("project configuration");
+    }
+    let p = project?;
+    if path == p.dir {
+        return Some("project directory");
+    }
+    let tors = || p.tors.iter();
+    match (name, kind) {
+        ("tor.conf", _) => tors()
+            .any(|t| t.conf == path)
+            .then_some("tor configuration"),
+        ("tor-control.sock", EntryKind::Socket) => tors()
+            .any(|t| t.control_port() == Some(Listen::Unix(path.to_owned())))
+            .then_some("control socket"),
+        ("nginx-status.sock", EntryKind::Socket) => {
+            (p.stub_status()?.unix.as_deref() == Some(path)).then_some("stub_status socket")
+        }
+        (n, EntryKind::Socket) if n.starts_with("port-") => {
+            // An onion service's socket: tor's HiddenServicePort target,
+            // never scraped (Tor users reach it).
+            let target = format!("unix:{}", path.display());
+            let served = tors()
+                .flat_map(|t| t.torrc.onion_services())
+                .any(|hs| hs.ports().iter().any(|(_, t)| *t == target));
+            (served && p.stub_status().and_then(|s| s.unix).as_deref() != Some(path))
+                .then_some("onion service socket")
+        }
+        ("nginx.conf", _) => {
+            (p.nginx_conf.as_deref() == Some(path)).then_some("nginx configuration")
+        }
+        ("nginx-error.log", _) => {
+            (p.error_log() == path && p.logs.iter().any(|l| l == path)).then_some("nginx error log")
+        }
+        (n, EntryKind::File) if n.starts_with("nginx-access") && n.ends_with(".log") => {
+            let glob = p.access_logs();
+            (path.parent() == glob.parent() && p.logs.iter().any(|l| l == path))
+                .then_some("access log (nginx-access*.log)")
+        }
+        ("tor.log", _) => p.tor_logs().iter().any(|l| l == path).then_some("tor log"),
+        (n, EntryKind::File) if n.starts_with("nginx-rdr443-") => p
+            .logs
+            .iter()
+            .any(|l| l == path)
+            .then_some("listed; the port-80 redirect's log is not followed (only 301s)"),
+        ("tor-startup.log", _) => p.logs.iter().any(|l| l == path).then_some("listed"),
+        ("log" | "ssl", EntryKind::Dir) => Some("project subdirectory"),
+        ("softmap.conf", _) => p.softmap.then_some("softmap marker"),
+        (n, EntryKind::Dir) if n.starts_with("hs-") => tors()
+            .any(|t| t.conf.parent() == Some(path))
+            .then_some("softmap worker"),
+        (n, EntryKind::Dir) if n.ends_with("-v3") => Some("onion service keys: not read"),
+        ("hostname" | "hs_ed25519_public_key" | "hs_ed25519_secret_key", _) => {
+            Some("onion service keys: not read")
+        }
+        (n, _) if n.ends_with(".pid") => Some("pid file: not read"),
+        (n, _) if n.ends_with(".cert") || n.ends_with(".pem") => Some("TLS keys: not read"),
+        ("start.sh", _) => Some("script: not read"),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_tree_laid_out_as_onionspray_writes_it_is_discovered_file_by_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = SprayTree::build(&dir.path().join("onionspray"), &projects());
+    let inst = discover(&tree.root).unwrap();
+    assert!(inst.unreadable.is_empty(), "{:?}", inst.unreadable);
+    let missed: Vec<&PathBuf> = tree
+        .entries
+        .iter()
+        .filter(|(p, k, _)| account(&inst, p, *k).is_none())
+        .map(|(p, _, _)| p)
+        .collect();
+    assert!(missed.is_empty(), "discovery missed {missed:#?}");
+
+    // The shape: projects, tors, softmap workers, 0700 directories.
+    let names: Vec<(&str, bool, Vec<&str>)> = inst
+        .projects
+        .iter()
+        .map(|p| {
+            (
+                p.name.as_str(),
+                p.softmap,
+                p.tors.iter().map(|t| t.name.as_str()).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("news", false, vec!["tor"]),
+            ("shop", true, vec!["hs-1", "hs-2"])
+        ]
+    );
+    let news = &inst.projects[0];
+    assert_eq!(onionwatch_test_support::mode(&news.dir), 0o700);
+    let status = news.stub_status().expect("the status socket is discovered");
+    assert_eq!(status.unix, Some(news.dir.join("nginx-status.sock")));
+    assert_eq!(status.path, "/nginx_status");
+    // shop's nginx listens on onion service sockets only: nothing to scrape.
+    assert_eq!(inst.projects[1].stub_status(), None);
+    // Each domain's access log and the project's own.
+    let access: Vec<&str> = news
+        .logs
+        .iter()
+        .filter_map(|l| l.file_name()?.to_str())
+        .filter(|n| n.starts_with("nginx-access"))
+        .collect();
+    assert_eq!(
+        access,
+        [
+            "nginx-access-example.com.log",
+            "nginx-access-example.net.log",
+            "nginx-access.log"
+        ]
+    );
+    assert_eq!(inst.logs, [tree.root.join("log/onionspray.log")]);
+    assert_eq!(
+        tree.paths(EntryKind::Socket).len(),
+        // news: control, status, 2 services × 2; shop: 2 workers × (control + 2)
+        1 + 1 + 4 + 2 * 3
+    );
+}
+
+/// Where the permission tests tell [`discovery_as_another_user`] which
+/// tree to read.
+const CHILD_ROOT: &str = "ONIONWATCH_TEST_SPRAY_ROOT";
+
+/// Run by the permission tests as another user (this test binary again,
+/// under `setpriv`): discovers the tree named by [`CHILD_ROOT`] and prints
+/// what it found, one line each. Without it, there is nothing to do.
+#[test]
+#[ignore = "run as another user by the permission tests"]
+fn discovery_as_another_user() {
+    let Ok(root) = std::env::var(CHILD_ROOT) else {
+        return;
+    };
+    match discover(Path::new(&root)) {
+        Ok(inst) => {
+            for p in &inst.projects {
+                println!(
+                    "PROJECT {} tors={} nginx={} logs={}",
+                    p.name,
+                    p.tors.len(),
+                    p.nginx_conf.is_some(),
+                    p.logs.len()
+                );
+            }
+            for u in &inst.unreadable {
+                println!("UNREADABLE {u}");
+            }
+        }
+        Err(e) => println!("ERROR {e}"),
+    }
+    let report = audit(&[PathBuf::from(&root)]).unwrap();
+    for f in report
+        .findings
+        .iter()
+        .filter(|f| f.rule == rules::UNREADABLE)
+    {
+        println!("AUDIT {} {} fix: {}", f.rule, f.location, f.fix);
+    }
+}
+
+/// Whether this process runs as root (`/proc/self` belongs to the
+/// effective user).
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// Owner and group of the tree (ids without names, as on a fresh CI
+/// machine: nothing to create or clean up).
+const SPRAY_UID: u32 = 47110;
+const SPRAY_GID: u32 = 47120;
+
+/// Discovery of `root` as `nobody`, with `group` as its one supplementary
+/// group: the lines [`discovery_as_another_user`] printed. `None` (test
+/// skipped) when not root outside CI; CI runs as root, so there it fails.
+fn as_nobody(dir: &Path, root: &Path, group: Option<u32>) -> Option<String> {
+    if !is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the tests as root: the permission tests need it to switch to nobody"
+        );
+        eprintln!("SKIPPED: switching to user nobody needs root; run the tests as root to check discovery on a 0700 tree");
+        return None;
+    }
+    // A copy nobody may execute, whatever the target directory's modes.
+    let exe = dir.join("spray_tree_test");
+    if !exe.exists() {
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    }
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534"]);
+    match group {
+        Some(g) => cmd.arg(format!("--groups={g}")),
+        None => cmd.arg("--clear-groups"),
+    };
+    let out = cmd
+        .arg("--")
+        .arg(&exe)
+        .args([
+            "--exact",
+            "discovery_as_another_user",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ROOT, root)
+        .output()
+        .expect("setpriv runs (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(stdout)
+}
+
+/// The child's lines starting with `prefix` (libtest writes its own
+/// `test … ` in front of the first one).
+fn lines(out: &str, prefix: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| l.find(prefix).map(|i| l[i..].to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_0700_tree_of_another_user_is_reported_with_owner_mode_and_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    onionwatch_test_support::fs::chmod(dir.path(), 0o755);
+    let tree = SprayTree::build(&dir.path().join("onionspray"), &projects());
+    tree.chown(SPRAY_UID, SPRAY_GID);
+    let Some(out) = as_nobody(dir.path(), &tree.root, Some(SPRAY_GID)) else {
+        return;
+    };
+    // Both projects are listed, with nothing read, and each says why.
+    assert_eq!(
+        lines(&out, "PROJECT"),
+        [
+            "PROJECT news tors=0 nginx=false logs=0",
+            "PROJECT shop tors=0 nginx=false logs=0"
+        ],
+        "{out}"
+    );
+    let unreadable = lines(&out, "UNREADABLE");
+    assert_eq!(unreadable.len(), 2, "{out}");
+    // audit says the same, as findings.
+    let audit_lines = lines(&out, "AUDIT");
+    assert_eq!(audit_lines.len(), 2, "{out}");
+    assert!(
+        audit_lines[0].starts_with(&format!(
+            "AUDIT unreadable {} fix: run onionwatch as user {SPRAY_UID}",
+            tree.root.join("projects/news").display()
+        )),
+        "{out}"
+    );
+    for (u, p) in unreadable.iter().zip(["news", "shop"]) {
+        let path = tree.root.join("projects").join(p);
+        for want in [
+            format!("cannot read the project directory {}", path.display()),
+            format!(
+                "{} is owned by {SPRAY_UID}:{SPRAY_GID} with mode 0700",
+                path.display()
+            ),
+            "onionwatch runs as nobody".to_owned(),
+            format!("run onionwatch as user {SPRAY_UID} (User={SPRAY_UID} in its systemd unit)"),
+            "DataDirectoryGroupReadable 1".to_owned(),
+        ] {
+            assert!(u.contains(&want), "{want:?} missing from {u}");
+        }
+    }
+}
+
+#[test]
+fn a_group_readable_tree_is_discovered_by_a_member_of_the_group_only() {
+    let dir = tempfile::tempdir().unwrap();
+    onionwatch_test_support::fs::chmod(dir.path(), 0o755);
+    let tree = SprayTree::build(&dir.path().join("onionspray"), &projects());
+    tree.chown(SPRAY_UID, SPRAY_GID);
+    // The README's group setup: directories 0750, files 0640.
+    tree.loosen(0o750, 0o640);
+    let Some(member) = as_nobody(dir.path(), &tree.root, Some(SPRAY_GID)) else {
+        return;
+    };
+    // The same as root reads.
+    let inst = discover(&tree.root).unwrap();
+    let want: Vec<String> = inst
+        .projects
+        .iter()
+        .map(|p| {
+            format!(
+                "PROJECT {} tors={} nginx={} logs={}",
+                p.name,
+                p.tors.len(),
+                p.nginx_conf.is_some(),
+                p.logs.len()
+            )
+        })
+        .collect();
+    assert_eq!(want[0], "PROJECT news tors=1 nginx=true logs=8");
+    assert_eq!(lines(&member, "PROJECT"), want, "{member}");
+    assert!(lines(&member, "UNREADABLE").is_empty(), "{member}");
+
+    let stranger = as_nobody(dir.path(), &tree.root, None).unwrap();
+    let unreadable = lines(&stranger, "UNREADABLE");
+    assert_eq!(unreadable.len(), 2, "{stranger}");
+    assert!(
+        unreadable[0].contains(&format!(
+            "add onionwatch's user to group {SPRAY_GID} (`usermod -aG {SPRAY_GID} <user>`, or SupplementaryGroups={SPRAY_GID} in its systemd unit)"
+        )),
+        "{stranger}"
+    );
+}
+
+#[test]
+fn audit_of_a_tree_checks_circuit_ids_policies_applied_configurations_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut news = projects().remove(0);
+    news.x_onion_circuit_id = false; // export without the header
+    let shop = SprayProject {
+        x_onion_circuit_id: true, // header without export
+        metrics_port: Some(9040),
+        metrics_policy: "accept 127.0.0.1,accept 10.0.0.0/8".into(),
+        ..SprayProject::softmap("shop", &["example.org"], 2)
+    };
+    let tree = SprayTree::build(&dir.path().join("onionspray"), &[news, shop]);
+    // The same pairing read in a template; and shop.conf edited after
+    // `onionspray config` generated the project.
+    std::fs::write(
+        tree.root.join("blog.tconf"),
+        "set project blog\nset nginx_x_onion_circuit_id 1\nhardmap %NEW_V3_ONION% example.com\n",
+    )
+    .unwrap();
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    std::fs::File::options()
+        .append(true)
+        .open(tree.root.join("shop.conf"))
+        .unwrap()
+        .set_modified(later)
+        .unwrap();
+
+    let r = audit(std::slice::from_ref(&tree.root)).unwrap();
+    let mut got: Vec<(&str, &str, &str, Severity)> = r
+        .findings
+        .iter()
+        .map(|f| (f.rule, f.project.as_str(), f.instance.as_str(), f.severity))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                rules::CONFIGURATION_NOT_APPLIED,
+                "shop",
+                "config",
+                Severity::Warning
+            ),
+            (
+                rules::EXPORT_WITHOUT_CIRCUIT_HEADER,
+                "news",
+                "config",
+                Severity::Warning
+            ),
+            (
+                rules::METRICS_POLICY_WIDE,
+                "shop",
+                "config",
+                Severity::Warning
+            ),
+            (
+                rules::METRICS_POLICY_WIDE,
+                "shop",
+                "hs-1",
+                Severity::Warning
+            ),
+            (
+                rules::METRICS_POLICY_WIDE,
+                "shop",
+                "hs-2",
+                Severity::Warning
+            ),
+            (
+                rules::CIRCUIT_HEADER_WITHOUT_EXPORT,
+                "blog",
+                "config",
+                Severity::Warning
+            ),
+            (
+                rules::CIRCUIT_HEADER_WITHOUT_EXPORT,
+                "shop",
+                "config",
+                Severity::Warning
+            ),
+        ],
+        "{}",
+        r.to_text()
+    );
+    let stale = r
+        .findings
+        .iter()
+        .find(|f| f.rule == rules::CONFIGURATION_NOT_APPLIED)
+        .unwrap();
+    assert!(
+        stale.fix.contains("./onionspray config shop.conf"),
+        "{stale:?}"
+    );
+    assert!(stale.location.contains("shop.conf:"), "{stale:?}");
+    // shop's nginx has no status location: a note with the lines to add;
+    // news has one (discovered over its unix socket).
+    assert_eq!(r.notes.len(), 1, "{}", r.to_text());
+    let note = &r.notes[0];
+    assert_eq!(
+        (note.rule, note.project.as_str()),
+        (rules::NGINX_NO_STATUS, "shop")
+    );
+    let shop_dir = tree.root.join("projects/shop");
+    assert!(
+        note.fix.contains(&format!(
+            "`server {{ listen unix:{}/nginx-status.sock; location = /nginx_status {{ stub_status; }} }}`",
+            shop_dir.display()
+        )),
+        "{note:?}"
+    );
+    assert_eq!(r.exit_code(), 1);
+}
