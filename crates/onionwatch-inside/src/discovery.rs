@@ -43,10 +43,12 @@ pub fn targets_of(inst: &Installation) -> Vec<Target> {
     out
 }
 
-/// The logs to follow: every project's nginx access logs and each tor's
-/// log (see [`tree::Project::access_logs`] and [`tree::Project::tor_logs`]),
-/// and the installation's `onionbalance/*.log` (no project label:
-/// Onionbalance serves the whole installation).
+/// The logs to follow: every project's nginx access logs (per-domain
+/// `nginx-access-<domain>.log` included), its nginx error log and each
+/// tor's log (see [`tree::Project::access_logs`],
+/// [`tree::Project::error_log`] and [`tree::Project::tor_logs`]), and the
+/// installation's `onionbalance/*.log` and `log/*.log` (no project label:
+/// they serve the whole installation).
 pub fn log_sources(inst: &Installation) -> Vec<Source> {
     let mut out = Vec::new();
     for p in &inst.projects {
@@ -60,11 +62,25 @@ pub fn log_sources(inst: &Installation) -> Vec<Source> {
             kind: LogKind::Tor,
             pattern,
         }));
+        out.push(Source {
+            project: p.name.clone(),
+            kind: LogKind::NginxError,
+            pattern: p.error_log(),
+        });
     }
     out.extend(inst.onionbalance_logs.iter().map(|f| Source {
         project: String::new(),
         kind: LogKind::Onionbalance,
         pattern: f.clone(),
     }));
+    // The installation's own logs (log/*.log, re-expanded as files
+    // appear), once it has some.
+    if let Some(dir) = inst.logs.first().and_then(|l| l.parent()) {
+        out.push(Source {
+            project: String::new(),
+            kind: LogKind::Onionspray,
+            pattern: dir.join("*.log"),
+        });
+    }
     out
 }

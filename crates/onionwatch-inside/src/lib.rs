@@ -150,6 +150,12 @@ pub enum Error {
         /// The tor instance (empty for nginx).
         instance: String,
     },
+    /// The `--log-format` / `log_format:` string does not compile.
+    #[error("log_format: {source} (give the format string of nginx's log_format directive, or combined)")]
+    LogFormat {
+        /// Why.
+        source: onionwatch_logs::access::FormatError,
+    },
     /// No Onionspray tree, target or log was given.
     #[error("nothing to watch: give an Onionspray directory (--onionspray DIR), a target (--metrics-port, --control-port, --nginx-status) or a log (--access-log, --tor-log), on the command line or in the configuration file")]
     NothingGiven,

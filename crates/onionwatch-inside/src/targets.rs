@@ -68,6 +68,11 @@ pub struct Config {
     /// Default true.
     #[serde(default = "default_true")]
     pub follow_onionspray_logs: bool,
+    /// The nginx `log_format` string of the access logs followed (the
+    /// format's text, not the directive), for installations that changed
+    /// nginx's format. Default `combined` (nginx's and Onionspray's).
+    #[serde(default)]
+    pub log_format: Option<String>,
     /// Abusive-circuit policy applied to every project's access logs
     /// (fields in `onionwatch_logs::policy::PolicyConfig`); `action: close`
     /// sends CLOSECIRCUIT to the project's control port when it has exactly
@@ -150,6 +155,7 @@ impl Default for Config {
             log_state: None,
             follow_onionspray_logs: true,
             policy: None,
+            log_format: None,
         }
     }
 }
@@ -227,6 +233,9 @@ pub struct Settings {
     pub log_state: Option<PathBuf>,
     /// Whether to follow the logs of discovered Onionspray projects.
     pub follow_onionspray_logs: bool,
+    /// The access logs' format (`--log-format`, else `log_format:`, else
+    /// `combined`), compiled.
+    pub log_format: onionwatch_logs::access::LogFormat,
 }
 
 /// Command-line targets, `PROJECT[/INSTANCE]=VALUE` each.
@@ -252,6 +261,8 @@ pub struct Flags {
     pub tor_logs: Vec<String>,
     /// `--log-state FILE`, overriding the file.
     pub log_state: Option<PathBuf>,
+    /// `--log-format`, overriding the file's `log_format`.
+    pub log_format: Option<String>,
 }
 
 /// Check a project or instance name: it becomes a label value and a key.
@@ -464,6 +475,11 @@ impl Settings {
         }
         let mut onionspray = config.onionspray.clone();
         onionspray.extend(flags.onionspray.iter().cloned());
+        let log_format = match flags.log_format.as_ref().or(config.log_format.as_ref()) {
+            Some(f) => onionwatch_logs::access::LogFormat::compile(f)
+                .map_err(|source| Error::LogFormat { source })?,
+            None => onionwatch_logs::access::LogFormat::combined(),
+        };
         Ok(Settings {
             listen: flags.listen.unwrap_or(config.listen),
             interval,
@@ -474,6 +490,7 @@ impl Settings {
             logs,
             log_state: flags.log_state.clone().or(config.log_state),
             follow_onionspray_logs: config.follow_onionspray_logs,
+            log_format,
         })
     }
 }
@@ -600,5 +617,35 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("https"));
+    }
+
+    #[test]
+    fn the_access_log_format_comes_from_the_flag_then_the_file() {
+        let file = Config::from_yaml(
+            "log_format: '$remote_addr [$time_local] $status'\n",
+            "t.yaml",
+        )
+        .unwrap();
+        let s = Settings::build(Some(file.clone()), &Flags::default()).unwrap();
+        assert_eq!(s.log_format.source(), "$remote_addr [$time_local] $status");
+        let flag = Flags {
+            log_format: Some("$remote_addr $status".into()),
+            ..Flags::default()
+        };
+        let s = Settings::build(Some(file), &flag).unwrap();
+        assert_eq!(s.log_format.source(), "$remote_addr $status");
+        assert!(Settings::build(None, &Flags::default())
+            .unwrap()
+            .log_format
+            .is_fast_path());
+        let bad = Flags {
+            log_format: Some("$remote_addr$status".into()),
+            ..Flags::default()
+        };
+        let err = Settings::build(None, &bad).unwrap_err().to_string();
+        assert!(
+            err.starts_with("log_format: $remote_addr is followed directly by $status"),
+            "{err}"
+        );
     }
 }

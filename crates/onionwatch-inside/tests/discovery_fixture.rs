@@ -132,11 +132,21 @@ fn every_project_has_its_access_and_tor_logs_followed() {
             ),
             want("blog", LogKind::Tor, "projects/blog/log/tor.log"),
             want(
+                "blog",
+                LogKind::NginxError,
+                "projects/blog/log/nginx-error.log"
+            ),
+            want(
                 "news",
                 LogKind::Access,
                 "projects/news/log/nginx-access*.log"
             ),
             want("news", LogKind::Tor, "projects/news/log/tor.log"),
+            want(
+                "news",
+                LogKind::NginxError,
+                "projects/news/log/nginx-error.log"
+            ),
             want(
                 "shop",
                 LogKind::Access,
@@ -144,11 +154,16 @@ fn every_project_has_its_access_and_tor_logs_followed() {
             ),
             want("shop", LogKind::Tor, "projects/shop/hs-1/tor.log"),
             want("shop", LogKind::Tor, "projects/shop/hs-2/tor.log"),
+            want(
+                "shop",
+                LogKind::NginxError,
+                "projects/shop/log/nginx-error.log"
+            ),
             want("", LogKind::Onionbalance, "onionbalance/onionbalance.log"),
             want("", LogKind::Onionbalance, "onionbalance/tor.log"),
         ]
     );
-    // Every file followed is in the fixture (except the access-log glob).
+    // Every file followed is in the fixture (except the globs).
     for (_, kind, rel) in &got {
         if *kind != LogKind::Access {
             assert!(
@@ -158,4 +173,81 @@ fn every_project_has_its_access_and_tor_logs_followed() {
             );
         }
     }
+}
+
+/// A tree laid out as Onionspray writes it: every project's per-domain
+/// access logs, its nginx error log (by severity) and the installation's
+/// log/*.log are followed, under the project they belong to.
+#[test]
+fn error_per_domain_and_installation_logs_of_a_tree_are_followed() {
+    use onionwatch_logs::access::LogFormat;
+    use onionwatch_logs::follow::{FollowConfig, Follower, LogKind};
+    use onionwatch_logs::tail::TailState;
+    use onionwatch_metrics::{render, Format};
+    use onionwatch_test_support::onionspray::{SprayProject, SprayTree};
+    use onionwatch_test_support::{append, wait_for};
+
+    let dir = tempfile::tempdir().unwrap();
+    let tree = SprayTree::build(
+        &dir.path().join("onionspray"),
+        &[
+            SprayProject::hardmap("news", &["example.com", "example.net"]),
+            SprayProject::softmap("shop", &["example.org"], 2),
+        ],
+    );
+    let log = |p: &str, f: &str| tree.root.join("projects").join(p).join("log").join(f);
+    let line = |status: u16| {
+        format!(
+            "unix: - - [01/Dec/2026:00:00:00 +0000] \"GET / HTTP/1.1\" {status} 5 \"-\" \"curl\"\n"
+        )
+    };
+    append(&log("news", "nginx-access-example.com.log"), &line(200));
+    append(&log("news", "nginx-access-example.net.log"), &line(404));
+    append(&log("news", "nginx-access.log"), &line(200));
+    append(
+        &log("news", "nginx-error.log"),
+        "2026/12/01 00:00:01 [warn] 12#12: *2 an upstream response is buffered to a temporary file\n\
+         2026/12/01 00:00:02 [crit] 12#12: *3 SSL_do_handshake() failed\n",
+    );
+    let (inst, _) = discover(&tree.root).unwrap();
+    let sources = onionwatch_inside::discovery::log_sources(&inst);
+    let kinds: Vec<(&str, LogKind)> = sources
+        .iter()
+        .map(|s| (s.project.as_str(), s.kind))
+        .filter(|(_, k)| matches!(k, LogKind::NginxError | LogKind::Onionspray))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("news", LogKind::NginxError),
+            ("shop", LogKind::NginxError),
+            ("", LogKind::Onionspray)
+        ]
+    );
+    let follower = Follower::new(
+        FollowConfig::default(),
+        LogFormat::combined(),
+        sources,
+        TailState::default(),
+    );
+    let handle = follower.spawn().unwrap();
+    let want = [
+        "onionwatch_log_requests_total{project=\"news\",status_class=\"2xx\"} 2",
+        "onionwatch_log_requests_total{project=\"news\",status_class=\"4xx\"} 1",
+        "onionwatch_log_severity_lines_total{project=\"news\",log=\"nginx_error\",severity=\"err\"} 2",
+        "onionwatch_log_severity_lines_total{project=\"news\",log=\"nginx_error\",severity=\"warn\"} 1",
+        "onionwatch_log_severity_lines_total{project=\"shop\",log=\"nginx_error\",severity=\"err\"} 1",
+        "onionwatch_log_severity_lines_total{log=\"onionspray\",severity=\"unknown\"} 1",
+    ];
+    let mut text = String::new();
+    let done = wait_for(std::time::Duration::from_secs(30), || {
+        text = render(&follower.families(), Format::Prometheus);
+        want.iter().all(|w| text.contains(w)).then_some(())
+    });
+    handle.stop();
+    assert!(done.is_some(), "missing some of {want:#?} in\n{text}");
+    let warnings = follower.recent_warnings();
+    let news = &warnings["news"]["nginx_error"];
+    assert_eq!(news.len(), 3, "{news:?}");
+    assert!(news[2].text.contains("SSL_do_handshake"), "{news:?}");
 }

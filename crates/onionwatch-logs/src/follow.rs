@@ -13,7 +13,7 @@
 //!
 //! - every `onionwatch_log_*` family of [`Summary::to_families`], per project
 //!   (labelled `project` unless the project name is empty);
-//! - `onionwatch_log_severity_lines_total{log="tor"|"onionbalance",severity}`
+//! - `onionwatch_log_severity_lines_total{log="tor"|"onionbalance"|"nginx_error"|"onionspray",severity}`
 //!   (`debug` … `err`, and `unknown`);
 //! - the tailer's health: `onionwatch_log_tail_lines_total`,
 //!   `…_tail_lines_too_long_total`, `…_tail_bytes_total`,
@@ -49,6 +49,12 @@ pub enum LogKind {
     Tor,
     /// An onionbalance log, counted by severity.
     Onionbalance,
+    /// An nginx error log (`log/nginx-error.log`), counted by severity
+    /// (`crit`, `alert` and `emerg` count as `err`).
+    NginxError,
+    /// An Onionspray installation's own log (`log/*.log`), counted by
+    /// severity (lines without one as `unknown`).
+    Onionspray,
 }
 
 impl LogKind {
@@ -58,6 +64,8 @@ impl LogKind {
             LogKind::Access => "access",
             LogKind::Tor => "tor",
             LogKind::Onionbalance => "onionbalance",
+            LogKind::NginxError => "nginx_error",
+            LogKind::Onionspray => "onionspray",
         }
     }
 }
@@ -172,8 +180,8 @@ pub type RecordHook = Box<dyn FnMut(&RecordInfo<'_>) + Send>;
 #[derive(Debug)]
 struct ProjectLogs {
     access: Option<Analytics>,
-    tor: Option<SeverityCounter>,
-    onionbalance: Option<SeverityCounter>,
+    /// A counter per followed log kind other than access logs.
+    severity: BTreeMap<LogKind, SeverityCounter>,
 }
 
 #[derive(Default)]
@@ -252,9 +260,9 @@ impl Follower {
         {
             let mut inner = lock(&self.shared.inner);
             let cfg = &self.shared.config;
-            let mut wanted: BTreeMap<&str, [bool; 3]> = BTreeMap::new();
+            let mut wanted: BTreeMap<&str, Vec<LogKind>> = BTreeMap::new();
             for s in &sources {
-                wanted.entry(&s.project).or_default()[s.kind as usize] = true;
+                wanted.entry(&s.project).or_default().push(s.kind);
             }
             inner
                 .projects
@@ -262,25 +270,19 @@ impl Follower {
             for (p, kinds) in wanted {
                 let e = inner.projects.entry(p.to_owned()).or_insert(ProjectLogs {
                     access: None,
-                    tor: None,
-                    onionbalance: None,
+                    severity: BTreeMap::new(),
                 });
-                let counter = || SeverityCounter::new(cfg.keep_warnings, 1000);
-                if kinds[0] {
+                if kinds.contains(&LogKind::Access) {
                     e.access
                         .get_or_insert_with(|| Analytics::new(cfg.analytics));
                 } else {
                     e.access = None;
                 }
-                if kinds[1] {
-                    e.tor.get_or_insert_with(counter);
-                } else {
-                    e.tor = None;
-                }
-                if kinds[2] {
-                    e.onionbalance.get_or_insert_with(counter);
-                } else {
-                    e.onionbalance = None;
+                e.severity.retain(|k, _| kinds.contains(k));
+                for k in kinds.into_iter().filter(|k| *k != LogKind::Access) {
+                    e.severity
+                        .entry(k)
+                        .or_insert_with(|| SeverityCounter::new(cfg.keep_warnings, 1000));
                 }
             }
         }
@@ -350,13 +352,10 @@ impl Follower {
                                 });
                             }
                         }
-                        LogKind::Tor | LogKind::Onionbalance => {
-                            let c = if src.kind == LogKind::Tor {
-                                p.tor.as_mut()
-                            } else {
-                                p.onionbalance.as_mut()
+                        kind => {
+                            let Some(c) = p.severity.get_mut(&kind) else {
+                                return;
                             };
-                            let Some(c) = c else { return };
                             match ev.line {
                                 Line::Complete(l) => {
                                     c.observe(l);
@@ -450,25 +449,21 @@ impl Follower {
         inner
             .projects
             .get(project)
-            .and_then(|p| p.tor.as_ref())
+            .and_then(|p| p.severity.get(&LogKind::Tor))
             .map(|c| c.recent().cloned().collect())
             .unwrap_or_default()
     }
 
-    /// The kept warnings and errors of every project's tor and onionbalance
-    /// logs, oldest first: `{project: {"tor": [...], "onionbalance": [...]}}`.
+    /// The kept warnings and errors of every project's tor, onionbalance,
+    /// nginx error and Onionspray logs, oldest first: `{project: {"tor":
+    /// [...], "onionbalance": [...], "nginx_error": [...]}}`.
     pub fn recent_warnings(&self) -> BTreeMap<String, BTreeMap<&'static str, Vec<RecentLine>>> {
         let inner = lock(&self.shared.inner);
         let mut out = BTreeMap::new();
         for (name, p) in &inner.projects {
             let mut logs = BTreeMap::new();
-            for (kind, c) in [
-                (LogKind::Tor, p.tor.as_ref()),
-                (LogKind::Onionbalance, p.onionbalance.as_ref()),
-            ] {
-                if let Some(c) = c {
-                    logs.insert(kind.as_str(), c.recent().cloned().collect());
-                }
+            for (kind, c) in &p.severity {
+                logs.insert(kind.as_str(), c.recent().cloned().collect());
             }
             if !logs.is_empty() {
                 out.insert(name.clone(), logs);
@@ -486,14 +481,10 @@ impl Follower {
         let inner = lock(&self.shared.inner);
         let mut sev = Family::counter(
             "onionwatch_log_severity_lines",
-            "tor and onionbalance log lines by severity (unknown: no recognisable severity).",
+            "tor, onionbalance, nginx error and Onionspray log lines by severity (unknown: no recognisable severity).",
         );
         for (name, p) in &inner.projects {
-            for (kind, c) in [
-                (LogKind::Tor, p.tor.as_ref()),
-                (LogKind::Onionbalance, p.onionbalance.as_ref()),
-            ] {
-                let Some(c) = c else { continue };
+            for (kind, c) in &p.severity {
                 let counts = Severity::ALL
                     .iter()
                     .map(|s| (s.as_str(), c.count(*s)))

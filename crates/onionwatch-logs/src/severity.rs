@@ -11,6 +11,10 @@
 //!   `WARNING`, `ERROR`, `CRITICAL` (counted as `err`); its interactive
 //!   `[INFO]: ...` form too.
 //!
+//! - nginx's error log: `2026/12/01 00:00:00 [error] 12#12: *1 …` with
+//!   `debug`, `info`, `notice`, `warn`, `error`, `crit`, `alert`, `emerg`
+//!   (the last four counted as `err`).
+//!
 //! Anything else (a Python traceback's continuation lines, syslog-style
 //! lines, garbage) counts as `unknown`. Lines are bytes; invalid UTF-8 is
 //! replaced only in the kept copies.
@@ -83,7 +87,8 @@ impl Severity {
             b"info" => Severity::Info,
             b"notice" => Severity::Notice,
             b"warn" | b"warning" => Severity::Warn,
-            b"err" | b"error" | b"critical" => Severity::Err,
+            // nginx's error log: crit, alert and emerg are worse than error.
+            b"err" | b"error" | b"critical" | b"crit" | b"alert" | b"emerg" => Severity::Err,
             _ => return None,
         })
     }
@@ -246,6 +251,22 @@ mod tests {
             (
                 b"2024-01-11 17:08:43,123 [DEBUG]: Fetching descriptor",
                 Some(Severity::Debug),
+            ),
+            (
+                b"2026/12/01 00:00:00 [error] 12#12: *1 connect() failed (111: Connection refused) while connecting to upstream",
+                Some(Severity::Err),
+            ),
+            (
+                b"2026/12/01 00:00:00 [crit] 12#12: *3 SSL_do_handshake() failed",
+                Some(Severity::Err),
+            ),
+            (
+                b"2026/12/01 00:00:00 [emerg] 12#12: bind() to unix:/p/port-80.sock failed (98: Address already in use)",
+                Some(Severity::Err),
+            ),
+            (
+                b"2026/12/01 00:00:00 [warn] 12#12: *2 an upstream response is buffered to a temporary file",
+                Some(Severity::Warn),
             ),
             (
                 b"2024-01-11 17:08:43,123 [INFO]: Publishing descriptor",

@@ -156,7 +156,7 @@ impl Site {
                 state_file: settings.log_state.clone(),
                 ..FollowConfig::default()
             },
-            LogFormat::combined(),
+            settings.log_format.clone(),
             settings.logs.clone(),
             log_state,
         );

@@ -49,7 +49,7 @@ pub async fn feed_recent_warnings(follower: Follower, dashboard: Arc<Dashboard>,
 }
 
 /// Each project's last warning lines for its dashboard row: tor's last,
-/// onionbalance's filling in when tor has fewer.
+/// nginx's error log's then onionbalance's filling in when tor has fewer.
 fn dashboard_warnings(
     recent: BTreeMap<String, BTreeMap<&'static str, Vec<RecentLine>>>,
 ) -> Vec<(String, Vec<String>)> {
@@ -58,7 +58,7 @@ fn dashboard_warnings(
         // An installation-wide Onionbalance log has no project: no row.
         .filter(|(project, _)| !project.is_empty())
         .map(|(project, logs)| {
-            let lines: Vec<String> = [LogKind::Onionbalance, LogKind::Tor]
+            let lines: Vec<String> = [LogKind::Onionbalance, LogKind::NginxError, LogKind::Tor]
                 .iter()
                 .filter_map(|k| logs.get(k.as_str()))
                 .flatten()

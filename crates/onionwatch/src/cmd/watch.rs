@@ -72,6 +72,11 @@ pub struct WatchArgs {
     /// them at start.
     #[arg(long, value_name = "FILE")]
     log_state: Option<PathBuf>,
+    /// The nginx log_format string of the access logs (the format's text,
+    /// not the directive), when the projects changed nginx's; overrides the
+    /// configuration's `log_format`. Default combined.
+    #[arg(long, value_name = "NGINX FORMAT")]
+    log_format: Option<String>,
     /// Abusive-circuit policy for every project's access logs (YAML, as
     /// for `onionwatch logs --policy`); overrides the configuration's
     /// `policy`. `action: close` acts on projects with exactly one tor
@@ -123,6 +128,7 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
         access_logs: args.access_log,
         tor_logs: args.tor_log,
         log_state: args.log_state,
+        log_format: args.log_format,
     };
     let settings = Settings::build(config, &flags)?;
     let endpoint = args.endpoint.config(settings.listen)?;
