@@ -9,7 +9,16 @@
 //!   `$request_time` and `$upstream_response_time` when the format has them;
 //! - **unique circuits**: a [`Hll`] over everything seen, and sliding
 //!   windows of the last 1 minute, 5 minutes and 1 hour built from a ring of
-//!   60 per-minute sketches merged on read (at most ~1 MiB);
+//!   60 per-minute sketches merged on read (at most ~1 MiB). A circuit id is
+//!   a per-tor counter, so when the format has `$server_addr` (which names
+//!   the unix socket, i.e. the onion service of one tor, a request came in
+//!   on) circuits are also counted per listener directory
+//!   ([`MAX_LISTENERS`] of them, then [`Summary::unique_circuits_by_listener`]
+//!   stops growing), and the overall count is the **sum** over listeners:
+//!   the same id on two softmap workers is two circuits. The sum is an
+//!   upper bound: a circuit that reached two onion services of one tor (or
+//!   one over both TCP and unix listeners) counts once per listener. The
+//!   1m/5m/1h windows stay merged over listeners (a lower bound in softmap);
 //! - **requests per circuit** in a tumbling window (60 s by default, aligned
 //!   to multiples of its length since the epoch): a histogram with buckets
 //!   1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, +Inf and the top-K busiest
@@ -54,6 +63,23 @@ pub const DURATION_BUCKETS_MS: [u64; 11] = [5, 10, 25, 50, 100, 250, 500, 1000, 
 /// Upper bounds of the requests-per-circuit histogram; a last `+Inf` bucket
 /// follows.
 pub const PER_CIRCUIT_BUCKETS: [u64; 10] = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
+
+/// Most listeners whose circuits are counted apart (each sketch is at most
+/// ~16 KiB).
+pub const MAX_LISTENERS: usize = 32;
+
+/// The listener of a `$server_addr`: a unix socket's directory (the onion
+/// service's, of one tor: `port-80.sock` and `port-443.sock` are the same
+/// circuits), else the address as written.
+fn listener_key(server_addr: &[u8]) -> &[u8] {
+    match server_addr.strip_prefix(b"unix:") {
+        Some(path) => match path.iter().rposition(|&b| b == b'/') {
+            Some(i) if i > 0 => &server_addr[..5 + i],
+            _ => server_addr,
+        },
+        None => server_addr,
+    }
+}
 
 /// Minutes kept for the sliding unique-circuit windows.
 const RING_MINUTES: i64 = 60;
@@ -238,6 +264,9 @@ pub struct Analytics {
     upstream_time: DurationHistogram,
     without_circuit: u64,
     circuits: Hll,
+    /// Distinct circuits per listener (`$server_addr` without the socket's
+    /// file name), when the format says.
+    per_listener: std::collections::BTreeMap<Box<[u8]>, Hll>,
     /// Slot `m mod 60` holds minute `m` (minutes since the epoch).
     minutes: Vec<(i64, Hll)>,
     clock: Option<i64>,
@@ -268,6 +297,7 @@ impl Analytics {
             upstream_time: DurationHistogram::default(),
             without_circuit: 0,
             circuits: Hll::new(),
+            per_listener: std::collections::BTreeMap::new(),
             minutes: (0..RING_MINUTES).map(|_| (i64::MIN, Hll::new())).collect(),
             clock: None,
             first_time: None,
@@ -347,6 +377,16 @@ impl Analytics {
         };
         let hash = mix64(u64::from(id.0));
         self.circuits.insert_hash(hash);
+        if !rec.server_addr.is_empty() {
+            let key = listener_key(rec.server_addr);
+            if let Some(h) = self.per_listener.get_mut(key) {
+                h.insert_hash(hash);
+            } else if self.per_listener.len() < MAX_LISTENERS {
+                let mut h = Hll::new();
+                h.insert_hash(hash);
+                self.per_listener.insert(key.into(), h);
+            }
+        }
         if let Some(t) = rec.time.or(self.clock) {
             self.count_minute(hash, t);
             self.count_window(id, t);
@@ -473,8 +513,16 @@ impl Analytics {
                     .collect(),
             ),
             bytes: self.bytes,
-            unique_circuits: self.circuits.estimate(),
-            unique_circuits_exact: self.circuits.is_exact(),
+            unique_circuits: self
+                .circuits
+                .estimate()
+                .max(self.per_listener.values().map(Hll::estimate).sum()),
+            unique_circuits_exact: self.circuits.is_exact() && self.per_listener.len() <= 1,
+            unique_circuits_by_listener: self
+                .per_listener
+                .iter()
+                .map(|(k, h)| (String::from_utf8_lossy(k).into_owned(), h.estimate()))
+                .collect(),
             requests_without_circuit: self.without_circuit,
             unique_circuits_windows: self.clock.map(|c| WindowedUnique {
                 end: format_rfc3339(c),

@@ -55,10 +55,17 @@ pub struct Summary {
     pub requests_by_method: BTreeMap<String, u64>,
     /// Response body bytes.
     pub bytes: u64,
-    /// Distinct circuits (estimate).
+    /// Distinct circuits (estimate); with `$server_addr` in the format, the
+    /// sum over listeners (an upper bound, see
+    /// [`crate::analytics`]).
     pub unique_circuits: u64,
-    /// Whether `unique_circuits` is exact (few enough circuits).
+    /// Whether `unique_circuits` is exact (few enough circuits, one listener).
     pub unique_circuits_exact: bool,
+    /// Distinct circuits per listener (`$server_addr` without the socket's
+    /// file name: one onion service of one tor, e.g. a softmap worker),
+    /// when the format has `$server_addr`. JSON only, never labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unique_circuits_by_listener: BTreeMap<String, u64>,
     /// Requests without a circuit id.
     pub requests_without_circuit: u64,
     /// Distinct circuits in sliding windows.

@@ -478,6 +478,7 @@ fn assign<'a>(rec: &mut AccessRecord<'a>, var: Var, v: &'a [u8]) -> Result<(), P
         }
         Var::CircuitIdHeader => rec.circuit_header = parse_circuit_header(v),
         Var::ProxyProtocolAddr => rec.proxy_protocol_addr = v,
+        Var::ServerAddr => rec.server_addr = v,
         Var::Other => {}
     }
     Ok(())

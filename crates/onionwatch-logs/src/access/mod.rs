@@ -78,6 +78,11 @@ pub struct AccessRecord<'a> {
     /// `$proxy_protocol_addr`: the PROXY protocol source address as tor
     /// wrote it.
     pub proxy_protocol_addr: &'a [u8],
+    /// `$server_addr`: where the request came in; `unix:<path>` for a unix
+    /// listener (Onionspray: `unix:<onion service dir>/port-443.sock`),
+    /// which tells a softmap project's tor workers apart. Empty when the
+    /// format has none.
+    pub server_addr: &'a [u8],
 }
 
 /// Where a record's circuit id was read, which decides whether it may be
@@ -216,6 +221,8 @@ pub enum Var {
     CircuitIdHeader,
     /// `$proxy_protocol_addr`
     ProxyProtocolAddr,
+    /// `$server_addr`
+    ServerAddr,
     /// Any other variable: captured and ignored.
     Other,
 }
@@ -241,6 +248,7 @@ impl Var {
             "upstream_response_time" => Var::UpstreamResponseTime,
             "http_x_onion_circuitid" => Var::CircuitIdHeader,
             "proxy_protocol_addr" => Var::ProxyProtocolAddr,
+            "server_addr" => Var::ServerAddr,
             _ => Var::Other,
         }
     }
@@ -270,7 +278,8 @@ impl Var {
             | Var::BytesSent
             | Var::RequestTime
             | Var::UpstreamResponseTime
-            | Var::ProxyProtocolAddr => false,
+            | Var::ProxyProtocolAddr
+            | Var::ServerAddr => false,
         }
     }
 
@@ -294,6 +303,7 @@ impl Var {
             Var::UpstreamResponseTime => "$upstream_response_time",
             Var::CircuitIdHeader => "$http_x_onion_circuitid",
             Var::ProxyProtocolAddr => "$proxy_protocol_addr",
+            Var::ServerAddr => "$server_addr",
             Var::Other => "$other",
         }
     }

@@ -331,3 +331,55 @@ fn durations_go_into_buckets() {
     assert_eq!(ms_to_seconds(2500), "2.5");
     assert_eq!(ms_to_seconds(0), "0");
 }
+
+/// A softmap project: one nginx, two tors. The same circuit id on two
+/// workers is two circuits; ports 80 and 443 of one worker are one onion
+/// service (the redirect keeps the circuit): counted once.
+#[test]
+fn circuit_ids_are_counted_per_tor_when_the_log_names_the_listener() {
+    let f =
+        LogFormat::compile(r#"$server_addr $proxy_protocol_addr [$time_local] "$request" $status"#)
+            .unwrap();
+    let mut a = Analytics::default();
+    let lines: &[&[u8]] = &[
+        br#"unix:/p/shop/hs-1/port-80.sock fc00:dead:beef:4dad::0:30 [11/Jan/2024:17:08:43 +0000] "GET / HTTP/1.1" 301"#,
+        br#"unix:/p/shop/hs-1/port-443.sock fc00:dead:beef:4dad::0:30 [11/Jan/2024:17:08:43 +0000] "GET / HTTP/1.1" 200"#,
+        br#"unix:/p/shop/hs-2/port-443.sock fc00:dead:beef:4dad::0:30 [11/Jan/2024:17:08:44 +0000] "GET / HTTP/1.1" 200"#,
+        br#"unix:/p/shop/hs-2/port-443.sock fc00:dead:beef:4dad::0:31 [11/Jan/2024:17:08:44 +0000] "GET / HTTP/1.1" 200"#,
+    ];
+    for l in lines {
+        a.record(&f.parse(l).unwrap());
+    }
+    let s = a.summary();
+    assert_eq!(
+        s.unique_circuits_by_listener
+            .into_iter()
+            .collect::<Vec<_>>(),
+        [
+            ("unix:/p/shop/hs-1".to_owned(), 1),
+            ("unix:/p/shop/hs-2".to_owned(), 2)
+        ]
+    );
+    // Merged by id alone it would read 2.
+    assert_eq!(s.unique_circuits, 3);
+    assert!(!s.unique_circuits_exact);
+    // Without $server_addr nothing changes.
+    let plain = Analytics::default().summary();
+    assert!(plain.unique_circuits_by_listener.is_empty());
+    assert!(!serde_json::to_string(&plain)
+        .unwrap()
+        .contains("by_listener"));
+}
+
+#[test]
+fn listeners_are_capped() {
+    let f = LogFormat::compile(r#"$server_addr $proxy_protocol_addr $status"#).unwrap();
+    let mut a = Analytics::default();
+    for i in 0..MAX_LISTENERS + 10 {
+        let line = format!("unix:/p/hs-{i}/port-80.sock fc00:dead:beef:4dad::0:30 200");
+        a.record(&f.parse(line.as_bytes()).unwrap());
+    }
+    let s = a.summary();
+    assert_eq!(s.unique_circuits_by_listener.len(), MAX_LISTENERS);
+    assert_eq!(s.unique_circuits, MAX_LISTENERS as u64);
+}
