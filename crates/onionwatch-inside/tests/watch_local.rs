@@ -476,3 +476,72 @@ async fn a_real_nginx_stub_status_on_a_unix_socket_is_discovered_and_scraped() {
     );
     drop(nginx);
 }
+
+/// Where [`watch_start_up_as_another_user`] finds the tree.
+const CHILD_ROOT: &str = "ONIONWATCH_TEST_WATCH_ROOT";
+
+/// Run as `nobody` by [`start_up_names_what_it_cannot_read_in_a_0700_tree`]
+/// (this test binary again, under setpriv): starts a watcher on the tree
+/// and prints the start-up error. Without the tree, nothing to do.
+#[test]
+#[ignore = "run as another user by start_up_names_what_it_cannot_read_in_a_0700_tree"]
+fn watch_start_up_as_another_user() {
+    let Some(root) = std::env::var_os(CHILD_ROOT) else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let flags = Flags {
+            onionspray: vec![root.into()],
+            ..Flags::default()
+        };
+        let mut settings = Settings::build(None, &flags).unwrap();
+        settings.follow_onionspray_logs = false;
+        match Watcher::new(settings).start() {
+            Ok(()) => println!("STARTED"),
+            Err(e) => println!("ERROR {e}"),
+        }
+    });
+}
+
+/// A default Onionspray tree (0700, another user's) is not "nothing to
+/// watch" without a word: start-up names each directory it cannot enter,
+/// its owner and mode, and the fix.
+#[test]
+fn start_up_names_what_it_cannot_read_in_a_0700_tree() {
+    use onionwatch_test_support::onionspray::{SprayProject, SprayTree};
+    use onionwatch_test_support::process::{lines_from, rerun_as_nobody};
+    let dir = tempfile::tempdir().unwrap();
+    onionwatch_test_support::fs::chmod(dir.path(), 0o755);
+    let tree = SprayTree::build(
+        &dir.path().join("onionspray"),
+        &[SprayProject {
+            metrics_port: Some(9035),
+            ..SprayProject::hardmap("news", &["example.com"])
+        }],
+    );
+    tree.chown(47110, 47120);
+    let Some(out) = rerun_as_nobody(
+        dir.path(),
+        "watch_start_up_as_another_user",
+        Some(47120),
+        &[(CHILD_ROOT, tree.root.as_os_str())],
+    ) else {
+        return;
+    };
+    let errors = lines_from(&out, "ERROR");
+    assert_eq!(errors.len(), 1, "{out}");
+    let news = tree.root.join("projects/news");
+    for want in [
+        "has 1 project(s) but no MetricsPort, ControlPort or nginx stub_status".to_owned(),
+        format!("cannot read the project directory {}", news.display()),
+        format!("{} is owned by 47110:47120 with mode 0700", news.display()),
+        "fix: run onionwatch as user 47110 (User=47110 in its systemd unit)".to_owned(),
+    ] {
+        assert!(
+            errors[0].contains(&want),
+            "{want:?} missing from {}",
+            errors[0]
+        );
+    }
+}

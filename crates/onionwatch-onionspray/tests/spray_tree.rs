@@ -10,6 +10,7 @@ use onionwatch_onionspray::audit::{audit, rules, Severity};
 use onionwatch_onionspray::torrc::Listen;
 use onionwatch_onionspray::tree::{discover, Installation};
 use onionwatch_test_support::onionspray::{EntryKind, SprayProject, SprayTree};
+use onionwatch_test_support::process::{lines_from, rerun_as_nobody};
 
 fn projects() -> Vec<SprayProject> {
     vec![
@@ -217,71 +218,24 @@ fn discovery_as_another_user() {
     }
 }
 
-/// Whether this process runs as root (`/proc/self` belongs to the
-/// effective user).
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self")
-        .map(|m| m.uid() == 0)
-        .unwrap_or(false)
-}
-
 /// Owner and group of the tree (ids without names, as on a fresh CI
 /// machine: nothing to create or clean up).
 const SPRAY_UID: u32 = 47110;
 const SPRAY_GID: u32 = 47120;
 
 /// Discovery of `root` as `nobody`, with `group` as its one supplementary
-/// group: the lines [`discovery_as_another_user`] printed. `None` (test
-/// skipped) when not root outside CI; CI runs as root, so there it fails.
+/// group: the lines [`discovery_as_another_user`] printed (`None`: skipped).
 fn as_nobody(dir: &Path, root: &Path, group: Option<u32>) -> Option<String> {
-    if !is_root() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs the tests as root: the permission tests need it to switch to nobody"
-        );
-        eprintln!("SKIPPED: switching to user nobody needs root; run the tests as root to check discovery on a 0700 tree");
-        return None;
-    }
-    // A copy nobody may execute, whatever the target directory's modes.
-    let exe = dir.join("spray_tree_test");
-    if !exe.exists() {
-        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
-    }
-    let mut cmd = std::process::Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534"]);
-    match group {
-        Some(g) => cmd.arg(format!("--groups={g}")),
-        None => cmd.arg("--clear-groups"),
-    };
-    let out = cmd
-        .arg("--")
-        .arg(&exe)
-        .args([
-            "--exact",
-            "discovery_as_another_user",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ROOT, root)
-        .output()
-        .expect("setpriv runs (util-linux)");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(stdout)
+    rerun_as_nobody(
+        dir,
+        "discovery_as_another_user",
+        group,
+        &[(CHILD_ROOT, root.as_os_str())],
+    )
 }
 
-/// The child's lines starting with `prefix` (libtest writes its own
-/// `test … ` in front of the first one).
 fn lines(out: &str, prefix: &str) -> Vec<String> {
-    out.lines()
-        .filter_map(|l| l.find(prefix).map(|i| l[i..].to_owned()))
-        .collect()
+    lines_from(out, prefix)
 }
 
 #[test]

@@ -81,3 +81,73 @@ pub fn start_logs<S: AsRef<OsStr>>(
         }
     }
 }
+
+/// Whether this process runs as root (`/proc/self` belongs to the
+/// effective user).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+/// Run the test `name` of this test binary again as user `nobody` (uid
+/// and gid 65534) with `group` as its only supplementary group (numeric
+/// ids need not exist) and `env` set, and return what it printed. The
+/// binary is copied into `dir` first (which `nobody` must be able to
+/// enter), whatever the target directory's modes. `None`, after a
+/// message, when not root outside CI; CI runs the tests as root, so
+/// there it fails.
+pub fn rerun_as_nobody(
+    dir: &std::path::Path,
+    name: &str,
+    group: Option<u32>,
+    env: &[(&str, &OsStr)],
+) -> Option<String> {
+    if !is_root() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the tests as root: this test needs it to switch to nobody"
+        );
+        eprintln!("SKIPPED: switching to user nobody needs root; run the tests as root to check reading another user's files");
+        return None;
+    }
+    let exe = dir.join(format!("{name}-test-binary"));
+    if !exe.exists() {
+        std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    }
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534"]);
+    match group {
+        Some(g) => cmd.arg(format!("--groups={g}")),
+        None => cmd.arg("--clear-groups"),
+    };
+    let out = cmd
+        .arg("--")
+        .arg(&exe)
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .envs(env.iter().copied())
+        .output()
+        .expect("setpriv runs (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(stdout)
+}
+
+/// The lines of a [`rerun_as_nobody`] output that hold `prefix`, from it
+/// on (libtest writes `test … ` in front of the first one).
+pub fn lines_from(out: &str, prefix: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| l.find(prefix).map(|i| l[i..].to_owned()))
+        .collect()
+}
