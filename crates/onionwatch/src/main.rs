@@ -18,6 +18,7 @@ macro_rules! outln {
 
 mod cmd;
 mod logging;
+mod notify;
 mod signals;
 
 use std::process::ExitCode;
@@ -103,6 +104,9 @@ fn main() -> ExitCode {
             };
         }
     };
+    // Before any thread starts: it takes NOTIFY_SOCKET out of the
+    // environment, so the tors we launch do not notify in our name.
+    notify::init();
     logging::init(cli.verbose);
 
     let runtime = match tokio::runtime::Runtime::new() {
