@@ -153,6 +153,38 @@ fn units_pass_systemd_analyze_verify_and_security() {
     eprintln!("systemd-analyze security: {}", scores.join(", "));
 }
 
+#[test]
+fn the_sysusers_entry_creates_the_user_the_units_run_as() {
+    if !have("systemd-sysusers") {
+        return;
+    }
+    let fake = tempfile::tempdir().unwrap();
+    std::fs::create_dir(fake.path().join("etc")).unwrap();
+    let out = Command::new("systemd-sysusers")
+        .arg(format!("--root={}", fake.path().display()))
+        .arg(root().join("contrib/debian/onionwatch.sysusers"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let passwd = std::fs::read_to_string(fake.path().join("etc/passwd")).unwrap();
+    let user = passwd
+        .lines()
+        .find(|l| l.starts_with("onionwatch:"))
+        .unwrap_or_else(|| panic!("no onionwatch user: {passwd}"));
+    assert!(
+        user.ends_with(":/var/lib/onionwatch:/usr/sbin/nologin"),
+        "{user}"
+    );
+    let group = std::fs::read_to_string(fake.path().join("etc/group")).unwrap();
+    assert!(
+        group.lines().any(|l| l.starts_with("onionwatch:")),
+        "{group}"
+    );
+    for (name, text) in units() {
+        assert!(text.lines().any(|l| l == "User=onionwatch"), "{name}");
+    }
+}
+
 /// Paths in the package, from `dpkg-deb --contents` ("./usr/bin/x" → "/usr/bin/x").
 fn contents(deb: &Path) -> Vec<String> {
     let out = Command::new("dpkg-deb")
