@@ -5,13 +5,11 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::os::linux::net::SocketAddrExt;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use onionwatch_test_support::get;
+use onionwatch_test_support::notify::NotifySocket;
 use onionwatch_test_support::process::{wait_exit, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_onionwatch");
@@ -145,92 +143,21 @@ fn man_pages_are_written_for_each_subcommand_and_render() {
     assert!(text.contains("--state-dir"), "{text}");
 }
 
-/// A notification socket as systemd gives one (`NOTIFY_SOCKET`), either a
-/// path or, with `@`, a name in the abstract namespace.
-struct NotifySocket {
-    socket: UnixDatagram,
-    env: String,
-    _dir: tempfile::TempDir,
-}
-
-impl NotifySocket {
-    fn path() -> NotifySocket {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify");
-        let socket = UnixDatagram::bind(&path).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .unwrap();
-        let env = path.to_str().unwrap().to_owned();
-        NotifySocket {
-            socket,
-            env,
-            _dir: dir,
-        }
-    }
-
-    fn abstract_name() -> NotifySocket {
-        let name = format!("onionwatch-test-{}-{}", std::process::id(), unique_name());
-        let addr = UnixAddr::from_abstract_name(name.as_bytes()).unwrap();
-        let socket = UnixDatagram::bind_addr(&addr).unwrap();
-        socket
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .unwrap();
-        NotifySocket {
-            socket,
-            env: format!("@{name}"),
-            _dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    /// The next message (60 s at most).
-    fn recv(&self) -> String {
-        let mut buf = [0u8; 4096];
-        let n = self
-            .socket
-            .recv(&mut buf)
-            .expect("a notification within 60 s");
-        String::from_utf8(buf[..n].to_vec()).unwrap()
-    }
-}
-
-/// A name no other test process uses at the same time.
-fn unique_name() -> String {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    format!("{}", t.as_nanos())
-}
-
-/// The `http://ADDR` in the `STATUS=` line of a READY message.
-fn status_addr(message: &str) -> SocketAddr {
-    let status = message
-        .lines()
-        .find_map(|l| l.strip_prefix("STATUS="))
-        .unwrap_or_else(|| panic!("no STATUS in {message:?}"));
-    let rest = status
-        .split("http://")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no address in {status:?}"));
-    rest.split('/').next().unwrap().parse().unwrap()
-}
-
-/// Start `onionwatch ARGS` under a fake systemd and return it with its first
-/// notification, which must be READY=1 naming the address it serves, and
-/// that address must answer at once: READY comes after the listen.
-fn start_notified(args: &[&str], notify: &NotifySocket) -> (Running, String) {
+/// Start `onionwatch ARGS` under a fake systemd and return it with the
+/// address its READY=1 names, which must answer at once: READY comes after
+/// the listen.
+fn start_notified(args: &[&str], notify: &NotifySocket) -> (Running, SocketAddr) {
     let child = Command::new(BIN)
         .args(args)
-        .env("NOTIFY_SOCKET", &notify.env)
+        .env("NOTIFY_SOCKET", notify.env())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let running = Running(child);
-    let message = notify.recv();
-    assert!(message.lines().any(|l| l == "READY=1"), "{message:?}");
-    (running, message)
+    let addr = notify.recv_ready();
+    (running, addr)
 }
 
 fn stop_and_expect_stopping(mut running: Running, notify: &NotifySocket) {
@@ -246,11 +173,10 @@ fn logs_tells_systemd_it_is_ready_once_its_endpoint_answers() {
     let log = dir.path().join("access.log");
     std::fs::write(&log, "").unwrap();
     let notify = NotifySocket::path();
-    let (running, message) = start_notified(
+    let (running, addr) = start_notified(
         &["logs", "--listen", "127.0.0.1:0", log.to_str().unwrap()],
         &notify,
     );
-    let addr = status_addr(&message);
     let health = get(addr, "/healthz");
     assert!(health.starts_with("HTTP/1.0 200"), "{addr}: {health:?}");
     stop_and_expect_stopping(running, &notify);
@@ -261,7 +187,7 @@ fn watch_notifies_through_an_abstract_socket() {
     let dead = onionwatch_test_support::dead_addr();
     let notify = NotifySocket::abstract_name();
     let target = format!("p={}", dead.addr);
-    let (running, message) = start_notified(
+    let (running, addr) = start_notified(
         &[
             "watch",
             "--listen",
@@ -271,7 +197,6 @@ fn watch_notifies_through_an_abstract_socket() {
         ],
         &notify,
     );
-    let addr = status_addr(&message);
     let health = get(addr, "/healthz");
     assert!(health.starts_with("HTTP/1.0 200"), "{addr}: {health:?}");
     stop_and_expect_stopping(running, &notify);
@@ -280,7 +205,7 @@ fn watch_notifies_through_an_abstract_socket() {
 #[test]
 fn gateway_is_ready_when_its_metrics_endpoint_answers() {
     let notify = NotifySocket::path();
-    let (running, message) = start_notified(
+    let (running, addr) = start_notified(
         &[
             "gateway",
             "--listen",
@@ -292,7 +217,6 @@ fn gateway_is_ready_when_its_metrics_endpoint_answers() {
         ],
         &notify,
     );
-    let addr = status_addr(&message);
     assert!(
         get(addr, "/metrics").contains("onionwatch_gateway_"),
         "{addr}"

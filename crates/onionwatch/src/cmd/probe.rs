@@ -428,6 +428,9 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         })
         .await?;
     hup.abort();
+    if matches!(finish, Finish::Stopped(_)) {
+        crate::notify::stopping();
+    }
     runner.shutdown().await;
     if args.check {
         let (state, line) = nagios(&last_results);
