@@ -17,6 +17,7 @@
 //!   0700 directories, per-domain and error logs), listing every path.
 //! - [`poll`]: [`wait_for`], a bounded poll for conditions with no event to
 //!   wait on.
+//! - [`notify`]: a fake systemd notification socket (`NOTIFY_SOCKET`).
 //! - [`process`], [`fs`]: a child process stopped when a test fails,
 //!   appending to logs, copying fixture trees.
 //! - [`TOR_METRICSPORT_PAGE`]: a real tor MetricsPort page, the input of
@@ -33,6 +34,7 @@ pub mod fs;
 pub mod fuzz;
 pub mod golden;
 pub mod http;
+pub mod notify;
 pub mod onionspray;
 pub mod poll;
 pub mod process;

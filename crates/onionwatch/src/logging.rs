@@ -23,6 +23,7 @@ struct Logging {
 static LOGGING: OnceLock<Logging> = OnceLock::new();
 
 /// Install the global subscriber (stderr). `verbose` is the `-v` count.
+/// Under journald, lines carry no timestamp (the journal adds its own).
 pub fn init(verbose: u8) {
     let (filter, explicit) = match EnvFilter::try_from_default_env() {
         Ok(f) => (f, true),
@@ -33,15 +34,37 @@ pub fn init(verbose: u8) {
         },
     };
     let (layer, handle) = reload::Layer::new(filter);
-    tracing_subscriber::registry()
-        .with(layer)
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal()),
-        )
-        .init();
+    let registry = tracing_subscriber::registry().with(layer);
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    if stderr_is_journal() {
+        registry.with(fmt.without_time()).init();
+    } else {
+        registry.with(fmt).init();
+    }
     let _ = LOGGING.set(Logging { handle, explicit });
+}
+
+/// Whether standard error is a stream to journald: systemd then sets
+/// `JOURNAL_STREAM` to its `DEVICE:INODE` (checked, because a child of the
+/// service inherits the variable with some other standard error).
+fn stderr_is_journal() -> bool {
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::MetadataExt;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    let Some((dev, ino)) = stream.to_str().and_then(|s| s.split_once(':')) else {
+        return false;
+    };
+    let Ok(fd) = std::io::stderr().as_fd().try_clone_to_owned() else {
+        return false;
+    };
+    let Ok(meta) = std::fs::File::from(fd).metadata() else {
+        return false;
+    };
+    dev.parse() == Ok(meta.dev()) && ino.parse() == Ok(meta.ino())
 }
 
 /// The `tracing` filter for an Onionprobe `log_level` (case-insensitive):

@@ -18,11 +18,12 @@ macro_rules! outln {
 
 mod cmd;
 mod logging;
+mod notify;
 mod signals;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Monitor Tor onion services: reachability from the Tor network, descriptors,
 /// and the health of the tor daemons and web servers behind them.
@@ -70,6 +71,20 @@ enum Command {
     /// services, a client) for trying onionwatch out and for tests.
     #[command(subcommand)]
     Testnet(cmd::testnet::TestnetCommand),
+    /// Print a shell completion script: `onionwatch completions bash >
+    /// /etc/bash_completion.d/onionwatch` (zsh: a `_onionwatch` file in
+    /// $fpath; fish: ~/.config/fish/completions/onionwatch.fish).
+    Completions(cmd::completions::CompletionsArgs),
+    /// Write the man pages (onionwatch.1, onionwatch-probe.1, ...) into a
+    /// directory; the Debian package is built with it.
+    #[command(hide = true)]
+    Manpages(cmd::completions::ManpagesArgs),
+}
+
+/// The clap definition of the whole command line, for the generated
+/// completions and man pages.
+pub(crate) fn cli_command() -> clap::Command {
+    Cli::command()
 }
 
 /// Exit status of a command-line usage error: Nagios' UNKNOWN, so it never
@@ -89,6 +104,9 @@ fn main() -> ExitCode {
             };
         }
     };
+    // Before any thread starts: it takes NOTIFY_SOCKET out of the
+    // environment, so the tors we launch do not notify in our name.
+    notify::init();
     logging::init(cli.verbose);
 
     let runtime = match tokio::runtime::Runtime::new() {
@@ -109,6 +127,8 @@ fn main() -> ExitCode {
             Command::Watch(a) => cmd::watch::run(a).await,
             Command::Probe(a) => cmd::probe::run(a).await,
             Command::Gateway(a) => cmd::gateway::run(a).await,
+            Command::Completions(a) => cmd::completions::completions(a),
+            Command::Manpages(a) => cmd::completions::manpages(a),
         }
     });
     match result {

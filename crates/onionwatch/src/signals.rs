@@ -102,6 +102,7 @@ pub async fn serve_until_stopped(site: RunningSite, signals: Signals) -> Result<
         }
     }
     tracing::info!("stopping");
+    crate::notify::stopping();
     site.stop().await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -48,8 +48,31 @@ fn systemd_units_run_commands_the_binary_accepts() {
             .lines()
             .find_map(|l| l.strip_prefix("ExecStart="))
             .unwrap_or_else(|| panic!("{} has no ExecStart", path.display()));
-        let mut words = exec.split_whitespace();
-        assert_eq!(words.next(), Some("/usr/local/bin/onionwatch"));
+        // $VARIABLES come from the unit's EnvironmentFile, whose example
+        // (/etc/onionwatch/X.env is contrib/examples/X.env) is used here.
+        let env: String = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("EnvironmentFile="))
+            .map(|f| {
+                let name = f.trim_start_matches('-').rsplit('/').next().unwrap();
+                read(&format!("examples/{name}"))
+            })
+            .collect();
+        let mut words = Vec::new();
+        for word in exec.split_whitespace() {
+            match word.strip_prefix('$') {
+                Some(var) => {
+                    let value = env
+                        .lines()
+                        .find_map(|l| l.strip_prefix(var)?.strip_prefix('='))
+                        .unwrap_or_else(|| panic!("{}: no example sets {var}", path.display()));
+                    words.extend(value.split_whitespace());
+                }
+                None => words.push(word),
+            }
+        }
+        let mut words = words.into_iter();
+        assert_eq!(words.next(), Some("/usr/bin/onionwatch"));
         // clap rejects an unknown subcommand or flag before it prints help.
         let out = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
             .args(words)
@@ -64,5 +87,6 @@ fn systemd_units_run_commands_the_binary_accepts() {
         );
         units += 1;
     }
-    assert_eq!(units, 4);
+    // watch, probe, logs, gateway, expose-onion, scrape-gateway.
+    assert_eq!(units, 6);
 }

@@ -1,7 +1,7 @@
 //! `onionwatch probe` as a process: the tor it launches dies with it, bad
 //! usage fails clearly, log_level applies; on a private Tor network (one for
-//! this binary): SIGHUP reloads the endpoints, and the table shows on a
-//! terminal.
+//! this binary): SIGHUP reloads the endpoints, the table shows on a
+//! terminal, and systemd hears READY=1 once the exporter answers.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -416,4 +416,39 @@ fn the_table_shows_every_result_on_a_terminal() {
     assert!(text.contains("1/2 probes passed"), "{text}");
     // The progress bar (stderr is the terminal too).
     assert!(text.contains("round 1 ["), "{text}");
+}
+
+#[test]
+fn systemd_hears_ready_once_the_exporter_answers() {
+    let n = net();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("probe.yaml");
+    let port = support::free_port();
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}loop: true\nsleep: 60\nprometheus_exporter: true\nprometheus_exporter_port: {port}\nendpoints:\n{}",
+            network_options(),
+            endpoint("fine-site", &n.onions[0].address)
+        ),
+    )
+    .unwrap();
+    let notify = support::notify::NotifySocket::path();
+    let mut child = support::Running(
+        Command::new(BIN)
+            .args(["probe", "-c", cfg.to_str().unwrap()])
+            .env("NOTIFY_SOCKET", notify.env())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let addr = notify.recv_ready();
+    assert_eq!(addr, SocketAddr::from(([127, 0, 0, 1], port)));
+    let metrics = support::get(addr, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.0 200"), "{metrics}");
+    // SAFETY: a plain signal to our own child.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    assert_eq!(notify.recv(), "STOPPING=1");
+    support::process::wait_exit(&mut child.0);
 }

@@ -128,7 +128,10 @@ pub async fn expose_onion(args: ExposeArgs) -> Result<ExitCode> {
         )?;
     }
     outln!("The onion service lives while this command runs; Ctrl-C removes it.")?;
-    Signals::install()?.stop().await;
+    let signals = Signals::install()?;
+    crate::notify::ready(&format!("publishing {}.onion", exposed.address));
+    signals.stop().await;
+    crate::notify::stopping();
     Ok(ExitCode::SUCCESS)
 }
 
@@ -145,7 +148,10 @@ pub async fn scrape_gateway(args: ScrapeGatewayArgs) -> Result<ExitCode> {
         "scrape http://{}/metrics to reach {address}.onion through tor",
         server.local_addr()
     )?;
-    Signals::install()?.stop().await;
+    let signals = Signals::install()?;
+    crate::notify::ready(&format!("serving http://{}/metrics", server.local_addr()));
+    signals.stop().await;
+    crate::notify::stopping();
     server.shutdown(std::time::Duration::from_secs(5)).await?;
     Ok(ExitCode::SUCCESS)
 }

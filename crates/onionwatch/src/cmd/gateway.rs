@@ -196,6 +196,11 @@ pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
         }
         None => None,
     };
+    let status = match &server {
+        Some(s) => format!("proxying; metrics on http://{}/metrics", s.local_addr()),
+        None => "proxying".to_owned(),
+    };
+    crate::notify::ready(&status);
     let mut running = tokio::spawn(gateway.run());
     let mut stopping = false;
     loop {
@@ -222,6 +227,7 @@ pub async fn run(args: GatewayArgs) -> Result<ExitCode> {
                     return Ok(stop.exit_code());
                 }
                 stopping = true;
+                crate::notify::stopping();
                 handle.shutdown();
             }
         }

@@ -241,6 +241,7 @@ async fn follow(args: LogsArgs) -> Result<ExitCode> {
         site.follower().sources().len(),
         site.local_addr()
     );
+    crate::notify::ready(&format!("serving {scheme}://{}/metrics", site.local_addr()));
 
     signals::serve_until_stopped(site, signals).await
 }

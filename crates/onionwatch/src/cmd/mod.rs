@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod audit;
+pub mod completions;
 pub mod demo;
 pub mod endpoint;
 pub mod expose;

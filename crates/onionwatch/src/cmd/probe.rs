@@ -389,6 +389,9 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         runner = runner.once();
     } else if let Some(addr) = runner.serve_metrics().await? {
         eprintln!("serving Prometheus metrics on http://{addr}/metrics");
+        crate::notify::ready(&format!("serving http://{addr}/metrics"));
+    } else {
+        crate::notify::ready("probing");
     }
 
     let tty = std::io::stdout().is_terminal() && args.format == Format::Text;
@@ -425,6 +428,9 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         })
         .await?;
     hup.abort();
+    if matches!(finish, Finish::Stopped(_)) {
+        crate::notify::stopping();
+    }
     runner.shutdown().await;
     if args.check {
         let (state, line) = nagios(&last_results);

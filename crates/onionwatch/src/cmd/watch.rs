@@ -132,6 +132,11 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
     };
     let settings = Settings::build(config, &flags)?;
     let endpoint = args.endpoint.config(settings.listen)?;
+    let scheme = if endpoint.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let site = Site::build(SiteConfig {
         settings,
         endpoint,
@@ -140,5 +145,6 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
     })?
     .serve()
     .await?;
+    crate::notify::ready(&format!("serving {scheme}://{}/", site.local_addr()));
     signals::serve_until_stopped(site, signals).await
 }
