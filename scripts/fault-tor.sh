@@ -205,6 +205,8 @@ sleep 3
 kill -0 "$wpid" && alive=yes || alive=no
 fd_after=$(fds "$wpid")
 warnings "$work/watch.err"
+# watch inherited fd 7: it goes first, or the example never sees its stdin close.
+kill "$wpid"; wait "$wpid" 2>/dev/null || true
 
 echo
 echo "| monitor | tor killed (SIGKILL) | seconds from SIGKILL to 0, min / median / max | seconds from restart to 1, min / median / max | still running | open fds before → after | counters |"
