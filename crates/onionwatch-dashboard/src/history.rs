@@ -5,7 +5,9 @@
 //! maintained; the data is a few thousand small series, which needs no more.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
@@ -144,40 +146,58 @@ fn decode(bytes: &[u8]) -> VecDeque<(i64, f64)> {
 }
 
 /// The history file.
+///
+/// A failed write (a full disk) leaves redb refusing every later
+/// transaction ("Previous I/O error occurred") until the file is opened
+/// again, so the next save after a failure re-opens it first; the changes
+/// not saved are kept and go with that save.
 pub struct Store {
-    db: Database,
-    path: String,
+    /// `None` after a re-open failed.
+    db: Mutex<Option<Database>>,
+    /// A save failed: re-open before the next.
+    failed: AtomicBool,
+    path: PathBuf,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Store({})", self.path)
+        write!(f, "Store({})", self.path.display())
     }
 }
 
 impl Store {
     fn err(&self, e: impl std::fmt::Display) -> StoreError {
         StoreError {
-            path: self.path.clone(),
+            path: self.path.display().to_string(),
             detail: e.to_string(),
         }
     }
 
-    /// Open or create the file.
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError {
+    fn create(path: &Path) -> Result<Database, StoreError> {
+        Database::create(path).map_err(|e| StoreError {
             path: path.display().to_string(),
             detail: e.to_string(),
-        })?;
-        Ok(Self {
-            db,
-            path: path.display().to_string(),
         })
+    }
+
+    /// Open or create the file.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Ok(Self {
+            db: Mutex::new(Some(Self::create(path)?)),
+            failed: AtomicBool::new(false),
+            path: path.to_owned(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Database>> {
+        self.db.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Load every stored series into `history` (trimmed to its capacity).
     pub fn load(&self, history: &mut History) -> Result<(), StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        let guard = self.lock();
+        let db = guard.as_ref().ok_or_else(|| self.err("not open"))?;
+        let txn = db.begin_read().map_err(|e| self.err(e))?;
         let table = match txn.open_table(TABLE) {
             Ok(t) => t,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(()),
@@ -198,12 +218,28 @@ impl Store {
     }
 
     /// Write the series changed since the last save and delete the
-    /// expired ones, in one transaction.
+    /// expired ones, in one transaction; after a failed save, re-open the
+    /// file first. On failure the changes stay for the next save.
     pub fn save(&self, history: &mut History) -> Result<(), StoreError> {
         if history.dirty.is_empty() && history.removed.is_empty() {
             return Ok(());
         }
-        let txn = self.db.begin_write().map_err(|e| self.err(e))?;
+        let mut guard = self.lock();
+        if self.failed.load(Ordering::Relaxed) || guard.is_none() {
+            // redb holds a lock on the file: the old handle goes first.
+            *guard = None;
+            *guard = Some(Self::create(&self.path)?);
+        }
+        let db = guard.as_ref().expect("opened above");
+        let saved = self.write(db, history);
+        self.failed.store(saved.is_err(), Ordering::Relaxed);
+        saved?;
+        history.forget_changes();
+        Ok(())
+    }
+
+    fn write(&self, db: &Database, history: &History) -> Result<(), StoreError> {
+        let txn = db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut table = txn.open_table(TABLE).map_err(|e| self.err(e))?;
             for key in &history.removed {
@@ -217,9 +253,7 @@ impl Store {
                 }
             }
         }
-        txn.commit().map_err(|e| self.err(e))?;
-        history.forget_changes();
-        Ok(())
+        txn.commit().map_err(|e| self.err(e))
     }
 }
 

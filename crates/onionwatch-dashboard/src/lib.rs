@@ -269,13 +269,26 @@ impl Dashboard {
         let me = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(me.config.interval);
+            // Failed saves in a row: warn at the first and at the recovery,
+            // not at every sample of a full disk.
+            let mut failed = 0u64;
             loop {
                 tick.tick().await;
                 let me2 = Arc::clone(&me);
                 // redb writes fsync: keep them off the async workers.
                 let res = tokio::task::spawn_blocking(move || me2.sample_at(now())).await;
-                if let Ok(Err(e)) = res {
-                    tracing::warn!(error = %e, "dashboard history not saved");
+                match res {
+                    Ok(Err(e)) => {
+                        if failed == 0 {
+                            tracing::warn!(error = %e, "dashboard history not saved; kept in memory and retried at each sample");
+                        }
+                        failed += 1;
+                    }
+                    Ok(Ok(())) if failed > 0 => {
+                        tracing::warn!(failed_saves = failed, "dashboard history saved again");
+                        failed = 0;
+                    }
+                    _ => {}
                 }
             }
         })

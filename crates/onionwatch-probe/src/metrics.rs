@@ -161,6 +161,7 @@ families! {
     CERTIFICATE_VALID: Gauge = "onionwatch_certificate_valid", T, "1 when the certificate chain verifies against the web PKI for the onion address, 0 otherwise, whatever tls_verify says";
     ROUND_DURATION_SECONDS: Gauge = "onionwatch_round_duration_seconds", NONE, "Wall time of the last complete probing round";
     ROUNDS: Counter = "onionwatch_rounds", NONE, "Probing rounds completed";
+    TOR_RECONNECTS: Counter = "onionwatch_probe_tor_reconnects", ["kind"], "Recoveries from a lost tor, counted at the end of each round: kind=\"control_connection\" each control connection re-opened, kind=\"launched_tor\" each time the tor probe launched was launched again after it exited";
 }
 
 /// The states of `onionprobe_state`.

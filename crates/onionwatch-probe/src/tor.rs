@@ -58,6 +58,17 @@ pub enum TorError {
     /// The configured tor could not be launched.
     #[error("cannot launch tor")]
     Launch(#[source] Box<TorError>),
+    /// The control connection is down and the pause after a failed attempt
+    /// to re-open it is not over.
+    #[error("tor's control port {control} is not usable ({last}); the next attempt to reconnect is in {retry_in:.1?}")]
+    Down {
+        /// Its control port.
+        control: ControlAddr,
+        /// Until the next attempt.
+        retry_in: Duration,
+        /// Why the last attempt failed.
+        last: String,
+    },
     /// The configured existing tor could not be used.
     #[error("cannot use the tor at control {control}, SOCKS {socks}")]
     Use {
@@ -71,29 +82,45 @@ pub enum TorError {
     },
 }
 
-/// Subscribers by onion service id.
-type Subscribers = HashMap<String, Vec<(u64, mpsc::UnboundedSender<Event>)>>;
+/// Subscribers by onion service id: (subscription id, connection
+/// generation, sender).
+type Subscribers = HashMap<String, Vec<(u64, u64, mpsc::UnboundedSender<Event>)>>;
 
 /// Routes HS_DESC / HS_DESC_CONTENT events by onion service id.
 #[derive(Default)]
 struct Router {
     subs: Mutex<Subscribers>,
     next: AtomicU64,
+    /// Numbers the control connections; a subscription belongs to the one
+    /// live when it was made.
+    generation: AtomicU64,
 }
 
 impl Router {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Subscribers> {
+        self.subs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn route(&self, event: Event) {
         let key = match &event {
             Event::HsDesc(d) => d.address.clone(),
             Event::HsDescContent(c) => c.address.clone(),
             _ => return,
         };
-        let subs = self.subs.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(list) = subs.get(&key) {
-            for (_, tx) in list {
+        if let Some(list) = self.lock().get(&key) {
+            for (_, _, tx) in list {
                 let _ = tx.send(event.clone());
             }
         }
+    }
+
+    /// The connection `generation` closed: its subscribers learn it at once
+    /// (`recv` gives `None`) instead of waiting out their timeout.
+    fn closed(&self, generation: u64) {
+        self.lock().retain(|_, list| {
+            list.retain(|(_, g, _)| *g > generation);
+            !list.is_empty()
+        });
     }
 }
 
@@ -106,7 +133,8 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    /// The next event for this onion service (`None` if tor's connection closed).
+    /// The next event for this onion service (`None` once the control
+    /// connection it was made on has closed).
     pub async fn recv(&mut self) -> Option<Event> {
         self.rx.recv().await
     }
@@ -114,9 +142,9 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut subs = self.router.subs.lock().unwrap_or_else(|e| e.into_inner());
+        let mut subs = self.router.lock();
         if let Some(list) = subs.get_mut(&self.key) {
-            list.retain(|(id, _)| *id != self.id);
+            list.retain(|(id, _, _)| *id != self.id);
             if list.is_empty() {
                 subs.remove(&self.key);
             }
@@ -124,28 +152,133 @@ impl Drop for Subscription {
     }
 }
 
+/// The first pause after a failed attempt to re-open tor's control
+/// connection; it doubles after each failure up to [`REOPEN_MAX_PAUSE`], so
+/// a tor that stays down costs one attempt per pause, not one per probe.
+const REOPEN_FIRST_PAUSE: Duration = Duration::from_secs(1);
+/// The longest pause between attempts to re-open the control connection.
+const REOPEN_MAX_PAUSE: Duration = Duration::from_secs(30);
+
 /// A tor the prober uses: its control connection, SOCKS port, and the
 /// launched process if we started it (killed on drop).
+///
+/// A control connection that closed (tor killed, restarted, or it closed
+/// the connection) is re-opened on the next use, with authentication and
+/// the HS_DESC subscription again; a launched tor that exited is launched
+/// again. Failed attempts are spaced by a pause that doubles from 1 s up to
+/// 30 s; meanwhile uses fail at once with [`TorError::Down`].
 pub struct Tor {
-    control: ControlClient,
     socks: SocketAddr,
+    control_addr: ControlAddr,
     router: Arc<Router>,
+    live: Mutex<Live>,
+    reopen: tokio::sync::Mutex<Reopen>,
+    reconnects: AtomicU64,
+    relaunches: AtomicU64,
+}
+
+/// The current control connection and the task routing its events.
+struct Live {
+    control: ControlClient,
     reader: tokio::task::JoinHandle<()>,
-    launched: Option<LaunchedTor>,
+}
+
+/// How to get a control connection again.
+enum Source {
+    /// An existing tor, with these credentials.
+    Existing(Auth),
+    /// A tor we launch (`tor` is `None` after a failed relaunch).
+    Launched {
+        options: Box<LaunchOptions>,
+        tor: Option<LaunchedTor>,
+    },
+}
+
+/// Re-opening state, behind an async lock so one task re-opens while the
+/// others wait for its outcome.
+struct Reopen {
+    source: Source,
+    /// The pause after the next failure.
+    pause: Duration,
+    /// No attempt before this, after a failure.
+    next_try: Option<Instant>,
+    /// Why the last attempt failed.
+    last_error: String,
 }
 
 impl std::fmt::Debug for Tor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Tor")
             .field("socks", &self.socks)
-            .field("launched", &self.launched.is_some())
+            .field("control", &self.control_addr)
             .finish_non_exhaustive()
     }
 }
 
 impl Drop for Tor {
     fn drop(&mut self) {
-        self.reader.abort();
+        self.live
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .reader
+            .abort();
+    }
+}
+
+/// `e` and its sources, `: `-separated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    s
+}
+
+/// A control connection subscribed to HS_DESC and HS_DESC_CONTENT.
+async fn open(addr: &ControlAddr, auth: Auth) -> Result<(ControlClient, EventStream), TorError> {
+    let opts = ConnectOptions {
+        command_timeout: Some(Duration::from_secs(60)),
+        event_capacity: 65_536,
+        ..ConnectOptions::default()
+    };
+    let (client, events) = ControlClient::connect_with(addr, auth, opts).await?;
+    client.set_events(&["HS_DESC", "HS_DESC_CONTENT"]).await?;
+    Ok((client, events))
+}
+
+/// Start tor as `o` says, connect to it and wait until it bootstrapped.
+async fn start_launched(
+    o: &LaunchOptions,
+) -> Result<(LaunchedTor, ControlClient, EventStream), TorError> {
+    let (mut launched, addr) = LaunchedTor::start(o).await?;
+    let (client, events) = open(&addr, launched.auth()).await?;
+    wait_bootstrapped(&client, &mut launched, o.bootstrap_timeout).await?;
+    Ok((launched, client, events))
+}
+
+async fn wait_bootstrapped(
+    control: &ControlClient,
+    launched: &mut LaunchedTor,
+    limit: Duration,
+) -> Result<(), TorError> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let phase = control.bootstrap_phase().await?;
+        if phase.progress >= 100 {
+            return Ok(());
+        }
+        launched.check_alive()?;
+        if Instant::now() >= deadline {
+            return Err(TorError::Timeout {
+                what: "bootstrap to 100%",
+                after: limit,
+                log: launched.log_tail(),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 
@@ -198,78 +331,175 @@ impl Tor {
         auth: Auth,
         socks: SocketAddr,
     ) -> Result<Tor, TorError> {
-        let opts = ConnectOptions {
-            command_timeout: Some(Duration::from_secs(60)),
-            event_capacity: 65_536,
-            ..ConnectOptions::default()
-        };
-        let (client, events) = ControlClient::connect_with(control, auth, opts).await?;
-        client.set_events(&["HS_DESC", "HS_DESC_CONTENT"]).await?;
-        Ok(Self::from_parts(client, events, socks, None))
-    }
-
-    fn from_parts(
-        control: ControlClient,
-        mut events: EventStream,
-        socks: SocketAddr,
-        launched: Option<LaunchedTor>,
-    ) -> Tor {
-        let router = Arc::new(Router::default());
-        let r = router.clone();
-        let reader = tokio::spawn(async move {
-            while let Some(e) = events.recv().await {
-                r.route(e);
-            }
-        });
-        Tor {
-            control,
+        let (client, events) = open(control, auth.clone()).await?;
+        Ok(Self::new(
+            control.clone(),
             socks,
-            router,
-            reader,
-            launched,
-        }
+            client,
+            events,
+            Source::Existing(auth),
+        ))
     }
 
     /// Launch a private tor and use it.
     pub async fn launch(options: &LaunchOptions) -> Result<Tor, TorError> {
-        let (launched, control_addr) = LaunchedTor::start(options).await?;
-        let auth = Auth::Cookie {
-            path: Some(launched.dir.path().join("control_auth_cookie")),
+        let (launched, client, events) = start_launched(options).await?;
+        let source = Source::Launched {
+            options: Box::new(options.clone()),
+            tor: Some(launched),
         };
-        let mut tor = Self::connect(&control_addr, auth, options.socks).await?;
-        tor.launched = Some(launched);
-        tor.wait_bootstrapped(options.bootstrap_timeout).await?;
-        Ok(tor)
+        Ok(Self::new(
+            options.control.clone(),
+            options.socks,
+            client,
+            events,
+            source,
+        ))
     }
 
-    async fn wait_bootstrapped(&mut self, limit: Duration) -> Result<(), TorError> {
-        let deadline = Instant::now() + limit;
-        loop {
-            let phase = self.control.bootstrap_phase().await?;
-            if phase.progress >= 100 {
-                return Ok(());
-            }
-            if let Some(l) = self.launched.as_mut() {
-                l.check_alive()?;
-            }
-            if Instant::now() >= deadline {
-                return Err(TorError::Timeout {
-                    what: "bootstrap to 100%",
-                    after: limit,
-                    log: self
-                        .launched
-                        .as_ref()
-                        .map(|l| l.log_tail())
-                        .unwrap_or_default(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
+    fn new(
+        control_addr: ControlAddr,
+        socks: SocketAddr,
+        control: ControlClient,
+        events: EventStream,
+        source: Source,
+    ) -> Tor {
+        let router = Arc::new(Router::default());
+        let reader = Self::route(&router, events);
+        Tor {
+            socks,
+            control_addr,
+            router,
+            live: Mutex::new(Live { control, reader }),
+            reopen: tokio::sync::Mutex::new(Reopen {
+                source,
+                pause: REOPEN_FIRST_PAUSE,
+                next_try: None,
+                last_error: String::new(),
+            }),
+            reconnects: AtomicU64::new(0),
+            relaunches: AtomicU64::new(0),
         }
     }
 
-    /// The control client.
-    pub fn control(&self) -> &ControlClient {
-        &self.control
+    /// Route the events of a new connection; its subscribers are let go
+    /// when it closes.
+    fn route(router: &Arc<Router>, mut events: EventStream) -> tokio::task::JoinHandle<()> {
+        let generation = router.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        let r = router.clone();
+        tokio::spawn(async move {
+            while let Some(e) = events.recv().await {
+                r.route(e);
+            }
+            r.closed(generation);
+        })
+    }
+
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The control connection if it is still open.
+    fn open_client(&self) -> Option<ControlClient> {
+        let live = self.live();
+        (!live.control.is_closed()).then(|| live.control.clone())
+    }
+
+    /// The control client: the current connection, or a new one if it
+    /// closed (a launched tor that exited is launched again first). Fails at
+    /// once with [`TorError::Down`] during the pause after a failed attempt.
+    pub async fn control(&self) -> Result<ControlClient, TorError> {
+        if let Some(c) = self.open_client() {
+            return Ok(c);
+        }
+        let mut r = self.reopen.lock().await;
+        // Another task may have re-opened it while this one waited.
+        if let Some(c) = self.open_client() {
+            return Ok(c);
+        }
+        let now = Instant::now();
+        if let Some(at) = r.next_try.filter(|at| now < *at) {
+            return Err(TorError::Down {
+                control: self.control_addr.clone(),
+                retry_in: at - now,
+                last: r.last_error.clone(),
+            });
+        }
+        if r.next_try.is_none() {
+            tracing::warn!(control = %self.control_addr, "the control connection to tor closed; re-opening it");
+        }
+        match self.reopen(&mut r).await {
+            Ok(c) => {
+                r.pause = REOPEN_FIRST_PAUSE;
+                r.next_try = None;
+                Ok(c)
+            }
+            Err(e) => {
+                let pause = r.pause;
+                r.next_try = Some(Instant::now() + pause);
+                r.pause = (pause * 2).min(REOPEN_MAX_PAUSE);
+                r.last_error = chain(&e);
+                tracing::warn!(
+                    control = %self.control_addr,
+                    "cannot re-open the control connection to tor, next attempt in {pause:?}: {}",
+                    r.last_error
+                );
+                Err(e)
+            }
+        }
+    }
+
+    async fn reopen(&self, r: &mut Reopen) -> Result<ControlClient, TorError> {
+        let (client, events) = match &mut r.source {
+            Source::Existing(auth) => open(&self.control_addr, auth.clone()).await?,
+            Source::Launched { options, tor } => {
+                let exited = match tor.as_mut() {
+                    Some(l) => l.exit_status(),
+                    None => Some("not running".into()),
+                };
+                match (exited, tor.as_ref()) {
+                    (None, Some(l)) => open(&options.control, l.auth()).await?,
+                    (status, _) => {
+                        tracing::warn!(
+                            status = status.as_deref().unwrap_or("?"),
+                            "the launched tor exited; launching it again"
+                        );
+                        // Its ports and directory go before the new one binds them.
+                        *tor = None;
+                        let (l, client, events) = start_launched(options)
+                            .await
+                            .map_err(|e| TorError::Launch(Box::new(e)))?;
+                        let n = self.relaunches.fetch_add(1, Ordering::Relaxed) + 1;
+                        tracing::warn!(pid = l.child.id(), relaunches = n, "launched tor again");
+                        *tor = Some(l);
+                        (client, events)
+                    }
+                }
+            }
+        };
+        let reader = Self::route(&self.router, events);
+        let old = std::mem::replace(
+            &mut *self.live(),
+            Live {
+                control: client.clone(),
+                reader,
+            },
+        );
+        old.reader.abort();
+        let n = self.reconnects.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(control = %self.control_addr, reconnects = n, "re-opened the control connection to tor");
+        Ok(client)
+    }
+
+    /// Control connections re-opened since the start (after tor closed
+    /// one, or a relaunch).
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Times the launched tor was launched again after it exited.
+    pub fn relaunches(&self) -> u64 {
+        self.relaunches.load(Ordering::Relaxed)
     }
 
     /// The SOCKS port.
@@ -277,22 +507,25 @@ impl Tor {
         self.socks
     }
 
-    /// The launched tor's process id, if we launched it.
-    pub fn launched_pid(&self) -> Option<u32> {
-        self.launched.as_ref().and_then(|l| l.child.id())
+    /// The launched tor's process id, if we launched it and it runs.
+    pub async fn launched_pid(&self) -> Option<u32> {
+        match &self.reopen.lock().await.source {
+            Source::Launched { tor: Some(l), .. } => l.child.id(),
+            _ => None,
+        }
     }
 
-    /// Events about `service_id` (56 chars) from now on.
+    /// Events about `service_id` (56 chars) from now on, until the current
+    /// control connection closes.
     pub fn subscribe(&self, service_id: &str) -> Subscription {
         let (tx, rx) = mpsc::unbounded_channel();
         let id = self.router.next.fetch_add(1, Ordering::Relaxed);
+        let generation = self.router.generation.load(Ordering::SeqCst);
         self.router
-            .subs
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .entry(service_id.to_owned())
             .or_default()
-            .push((id, tx));
+            .push((id, generation, tx));
         Subscription {
             rx,
             router: self.router.clone(),
@@ -302,8 +535,8 @@ impl Tor {
     }
 
     /// Kill the launched tor now (also happens on drop).
-    pub async fn shutdown(mut self) {
-        if let Some(mut l) = self.launched.take() {
+    pub async fn shutdown(self) {
+        if let Source::Launched { tor: Some(l), .. } = &mut self.reopen.lock().await.source {
             let _ = l.child.kill().await;
         }
     }
@@ -419,6 +652,22 @@ impl LaunchedTor {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok((me, o.control.clone()))
+    }
+
+    /// Cookie authentication with the cookie in its DataDirectory.
+    fn auth(&self) -> Auth {
+        Auth::Cookie {
+            path: Some(self.dir.path().join("control_auth_cookie")),
+        }
+    }
+
+    /// How it ended, if it has.
+    fn exit_status(&mut self) -> Option<String> {
+        match self.child.try_wait() {
+            Ok(Some(status)) => Some(status.to_string()),
+            Ok(None) => None,
+            Err(e) => Some(format!("unknown ({e})")),
+        }
     }
 
     fn check_alive(&mut self) -> Result<(), TorError> {

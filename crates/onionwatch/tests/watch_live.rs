@@ -299,10 +299,16 @@ async fn watch_serves_two_projects_and_nginx_to_promtool_and_prometheus() {
     with_shared_network(|n| n.kill_node(&info.onions[1].tor))
         .unwrap()
         .unwrap();
-    let text = wait_for("p1's MetricsPort scrape to fail", || async {
-        let t = http_get(listen, "/metrics").await?;
-        (value(&t, &up_line("p1", "tor_metrics")) == Some(0.0)).then_some(t)
-    })
+    let text = wait_for(
+        "p1's MetricsPort and control port scrapes to fail",
+        || async {
+            let t = http_get(listen, "/metrics").await?;
+            let down = ["tor_metrics", "tor_control"]
+                .iter()
+                .all(|c| value(&t, &up_line("p1", c)) == Some(0.0));
+            down.then_some(t)
+        },
+    )
     .await;
     assert_eq!(
         value(&text, &up_line("p0", "tor_metrics")),
@@ -321,14 +327,20 @@ async fn watch_serves_two_projects_and_nginx_to_promtool_and_prometheus() {
     let api = http_get(listen, "/api/v1/targets").await.unwrap();
     assert!(api.contains("cannot connect to tor's MetricsPort"), "{api}");
 
-    // Restart it: back to 1.
+    // Restart it on the same ports: both collectors reconnect, back to 1.
     with_shared_network(|n| n.restart_node(&info.onions[1].tor))
         .unwrap()
         .unwrap();
-    wait_for("p1's MetricsPort scrape to work again", || async {
-        let t = http_get(listen, "/metrics").await?;
-        (value(&t, &up_line("p1", "tor_metrics")) == Some(1.0)).then_some(())
-    })
+    wait_for(
+        "p1's MetricsPort and control port scrapes to work again",
+        || async {
+            let t = http_get(listen, "/metrics").await?;
+            let up = ["tor_metrics", "tor_control"]
+                .iter()
+                .all(|c| value(&t, &up_line("p1", c)) == Some(1.0));
+            up.then_some(())
+        },
+    )
     .await;
     watch.check(&watch_log);
     drop(prometheus);

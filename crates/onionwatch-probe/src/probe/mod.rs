@@ -95,7 +95,11 @@ pub struct Prober {
     metrics: Arc<ProbeMetrics>,
     settings: Mutex<Settings>,
     seq: AtomicU64,
-    client_auth: Mutex<HashSet<(String, String)>>,
+    /// Keys given to tor, valid while `Tor::reconnects` is the number held
+    /// (a restarted tor has forgotten them).
+    client_auth: Mutex<(u64, HashSet<(String, String)>)>,
+    /// Tor's reconnects and relaunches already counted in the metrics.
+    tor_seen: Mutex<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Prober {
@@ -112,7 +116,8 @@ impl Prober {
             metrics,
             settings: Mutex::new(settings),
             seq: AtomicU64::new(0),
-            client_auth: Mutex::new(HashSet::new()),
+            client_auth: Mutex::new((0, HashSet::new())),
+            tor_seen: Mutex::new((0, 0)),
         })
     }
 
@@ -215,7 +220,25 @@ impl Prober {
             started.elapsed().as_secs_f64(),
         );
         self.metrics.inc(family::ROUNDS, []);
+        self.count_tor_recoveries();
         all
+    }
+
+    /// Add tor's reconnects and relaunches since the last count to
+    /// `onionwatch_probe_tor_reconnects_total`.
+    fn count_tor_recoveries(&self) {
+        let now = (self.tor.reconnects(), self.tor.relaunches());
+        let mut seen = self.tor_seen.lock().unwrap_or_else(|e| e.into_inner());
+        for (kind, now, seen) in [
+            ("control_connection", now.0, seen.0),
+            ("launched_tor", now.1, seen.1),
+        ] {
+            if now > seen {
+                self.metrics
+                    .add(family::TOR_RECONNECTS, [kind], (now - seen) as f64);
+            }
+        }
+        *seen = now;
     }
 
     /// Probe one endpoint: descriptor, then each path (or the TCP port).
@@ -274,16 +297,23 @@ impl Prober {
             return Ok(());
         };
         let entry = (t.address.service_id().to_owned(), key.clone());
-        let lock = || self.client_auth.lock().unwrap_or_else(|e| e.into_inner());
-        if lock().contains(&entry) {
+        let control = self.tor.control().await.map_err(|e| e.to_string())?;
+        let generation = self.tor.reconnects();
+        let given = || {
+            let mut g = self.client_auth.lock().unwrap_or_else(|e| e.into_inner());
+            if g.0 != generation {
+                *g = (generation, HashSet::new());
+            }
+            g
+        };
+        if given().1.contains(&entry) {
             return Ok(());
         }
-        self.tor
-            .control()
+        control
             .onion_client_auth_add(t.address.service_id(), key, None, false)
             .await
             .map_err(|e| e.to_string())?;
-        lock().insert(entry);
+        given().1.insert(entry);
         Ok(())
     }
 }

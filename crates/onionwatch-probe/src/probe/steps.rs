@@ -11,6 +11,7 @@ use crate::config::{Protocol, Target, TargetPath};
 use crate::conn::{self, Attempt, ConnError};
 use crate::descriptor::{self, DescriptorInfo};
 use crate::record::Recorder;
+use crate::tor::TorError;
 
 /// Outcome of the descriptor step.
 #[derive(Debug, Clone, Default)]
@@ -137,21 +138,36 @@ impl Prober {
         for attempt in 1..=s.descriptor_max_retries.saturating_add(1) {
             out.attempts = attempt;
             rec.descriptor_attempt();
-            let mut sub = self.tor.subscribe(id);
             let start = Instant::now();
             tracing::debug!(address = id, attempt, "HSFETCH");
-            if let Err(err) = self.tor.control().hs_fetch(id, &[]).await {
-                out.attempt_latencies.push(start.elapsed().as_secs_f64());
-                rec.descriptor_attempt_failed();
-                out.state = "HSFETCH_REFUSED".into();
-                out.detail = Some(format!("tor refused HSFETCH for the onion service: {err}"));
-                if err.is_invalid_argument() {
-                    out.reason = Some("invalid_address".into());
-                    return out;
+            // The client first: a closed connection is re-opened, and the
+            // subscription belongs to the connection HSFETCH goes through.
+            let fetched = match self.tor.control().await {
+                Ok(control) => {
+                    let sub = self.tor.subscribe(id);
+                    control
+                        .hs_fetch(id, &[])
+                        .await
+                        .map(|()| sub)
+                        .map_err(TorError::from)
                 }
-                out.reason = Some("control_port_error".into());
-                continue;
-            }
+                Err(e) => Err(e),
+            };
+            let mut sub = match fetched {
+                Ok(sub) => sub,
+                Err(err) => {
+                    out.attempt_latencies.push(start.elapsed().as_secs_f64());
+                    rec.descriptor_attempt_failed();
+                    out.state = "HSFETCH_REFUSED".into();
+                    out.detail = Some(format!("tor refused HSFETCH for the onion service: {err}"));
+                    if matches!(&err, TorError::Control(e) if e.is_invalid_argument()) {
+                        out.reason = Some("invalid_address".into());
+                        return out;
+                    }
+                    out.reason = Some("control_port_error".into());
+                    continue;
+                }
+            };
             let deadline = tokio::time::Instant::now() + s.descriptor_timeout;
             let mut received_from: Option<String> = None;
             let outcome = loop {
