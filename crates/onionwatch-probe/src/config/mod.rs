@@ -145,7 +145,8 @@ pub struct Config {
     /// Launch a private tor with a temporary DataDirectory (default `true`);
     /// `false` uses the tor at `tor_address:control_port`.
     pub launch_tor: bool,
-    /// Address of tor's SOCKS and control ports (default `127.0.0.1`).
+    /// Address of tor's SOCKS and control ports (default `127.0.0.1`): an
+    /// IP address or a host name, resolved at start (IPv4 preferred).
     pub tor_address: String,
     /// Tor's SOCKS port (default 19050).
     #[serde(deserialize_with = "lenient_port")]
