@@ -10,7 +10,8 @@
 //! lists, so a probe round never meets a bad value.
 //!
 //! A few keys are onionwatch extensions (Onionprobe ignores them):
-//! `concurrency`, `max_body_bytes`, `prometheus_exporter_address`,
+//! `concurrency`, `follow_redirects_elsewhere`, `max_body_bytes`,
+//! `prometheus_exporter_address`,
 //! `tls_ca_file`, `tor_binary`, `tor_config`, and per endpoint `client_auth_key` /
 //! `client_auth_key_file`.
 //!
@@ -206,10 +207,19 @@ pub struct Config {
     /// Seconds for the TLS handshake (default 30).
     #[serde(deserialize_with = "lenient_seconds")]
     pub tls_connect_timeout: f64,
-    /// Extra TLS attempts (default 3; onionwatch reads TLS details from the
-    /// HTTPS connection itself, so this only bounds HTTPS retries together
-    /// with `http_connect_max_retries`).
+    /// Extra attempts of the TLS step (default 3): TLS and certificate
+    /// details come from the HTTPS requests themselves; only when none of an
+    /// https endpoint's paths completed a handshake (and
+    /// `test_tls_connection` is on) does a separate TLS connection, not
+    /// verifying, try 1 + this many times, as Onionprobe's TLS probe does.
     pub tls_connect_max_retries: u32,
+    /// onionwatch: follow redirects that leave the onion service (to
+    /// another onion service, or a clearnet site through a tor exit; default
+    /// `false`). Redirects within the onion service (any subdomain, port or
+    /// scheme) are always followed, up to 30 as Python requests does; a
+    /// redirect elsewhere is not, and its 3xx status is the answer checked
+    /// against `allowed_statuses`.
+    pub follow_redirects_elsewhere: bool,
     /// `CircuitStreamTimeout` of the launched tor (default 60).
     pub circuit_stream_timeout: u32,
     /// Serve Prometheus metrics (default `false`); implies `loop`.
@@ -264,6 +274,7 @@ impl Default for Config {
             http_connect_max_retries: 3,
             tls_connect_timeout: 30.0,
             tls_connect_max_retries: 3,
+            follow_redirects_elsewhere: false,
             circuit_stream_timeout: 60,
             prometheus_exporter: false,
             prometheus_exporter_port: 9935,
@@ -305,6 +316,7 @@ const KNOWN_KEYS: &[&str] = &[
     "http_connect_max_retries",
     "tls_connect_timeout",
     "tls_connect_max_retries",
+    "follow_redirects_elsewhere",
     "circuit_stream_timeout",
     "prometheus_exporter",
     "prometheus_exporter_port",

@@ -176,6 +176,19 @@ pub struct ProbeArgs {
     new_circuit: bool,
     #[arg(long = "no-new_circuit", alias = "no-new-circuit")]
     no_new_circuit: bool,
+    /// Follow redirects that leave the onion service (onionwatch
+    /// extension; config key follow_redirects_elsewhere).
+    #[arg(
+        long = "follow_redirects_elsewhere",
+        alias = "follow-redirects-elsewhere",
+        overrides_with = "no_follow_redirects_elsewhere"
+    )]
+    follow_redirects_elsewhere: bool,
+    #[arg(
+        long = "no-follow_redirects_elsewhere",
+        alias = "no-follow-redirects-elsewhere"
+    )]
+    no_follow_redirects_elsewhere: bool,
     /// Verify certificates.
     #[arg(
         long = "tls_verify",
@@ -293,7 +306,8 @@ impl ProbeArgs {
             new_circuit / no_new_circuit => new_circuit,
             test_tls_connection / no_test_tls_connection => test_tls_connection,
             get_certificate_info / no_get_certificate_info => get_certificate_info,
-            prometheus_exporter / no_prometheus_exporter => prometheus_exporter
+            prometheus_exporter / no_prometheus_exporter => prometheus_exporter,
+            follow_redirects_elsewhere / no_follow_redirects_elsewhere => follow_redirects_elsewhere
         );
         if let Some(v) = flag(self.tls_verify, self.no_tls_verify) {
             c.tls_verify = Some(v);
