@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use onionwatch_probe::config::{Config, ControlPassword, ControlPort};
 use onionwatch_probe::output::{json_line, nagios, table};
+use onionwatch_probe::runner::{exporter_endpoint, start_exporter, ExporterSecurity};
 use onionwatch_probe::{Event, Finish, ProbeMetrics, ProbeResult, Runner, Tor};
 
 use crate::signals::Signals;
@@ -140,12 +141,18 @@ pub struct ProbeArgs {
     /// Metrics port (default 9935, on 127.0.0.1).
     #[arg(long = "prometheus_exporter_port", alias = "prometheus-exporter-port")]
     prometheus_exporter_port: Option<u16>,
-    /// Metrics address (loopback only).
+    /// Metrics address (default 127.0.0.1). A non-loopback one (e.g.
+    /// 0.0.0.0 in a container) is served even without TLS and
+    /// authentication, with a warning.
     #[arg(
         long = "prometheus_exporter_address",
         alias = "prometheus-exporter-address"
     )]
     prometheus_exporter_address: Option<IpAddr>,
+    /// TLS, authentication and host names of the metrics endpoint, as for
+    /// `watch`.
+    #[command(flatten)]
+    exporter: super::endpoint::SecurityArgs,
 
     #[arg(long = "launch_tor", overrides_with = "no_launch_tor")]
     launch_tor: bool,
@@ -365,6 +372,38 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         }
         Err(e) => return Err(e),
     };
+    // Where and how metrics are served is checked before tor starts, and
+    // the endpoint bound: a bad address, file or busy port fails at once.
+    let security = ExporterSecurity {
+        tls: args.exporter.tls(),
+        auth_file: args.exporter.auth_file.clone(),
+        allowed_hosts: args.exporter.allowed_hosts.clone(),
+    };
+    let endpoint = match exporter_endpoint(&config, security) {
+        Ok(e) => e.filter(|_| !args.check),
+        Err(e) if args.check => {
+            outln!("ONIONWATCH UNKNOWN - {:#}", anyhow::Error::from(e))?;
+            return Ok(ExitCode::from(3));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let metrics = Arc::new(ProbeMetrics::new());
+    let exporter = match &endpoint {
+        Some(endpoint) => {
+            let server = start_exporter(endpoint, metrics.clone()).await?;
+            let scheme = if endpoint.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            eprintln!(
+                "serving Prometheus metrics on {scheme}://{}/metrics",
+                server.local_addr()
+            );
+            Some(server)
+        }
+        None => None,
+    };
     let signals = Arc::new(Signals::with_hangup()?);
     let stop = signals.stop();
     tokio::pin!(stop);
@@ -393,16 +432,16 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         stop = &mut stop => return Ok(stop.exit_code()),
     };
     let rebuild_args = args.clone();
-    let mut runner =
-        Runner::new(tor, Arc::new(ProbeMetrics::new()), config)?.reload_on(reload_rx, move || {
-            let (c, warnings) = rebuild_args.build_config()?;
-            apply_logging(&c, &warnings);
-            Ok(c)
-        });
+    let mut runner = Runner::new(tor, metrics, config)?.reload_on(reload_rx, move || {
+        let (c, warnings) = rebuild_args.build_config()?;
+        apply_logging(&c, &warnings);
+        Ok(c)
+    });
     if args.check {
         runner = runner.once();
-    } else if let Some(addr) = runner.serve_metrics().await? {
-        eprintln!("serving Prometheus metrics on http://{addr}/metrics");
+    }
+    if let Some(server) = exporter {
+        runner = runner.with_exporter(server);
     }
 
     let tty = std::io::stdout().is_terminal() && args.format == Format::Text;
