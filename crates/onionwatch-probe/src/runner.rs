@@ -299,21 +299,6 @@ impl Runner {
         &self.targets
     }
 
-    /// Serve the metrics on `prometheus_exporter_address:port` when
-    /// `prometheus_exporter` is set (plain HTTP; loopback, or a non-loopback
-    /// address with the warning of [`exporter_endpoint`]), until
-    /// [`Runner::shutdown`]; returns the bound address. The command line
-    /// uses [`start_exporter`] instead, before tor starts.
-    pub async fn serve_metrics(&mut self) -> Result<Option<SocketAddr>, ExporterError> {
-        let Some(endpoint) = exporter_endpoint(&self.config, ExporterSecurity::default())? else {
-            return Ok(None);
-        };
-        let server = start_exporter(&endpoint, self.prober.metrics().clone()).await?;
-        let bound = server.local_addr();
-        self.exporter = Some(server);
-        Ok(Some(bound))
-    }
-
     /// Stop `server` (from [`start_exporter`] on this runner's metrics) at
     /// [`Runner::shutdown`], and re-read its TLS and auth files on each
     /// reload.

@@ -227,8 +227,11 @@ pub struct Config {
     /// Port of the metrics endpoint (default 9935).
     #[serde(deserialize_with = "lenient_port")]
     pub prometheus_exporter_port: u16,
-    /// onionwatch: address of the metrics endpoint (default 127.0.0.1; a
-    /// non-loopback address is refused, as the endpoint has no TLS or auth).
+    /// onionwatch: address of the metrics endpoint (default 127.0.0.1). A
+    /// non-loopback address (e.g. 0.0.0.0 in a container) is served even
+    /// without TLS and authentication, with a warning: probe results are
+    /// observations of public onion services. TLS and authentication come
+    /// from the command line (`--tls-cert`, `--auth-file`…, as for `watch`).
     pub prometheus_exporter_address: IpAddr,
     /// onionwatch: endpoints probed at the same time (default 32). Each
     /// probe waits mostly for tor to build its circuits (about a second

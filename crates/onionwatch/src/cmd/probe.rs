@@ -28,6 +28,8 @@ Examples:
   onionwatch probe -e ADDRESS.onion --no-launch_tor --socks_port 9050 --control_port 9051
   onionwatch probe -c configs/tor.yaml --format json
   onionwatch probe -c site.yaml --check     (Nagios/Icinga exit codes)
+  onionwatch probe -c site.yaml --prometheus_exporter --prometheus_exporter_address 0.0.0.0 \\
+      --tls-cert cert.pem --tls-key key.pem --auth-file auth.yaml
 
 Exit status: 0 when every probe of every round passed, 1 otherwise (or on
 error), 3 on bad usage; with --check 0 OK, 1 WARNING, 2 CRITICAL,
