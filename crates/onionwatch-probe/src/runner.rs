@@ -38,11 +38,10 @@
 
 use std::future::{pending, Future};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use onionwatch_server::{EndpointConfig, HostCheck, RunningServer, TlsConfig};
+use onionwatch_server::{EndpointConfig, HostCheck, RunningServer};
 
 use tokio::sync::mpsc;
 
@@ -101,28 +100,17 @@ pub struct ExporterError {
     pub source: onionwatch_server::ServeError,
 }
 
-/// TLS and authentication of the exporter (the command line's
-/// `--tls-cert`, `--tls-key`, `--tls-client-ca`, `--auth-file`,
-/// `--allowed-host`, as for `watch`).
-#[derive(Debug, Clone, Default)]
-pub struct ExporterSecurity {
-    /// Serve HTTPS with these files (mutual TLS with `client_ca`).
-    pub tls: Option<TlsConfig>,
-    /// YAML file of accepted credentials (bearer token hashes, basic users).
-    pub auth_file: Option<PathBuf>,
-    /// Host names answered besides `localhost`, IP addresses and `.onion`.
-    pub allowed_hosts: Vec<String>,
-}
-
 /// Where and how the exporter listens when `prometheus_exporter` is set
-/// (`None` otherwise): `prometheus_exporter_address:prometheus_exporter_port`
-/// with `security`. Reads the auth file and checks the host names, so a bad
-/// setting is refused before tor starts. A non-loopback address without TLS
-/// and authentication is allowed (it was given explicitly: the default is
-/// 127.0.0.1) and logged as a warning.
+/// (`None` otherwise): `endpoint` (TLS, auth file, host names, limits: the
+/// command line's `--tls-cert`, `--auth-file`… as for `watch`) on
+/// `prometheus_exporter_address:prometheus_exporter_port`. Reads the auth
+/// file and checks the host names, so a bad setting is refused before tor
+/// starts. A non-loopback address without TLS and authentication is allowed
+/// (it was given explicitly: the default is 127.0.0.1) and logged as a
+/// warning.
 pub fn exporter_endpoint(
     config: &Config,
-    security: ExporterSecurity,
+    mut endpoint: EndpointConfig,
 ) -> Result<Option<EndpointConfig>, ExporterError> {
     if !config.prometheus_exporter {
         return Ok(None);
@@ -135,14 +123,8 @@ pub fn exporter_endpoint(
         addr: listen,
         source,
     };
-    HostCheck::new(&security.allowed_hosts).map_err(|e| error(e.into()))?;
-    let mut endpoint = EndpointConfig {
-        listen,
-        tls: security.tls,
-        auth_file: security.auth_file,
-        allowed_hosts: security.allowed_hosts,
-        ..EndpointConfig::default()
-    };
+    HostCheck::new(&endpoint.allowed_hosts).map_err(|e| error(e.into()))?;
+    endpoint.listen = listen;
     endpoint.load_auth_file().map_err(|e| error(e.into()))?;
     if !listen.ip().is_loopback() && !endpoint.is_protected() {
         tracing::warn!(
@@ -420,6 +402,7 @@ impl Runner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use onionwatch_server::TlsConfig;
 
     /// `demo` and others run the runner in a spawned task.
     #[allow(dead_code)]
@@ -444,18 +427,18 @@ mod tests {
     fn an_explicit_non_loopback_exporter_address_is_served_without_auth() {
         // Off: no endpoint.
         let (off, _) = Config::from_yaml("prometheus_exporter: false", "t").unwrap();
-        assert!(exporter_endpoint(&off, ExporterSecurity::default())
+        assert!(exporter_endpoint(&off, EndpointConfig::default())
             .unwrap()
             .is_none());
         // Loopback: no override needed.
-        let e = exporter_endpoint(&exporter_config("127.0.0.1"), ExporterSecurity::default())
+        let e = exporter_endpoint(&exporter_config("127.0.0.1"), EndpointConfig::default())
             .unwrap()
             .unwrap();
         assert!(!e.i_understand_the_risk);
         e.check().unwrap();
         // Explicit 0.0.0.0 (a container): served, unprotected, as asked.
         for any in ["0.0.0.0", "::", "192.0.2.7"] {
-            let e = exporter_endpoint(&exporter_config(any), ExporterSecurity::default())
+            let e = exporter_endpoint(&exporter_config(any), EndpointConfig::default())
                 .unwrap()
                 .unwrap();
             assert!(e.i_understand_the_risk && !e.is_protected(), "{any}");
@@ -464,9 +447,9 @@ mod tests {
         // A bad host name or auth file is refused before anything starts.
         let err = exporter_endpoint(
             &exporter_config("0.0.0.0"),
-            ExporterSecurity {
+            EndpointConfig {
                 auth_file: Some("/nonexistent/auth.yaml".into()),
-                ..ExporterSecurity::default()
+                ..EndpointConfig::default()
             },
         )
         .unwrap_err();
@@ -476,9 +459,9 @@ mod tests {
         );
         assert!(exporter_endpoint(
             &exporter_config("127.0.0.1"),
-            ExporterSecurity {
+            EndpointConfig {
                 allowed_hosts: vec!["bad host:1".into()],
-                ..ExporterSecurity::default()
+                ..EndpointConfig::default()
             },
         )
         .is_err());
@@ -518,14 +501,14 @@ mod tests {
             .map(|b| format!("{b:02x}"))
             .collect();
         std::fs::write(&auth, format!("bearer_token_sha256: ['{hex}']\n")).unwrap();
-        let security = ExporterSecurity {
+        let security = EndpointConfig {
             tls: Some(TlsConfig {
                 cert: cert_file,
                 key: key_file,
                 client_ca: None,
             }),
             auth_file: Some(auth),
-            allowed_hosts: Vec::new(),
+            ..EndpointConfig::default()
         };
         let endpoint = exporter_endpoint(&exporter_config("127.0.0.1"), security)
             .unwrap()

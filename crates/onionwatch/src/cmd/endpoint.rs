@@ -9,18 +9,6 @@ use onionwatch_server::{EndpointConfig, ServeError, TlsConfig};
 /// TLS and authentication of the endpoint (required off loopback).
 #[derive(Debug, Clone, Args)]
 pub struct EndpointArgs {
-    #[command(flatten)]
-    pub security: SecurityArgs,
-    /// Serve on a non-loopback address without TLS and authentication
-    /// anyway. Anyone reaching it reads your tor metrics: logged loudly.
-    #[arg(long)]
-    pub i_understand_the_risk: bool,
-}
-
-/// TLS, authentication and host names of an endpoint (`probe` takes these
-/// alone: its results are not tor's MetricsPort data).
-#[derive(Debug, Clone, Args)]
-pub struct SecurityArgs {
     /// Serve HTTPS with this PEM certificate chain (re-read on SIGHUP).
     #[arg(long, value_name = "FILE", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -35,6 +23,10 @@ pub struct SecurityArgs {
     /// a broken file keeps the old credentials).
     #[arg(long, value_name = "FILE")]
     pub auth_file: Option<PathBuf>,
+    /// Serve on a non-loopback address without TLS and authentication
+    /// anyway. Anyone reaching it reads your tor metrics: logged loudly.
+    #[arg(long)]
+    pub i_understand_the_risk: bool,
     /// Also answer requests for this host name (repeatable), e.g. a reverse
     /// proxy's. Against DNS rebinding the endpoint answers only `localhost`,
     /// IP addresses and `.onion` names otherwise (421 for other names); off
@@ -46,20 +38,13 @@ pub struct SecurityArgs {
 impl EndpointArgs {
     /// The endpoint configuration for `listen`, checked.
     pub fn config(&self, listen: SocketAddr) -> Result<EndpointConfig, ServeError> {
-        let s = &self.security;
-        let (auth, risk) = (s.auth_file.as_deref(), self.i_understand_the_risk);
-        EndpointConfig::new(listen, s.tls(), auth, s.allowed_hosts.clone(), risk)
-    }
-}
-
-impl SecurityArgs {
-    /// The TLS files, if given.
-    pub fn tls(&self) -> Option<TlsConfig> {
         let tls = self.tls_cert.clone().zip(self.tls_key.clone());
-        tls.map(|(cert, key)| TlsConfig {
+        let tls = tls.map(|(cert, key)| TlsConfig {
             cert,
             key,
             client_ca: self.tls_client_ca.clone(),
-        })
+        });
+        let (auth, risk) = (self.auth_file.as_deref(), self.i_understand_the_risk);
+        EndpointConfig::new(listen, tls, auth, self.allowed_hosts.clone(), risk)
     }
 }

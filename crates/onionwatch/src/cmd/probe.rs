@@ -1,7 +1,7 @@
 //! `onionwatch probe`: outside monitoring, a concurrent drop-in for Onionprobe.
 
 use std::io::IsTerminal;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use onionwatch_probe::config::{Config, ControlPassword, ControlPort};
 use onionwatch_probe::output::{json_line, nagios, table};
-use onionwatch_probe::runner::{exporter_endpoint, start_exporter, ExporterSecurity};
+use onionwatch_probe::runner::{exporter_endpoint, start_exporter};
 use onionwatch_probe::{Event, Finish, ProbeMetrics, ProbeResult, Runner, Tor};
 
 use crate::signals::Signals;
@@ -151,10 +151,11 @@ pub struct ProbeArgs {
         alias = "prometheus-exporter-address"
     )]
     prometheus_exporter_address: Option<IpAddr>,
-    /// TLS, authentication and host names of the metrics endpoint, as for
-    /// `watch`.
+    /// The metrics endpoint's TLS, authentication and limits, as for
+    /// `watch` (--i-understand-the-risk is not needed here: an explicit
+    /// non-loopback --prometheus_exporter_address is served with a warning).
     #[command(flatten)]
-    exporter: super::endpoint::SecurityArgs,
+    exporter: super::endpoint::EndpointArgs,
 
     #[arg(long = "launch_tor", overrides_with = "no_launch_tor")]
     launch_tor: bool,
@@ -376,18 +377,21 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
     };
     // Where and how metrics are served is checked before tor starts, and
     // the endpoint bound: a bad address, file or busy port fails at once.
-    let security = ExporterSecurity {
-        tls: args.exporter.tls(),
-        auth_file: args.exporter.auth_file.clone(),
-        allowed_hosts: args.exporter.allowed_hosts.clone(),
-    };
-    let endpoint = match exporter_endpoint(&config, security) {
+    // The endpoint options are checked as for a loopback address; where
+    // the prober may listen is exporter_endpoint's rule.
+    let options = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), 0);
+    let endpoint = match args
+        .exporter
+        .config(options)
+        .map_err(anyhow::Error::from)
+        .and_then(|base| Ok(exporter_endpoint(&config, base)?))
+    {
         Ok(e) => e.filter(|_| !args.check),
         Err(e) if args.check => {
-            outln!("ONIONWATCH UNKNOWN - {:#}", anyhow::Error::from(e))?;
+            outln!("ONIONWATCH UNKNOWN - {e:#}")?;
             return Ok(ExitCode::from(3));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(e),
     };
     let metrics = Arc::new(ProbeMetrics::new());
     let exporter = match &endpoint {
