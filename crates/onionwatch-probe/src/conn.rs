@@ -39,6 +39,22 @@ pub enum ConnError {
     /// No response (or body data) within `http_read_timeout`.
     #[error("the onion service did not answer within {0:?} (http_read_timeout)")]
     ReadTimeout(Duration),
+    /// The redirect limit was reached (Python requests' `TooManyRedirects`).
+    #[error("more than {max} redirects (the next one to {next})")]
+    TooManyRedirects {
+        /// Redirects followed.
+        max: u32,
+        /// Where the one over the limit pointed.
+        next: String,
+    },
+    /// A `Location` that cannot be followed (unsupported scheme, malformed).
+    #[error("cannot follow the redirect to {location:?}: {why}")]
+    Redirect {
+        /// The `Location` header.
+        location: String,
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
 impl ConnError {
@@ -52,6 +68,8 @@ impl ConnError {
             ConnError::Certificate(_) => "certificate_invalid",
             ConnError::Http(_) => "http_error",
             ConnError::ReadTimeout(_) => "read_timeout",
+            ConnError::TooManyRedirects { .. } => "too_many_redirects",
+            ConnError::Redirect { .. } => "invalid_redirect",
         }
     }
 }
@@ -117,10 +135,35 @@ pub struct Attempt {
     pub body: Vec<u8>,
     /// The body was longer than the limit.
     pub truncated: bool,
-    /// TLS details (https).
+    /// TLS details (https): of the last hop on the endpoint's own onion
+    /// service that did TLS.
     pub tls: Option<TlsInfo>,
     /// The failure, if any.
     pub error: Option<ConnError>,
+    /// Redirects followed.
+    pub redirects: u32,
+    /// The URL of the last response, when redirects were followed.
+    pub url: Option<String>,
+    /// A redirect that was not followed because it leaves the onion
+    /// service: its target URL (the 3xx is the final status).
+    pub redirect_not_followed: Option<String>,
+    /// `Location` of the last response, if it is a redirect.
+    location: Option<String>,
+}
+
+/// Redirects followed at most, as Python requests (and so Onionprobe).
+pub const MAX_REDIRECTS: u32 = 30;
+
+/// Whether and how far redirects are followed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redirects {
+    /// Redirects followed at most; one more ends the attempt with
+    /// [`ConnError::TooManyRedirects`].
+    pub max: u32,
+    /// Follow redirects that leave the onion service (to another onion
+    /// service, or a clearnet site through an exit); otherwise such a
+    /// redirect's 3xx is the final answer.
+    pub elsewhere: bool,
 }
 
 /// What to connect to and how.
@@ -150,22 +193,271 @@ pub struct Request<'a> {
     pub read_timeout: Duration,
     /// Body bytes kept.
     pub max_body: usize,
+    /// Follow HTTP redirects (`None`: the first answer is final).
+    pub redirects: Option<Redirects>,
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-/// Run one attempt. Never panics; every wait is bounded by the request's
-/// timeouts.
+/// Run one attempt, following redirects as `req.redirects` says: each hop
+/// over a fresh stream (same isolation), each bounded by the request's
+/// timeouts. Never panics.
 pub async fn attempt(req: &Request<'_>) -> Attempt {
     let start = Instant::now();
     let mut out = Attempt::default();
-    let result = run(req, start, &mut out).await;
+    let home = service_of(req.host);
+    let mut hop = Hop {
+        tls: req.tls,
+        host: req.host.to_ascii_lowercase(),
+        port: req.port,
+        path: req.path.unwrap_or("/").to_owned(),
+    };
+    let result = loop {
+        let hop_req = Request {
+            host: &hop.host,
+            port: hop.port,
+            path: req.path.map(|_| hop.path.as_str()),
+            tls: hop.tls,
+            ..req.clone()
+        };
+        let own = service_of(&hop.host) == home;
+        let tls_before = out.tls.take();
+        out.status = None;
+        out.body.clear();
+        out.truncated = false;
+        out.location = None;
+        let r = run(&hop_req, start, &mut out).await;
+        // TLS details describe the endpoint's own onion service only.
+        if !own || out.tls.is_none() {
+            out.tls = out.tls.take().filter(|_| own).or(tls_before);
+        }
+        if let Err(e) = r {
+            break Err(e);
+        }
+        let (Some(policy), Some(location)) = (req.redirects, out.location.take()) else {
+            break Ok(());
+        };
+        let next = match hop.follow(&location) {
+            Ok(next) => next,
+            Err(why) => break Err(ConnError::Redirect { location, why }),
+        };
+        if !policy.elsewhere && service_of(&next.host) != home {
+            out.redirect_not_followed = Some(next.url());
+            break Ok(());
+        }
+        if out.redirects >= policy.max {
+            break Err(ConnError::TooManyRedirects {
+                max: policy.max,
+                next: next.url(),
+            });
+        }
+        out.redirects += 1;
+        out.url = Some(next.url());
+        hop = next;
+    };
     out.total = start.elapsed();
     if let Err(e) = result {
         out.error = Some(e);
     }
     out
+}
+
+/// The onion service a host belongs to (its 56-character id), or the host
+/// itself when it is not an onion service address.
+fn service_of(host: &str) -> String {
+    match host.parse::<onionwatch_tor::onion::OnionAddress>() {
+        Ok(a) => a.service_id().to_owned(),
+        Err(_) => host.to_ascii_lowercase(),
+    }
+}
+
+/// One request of a redirect chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Hop {
+    tls: bool,
+    host: String,
+    port: u16,
+    /// Path and query, starting with `/`.
+    path: String,
+}
+
+/// Statuses whose `Location` is followed (Python requests' `REDIRECT_STATI`).
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+/// Longest `Location` followed.
+const MAX_LOCATION: usize = 8192;
+
+impl Hop {
+    fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    fn default_port(tls: bool) -> u16 {
+        if tls {
+            443
+        } else {
+            80
+        }
+    }
+
+    fn url(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        if self.port == Self::default_port(self.tls) {
+            format!("{}://{host}{}", self.scheme(), self.path)
+        } else {
+            format!("{}://{host}:{}{}", self.scheme(), self.port, self.path)
+        }
+    }
+
+    /// The hop a `Location` header points to, resolved against this one as
+    /// RFC 3986 says (absolute, scheme-relative, absolute-path, relative
+    /// path, query only); the fragment is dropped.
+    fn follow(&self, location: &str) -> Result<Hop, String> {
+        let location = location.trim();
+        if location.is_empty() || location.len() > MAX_LOCATION {
+            return Err(format!("empty or longer than {MAX_LOCATION} bytes"));
+        }
+        if location.chars().any(char::is_control) {
+            return Err("it contains control characters".into());
+        }
+        let location = location.split('#').next().unwrap_or_default();
+        let scheme_end = location.find(':').filter(|&i| {
+            let s = &location[..i];
+            s.starts_with(|c: char| c.is_ascii_alphabetic())
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+                && !s.contains('/')
+        });
+        if let Some(i) = scheme_end {
+            let tls = match location[..i].to_ascii_lowercase().as_str() {
+                "http" => false,
+                "https" => true,
+                other => return Err(format!("the scheme {other:?} is not http or https")),
+            };
+            let rest = location[i + 1..]
+                .strip_prefix("//")
+                .ok_or("an absolute URL without //host")?;
+            return Self::with_authority(tls, rest);
+        }
+        if let Some(rest) = location.strip_prefix("//") {
+            return Self::with_authority(self.tls, rest);
+        }
+        let path = if location.starts_with('/') {
+            location.to_owned()
+        } else {
+            let (base_path, _) = self.path.split_once('?').unwrap_or((&self.path, ""));
+            if location.starts_with('?') {
+                format!("{base_path}{location}")
+            } else {
+                let dir = &base_path[..=base_path.rfind('/').unwrap_or(0)];
+                format!("{dir}{location}")
+            }
+        };
+        Ok(Hop {
+            path: normalize_path(&path),
+            ..self.clone()
+        })
+    }
+
+    /// `host[:port][/path][?query]` after `scheme://`.
+    fn with_authority(tls: bool, rest: &str) -> Result<Hop, String> {
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(end);
+        if authority.contains('@') {
+            return Err("credentials in a redirect URL are not followed".into());
+        }
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').ok_or("an unclosed [ in the host")?;
+            (h, after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            }
+        };
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        if host.is_empty()
+            || !host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '_'))
+        {
+            return Err(format!("{host:?} is not a host name"));
+        }
+        let port = match port {
+            None | Some("") => Self::default_port(tls),
+            Some(p) => p
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| format!("{p:?} is not a port"))?,
+        };
+        let path = if path.starts_with('?') {
+            format!("/{path}")
+        } else if path.is_empty() {
+            "/".to_owned()
+        } else {
+            path.to_owned()
+        };
+        Ok(Hop {
+            tls,
+            host,
+            port,
+            path: normalize_path(&path),
+        })
+    }
+}
+
+/// Remove `.` and `..` segments from the path part (RFC 3986 5.2.4) and
+/// percent-encode bytes not allowed in a request target, as requests does.
+fn normalize_path(path: &str) -> String {
+    let (p, query) = match path.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (path, None),
+    };
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = p.split('/').skip(1).collect();
+    for (i, seg) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        match *seg {
+            "." => {
+                if last {
+                    out.push("");
+                }
+            }
+            ".." => {
+                out.pop();
+                if last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
+    }
+    let mut s = format!("/{}", out.join("/"));
+    if let Some(q) = query {
+        s.push('?');
+        s.push_str(q);
+    }
+    let mut encoded = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_graphic() && !b"\"<>\\^`{|}".contains(&b) {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    encoded
 }
 
 async fn run(req: &Request<'_>, start: Instant, out: &mut Attempt) -> Result<(), ConnError> {
@@ -245,6 +537,12 @@ async fn run(req: &Request<'_>, start: Instant, out: &mut Attempt) -> Result<(),
     };
     out.first_byte = Some(start.elapsed());
     out.status = Some(resp.status().as_u16());
+    if is_redirect(resp.status().as_u16()) {
+        out.location = resp
+            .headers()
+            .get(http::header::LOCATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    }
     let mut body = resp.into_body();
     loop {
         match timeout(req.read_timeout, body.frame()).await {
@@ -604,9 +902,58 @@ mod tests {
             tls_timeout: limit,
             read_timeout: limit,
             max_body: 0,
+            redirects: None,
         };
         let a = attempt(&req).await;
         assert_eq!(a.error, Some(ConnError::ConnectTimeout(limit)), "{a:?}");
+    }
+
+    #[test]
+    fn locations_resolve_like_python_requests() {
+        let a = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion";
+        let base = Hop {
+            tls: false,
+            host: a.into(),
+            port: 80,
+            path: "/dir/page?x=1".into(),
+        };
+        let url = |l: &str| base.follow(l).map(|h| h.url());
+        let at = |p: &str| Ok(format!("http://{a}{p}"));
+        assert_eq!(url("/final"), at("/final"));
+        assert_eq!(url("final"), at("/dir/final"));
+        assert_eq!(url("../up/./x"), at("/up/x"));
+        assert_eq!(url("?y=2"), at("/dir/page?y=2"));
+        assert_eq!(url("/a b#frag"), at("/a%20b"));
+        assert_eq!(url("/../../etc"), at("/etc"));
+        assert_eq!(
+            url(&format!("HTTPS://WWW.{a}/s")),
+            Ok(format!("https://www.{a}/s"))
+        );
+        assert_eq!(url(&format!("//{a}:8080")), Ok(format!("http://{a}:8080/")));
+        assert_eq!(
+            url("http://[::1]:81?q"),
+            Ok("http://[::1]:81/?q".to_owned())
+        );
+        assert_eq!(
+            url(&format!("https://{a}:443/")),
+            Ok(format!("https://{a}/"))
+        );
+        for bad in [
+            "",
+            "ftp://x/",
+            "javascript:alert(1)",
+            "http://user:pw@x/",
+            "http://x:0/",
+            "http://x:99999/",
+            "http:///nohost",
+            "http://[::1/",
+            "http://a b/",
+            "/a\r\nSet-Cookie: x",
+        ] {
+            assert!(base.follow(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(service_of(&format!("www.{a}")), service_of(a));
+        assert_ne!(service_of("example.com"), service_of(a));
     }
 
     #[test]

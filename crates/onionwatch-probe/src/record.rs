@@ -236,6 +236,8 @@ impl<'a> Recorder<'a> {
         let last = &c.last;
         r.attempts = c.attempts;
         r.reachable = c.reachable;
+        r.redirects = last.redirects;
+        r.final_url = last.url.clone();
         r.status_code = last.status;
         r.connect_seconds = last.connect.map(|d| d.as_secs_f64());
         r.first_byte_seconds = last.first_byte.map(|d| d.as_secs_f64());
@@ -315,6 +317,9 @@ impl<'a> Recorder<'a> {
             ConnError::Certificate(_) => m.inc(family::CERTIFICATE_ERROR, p),
             ConnError::Http(_) => m.inc(family::HTTP_ERROR, p),
             ConnError::Tls(_) => m.inc(family::GENERIC_ERROR, self.tl()),
+            ConnError::TooManyRedirects { .. } => m.inc(family::TOO_MANY_REDIRECTS, p),
+            // Python requests' InvalidSchema/InvalidURL: a request exception only.
+            ConnError::Redirect { .. } => {}
         }
     }
 

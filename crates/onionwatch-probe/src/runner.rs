@@ -1,6 +1,15 @@
 //! The probing loop around a [`Prober`]: rounds, the sleep between them,
 //! configuration reloads and the Prometheus exporter.
 //!
+//! The exporter is onionwatch's one HTTP endpoint (`onionwatch-server`: TLS,
+//! mutual TLS, bearer/basic auth, `Host` check). [`exporter_endpoint`]
+//! decides where and how it listens from the configuration, before tor or
+//! anything else starts, and [`start_exporter`] serves it; a non-loopback
+//! `prometheus_exporter_address` is served even without TLS and
+//! authentication (container setups scrape across hosts), with a warning:
+//! probe results are observations of public onion services, not tor's
+//! MetricsPort data.
+//!
 //! The caller keeps presentation and signals: it gets every result and round
 //! end through a callback ([`Event`]), stops the runner with any future (a
 //! signal, a channel, a timeout) and asks for reloads through a channel whose
@@ -30,9 +39,11 @@
 use std::future::{pending, Future};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use onionwatch_server::{EndpointConfig, HostCheck, RunningServer};
 
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::config::{Config, ConfigError, Target};
 use crate::metrics::{ProbeMetrics, State};
@@ -89,6 +100,96 @@ pub struct ExporterError {
     pub source: onionwatch_server::ServeError,
 }
 
+/// Where and how the exporter listens when `prometheus_exporter` is set
+/// (`None` otherwise): `endpoint` (TLS, auth file, host names, limits: the
+/// command line's `--tls-cert`, `--auth-file`… as for `watch`) on
+/// `prometheus_exporter_address:prometheus_exporter_port`. Reads the auth
+/// file and checks the host names, so a bad setting is refused before tor
+/// starts. A non-loopback address without TLS and authentication is allowed
+/// (it was given explicitly: the default is 127.0.0.1) and logged as a
+/// warning.
+pub fn exporter_endpoint(
+    config: &Config,
+    mut endpoint: EndpointConfig,
+) -> Result<Option<EndpointConfig>, ExporterError> {
+    if !config.prometheus_exporter {
+        return Ok(None);
+    }
+    let listen = SocketAddr::new(
+        config.prometheus_exporter_address,
+        config.prometheus_exporter_port,
+    );
+    let error = |source| ExporterError {
+        addr: listen,
+        source,
+    };
+    HostCheck::new(&endpoint.allowed_hosts).map_err(|e| error(e.into()))?;
+    endpoint.listen = listen;
+    endpoint.load_auth_file().map_err(|e| error(e.into()))?;
+    if !listen.ip().is_loopback() && !endpoint.is_protected() {
+        tracing::warn!(
+            "serving the prober's metrics on {listen} (prometheus_exporter_address) without TLS \
+             and authentication: anyone who can reach it can read them. They are observations of \
+             public onion services (reachability, latency, descriptors), not tor's MetricsPort \
+             data; add --tls-cert/--tls-key and --auth-file (or --tls-client-ca) to restrict them"
+        );
+        endpoint.i_understand_the_risk = true;
+    }
+    Ok(Some(endpoint))
+}
+
+/// Serve `metrics` at `/metrics` (and `/healthz`) on `endpoint`, in the
+/// background.
+pub async fn start_exporter(
+    endpoint: &EndpointConfig,
+    metrics: Arc<ProbeMetrics>,
+) -> Result<RunningServer, ExporterError> {
+    let registry = Arc::new(onionwatch_server::Registry::default());
+    registry.register(metrics);
+    onionwatch_server::start(endpoint, onionwatch_server::router(registry))
+        .await
+        .map_err(|source| ExporterError {
+            addr: endpoint.listen,
+            source,
+        })
+}
+
+/// The settings of `new` that differ from `old` but apply only at a
+/// restart: tor's (the connection to it, or the launched tor's torrc) and
+/// the exporter's listening address.
+pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    macro_rules! check {
+        ($($field:ident => $name:literal),* $(,)?) => {
+            $( if old.$field != new.$field { changed.push($name); } )*
+        };
+    }
+    check!(
+        launch_tor => "launch_tor",
+        tor_address => "tor_address",
+        socks_port => "socks_port",
+        control_port => "control_port",
+        control_password => "control_password",
+        prometheus_exporter => "prometheus_exporter",
+        prometheus_exporter_address => "prometheus_exporter_address",
+        prometheus_exporter_port => "prometheus_exporter_port",
+    );
+    // Only a launched tor reads these.
+    if old.launch_tor && new.launch_tor {
+        check!(
+            metrics_port => "metrics_port",
+            metrics_port_policy => "metrics_port_policy",
+            circuit_stream_timeout => "circuit_stream_timeout",
+            tor_binary => "tor_binary",
+            tor_config => "tor_config",
+        );
+    }
+    changed
+}
+
+/// How long the exporter's in-flight requests may finish at shutdown.
+const EXPORTER_GRACE: Duration = Duration::from_secs(2);
+
 /// Runs rounds of a [`Prober`] as a [`Config`] says.
 pub struct Runner {
     prober: Arc<Prober>,
@@ -97,7 +198,8 @@ pub struct Runner {
     targets: Vec<Target>,
     once: bool,
     reload: Option<(mpsc::UnboundedReceiver<()>, Rebuild)>,
-    exporter: Option<JoinHandle<()>>,
+    /// Stopped at shutdown; its TLS and auth files are re-read on reloads.
+    exporter: Option<RunningServer>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -179,37 +281,26 @@ impl Runner {
         &self.targets
     }
 
-    /// Serve the metrics on `prometheus_exporter_address:port` when
-    /// `prometheus_exporter` is set, until [`Runner::shutdown`]; returns the
-    /// bound address.
-    pub async fn serve_metrics(&mut self) -> Result<Option<SocketAddr>, ExporterError> {
-        if !self.config.prometheus_exporter {
-            return Ok(None);
-        }
-        let addr = SocketAddr::new(
-            self.config.prometheus_exporter_address,
-            self.config.prometheus_exporter_port,
-        );
-        let error = |source| ExporterError { addr, source };
-        let registry = Arc::new(onionwatch_server::Registry::default());
-        registry.register(self.prober.metrics().clone());
-        let listener = onionwatch_server::bind(addr, false).await.map_err(error)?;
-        let bound = listener
-            .local_addr()
-            .map_err(|source| error(onionwatch_server::ServeError::Bind { addr, source }))?;
-        let app = onionwatch_server::router(registry);
-        self.exporter = Some(tokio::spawn(async move {
-            if let Err(e) = onionwatch_server::serve_on(listener, app, pending()).await {
-                tracing::error!("{e}");
-            }
-        }));
-        Ok(Some(bound))
+    /// Stop `server` (from [`start_exporter`] on this runner's metrics) at
+    /// [`Runner::shutdown`], and re-read its TLS and auth files on each
+    /// reload.
+    pub fn with_exporter(mut self, server: RunningServer) -> Self {
+        self.exporter = Some(server);
+        self
     }
 
     /// Switch to `config`: its endpoints and settings apply from the next
     /// round, series of endpoints no longer configured disappear.
     pub fn apply(&mut self, config: Config) -> Result<(), ConfigError> {
         let targets = config.targets()?;
+        let restart = restart_needed(&self.config, &config);
+        if !restart.is_empty() {
+            tracing::warn!(
+                "configuration reload: {} changed, which applies only when onionwatch probe \
+                 restarts; the running tor connection and exporter keep the old values",
+                restart.join(", ")
+            );
+        }
         let keep: Vec<(&str, &str)> = targets
             .iter()
             .map(|t| (t.name.as_str(), t.address.host()))
@@ -229,6 +320,11 @@ impl Runner {
         let built = rebuild();
         if let Err(e) = built.and_then(|c| self.apply(c).map_err(BoxError::from)) {
             tracing::error!("configuration not reloaded, keeping the previous one: {e:#}");
+        }
+        if let Some(server) = &self.exporter {
+            if let Err(e) = server.reload() {
+                tracing::error!("exporter: {e}");
+            }
         }
     }
 
@@ -291,8 +387,10 @@ impl Runner {
     /// (also killed when dropped).
     pub async fn shutdown(self) {
         self.prober.metrics().set_state(State::Stopping);
-        if let Some(e) = self.exporter {
-            e.abort();
+        if let Some(server) = self.exporter {
+            if let Err(e) = server.shutdown(EXPORTER_GRACE).await {
+                tracing::warn!("exporter: {e}");
+            }
         }
         drop(self.prober);
         if let Ok(tor) = Arc::try_unwrap(self.tor) {
@@ -304,12 +402,214 @@ impl Runner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use onionwatch_server::TlsConfig;
 
     /// `demo` and others run the runner in a spawned task.
     #[allow(dead_code)]
     fn run_is_send(r: &mut Runner) {
         fn send<T: Send>(_: T) {}
         send(r.run(pending::<()>(), |_| Ok::<_, BoxError>(())));
+    }
+
+    const A: &str = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion";
+
+    fn exporter_config(address: &str) -> Config {
+        let yaml = format!(
+            "prometheus_exporter: true\nprometheus_exporter_address: '{address}'\nendpoints: {{a: {{address: {A}}}}}\n"
+        );
+        let mut c = Config::from_yaml(&yaml, "t").unwrap().0;
+        // Any free port (the YAML refuses 0).
+        c.prometheus_exporter_port = 0;
+        c
+    }
+
+    #[test]
+    fn an_explicit_non_loopback_exporter_address_is_served_without_auth() {
+        // Off: no endpoint.
+        let (off, _) = Config::from_yaml("prometheus_exporter: false", "t").unwrap();
+        assert!(exporter_endpoint(&off, EndpointConfig::default())
+            .unwrap()
+            .is_none());
+        // Loopback: no override needed.
+        let e = exporter_endpoint(&exporter_config("127.0.0.1"), EndpointConfig::default())
+            .unwrap()
+            .unwrap();
+        assert!(!e.i_understand_the_risk);
+        e.check().unwrap();
+        // Explicit 0.0.0.0 (a container): served, unprotected, as asked.
+        for any in ["0.0.0.0", "::", "192.0.2.7"] {
+            let e = exporter_endpoint(&exporter_config(any), EndpointConfig::default())
+                .unwrap()
+                .unwrap();
+            assert!(e.i_understand_the_risk && !e.is_protected(), "{any}");
+            e.check().unwrap();
+        }
+        // A bad host name or auth file is refused before anything starts.
+        let err = exporter_endpoint(
+            &exporter_config("0.0.0.0"),
+            EndpointConfig {
+                auth_file: Some("/nonexistent/auth.yaml".into()),
+                ..EndpointConfig::default()
+            },
+        )
+        .unwrap_err();
+        assert!(
+            format!("{:?}", anyhow_like(&err)).contains("/nonexistent/auth.yaml"),
+            "{err:?}"
+        );
+        assert!(exporter_endpoint(
+            &exporter_config("127.0.0.1"),
+            EndpointConfig {
+                allowed_hosts: vec!["bad host:1".into()],
+                ..EndpointConfig::default()
+            },
+        )
+        .is_err());
+    }
+
+    /// The error and its sources, one string.
+    fn anyhow_like(e: &dyn std::error::Error) -> String {
+        let mut s = e.to_string();
+        let mut cur = e.source();
+        while let Some(c) = cur {
+            s.push_str(&format!(": {c}"));
+            cur = c.source();
+        }
+        s
+    }
+
+    #[tokio::test]
+    async fn the_exporter_serves_tls_and_requires_the_token() {
+        use digest::Digest;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (cert_file, key_file, auth) = (
+            dir.path().join("cert.pem"),
+            dir.path().join("key.pem"),
+            dir.path().join("auth.yaml"),
+        );
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let token = "probe-scraper-token";
+        let hex: String = tor_llcrypto::d::Sha256::digest(token.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        std::fs::write(&auth, format!("bearer_token_sha256: ['{hex}']\n")).unwrap();
+        let security = EndpointConfig {
+            tls: Some(TlsConfig {
+                cert: cert_file,
+                key: key_file,
+                client_ca: None,
+            }),
+            auth_file: Some(auth),
+            ..EndpointConfig::default()
+        };
+        let endpoint = exporter_endpoint(&exporter_config("127.0.0.1"), security)
+            .unwrap()
+            .unwrap();
+        assert!(endpoint.is_protected());
+        let metrics = Arc::new(ProbeMetrics::new());
+        let server = start_exporter(&endpoint, metrics).await.unwrap();
+        let addr = server.local_addr();
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let get = |authorization: Option<&str>| {
+            let connector = connector.clone();
+            let header = authorization
+                .map(|a| format!("Authorization: {a}\r\n"))
+                .unwrap_or_default();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+                let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+                let mut tls = connector.connect(name, tcp).await.unwrap();
+                tls.write_all(
+                    format!(
+                        "GET /metrics HTTP/1.1\r\nHost: localhost\r\n{header}Connection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
+                )
+                .await
+                .unwrap();
+                let mut out = Vec::new();
+                let _ = tls.read_to_end(&mut out).await;
+                String::from_utf8_lossy(&out).into_owned()
+            }
+        };
+        let denied = get(None).await;
+        assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
+        let wrong = get(Some("Bearer wrong")).await;
+        assert!(wrong.starts_with("HTTP/1.1 401"), "{wrong}");
+        let ok = get(Some(&format!("Bearer {token}"))).await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        assert!(ok.contains("onionprobe_version_info"), "{ok}");
+        // Plain HTTP on the TLS port gets nothing useful.
+        let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
+        plain
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let _ = plain.read_to_end(&mut out).await;
+        assert!(!String::from_utf8_lossy(&out).contains("onionprobe_"));
+        server.shutdown(Duration::from_secs(1)).await.unwrap();
+    }
+
+    #[test]
+    fn reloads_name_the_settings_that_need_a_restart() {
+        let base = "launch_tor: false\nendpoints: {a: {address: 2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion}}\n";
+        let (old, _) = Config::from_yaml(base, "t").unwrap();
+        let (same, _) = Config::from_yaml(&format!("{base}interval: 5\nrounds: 3\n"), "t").unwrap();
+        assert!(
+            restart_needed(&old, &same).is_empty(),
+            "probe settings apply"
+        );
+        let (new, _) = Config::from_yaml(
+            &format!(
+                "{base}socks_port: 9050\ntor_address: tor\nprometheus_exporter_port: 9999\ncontrol_password: x\ncircuit_stream_timeout: 5\n"
+            ),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            restart_needed(&old, &new),
+            [
+                "tor_address",
+                "socks_port",
+                "control_password",
+                "prometheus_exporter_port"
+            ],
+            "circuit_stream_timeout only matters for a launched tor"
+        );
+        let launched = |extra: &str| {
+            Config::from_yaml(
+                &format!("launch_tor: true\n{extra}endpoints: {{a: {{address: {A}}}}}\n"),
+                "t",
+            )
+            .unwrap()
+            .0
+        };
+        assert_eq!(
+            restart_needed(
+                &launched(""),
+                &launched("metrics_port: 9936\ntor_config: ['UseBridges 0']\n")
+            ),
+            ["metrics_port", "tor_config"]
+        );
     }
 
     #[test]

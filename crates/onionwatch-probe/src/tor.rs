@@ -52,9 +52,17 @@ pub enum TorError {
         /// Tail of its notice log.
         log: String,
     },
-    /// A bad address in the config.
-    #[error("tor_address {0:?} is not an IP address (use e.g. 127.0.0.1)")]
-    Address(String),
+    /// `tor_address` is neither an IP address nor a name that resolves.
+    #[error(
+        "tor_address {host:?} does not resolve: {detail} (give an IP address, or a host name \
+         this machine resolves, such as a Compose service name)"
+    )]
+    Address {
+        /// The configured value.
+        host: String,
+        /// What the resolver said.
+        detail: String,
+    },
     /// The configured tor could not be launched.
     #[error("cannot launch tor")]
     Launch(#[source] Box<TorError>),
@@ -287,10 +295,7 @@ impl Tor {
     /// DataDirectory (`launch_tor`), or the one at `tor_address`
     /// (`socks_port`, `control_port`, `control_password`).
     pub async fn from_config(c: &Config) -> Result<Tor, TorError> {
-        let ip: IpAddr = match c.tor_address.as_str() {
-            "localhost" => IpAddr::from([127, 0, 0, 1]),
-            a => a.parse().map_err(|_| TorError::Address(a.to_owned()))?,
-        };
+        let ip = resolve_tor_address(&c.tor_address).await?;
         let socks = SocketAddr::new(ip, c.socks_port);
         let control = match &c.control_port {
             ControlPort::Tcp(p) => ControlAddr::Tcp(SocketAddr::new(ip, *p)),
@@ -542,6 +547,36 @@ impl Tor {
     }
 }
 
+/// Longest wait for the resolver.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `tor_address` as an IP address: an address as it is, a host name
+/// (Onionprobe's Compose setup uses `tor_address: tor`) resolved once, at
+/// start. An IPv4 address is preferred, as Onionprobe's `gethostbyname`
+/// only gives those.
+pub async fn resolve_tor_address(host: &str) -> Result<IpAddr, TorError> {
+    let host = host.trim();
+    if let Ok(ip) = host.parse() {
+        return Ok(ip);
+    }
+    let error = |detail: String| TorError::Address {
+        host: host.to_owned(),
+        detail,
+    };
+    let found = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, 0)))
+        .await
+        .map_err(|_| error(format!("no answer within {RESOLVE_TIMEOUT:?}")))?
+        .map_err(|e| error(e.to_string()))?
+        .map(|a| a.ip())
+        .collect::<Vec<_>>();
+    found
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .or(found.first())
+        .copied()
+        .ok_or_else(|| error("the resolver returned no address".into()))
+}
+
 /// How to launch tor.
 #[derive(Debug, Clone)]
 pub struct LaunchOptions {
@@ -690,6 +725,26 @@ impl LaunchedTor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn tor_address_host_names_resolve_and_unknown_ones_are_named() {
+        assert_eq!(
+            resolve_tor_address("localhost").await.unwrap(),
+            IpAddr::from([127, 0, 0, 1])
+        );
+        assert_eq!(
+            resolve_tor_address(" ::1 ").await.unwrap(),
+            "::1".parse::<IpAddr>().unwrap()
+        );
+        let err = resolve_tor_address("no-such-tor.invalid")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"no-such-tor.invalid\" does not resolve"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn torrc_has_a_private_data_directory_and_ownership() {

@@ -1145,3 +1145,140 @@ async fn onionprobes_alert_rules_and_dashboard_queries_work_on_our_metrics() {
     drop(prom);
     server.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redirects_are_followed_within_the_onion_service_like_onionprobe() {
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    let o = onions();
+    let n = net();
+    // tor_address as a host name (Onionprobe's Compose setup uses `tor`);
+    // a look-ahead pattern (Python syntax); an endpoint whose pattern is
+    // invalid, which must not stop the others.
+    let yaml = format!(
+        "{FAST}tor_address: localhost\nsocks_port: {socks}\ncontrol_port: {control}\ncontrol_password: '{PASSWORD}'\nendpoints:\n  redirect:\n    address: {r}\n    protocol: http\n    port: 80\n    paths:\n      - path: /\n        pattern: 'redirect(?= final)'\n        allowed_statuses: [200]\n      - path: /abs\n        allowed_statuses: [200]\n      - path: /rel/x\n        allowed_statuses: [200]\n      - path: /away\n        allowed_statuses: [200]\n  loop:\n    address: {r}\n    protocol: http\n    port: 80\n    paths:\n      - path: /loop/0\n        allowed_statuses: [200]\n  invalid:\n    address: {h}\n    protocol: http\n    port: 80\n    paths:\n      - path: /\n        pattern: '(?<=unclosed'\n",
+        socks = n.client.socks.port(),
+        control = n.client.control.port(),
+        r = o.redirect,
+        h = o.healthy,
+    );
+    let (config, warnings) = onionwatch_probe::Config::from_yaml(&yaml, "test").unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("endpoints.\"invalid\".paths[0].pattern")
+                && w.contains("endpoint \"invalid\" is not probed")),
+        "{warnings:?}"
+    );
+    let targets = config.targets().unwrap();
+    let tor = onionwatch_probe::Tor::from_config(&config)
+        .await
+        .expect("tor_address: localhost resolves");
+    let prober = onionwatch_probe::Prober::new(
+        Arc::new(tor),
+        Arc::new(onionwatch_probe::ProbeMetrics::new()),
+        onionwatch_probe::Settings::from_config(&config),
+    );
+    let loops_before = LOOP_REQUESTS.load(Ordering::SeqCst);
+    let results = tokio::time::timeout(ROUND_LIMIT, prober.run_round(&targets, 1, None))
+        .await
+        .expect("the round finished in time");
+    assert!(results.iter().all(|r| r.name != "invalid"), "{results:?}");
+    let r: HashMap<(String, String), ProbeResult> = results
+        .iter()
+        .map(|r| ((r.name.clone(), r.path.clone().unwrap()), r.clone()))
+        .collect();
+    let get = |name: &str, path: &str| &r[&(name.to_owned(), path.to_owned())];
+    let m = prober.metrics();
+
+    // / -> /final: the final status passes allowed_statuses [200], and the
+    // look-ahead pattern matches the final body.
+    let root = get("redirect", "/");
+    assert!(root.passed && root.reachable, "{root:?}");
+    assert_eq!(root.status_code, Some(200));
+    assert_eq!(root.redirects, 1);
+    assert_eq!(
+        root.final_url.as_deref(),
+        Some(format!("http://{}/final", o.redirect).as_str())
+    );
+    assert_eq!(root.pattern_matched, Some(true));
+    let p = ["redirect", o.redirect.as_str(), "http", "80", "/"];
+    assert_eq!(m.get("onion_service_status_code", &p), Some(200.0));
+    assert_eq!(m.get("onion_service_reachable", &p), Some(1.0));
+    assert_eq!(
+        m.get(
+            "onion_service_pattern_matched",
+            &[
+                "redirect",
+                &o.redirect,
+                "http",
+                "80",
+                "/",
+                "redirect(?= final)"
+            ]
+        ),
+        Some(1.0)
+    );
+    // Absolute and relative Locations.
+    for path in ["/abs", "/rel/x"] {
+        let x = get("redirect", path);
+        assert!(x.passed && x.redirects == 1, "{path}: {x:?}");
+        assert_eq!(
+            x.final_url.as_deref(),
+            Some(format!("http://{}/final", o.redirect).as_str())
+        );
+    }
+    // A redirect out of the onion service is not followed: its 302 is the
+    // answer, and the detail says why.
+    let away = get("redirect", "/away");
+    assert!(!away.passed, "{away:?}");
+    assert_eq!(away.status_code, Some(302));
+    assert_eq!(away.error.as_deref(), Some("unexpected_status"));
+    let detail = away.error_detail.as_deref().unwrap_or_default();
+    assert!(
+        detail.contains("http://example.com/") && detail.contains("follow_redirects_elsewhere"),
+        "{detail}"
+    );
+
+    // Endless redirects: 30 followed per attempt (31 requests), then
+    // too_many_redirects, counted once for the path (after the retries).
+    let l = get("loop", "/loop/0");
+    assert!(!l.passed, "{l:?}");
+    assert_eq!(l.error.as_deref(), Some("too_many_redirects"), "{l:?}");
+    assert_eq!(l.attempts, 3, "1 + http_connect_max_retries");
+    assert_eq!(
+        LOOP_REQUESTS.load(Ordering::SeqCst) - loops_before,
+        3 * 31,
+        "each attempt: the first request and 30 redirects"
+    );
+    let pl = ["loop", o.redirect.as_str(), "http", "80", "/loop/0"];
+    assert_eq!(m.get("onion_service_too_many_redirects", &pl), Some(1.0));
+    assert_eq!(m.get("onion_service_fetch_error", &pl), Some(1.0));
+    assert_eq!(m.get("onion_service_reachable", &pl), Some(0.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connect_max_retries_bounds_the_tls_step_like_onionprobe() {
+    use std::sync::atomic::Ordering;
+    let o = onions();
+    let options = FAST
+        .replace("http_connect_max_retries: 2", "http_connect_max_retries: 0")
+        .replace("tls_connect_max_retries: 0", "tls_connect_max_retries: 2");
+    let yaml = format!(
+        "{options}endpoints:\n  refuser:\n    address: {}\n    protocol: https\n    port: 80\n    test_tls_connection: true\n    paths:\n      - path: /\n",
+        o.refuser
+    );
+    let (prober, targets) = prober(&yaml).await;
+    let before = REFUSER_ACCEPTED.load(Ordering::SeqCst);
+    let results = tokio::time::timeout(ROUND_LIMIT, prober.run_round(&targets, 1, None))
+        .await
+        .expect("the round finished in time");
+    let r = &results[0];
+    assert_eq!(r.error.as_deref(), Some("tls_error"), "{r:?}");
+    assert_eq!(r.attempts, 1, "{r:?}");
+    assert_eq!(
+        REFUSER_ACCEPTED.load(Ordering::SeqCst) - before,
+        1 + 3,
+        "one HTTPS attempt, then the TLS step: 1 + tls_connect_max_retries"
+    );
+}

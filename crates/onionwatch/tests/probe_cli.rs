@@ -235,6 +235,98 @@ fn a_control_password_in_argv_is_warned_about_and_a_file_is_not() {
     );
 }
 
+/// `GET /metrics` on `addr` with this `Authorization` header (none if
+/// empty): the whole answer ("" if nothing answers).
+fn get_with_auth(addr: SocketAddr, authorization: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else {
+        return String::new();
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    let header = if authorization.is_empty() {
+        String::new()
+    } else {
+        format!("Authorization: {authorization}\r\n")
+    };
+    let _ = write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\n{header}Connection: close\r\n\r\n"
+    );
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn exporter_settings_are_checked_before_tor_starts() {
+    // The tor binary does not exist: reaching it would fail differently.
+    let probe = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["probe", "-e", TPO, "--prometheus_exporter"])
+            .args(["--tor_binary", "/nonexistent/tor"])
+            .args(extra)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(!err.contains("/nonexistent/tor"), "tor was tried: {err}");
+        err
+    };
+    let err = probe(&["--auth-file", "/nonexistent/auth.yaml"]);
+    assert!(err.contains("/nonexistent/auth.yaml"), "{err}");
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let err = probe(&["--prometheus_exporter_port", &port]);
+    assert!(err.contains("cannot listen"), "{err}");
+}
+
+#[test]
+fn the_exporter_serves_while_tor_starts_and_requires_the_token() {
+    if Command::new("tor").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: tor is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let auth = tmp.path().join("auth.yaml");
+    // `printf %s old-token | sha256sum`
+    std::fs::write(
+        &auth,
+        "bearer_token_sha256: [9bdf10a691a1cfda89d9ff66629d1609ab176cec9b6a3146a8929f28937a9fce]\n",
+    )
+    .unwrap();
+    let port = support::free_port();
+    let metrics = SocketAddr::from(([127, 0, 0, 1], port));
+    // DisableNetwork keeps the launched tor bootstrapping forever.
+    let mut child = support::Running(
+        Command::new(BIN)
+            .args(["probe", "-e", TPO, "--tor_config", "DisableNetwork 1"])
+            .args(["--socks_port", &support::free_port().to_string()])
+            .args(["--control_port", &support::free_port().to_string()])
+            .args(["--prometheus_exporter", "--prometheus_exporter_port"])
+            .arg(port.to_string())
+            .arg("--auth-file")
+            .arg(&auth)
+            .env("TMPDIR", tmp.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let ok = wait_for(Duration::from_secs(60), || {
+        let answer = get_with_auth(metrics, "Bearer old-token");
+        answer.starts_with("HTTP/1.1 200").then_some(answer)
+    })
+    .expect("the exporter answered while tor bootstraps");
+    assert!(ok.contains("onionprobe_state"), "{ok}");
+    assert!(get_with_auth(metrics, "").starts_with("HTTP/1.1 401"));
+    assert!(get_with_auth(metrics, "Bearer wrong").starts_with("HTTP/1.1 401"));
+    // SAFETY: plain signal to our own child.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let status = wait_for(Duration::from_secs(30), || child.0.try_wait().unwrap())
+        .expect("onionwatch exits on SIGTERM");
+    assert_eq!(status.code(), Some(143), "{status}");
+}
+
 // ------------------------------------------------ on the private network
 
 /// One tor with three onion services on built-in backends: 200, 500, 200.
@@ -325,11 +417,22 @@ fn sighup_reloads_the_endpoints_in_loop_mode() {
         stderr()
     );
 
-    // New file: "first" replaced by "second", log_level raised to warning.
+    // New file: "first" replaced by "second", log_level raised to warning,
+    // and two settings that apply only at a restart changed.
+    let restart_only = common_opts
+        .replace(
+            &format!("prometheus_exporter_port: {port}"),
+            &format!("prometheus_exporter_port: {}", port.wrapping_add(1).max(1)),
+        )
+        .replace(
+            &format!("socks_port: {}", n.client.socks.port()),
+            "socks_port: 1",
+        );
+    assert_ne!(restart_only, common_opts);
     std::fs::write(
         &cfg,
         format!(
-            "{common_opts}log_level: warning\nendpoints:\n{}",
+            "{restart_only}log_level: warning\nendpoints:\n{}",
             endpoint("second", second)
         ),
     )
@@ -356,6 +459,13 @@ fn sighup_reloads_the_endpoints_in_loop_mode() {
     assert!(
         child.0.try_wait().unwrap().is_none(),
         "still running after the reload"
+    );
+    assert!(
+        stderr().lines().any(|l| l.contains(" WARN ")
+            && l.contains("socks_port, prometheus_exporter_port")
+            && l.contains("restart")),
+        "the reload names the settings that need a restart: {}",
+        stderr()
     );
 }
 

@@ -10,7 +10,8 @@
 //! lists, so a probe round never meets a bad value.
 //!
 //! A few keys are onionwatch extensions (Onionprobe ignores them):
-//! `concurrency`, `max_body_bytes`, `prometheus_exporter_address`,
+//! `concurrency`, `follow_redirects_elsewhere`, `max_body_bytes`,
+//! `prometheus_exporter_address`,
 //! `tls_ca_file`, `tor_binary`, `tor_config`, and per endpoint `client_auth_key` /
 //! `client_auth_key_file`.
 //!
@@ -31,7 +32,7 @@ use std::time::Duration;
 use onionwatch_tor::onion::OnionAddressError;
 use serde::Deserialize;
 
-pub use targets::{Target, TargetPath};
+pub use targets::{Pattern, Target, TargetPath};
 use values::{lenient_metrics_port, lenient_opt_port, lenient_port, lenient_seconds};
 pub use values::{ControlPassword, ControlPort, Protocol};
 
@@ -93,9 +94,11 @@ pub struct PathSpec {
     /// The path (and query) appended to `PROTOCOL://ADDRESS:PORT`; must
     /// start with `/`.
     pub path: String,
-    /// A regular expression searched for in the response body (Rust `regex`
-    /// syntax, which covers the Python `re` subset configs use; look-around
-    /// and back-references are refused at load).
+    /// A regular expression searched for in the response body, in Python
+    /// `re` syntax: compiled by Rust's `regex` when it can, else by
+    /// `fancy-regex` (look-around, back-references). A pattern neither
+    /// compiles leaves this path out, with a warning naming it; the rest of
+    /// the configuration loads.
     #[serde(default)]
     pub pattern: Option<String>,
     /// HTTP status codes that count as success; absent means any status.
@@ -145,7 +148,8 @@ pub struct Config {
     /// Launch a private tor with a temporary DataDirectory (default `true`);
     /// `false` uses the tor at `tor_address:control_port`.
     pub launch_tor: bool,
-    /// Address of tor's SOCKS and control ports (default `127.0.0.1`).
+    /// Address of tor's SOCKS and control ports (default `127.0.0.1`): an
+    /// IP address or a host name, resolved at start (IPv4 preferred).
     pub tor_address: String,
     /// Tor's SOCKS port (default 19050).
     #[serde(deserialize_with = "lenient_port")]
@@ -203,10 +207,19 @@ pub struct Config {
     /// Seconds for the TLS handshake (default 30).
     #[serde(deserialize_with = "lenient_seconds")]
     pub tls_connect_timeout: f64,
-    /// Extra TLS attempts (default 3; onionwatch reads TLS details from the
-    /// HTTPS connection itself, so this only bounds HTTPS retries together
-    /// with `http_connect_max_retries`).
+    /// Extra attempts of the TLS step (default 3): TLS and certificate
+    /// details come from the HTTPS requests themselves; only when none of an
+    /// https endpoint's paths completed a handshake (and
+    /// `test_tls_connection` is on) does a separate TLS connection, not
+    /// verifying, try 1 + this many times, as Onionprobe's TLS probe does.
     pub tls_connect_max_retries: u32,
+    /// onionwatch: follow redirects that leave the onion service (to
+    /// another onion service, or a clearnet site through a tor exit; default
+    /// `false`). Redirects within the onion service (any subdomain, port or
+    /// scheme) are always followed, up to 30 as Python requests does; a
+    /// redirect elsewhere is not, and its 3xx status is the answer checked
+    /// against `allowed_statuses`.
+    pub follow_redirects_elsewhere: bool,
     /// `CircuitStreamTimeout` of the launched tor (default 60).
     pub circuit_stream_timeout: u32,
     /// Serve Prometheus metrics (default `false`); implies `loop`.
@@ -214,8 +227,11 @@ pub struct Config {
     /// Port of the metrics endpoint (default 9935).
     #[serde(deserialize_with = "lenient_port")]
     pub prometheus_exporter_port: u16,
-    /// onionwatch: address of the metrics endpoint (default 127.0.0.1; a
-    /// non-loopback address is refused, as the endpoint has no TLS or auth).
+    /// onionwatch: address of the metrics endpoint (default 127.0.0.1). A
+    /// non-loopback address (e.g. 0.0.0.0 in a container) is served even
+    /// without TLS and authentication, with a warning: probe results are
+    /// observations of public onion services. TLS and authentication come
+    /// from the command line (`--tls-cert`, `--auth-file`…, as for `watch`).
     pub prometheus_exporter_address: IpAddr,
     /// onionwatch: endpoints probed at the same time (default 32). Each
     /// probe waits mostly for tor to build its circuits (about a second
@@ -261,6 +277,7 @@ impl Default for Config {
             http_connect_max_retries: 3,
             tls_connect_timeout: 30.0,
             tls_connect_max_retries: 3,
+            follow_redirects_elsewhere: false,
             circuit_stream_timeout: 60,
             prometheus_exporter: false,
             prometheus_exporter_port: 9935,
@@ -302,6 +319,7 @@ const KNOWN_KEYS: &[&str] = &[
     "http_connect_max_retries",
     "tls_connect_timeout",
     "tls_connect_max_retries",
+    "follow_redirects_elsewhere",
     "circuit_stream_timeout",
     "prometheus_exporter",
     "prometheus_exporter_port",
@@ -334,13 +352,13 @@ impl Config {
         }
         let keys: BTreeMap<String, serde::de::IgnoredAny> =
             serde_saphyr::from_str(text).map_err(yaml_err)?;
-        let warnings = keys
+        let mut warnings: Vec<String> = keys
             .keys()
             .filter(|k| !KNOWN_KEYS.contains(&k.as_str()))
             .map(|k| format!("{origin}: unknown key {k:?} ignored (Onionprobe ignores it too)"))
             .collect();
         let config: Config = serde_saphyr::from_str(text).map_err(yaml_err)?;
-        config.targets().map_err(|e| match e {
+        let (_, rejected) = config.checked_targets().map_err(|e| match e {
             ConfigError::Invalid { key, message, .. } => ConfigError::Invalid {
                 origin: Some(origin.to_owned()),
                 key,
@@ -348,6 +366,7 @@ impl Config {
             },
             other => other,
         })?;
+        warnings.extend(rejected.into_iter().map(|r| format!("{origin}: {r}")));
         Ok((config, warnings))
     }
 
@@ -518,7 +537,6 @@ endpoints:
             (format!("endpoints: {{x: {{address: {A}.onion, port: 'eighty'}}}}"), "port"),
             (format!("endpoints: {{x: {{address: {A}.onion, protocol: gopher}}}}"), "protocol"),
             (format!("endpoints: {{x: {{address: {A}.onion, paths: [{{path: 'no-slash'}}]}}}}"), "path"),
-            (format!("endpoints: {{x: {{address: {A}.onion, paths: [{{path: /, pattern: '(?<=a)b'}}]}}}}"), "pattern"),
             (format!("endpoints: {{x: {{address: {A}.onion, paths: [{{path: /, pattern: '('}}]}}}}"), "pattern"),
             (format!("endpoints: {{x: {{address: {A}.onion, paths: [{{path: /, allowed_statuses: [42]}}]}}}}"), "allowed_statuses"),
             (format!("endpoints: {{x: {{address: {A}.onion, paths: []}}}}"), "paths"),

@@ -27,13 +27,66 @@ pub struct Target {
     pub client_auth_key: Option<String>,
 }
 
+/// A compiled `pattern`: Rust's `regex` (linear time) when it accepts the
+/// text, else `fancy-regex` for the Python `re` syntax it refuses
+/// (look-around, back-references), with a bounded backtracking budget.
+#[derive(Debug, Clone)]
+pub enum Pattern {
+    /// Compiled by `regex`.
+    Linear(regex::Regex),
+    /// Compiled by `fancy-regex`.
+    Backtracking(fancy_regex::Regex),
+}
+
+/// Steps of backtracking one `pattern` search may take (fancy-regex's
+/// default): a pathological pattern ends as "not matched", never hangs.
+const BACKTRACK_LIMIT: usize = 1_000_000;
+/// Size bound of a compiled pattern.
+const PATTERN_SIZE_LIMIT: usize = 1 << 20;
+
+impl Pattern {
+    /// Compile `text`; the error names what is wrong with it.
+    pub fn compile(text: &str) -> Result<Pattern, String> {
+        let linear = match regex::RegexBuilder::new(text)
+            .size_limit(PATTERN_SIZE_LIMIT)
+            .build()
+        {
+            Ok(re) => return Ok(Pattern::Linear(re)),
+            Err(e) => e,
+        };
+        fancy_regex::RegexBuilder::new(text)
+            .backtrack_limit(BACKTRACK_LIMIT)
+            .delegate_size_limit(PATTERN_SIZE_LIMIT)
+            .build()
+            .map(Pattern::Backtracking)
+            .map_err(|fancy| match linear {
+                // Too big for `regex` is the clearer message.
+                regex::Error::CompiledTooBig(_) => linear.to_string(),
+                _ => fancy.to_string(),
+            })
+    }
+
+    /// Whether the pattern occurs in `text` (Python's `re.search`). A search
+    /// that exceeds the backtracking budget counts as not found (and is
+    /// logged).
+    pub fn is_match(&self, text: &str) -> bool {
+        match self {
+            Pattern::Linear(re) => re.is_match(text),
+            Pattern::Backtracking(re) => re.is_match(text).unwrap_or_else(|e| {
+                tracing::warn!(pattern = re.as_str(), "pattern search abandoned: {e}");
+                false
+            }),
+        }
+    }
+}
+
 /// A validated path.
 #[derive(Debug, Clone)]
 pub struct TargetPath {
     /// The path as configured.
     pub path: String,
     /// The compiled pattern and its text.
-    pub pattern: Option<(regex::Regex, String)>,
+    pub pattern: Option<(Pattern, String)>,
     /// Allowed statuses; `None` accepts any.
     pub allowed_statuses: Option<Vec<u16>>,
 }
@@ -71,8 +124,20 @@ impl Config {
         Ok(certs)
     }
 
-    /// Check everything and compile the endpoints, in name order.
+    /// Check everything and compile the endpoints, in name order (paths
+    /// whose pattern does not compile are left out, see
+    /// [`Config::checked_targets`]).
     pub fn targets(&self) -> Result<Vec<Target>, ConfigError> {
+        self.checked_targets().map(|(targets, _)| targets)
+    }
+
+    /// Check everything and compile the endpoints, in name order, with a
+    /// message for each path left out: a path whose `pattern` compiles
+    /// neither as `regex` nor as `fancy-regex` is not probed (an endpoint
+    /// left with no path is not either), and the rest of the configuration
+    /// still loads. Refused when no endpoint is left.
+    pub fn checked_targets(&self) -> Result<(Vec<Target>, Vec<String>), ConfigError> {
+        let mut rejected = Vec::new();
         let level = self.log_level.to_ascii_lowercase();
         if !["debug", "info", "warning", "warn", "error", "critical"].contains(&level.as_str()) {
             return Err(invalid(
@@ -149,23 +214,6 @@ impl Config {
                             format!("{:?} must start with '/' and contain no spaces or control characters", p.path),
                         ));
                     }
-                    let pattern = match &p.pattern {
-                        None => None,
-                        Some(text) => {
-                            let re = regex::RegexBuilder::new(text)
-                                .size_limit(1 << 20)
-                                .build()
-                                .map_err(|err| {
-                                    invalid(
-                                        format!("{pkey}.pattern"),
-                                        format!(
-                                            "{text:?} is not a supported regular expression: {err}"
-                                        ),
-                                    )
-                                })?;
-                            Some((re, text.clone()))
-                        }
-                    };
                     if let Some(list) = &p.allowed_statuses {
                         if let Some(bad) = list.iter().find(|s| !(100..=999).contains(*s)) {
                             return Err(invalid(
@@ -174,11 +222,31 @@ impl Config {
                             ));
                         }
                     }
+                    let pattern = match &p.pattern {
+                        None => None,
+                        Some(text) => match Pattern::compile(text) {
+                            Ok(re) => Some((re, text.clone())),
+                            Err(err) => {
+                                rejected.push(format!(
+                                    "{pkey}.pattern: {text:?} is not a valid regular expression \
+                                     ({err}); path {:?} of endpoint {name:?} is not probed",
+                                    p.path
+                                ));
+                                continue;
+                            }
+                        },
+                    };
                     paths.push(TargetPath {
                         path: p.path.clone(),
                         pattern,
                         allowed_statuses: p.allowed_statuses.clone(),
                     });
+                }
+                if paths.is_empty() {
+                    rejected.push(format!(
+                        "endpoint {name:?} is not probed: none of its paths is usable"
+                    ));
+                    continue;
                 }
             }
             let client_auth_key = match (&e.client_auth_key, &e.client_auth_key_file) {
@@ -208,13 +276,85 @@ impl Config {
                 client_auth_key,
             });
         }
-        Ok(out)
+        if out.is_empty() {
+            return Err(invalid(
+                "endpoints",
+                format!("no endpoint is left to probe: {}", rejected.join("; ")),
+            ));
+        }
+        Ok((out, rejected))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const A: &str = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion";
+
+    #[test]
+    fn python_patterns_compile_and_match() {
+        // Plain syntax stays on the linear engine.
+        assert!(matches!(
+            Pattern::compile("Tor Project").unwrap(),
+            Pattern::Linear(_)
+        ));
+        let cases = [
+            // Look-ahead, look-behind, negative look-ahead, back-reference.
+            (r"Tor(?= Project)", "The Tor Project", true),
+            (r"Tor(?= Project)", "Tor Browser", false),
+            (r"(?<=The )Tor", "The Tor Project", true),
+            (r"(?<=The )Tor", "A Tor", false),
+            (r"^(?!.*error).*welcome", "welcome home", true),
+            (r"^(?!.*error).*welcome", "error: welcome", false),
+            (r"<(\w+)>.*</\1>", "<b>bold</b>", true),
+            (r"<(\w+)>.*</\1>", "<b>bold</i>", false),
+            (r"(?P<word>onion)\s(?P=word)", "onion onion", true),
+        ];
+        for (pattern, text, expected) in cases {
+            let re = Pattern::compile(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+            assert!(matches!(re, Pattern::Backtracking(_)), "{pattern}");
+            assert_eq!(re.is_match(text), expected, "{pattern} on {text:?}");
+        }
+        // Catastrophic backtracking ends as not found, quickly.
+        let re = Pattern::compile(r"^(a+)+\1$").unwrap();
+        assert!(!re.is_match(&format!("{}b", "a".repeat(64))));
+    }
+
+    #[test]
+    fn an_invalid_pattern_rejects_only_its_path_or_endpoint() {
+        let yaml = format!(
+            "endpoints:\n  good:\n    address: {A}\n    paths:\n      - path: /\n        pattern: '(?=ok)ok'\n  \
+             broken:\n    address: {A}\n    paths:\n      - path: /\n        pattern: '(unclosed'\n  \
+             half:\n    address: {A}\n    paths:\n      - path: /bad\n        pattern: '[z-a]'\n      - path: /fine\n"
+        );
+        let (c, warnings) = Config::from_yaml(&yaml, "t.yaml").unwrap();
+        let t = c.targets().unwrap();
+        let names: Vec<&str> = t.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["good", "half"]);
+        assert_eq!(t[1].paths.len(), 1);
+        assert_eq!(t[1].paths[0].path, "/fine");
+        let all = warnings.join("\n");
+        assert!(
+            all.contains(r#"endpoints."broken".paths[0].pattern: "(unclosed""#)
+                && all.contains(r#"endpoint "broken" is not probed"#),
+            "{all}"
+        );
+        assert!(
+            all.contains(r#"endpoints."half".paths[0].pattern"#)
+                && all.contains(r#"path "/bad" of endpoint "half" is not probed"#),
+            "{all}"
+        );
+        // Nothing left: refused, with the reason.
+        let only = format!(
+            "endpoints:\n  broken:\n    address: {A}\n    paths:\n      - path: /\n        pattern: '('\n"
+        );
+        let err = Config::from_yaml(&only, "t.yaml").unwrap_err().to_string();
+        assert!(
+            err.contains("no endpoint is left") && err.contains("broken"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn tls_ca_file_is_checked_at_load() {

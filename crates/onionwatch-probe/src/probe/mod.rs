@@ -32,6 +32,10 @@ pub struct Settings {
     pub descriptor_timeout: Duration,
     /// Extra connection attempts per path.
     pub http_connect_max_retries: u32,
+    /// Extra attempts of the separate TLS step.
+    pub tls_connect_max_retries: u32,
+    /// Follow redirects that leave the onion service.
+    pub follow_redirects_elsewhere: bool,
     /// Stream open bound.
     pub connect_timeout: Duration,
     /// Per-read bound.
@@ -76,6 +80,8 @@ impl Settings {
             descriptor_max_retries: c.descriptor_max_retries,
             descriptor_timeout: c.descriptor_timeout(),
             http_connect_max_retries: c.http_connect_max_retries,
+            tls_connect_max_retries: c.tls_connect_max_retries,
+            follow_redirects_elsewhere: c.follow_redirects_elsewhere,
             connect_timeout: c.connect_timeout(),
             read_timeout: c.read_timeout(),
             tls_timeout: c.tls_timeout(),
@@ -272,7 +278,11 @@ impl Prober {
             _ => t.paths.iter().map(Some).collect(),
         };
         let record_tls = t.protocol == Protocol::Https && t.test_tls;
-        let mut tls_recorded = false;
+        // TLS details of the first path that completed a handshake (a
+        // refused certificate leaves them incomplete).
+        let mut tls: Option<conn::TlsInfo> = None;
+        let complete =
+            |tls: &Option<conn::TlsInfo>| tls.as_ref().is_some_and(|t| !t.version.is_empty());
         let mut results = Vec::new();
         for path in paths {
             let conn = match desc.ok {
@@ -280,11 +290,20 @@ impl Prober {
                 false => None,
             };
             results.push(rec.connection(path, &desc, conn.as_ref(), round));
-            if let Some(tls) = conn.and_then(|c| c.last.tls) {
-                if record_tls && !tls_recorded {
-                    rec.tls(&tls, s.get_certificate_info);
-                    tls_recorded = true;
+            if let Some(seen) = conn.and_then(|c| c.last.tls) {
+                if !complete(&tls) {
+                    tls = Some(seen);
                 }
+            }
+        }
+        if record_tls && desc.ok {
+            if !complete(&tls) {
+                if let Some(seen) = self.tls_step(t, &s, &isolation_base).await {
+                    tls = Some(seen);
+                }
+            }
+            if let Some(tls) = &tls {
+                rec.tls(tls, s.get_certificate_info);
             }
         }
         rec.passed(desc.ok && results.iter().all(|r| r.passed));

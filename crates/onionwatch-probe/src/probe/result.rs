@@ -56,6 +56,10 @@ pub struct ProbeResult {
     pub first_byte_seconds: Option<f64>,
     /// Connection attempts used.
     pub attempts: u32,
+    /// Redirects followed by the last attempt.
+    pub redirects: u32,
+    /// The URL of the last answer, when redirects were followed.
+    pub final_url: Option<String>,
     /// `allowed_statuses` set and the status is not in it.
     pub unexpected_status: Option<bool>,
     /// The pattern was found (`null` without pattern or response).
@@ -127,6 +131,8 @@ impl ProbeResult {
             connect_seconds: None,
             first_byte_seconds: None,
             attempts: 0,
+            redirects: 0,
+            final_url: None,
             unexpected_status: None,
             pattern_matched: None,
             body_bytes: None,

@@ -88,10 +88,17 @@ impl Failure<'_> {
             Failure::Status => (
                 "unexpected_status".to_owned(),
                 format!(
-                    "the onion service answered {} (allowed: {:?})",
+                    "the onion service answered {} (allowed: {:?}){}",
                     last.status.unwrap_or(0),
                     path.and_then(|p| p.allowed_statuses.clone())
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    match &last.redirect_not_followed {
+                        Some(url) => format!(
+                            "; its redirect to {url} was not followed, as it leaves the onion \
+                             service (set follow_redirects_elsewhere: true to follow it)"
+                        ),
+                        None => String::new(),
+                    }
                 ),
             ),
             Failure::Pattern => {
@@ -281,6 +288,10 @@ impl Prober {
                 tls_timeout: s.tls_timeout,
                 read_timeout: s.read_timeout,
                 max_body: s.max_body,
+                redirects: path.map(|_| conn::Redirects {
+                    max: conn::MAX_REDIRECTS,
+                    elsewhere: s.follow_redirects_elsewhere,
+                }),
             };
             c.last = conn::attempt(&req).await;
             let status_ok = match (c.last.status, allowed) {
@@ -309,6 +320,52 @@ impl Prober {
             }
         }
         c
+    }
+}
+
+impl Prober {
+    /// Onionprobe's TLS probe, for an https endpoint none of whose paths
+    /// completed a TLS handshake: a TLS connection that records the
+    /// certificate without enforcing it, up to 1 + `tls_connect_max_retries`
+    /// times. Its outcome is not part of the probe's pass/fail.
+    pub(super) async fn tls_step(
+        &self,
+        t: &Target,
+        s: &Settings,
+        isolation_base: &str,
+    ) -> Option<conn::TlsInfo> {
+        for attempt in 1..=s.tls_connect_max_retries.saturating_add(1) {
+            let req = conn::Request {
+                socks: self.tor.socks(),
+                host: t.address.host(),
+                port: t.port,
+                path: None,
+                tls: true,
+                tls_verify: false,
+                roots: s.tls_roots.clone(),
+                isolation: Isolation::new(if s.new_circuit {
+                    format!("{isolation_base}-tls-{attempt}")
+                } else {
+                    isolation_base.to_owned()
+                }),
+                connect_timeout: s.connect_timeout,
+                tls_timeout: s.tls_timeout,
+                read_timeout: s.read_timeout,
+                max_body: 0,
+                redirects: None,
+            };
+            let a = conn::attempt(&req).await;
+            match a.tls {
+                Some(tls) if !tls.version.is_empty() => return Some(tls),
+                _ => tracing::info!(
+                    name = %t.name,
+                    attempt,
+                    error = a.error.map(|e| e.to_string()).unwrap_or_default(),
+                    "TLS attempt failed"
+                ),
+            }
+        }
+        None
     }
 }
 

@@ -46,7 +46,18 @@ pub struct Backends {
     pub flaky: SocketAddr,
     /// HTTPS with a certificate for the SNI name, signed by [`test_ca`].
     pub ca_https: SocketAddr,
+    /// Redirects by path ([`redirect_server`]).
+    pub redirect: SocketAddr,
+    /// Closes every connection at once, counting them in [`REFUSER_ACCEPTED`].
+    pub refuser: SocketAddr,
 }
+
+/// Requests for `/loop/…` the redirecting backend answered.
+pub static LOOP_REQUESTS: AtomicU32 = AtomicU32::new(0);
+/// Connections the refusing backend accepted (and closed).
+pub static REFUSER_ACCEPTED: AtomicU32 = AtomicU32::new(0);
+/// The body marker behind the redirects.
+pub const REDIRECT_MARKER: &str = "redirect final marker";
 
 /// Connections the flaky backend still closes without answering.
 pub static FLAKY_DROPS: AtomicU32 = AtomicU32::new(0);
@@ -82,17 +93,86 @@ pub struct Onions {
     pub tcp: String,
     pub flaky: String,
     pub ca_https: String,
+    pub redirect: String,
+    pub refuser: String,
 }
 
 async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) {
+    read_head_text(s).await;
+}
+
+/// The request head read (up to 16 KiB, or what came within 30 s).
+async fn read_head_text<S: tokio::io::AsyncRead + Unpin>(s: &mut S) -> String {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
     while buf.len() < 16 * 1024 && !buf.windows(4).any(|w| w == b"\r\n\r\n") {
         match tokio::time::timeout(Duration::from_secs(30), s.read(&mut chunk)).await {
             Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => return,
+            _ => break,
         }
     }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+/// Redirects as an Onionspray site might: `/` → `/final` (relative to the
+/// root), `/abs` → `http://HOST/final` (absolute, from the Host header),
+/// `/rel/x` → `../final`, `/loop/N` → `/loop/N+1` forever, `/away` → a
+/// clearnet site; `/final` answers 200 with [`REDIRECT_MARKER`].
+async fn redirect_server() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let head = read_head_text(&mut s).await;
+                let path = head.split(' ').nth(1).unwrap_or("").to_owned();
+                let host = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("host: ").or(l.strip_prefix("Host: ")))
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned();
+                let redirect = |status: &str, to: &str| {
+                    format!("HTTP/1.1 {status}\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .into_bytes()
+                };
+                let answer = match path.as_str() {
+                    "/" => redirect("302 Found", "/final"),
+                    "/abs" => redirect("301 Moved Permanently", &format!("http://{host}/final")),
+                    "/rel/x" => redirect("307 Temporary Redirect", "../final"),
+                    "/away" => redirect("302 Found", "http://example.com/"),
+                    "/final" => response("200 OK", REDIRECT_MARKER),
+                    p if p.starts_with("/loop/") => {
+                        LOOP_REQUESTS.fetch_add(1, Ordering::SeqCst);
+                        let n: u32 = p["/loop/".len()..].parse().unwrap_or(0);
+                        redirect("302 Found", &format!("/loop/{}", n + 1))
+                    }
+                    _ => response("404 Not Found", "no such page"),
+                };
+                let _ = s.write_all(&answer).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// Accepts and closes at once: every TLS handshake through it fails.
+async fn refusing_server() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            if let Ok((s, _)) = l.accept().await {
+                REFUSER_ACCEPTED.fetch_add(1, Ordering::SeqCst);
+                drop(s);
+            }
+        }
+    });
+    addr
 }
 
 fn response(status: &str, body: &str) -> Vec<u8> {
@@ -330,6 +410,8 @@ pub fn backends() -> &'static Backends {
                         tcp: tcp_server().await,
                         flaky: flaky_server().await,
                         ca_https: ca_https_server().await,
+                        redirect: redirect_server().await,
+                        refuser: refusing_server().await,
                     };
                     tx.send(b).unwrap();
                     std::future::pending::<()>().await;
@@ -341,7 +423,7 @@ pub fn backends() -> &'static Backends {
     })
 }
 
-/// One tor hosting the seven onion services (the healthy one with PoW
+/// One tor hosting the nine onion services (the healthy one with PoW
 /// defences), the client accepting [`PASSWORD`] too.
 pub fn net() -> &'static NetworkInfo {
     let b = *backends();
@@ -361,6 +443,8 @@ pub fn net() -> &'static NetworkInfo {
                     svc(b.tcp, false),
                     svc(b.flaky, false),
                     svc(b.ca_https, false),
+                    svc(b.redirect, false),
+                    svc(b.refuser, false),
                 ],
                 ..ServiceTorConfig::default()
             }],
@@ -382,6 +466,8 @@ pub fn onions() -> Onions {
         tcp: o[4].address.clone(),
         flaky: o[5].address.clone(),
         ca_https: o[6].address.clone(),
+        redirect: o[7].address.clone(),
+        refuser: o[8].address.clone(),
     }
 }
 
@@ -445,7 +531,7 @@ pub fn endpoints_yaml(with_tcp: bool) -> String {
 }
 
 /// Options every test config shares: fast, deterministic, bounded.
-pub const FAST: &str = "launch_tor: false\nshuffle: false\nrandomize: false\ninterval: 0\nsleep: 0\ndescriptor_max_retries: 2\ndescriptor_timeout: 60\nhttp_connect_timeout: 60\nhttp_read_timeout: 30\nhttp_connect_max_retries: 2\n";
+pub const FAST: &str = "launch_tor: false\nshuffle: false\nrandomize: false\ninterval: 0\nsleep: 0\ndescriptor_max_retries: 2\ndescriptor_timeout: 60\nhttp_connect_timeout: 60\nhttp_read_timeout: 30\nhttp_connect_max_retries: 2\ntls_connect_max_retries: 0\n";
 
 /// A prober on the network's client tor.
 pub async fn prober(yaml: &str) -> (Arc<Prober>, Vec<onionwatch_probe::Target>) {

@@ -1,7 +1,7 @@
 //! `onionwatch probe`: outside monitoring, a concurrent drop-in for Onionprobe.
 
 use std::io::IsTerminal;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -10,6 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use onionwatch_probe::config::{Config, ControlPassword, ControlPort};
 use onionwatch_probe::output::{json_line, nagios, table};
+use onionwatch_probe::runner::{exporter_endpoint, start_exporter};
 use onionwatch_probe::{Event, Finish, ProbeMetrics, ProbeResult, Runner, Tor};
 
 use crate::signals::Signals;
@@ -27,6 +28,8 @@ Examples:
   onionwatch probe -e ADDRESS.onion --no-launch_tor --socks_port 9050 --control_port 9051
   onionwatch probe -c configs/tor.yaml --format json
   onionwatch probe -c site.yaml --check     (Nagios/Icinga exit codes)
+  onionwatch probe -c site.yaml --prometheus_exporter --prometheus_exporter_address 0.0.0.0 \\
+      --tls-cert cert.pem --tls-key key.pem --auth-file auth.yaml
 
 Exit status: 0 when every probe of every round passed, 1 otherwise (or on
 error), 3 on bad usage; with --check 0 OK, 1 WARNING, 2 CRITICAL,
@@ -140,12 +143,19 @@ pub struct ProbeArgs {
     /// Metrics port (default 9935, on 127.0.0.1).
     #[arg(long = "prometheus_exporter_port", alias = "prometheus-exporter-port")]
     prometheus_exporter_port: Option<u16>,
-    /// Metrics address (loopback only).
+    /// Metrics address (default 127.0.0.1). A non-loopback one (e.g.
+    /// 0.0.0.0 in a container) is served even without TLS and
+    /// authentication, with a warning.
     #[arg(
         long = "prometheus_exporter_address",
         alias = "prometheus-exporter-address"
     )]
     prometheus_exporter_address: Option<IpAddr>,
+    /// The metrics endpoint's TLS, authentication and limits, as for
+    /// `watch` (--i-understand-the-risk is not needed here: an explicit
+    /// non-loopback --prometheus_exporter_address is served with a warning).
+    #[command(flatten)]
+    exporter: super::endpoint::EndpointArgs,
 
     #[arg(long = "launch_tor", overrides_with = "no_launch_tor")]
     launch_tor: bool,
@@ -176,6 +186,19 @@ pub struct ProbeArgs {
     new_circuit: bool,
     #[arg(long = "no-new_circuit", alias = "no-new-circuit")]
     no_new_circuit: bool,
+    /// Follow redirects that leave the onion service (onionwatch
+    /// extension; config key follow_redirects_elsewhere).
+    #[arg(
+        long = "follow_redirects_elsewhere",
+        alias = "follow-redirects-elsewhere",
+        overrides_with = "no_follow_redirects_elsewhere"
+    )]
+    follow_redirects_elsewhere: bool,
+    #[arg(
+        long = "no-follow_redirects_elsewhere",
+        alias = "no-follow-redirects-elsewhere"
+    )]
+    no_follow_redirects_elsewhere: bool,
     /// Verify certificates.
     #[arg(
         long = "tls_verify",
@@ -293,7 +316,8 @@ impl ProbeArgs {
             new_circuit / no_new_circuit => new_circuit,
             test_tls_connection / no_test_tls_connection => test_tls_connection,
             get_certificate_info / no_get_certificate_info => get_certificate_info,
-            prometheus_exporter / no_prometheus_exporter => prometheus_exporter
+            prometheus_exporter / no_prometheus_exporter => prometheus_exporter,
+            follow_redirects_elsewhere / no_follow_redirects_elsewhere => follow_redirects_elsewhere
         );
         if let Some(v) = flag(self.tls_verify, self.no_tls_verify) {
             c.tls_verify = Some(v);
@@ -351,6 +375,40 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         }
         Err(e) => return Err(e),
     };
+    // Where and how metrics are served is checked before tor starts, and
+    // the endpoint bound: a bad address, file or busy port fails at once.
+    // The endpoint options are checked as for a loopback address; where
+    // the prober may listen is exporter_endpoint's rule.
+    let options = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), 0);
+    let endpoint = match args
+        .exporter
+        .config(options)
+        .map_err(anyhow::Error::from)
+        .and_then(|base| Ok(exporter_endpoint(&config, base)?))
+    {
+        Ok(e) => e.filter(|_| !args.check),
+        Err(e) if args.check => {
+            outln!("ONIONWATCH UNKNOWN - {e:#}")?;
+            return Ok(ExitCode::from(3));
+        }
+        Err(e) => return Err(e),
+    };
+    let metrics = Arc::new(ProbeMetrics::new());
+    let (exporter, ready_status) = match &endpoint {
+        Some(endpoint) => {
+            let server = start_exporter(endpoint, metrics.clone()).await?;
+            let scheme = if endpoint.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let url = format!("{scheme}://{}/metrics", server.local_addr());
+            eprintln!("serving Prometheus metrics on {url}");
+            let status = format!("serving {url}");
+            (Some(server), Some(status))
+        }
+        None => (None, None),
+    };
     let signals = Arc::new(Signals::with_hangup()?);
     let stop = signals.stop();
     tokio::pin!(stop);
@@ -379,19 +437,20 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         stop = &mut stop => return Ok(stop.exit_code()),
     };
     let rebuild_args = args.clone();
-    let mut runner =
-        Runner::new(tor, Arc::new(ProbeMetrics::new()), config)?.reload_on(reload_rx, move || {
-            let (c, warnings) = rebuild_args.build_config()?;
-            apply_logging(&c, &warnings);
-            Ok(c)
-        });
+    let mut runner = Runner::new(tor, metrics, config)?.reload_on(reload_rx, move || {
+        let (c, warnings) = rebuild_args.build_config()?;
+        apply_logging(&c, &warnings);
+        Ok(c)
+    });
     if args.check {
         runner = runner.once();
-    } else if let Some(addr) = runner.serve_metrics().await? {
-        eprintln!("serving Prometheus metrics on http://{addr}/metrics");
-        crate::notify::ready(&format!("serving http://{addr}/metrics"));
-    } else {
-        crate::notify::ready("probing");
+    }
+    if !args.check {
+        // systemd hears READY once tor is up and the exporter (if any) answers.
+        crate::notify::ready(ready_status.as_deref().unwrap_or("probing"));
+    }
+    if let Some(server) = exporter {
+        runner = runner.with_exporter(server);
     }
 
     let tty = std::io::stdout().is_terminal() && args.format == Format::Text;
