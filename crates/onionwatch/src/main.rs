@@ -34,6 +34,19 @@ struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
 
+    /// Log line format on standard error: text, logfmt or json (one object
+    /// per line, with ts, level, target, msg and the event's fields).
+    #[arg(
+        id = "log_output_format",
+        long = "log.format",
+        value_name = "FORMAT",
+        value_enum,
+        default_value = "text",
+        env = "ONIONWATCH_LOG_FORMAT",
+        global = true
+    )]
+    log_format: logging::LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -89,7 +102,7 @@ fn main() -> ExitCode {
             };
         }
     };
-    logging::init(cli.verbose);
+    logging::init(cli.verbose, cli.log_format);
 
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
