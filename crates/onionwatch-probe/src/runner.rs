@@ -193,6 +193,13 @@ impl Runner {
         let error = |source| ExporterError { addr, source };
         let registry = Arc::new(onionwatch_server::Registry::default());
         registry.register(self.prober.metrics().clone());
+        // `/-/ready` once a round completed.
+        let metrics = self.prober.metrics().clone();
+        registry.set_readiness(move || {
+            metrics
+                .get("onionwatch_rounds", &[])
+                .is_some_and(|n| n >= 1.0)
+        });
         let listener = onionwatch_server::bind(addr, false).await.map_err(error)?;
         let bound = listener
             .local_addr()
