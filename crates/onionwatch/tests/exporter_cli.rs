@@ -169,3 +169,61 @@ fn web_config_file_and_the_tls_flags_exclude_each_other() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("/nonexistent/web.yml"), "{err}");
 }
+
+/// `--help` of a subcommand.
+fn help(command: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+        .args([command, "--help"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn every_serving_command_has_its_own_default_port_listed_in_the_readme() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let gateway = std::fs::read_to_string(root.join("contrib/examples/gateway.yaml")).unwrap();
+    let gateway_port = gateway
+        .lines()
+        .find_map(|l| l.strip_prefix("metrics_listen: 127.0.0.1:"))
+        .map(|p| p.split_whitespace().next().unwrap().to_owned())
+        .expect("the example gateway serves metrics");
+    let ports = [
+        ("watch", "9925"),
+        ("scrape-gateway", "9926"),
+        ("logs", "9927"),
+        ("gateway", gateway_port.as_str()),
+        ("probe", "9935"),
+    ];
+    for (command, port) in &ports[..3] {
+        let h = help(command);
+        assert!(
+            h.contains(&format!("default: 127.0.0.1:{port}]")),
+            "{command}: {h}"
+        );
+    }
+    assert!(help("probe").contains("default 9935"));
+    let mut seen: Vec<&str> = ports.iter().map(|(_, p)| *p).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(
+        seen.len(),
+        ports.len(),
+        "a port shared by two commands: {ports:?}"
+    );
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for (command, port) in ports {
+        let label = match command {
+            "gateway" => "`gateway` metrics".to_owned(),
+            "probe" => "`probe` exporter".to_owned(),
+            "watch" => "`watch` (and `demo`)".to_owned(),
+            "logs" => "`logs` (following)".to_owned(),
+            c => format!("`{c}`"),
+        };
+        assert!(
+            readme.contains(&format!("| {label} | 127.0.0.1:{port} |")),
+            "README's port table lacks {command} on {port}"
+        );
+    }
+}
