@@ -11,11 +11,23 @@ use onionwatch_metrics::Family;
 
 /// The crate version (the workspace's, so the binary's).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-/// The git revision built (`ONIONWATCH_REVISION` at build time, else
-/// `git rev-parse`, else "unknown"; see build.rs).
-pub const REVISION: &str = env!("ONIONWATCH_REVISION");
-/// The compiler's version, e.g. "1.89.0" (or "unknown").
-pub const RUSTC_VERSION: &str = env!("ONIONWATCH_RUSTC_VERSION");
+
+static BUILD: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+
+/// Record the git revision and rustc version of the build (the binary's
+/// build script finds them, so a commit rebuilds only the binary). Until
+/// called, and after the first call, `onionwatch_build_info` keeps what it
+/// has: "unknown" before.
+pub fn set_build(revision: &str, rustc_version: &str) {
+    let _ = BUILD.set((revision.to_owned(), rustc_version.to_owned()));
+}
+
+/// The revision and rustc version given to [`set_build`], or "unknown".
+pub fn build() -> (&'static str, &'static str) {
+    BUILD
+        .get()
+        .map_or(("unknown", "unknown"), |(r, v)| (r.as_str(), v.as_str()))
+}
 
 /// `onionwatch_build_info`.
 pub fn build_info() -> Family {
@@ -23,11 +35,12 @@ pub fn build_info() -> Family {
         "onionwatch_build_info",
         "A metric with a constant '1' value labeled by the version, git revision and rustc version onionwatch was built from.",
     );
+    let (revision, rustc_version) = build();
     f.push(
         &[
             ("version", VERSION),
-            ("revision", REVISION),
-            ("rustc_version", RUSTC_VERSION),
+            ("revision", revision),
+            ("rustc_version", rustc_version),
         ],
         1.0,
     );
@@ -243,8 +256,9 @@ mod tests {
             start <= now + 1.0 && start > now - 86400.0 * 365.0,
             "{start}"
         );
+        let (revision, rustc) = build();
         assert!(text.contains(&format!(
-            "onionwatch_build_info{{version=\"{VERSION}\",revision=\"{REVISION}\",rustc_version=\"{RUSTC_VERSION}\"}} 1\n"
+            "onionwatch_build_info{{version=\"{VERSION}\",revision=\"{revision}\",rustc_version=\"{rustc}\"}} 1\n"
         )), "{text}");
     }
 

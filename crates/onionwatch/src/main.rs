@@ -103,6 +103,10 @@ fn main() -> ExitCode {
         }
     };
     logging::init(cli.verbose, cli.log_format);
+    onionwatch_server::exporter::set_build(
+        env!("ONIONWATCH_REVISION"),
+        env!("ONIONWATCH_RUSTC_VERSION"),
+    );
 
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

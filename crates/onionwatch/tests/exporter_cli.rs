@@ -90,9 +90,22 @@ fn logs_takes_a_node_exporter_web_config_file_and_logs_json() {
     assert_eq!(status(&get_basic(addr, "/metrics", "prometheus:nope")), 401);
     let metrics = get_basic(addr, "/metrics", "prometheus:hunter2");
     assert_eq!(status(&metrics), 200, "{metrics}");
+    // The binary hands its build's rustc version (always known) to the endpoint.
+    let version = env!("CARGO_PKG_VERSION");
     assert!(
-        metrics.contains("\nonionwatch_build_info{version=\""),
+        metrics.contains(&format!(
+            "\nonionwatch_build_info{{version=\"{version}\",revision=\""
+        )),
         "{metrics}"
+    );
+    let rustc = metrics
+        .split("rustc_version=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap_or_default();
+    assert!(
+        rustc.starts_with(|c: char| c.is_ascii_digit()),
+        "rustc_version {rustc:?}"
     );
     assert!(
         metrics.contains("\nprocess_resident_memory_bytes "),

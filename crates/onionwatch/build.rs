@@ -1,5 +1,7 @@
 //! Records the git revision and the compiler version for
-//! `onionwatch_build_info` (see `src/exporter.rs`). Packagers building from
+//! `onionwatch_build_info` (main.rs hands them to onionwatch-server's
+//! `exporter::set_build`). Here, in the binary crate, so that a new commit
+//! rebuilds only the binary, not every library under it. Packagers building from
 //! a tarball set `ONIONWATCH_REVISION` (and, if they like,
 //! `ONIONWATCH_RUSTC_VERSION`); without git or the variable it is "unknown".
 
