@@ -107,6 +107,17 @@ impl Watcher {
         *lock(&self.shared.logs) = Some(follower);
     }
 
+    /// Whether every current target has been scraped at least once (a
+    /// failed scrape completed too): `/-/ready` of `watch`.
+    pub fn first_round_done(&self) -> bool {
+        self.shared
+            .entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .all(|e| lock(&e.status).scraped)
+    }
+
     /// Start the static targets and discover the Onionspray trees once.
     /// A tree that cannot be read, or nothing to watch at all (no target
     /// and no log), is an error: at start-up that is a mistake to report,

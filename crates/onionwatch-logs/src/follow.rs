@@ -198,6 +198,8 @@ struct Shared {
     /// New sources for the running thread.
     pending: Mutex<Option<Vec<Source>>>,
     hook: Mutex<Option<RecordHook>>,
+    /// A poll found nothing new: the files were read to their ends once.
+    caught_up: std::sync::atomic::AtomicBool,
 }
 
 /// Follows logs and keeps their analytics; see the [module
@@ -237,6 +239,7 @@ impl Follower {
                 inner: Mutex::new(Inner::default()),
                 pending: Mutex::new(None),
                 hook: Mutex::new(None),
+                caught_up: Default::default(),
             }),
             sources: Arc::new(Mutex::new(Vec::new())),
             state: Arc::new(Mutex::new(Some(state))),
@@ -390,6 +393,11 @@ impl Follower {
                 warned_errors = errors;
                 last_warning = Some(Instant::now());
             }
+            if consumed == 0 {
+                shared
+                    .caught_up
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             dirty |= consumed > 0;
             let due = last_save.is_none_or(|t| t.elapsed() >= shared.config.state_interval);
             if dirty && due {
@@ -422,6 +430,15 @@ impl Follower {
             }
             inner.state_save_errors += 1;
         }
+    }
+
+    /// Whether the running follower has read every file to its end at
+    /// least once (what it found at start is counted): `/-/ready` of
+    /// `logs` and `watch`.
+    pub fn caught_up(&self) -> bool {
+        self.shared
+            .caught_up
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The tailer's health counters at the last poll.

@@ -92,14 +92,16 @@ impl NagiosState {
     }
 }
 
-/// Certificates expiring sooner than this are a WARNING (Onionprobe's
-/// bundled alert uses 7 days).
-pub const CERT_WARNING_SECONDS: i64 = 7 * 86_400;
+/// Certificates expiring sooner than this are a WARNING: 14 days, the
+/// threshold of the shipped alert `OnionServiceCertificateExpiringSoon`
+/// and of both dashboards (a test checks they agree; Onionprobe's bundled
+/// alert uses 7 days).
+pub const CERT_WARNING_SECONDS: i64 = 14 * 86_400;
 
 /// The verdict and its one-line summary (with performance data):
 /// CRITICAL when an onion service is unreachable or its descriptor is
 /// missing; WARNING when reachable but with an unexpected status, a missing
-/// pattern, or a certificate invalid or expiring within 7 days; OK
+/// pattern, or a certificate invalid or expiring within 14 days; OK
 /// otherwise; UNKNOWN when nothing was probed.
 pub fn nagios(results: &[ProbeResult]) -> (NagiosState, String) {
     if results.is_empty() {

@@ -145,7 +145,13 @@ pub async fn start_exporter(
     metrics: Arc<ProbeMetrics>,
 ) -> Result<RunningServer, ExporterError> {
     let registry = Arc::new(onionwatch_server::Registry::default());
-    registry.register(metrics);
+    registry.register(metrics.clone());
+    // `/-/ready` once a round completed.
+    registry.set_readiness(move || {
+        metrics
+            .get("onionwatch_rounds", &[])
+            .is_some_and(|n| n >= 1.0)
+    });
     onionwatch_server::start(endpoint, onionwatch_server::router(registry))
         .await
         .map_err(|source| ExporterError {

@@ -2,7 +2,10 @@
 //!
 //! Every component registers a [`Collect`] source with a [`Registry`]; the
 //! server renders all of them at `/metrics` (Prometheus text, or OpenMetrics
-//! when the scraper's `Accept` asks for it) and answers `/healthz`.
+//! when the scraper's `Accept` asks for it, followed by `onionwatch_build_info`
+//! and the `process_*` families, see [`exporter`]) and answers `/healthz`,
+//! `/-/healthy` (always 200) and `/-/ready` (200 once [`Registry::set_ready`]
+//! says so, 503 before).
 //! Components add their own routes (e.g. `/api/v1/targets`) by merging an
 //! axum [`Router`] into [`router`]'s.
 //!
@@ -10,7 +13,9 @@
 //! [`check_listen`] refuses any address that is not loopback unless the
 //! caller states the endpoint is protected (TLS and authentication).
 //! [`EndpointConfig::new`] assembles and checks an endpoint from a listen
-//! address, TLS files and an auth file ([`AuthConfig::load`]).
+//! address, TLS files and an auth file ([`AuthConfig::load`]), or
+//! [`EndpointConfig::from_web_config`] from a Prometheus exporter-toolkit
+//! web configuration file ([`WebConfig`]).
 //!
 //! Against DNS rebinding, a loopback endpoint answers only requests whose
 //! `Host` is `localhost`, an IP address, a `.onion` name or one of
@@ -32,14 +37,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+pub mod exporter;
 mod host;
 mod security;
+mod webconfig;
 
 pub use host::{check_host, HostCheck, HostError};
 pub use security::{
     require_auth, server_config, AuthConfig, Authenticator, BasicUser, SecurityError, TlsConfig,
     Verdict,
 };
+pub use webconfig::{WebConfig, WebHeaders, WebHttpConfig, WebSettings, WebTlsConfig};
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -57,7 +65,14 @@ pub struct Registry {
     type_conflicts: std::sync::atomic::AtomicU64,
     /// Families dropped by [`Registry::gather`] for a sample name conflict, so far.
     name_conflicts: std::sync::atomic::AtomicU64,
+    /// `/-/ready` answers 503 while set ([`Registry::set_ready`]).
+    not_ready: std::sync::atomic::AtomicBool,
+    /// Asked by `/-/ready` too ([`Registry::set_readiness`]).
+    readiness: RwLock<Option<Readiness>>,
 }
+
+/// A check `/-/ready` asks at each request.
+type Readiness = Arc<dyn Fn() -> bool + Send + Sync>;
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -106,6 +121,31 @@ impl Registry {
             names,
         );
         merged
+    }
+
+    /// Say whether `/-/ready` answers 200 (`true`, the default) or 503.
+    /// A command whose metrics mean nothing before its first round or scrape
+    /// sets `false` when it starts and `true` once that round completed.
+    pub fn set_ready(&self, ready: bool) {
+        self.not_ready
+            .store(!ready, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Let `/-/ready` also ask `check` at each request (e.g. "has every
+    /// target been scraped once?"), instead of being told.
+    pub fn set_readiness(&self, check: impl Fn() -> bool + Send + Sync + 'static) {
+        *self.readiness.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(check));
+    }
+
+    /// What `/-/ready` says: [`Registry::set_ready`] and
+    /// [`Registry::set_readiness`] both agree.
+    pub fn is_ready(&self) -> bool {
+        let check = self
+            .readiness
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        !self.not_ready.load(std::sync::atomic::Ordering::Relaxed) && check.is_none_or(|c| c())
     }
 
     /// The rendered exposition in `format`.
@@ -159,19 +199,47 @@ pub fn check_listen(addr: SocketAddr, protected: bool) -> Result<(), ServeError>
     }
 }
 
-/// `/metrics` and `/healthz` over `registry`.
+/// `/metrics`, `/healthz`, `/-/healthy` and `/-/ready` over `registry`.
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
+        .with_state(registry.clone())
+        .merge(health_router(registry))
+}
+
+/// `/healthz` and `/-/healthy` (always 200) and `/-/ready` (as `registry`
+/// says, see [`Registry::is_ready`]), for an endpoint whose `/metrics` is
+/// not [`router`]'s (`scrape-gateway` forwards another's).
+pub fn health_router(registry: Arc<Registry>) -> Router {
+    Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/-/healthy", get(|| async { "ok\n" }))
+        .route("/-/ready", get(ready))
         .with_state(registry)
+}
+
+async fn ready(State(registry): State<Arc<Registry>>) -> Response {
+    if registry.is_ready() {
+        "ready\n".into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the first round has not completed yet\n",
+        )
+            .into_response()
+    }
 }
 
 async fn metrics(State(registry): State<Arc<Registry>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::from_accept(accept);
     // Collectors may lock and format a lot: keep that off the async workers.
-    match tokio::task::spawn_blocking(move || registry.render(format)).await {
+    let render = move || {
+        let mut families = registry.gather();
+        families.extend(exporter::families());
+        onionwatch_metrics::render(&families, format)
+    };
+    match tokio::task::spawn_blocking(render).await {
         Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "a metrics collector panicked");
@@ -265,6 +333,15 @@ pub struct EndpointConfig {
     /// authentication guard it there). See [`HostCheck`].
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
+    /// The exporter-toolkit web configuration file `tls`, `auth` and
+    /// `headers` came from ([`EndpointConfig::from_web_config`]);
+    /// [`RunningServer::reload`] reads it again instead of `auth_file`.
+    #[serde(default)]
+    pub web_config_file: Option<PathBuf>,
+    /// Headers added to every response (name → value), from a web
+    /// configuration's `http_server_config.headers`.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
 }
 
 /// The default listen address, `127.0.0.1:9925`.
@@ -281,6 +358,8 @@ impl Default for EndpointConfig {
             auth_file: None,
             i_understand_the_risk: false,
             allowed_hosts: Vec::new(),
+            web_config_file: None,
+            headers: Default::default(),
         }
     }
 }
@@ -302,8 +381,34 @@ impl EndpointConfig {
             auth_file: auth_file.map(ToOwned::to_owned),
             i_understand_the_risk,
             allowed_hosts,
+            web_config_file: None,
+            headers: Default::default(),
         };
         config.load_auth_file()?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// The endpoint on `listen` with the TLS, basic-auth users and headers
+    /// of the exporter-toolkit web configuration file at `web_config`
+    /// (see [`WebConfig`]), checked (see [`EndpointConfig::check`]).
+    pub fn from_web_config(
+        listen: SocketAddr,
+        web_config: &std::path::Path,
+        allowed_hosts: Vec<String>,
+        i_understand_the_risk: bool,
+    ) -> Result<EndpointConfig, ServeError> {
+        let settings = WebConfig::load(web_config)?;
+        let config = EndpointConfig {
+            listen,
+            tls: settings.tls,
+            auth: settings.auth,
+            auth_file: None,
+            i_understand_the_risk,
+            allowed_hosts,
+            web_config_file: Some(web_config.to_owned()),
+            headers: settings.headers,
+        };
         config.check()?;
         Ok(config)
     }
@@ -374,6 +479,8 @@ pub struct RunningServer {
     handle: axum_server::Handle<SocketAddr>,
     tls: Option<(TlsConfig, axum_server::tls_rustls::RustlsConfig)>,
     auth: Option<(PathBuf, Authenticator)>,
+    /// Whether `auth`'s file is a web configuration (else an auth file).
+    web_config: bool,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -401,7 +508,21 @@ impl RunningServer {
 
     fn reload_tls(&self) -> Result<(), SecurityError> {
         if let Some((files, rustls)) = &self.tls {
-            rustls.reload_from_config(server_config(files)?);
+            // A web configuration may name other files now.
+            let files = match (&self.auth, self.web_config) {
+                (Some((path, _)), true) => {
+                    WebConfig::load(path)?
+                        .tls
+                        .ok_or_else(|| SecurityError::WebConfig {
+                            path: path.clone(),
+                            detail: "it no longer configures TLS, and a reload cannot turn TLS \
+                                     off (restart to do so)"
+                                .into(),
+                        })?
+                }
+                _ => files.clone(),
+            };
+            rustls.reload_from_config(server_config(&files)?);
             tracing::info!(cert = %files.cert.display(), "reloaded TLS certificate");
         }
         Ok(())
@@ -409,7 +530,12 @@ impl RunningServer {
 
     fn reload_auth(&self) -> Result<(), SecurityError> {
         if let Some((path, auth)) = &self.auth {
-            auth.reload(&AuthConfig::load(path)?)?;
+            let config = if self.web_config {
+                WebConfig::load(path)?.auth
+            } else {
+                AuthConfig::load(path)?
+            };
+            auth.reload(&config)?;
             tracing::info!(file = %path.display(), "reloaded credentials");
         }
         Ok(())
@@ -434,7 +560,11 @@ impl RunningServer {
 pub async fn start(config: &EndpointConfig, app: Router) -> Result<RunningServer, ServeError> {
     config.check()?;
     // With an auth file the check stays in place, so a reload can add credentials.
-    let auth = if config.auth.is_empty() && config.auth_file.is_none() {
+    let auth_source = config
+        .web_config_file
+        .clone()
+        .or_else(|| config.auth_file.clone());
+    let auth = if config.auth.is_empty() && auth_source.is_none() {
         None
     } else {
         Some(Authenticator::new(&config.auth).map_err(ServeError::Security)?)
@@ -446,7 +576,8 @@ pub async fn start(config: &EndpointConfig, app: Router) -> Result<RunningServer
             require_auth,
         )),
     };
-    let auth = auth.and_then(|a| config.auth_file.clone().map(|path| (path, a)));
+    let auth = auth.and_then(|a| auth_source.map(|path| (path, a)));
+    let app = add_headers(app, &config.headers)?;
     // Outermost: a rebinding page gets 421, not a password prompt.
     let app = guard_host(app, config.listen, HostCheck::new(&config.allowed_hosts)?);
     let addr = config.listen;
@@ -484,8 +615,46 @@ pub async fn start(config: &EndpointConfig, app: Router) -> Result<RunningServer
         handle,
         tls,
         auth,
+        web_config: config.web_config_file.is_some(),
         task,
     })
+}
+
+/// Add `headers` to every response of `app`.
+fn add_headers(
+    app: Router,
+    headers: &std::collections::BTreeMap<String, String>,
+) -> Result<Router, ServeError> {
+    if headers.is_empty() {
+        return Ok(app);
+    }
+    let mut list = Vec::new();
+    for (name, value) in headers {
+        let bad = |detail: String| {
+            ServeError::Security(SecurityError::Hash {
+                what: "response header",
+                detail,
+            })
+        };
+        let name = header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| bad(format!("{name:?}: {e}")))?;
+        let value = header::HeaderValue::from_str(value)
+            .map_err(|e| bad(format!("{name}: {value:?}: {e}")))?;
+        list.push((name, value));
+    }
+    let list = Arc::new(list);
+    Ok(app.layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let list = list.clone();
+            async move {
+                let mut response = next.run(req).await;
+                for (name, value) in list.iter() {
+                    response.headers_mut().insert(name.clone(), value.clone());
+                }
+                response
+            }
+        },
+    )))
 }
 
 #[cfg(test)]
@@ -554,6 +723,54 @@ mod tests {
         assert!(get_raw(addr, "/nope", "*/*")
             .await
             .starts_with("HTTP/1.1 404"));
+        tx.send(()).unwrap();
+        task.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn ready_follows_the_registry_and_metrics_carry_build_and_process_families() {
+        let registry = Arc::new(Registry::default());
+        registry.register(Arc::new(Fixed(1.0)));
+        registry.set_ready(false);
+        let listener = bind("127.0.0.1:0".parse().unwrap(), false).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve_on(listener, router(registry.clone()), async {
+            let _ = rx.await;
+        }));
+        assert!(get_raw(addr, "/-/healthy", "*/*")
+            .await
+            .starts_with("HTTP/1.1 200"));
+        let before = get_raw(addr, "/-/ready", "*/*").await;
+        assert!(before.starts_with("HTTP/1.1 503"), "{before}");
+        registry.set_ready(true);
+        assert!(get_raw(addr, "/-/ready", "*/*")
+            .await
+            .starts_with("HTTP/1.1 200"));
+        // A check asked at each request.
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        registry.set_readiness(move || flag.load(std::sync::atomic::Ordering::Relaxed));
+        assert!(get_raw(addr, "/-/ready", "*/*")
+            .await
+            .starts_with("HTTP/1.1 503"));
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(get_raw(addr, "/-/ready", "*/*")
+            .await
+            .starts_with("HTTP/1.1 200"));
+        let text = get_raw(addr, "/metrics", "text/plain").await;
+        assert!(
+            text.contains("# TYPE onionwatch_build_info gauge\nonionwatch_build_info{version=\""),
+            "{text}"
+        );
+        #[cfg(target_os = "linux")]
+        for family in [
+            "process_cpu_seconds_total",
+            "process_open_fds",
+            "process_max_fds",
+        ] {
+            assert!(text.contains(&format!("\n{family} ")), "{family}: {text}");
+        }
         tx.send(()).unwrap();
         task.await.unwrap().unwrap();
     }

@@ -126,6 +126,15 @@ pub enum SecurityError {
         /// What is wrong.
         detail: String,
     },
+    /// A `--web.config.file` is not a usable exporter-toolkit web
+    /// configuration (see [`crate::WebConfig`]).
+    #[error("invalid web configuration file {}: {detail}", path.display())]
+    WebConfig {
+        /// Its path.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// A reload would turn authentication off.
     #[error(
         "the new credentials are empty: reloading them would turn authentication off, so the old \
@@ -533,9 +542,10 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
 
 /// Middleware: 401 unless the request carries valid credentials (503 when
 /// every password check slot is busy, see [`Authenticator`]).
-/// `/healthz` stays open: it says nothing but "ok".
+/// `/healthz`, `/-/healthy` and `/-/ready` stay open: they say nothing but
+/// "ok" or "not ready", and service managers probe them without credentials.
 pub async fn require_auth(State(auth): State<Authenticator>, req: Request, next: Next) -> Response {
-    if req.uri().path() == "/healthz" {
+    if matches!(req.uri().path(), "/healthz" | "/-/healthy" | "/-/ready") {
         return next.run(req).await;
     }
     let authorization = req

@@ -122,6 +122,7 @@ async fn tls_mtls_bearer_and_basic_succeed_with_credentials_and_fail_without() {
         auth_file: None,
         i_understand_the_risk: false,
         allowed_hosts: Vec::new(),
+        ..EndpointConfig::default()
     };
     let registry = Arc::new(Registry::default());
     registry.register(Arc::new(Up));
@@ -472,4 +473,144 @@ async fn reload_rereads_the_auth_file_and_keeps_the_old_credentials_when_it_is_b
     assert!(err.to_string().contains("auth.yaml"), "{err}");
     assert_eq!(all(&status), [401, 401, 200, 200]);
     server.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// The response head curl received, lowercased.
+fn curl_head(url: &str, args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/null", "--max-time", "10"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl is installed (apt-get install curl)");
+    String::from_utf8_lossy(&out.stdout).to_ascii_lowercase()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_exporter_web_config_file_gives_tls_mtls_basic_auth_and_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let server_ca = ca("server ca");
+    let client_ca = ca("client ca");
+    leaf(d, "server", &server_ca, false);
+    let (client_cert, client_key) = leaf(d, "client", &client_ca, true);
+    let server_ca_pem = write_ca(d, "server", &server_ca);
+    write_ca(d, "client", &client_ca);
+    // As htpasswd writes it for node_exporter: $2y$, which bcrypt reads as $2b$.
+    let hash = bcrypt::hash("hunter2", 4)
+        .unwrap()
+        .replacen("$2b$", "$2y$", 1);
+    // Relative paths, resolved from the file's directory as the toolkit does.
+    let web = d.join("web-config.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n  \
+             client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: client-ca.pem\n  \
+             min_version: TLS12\n\
+             http_server_config:\n  headers:\n    X-Frame-Options: deny\n    X-Content-Type-Options: nosniff\n\
+             basic_auth_users:\n  prometheus: {hash}\n"
+        ),
+    )
+    .unwrap();
+    let config =
+        EndpointConfig::from_web_config("0.0.0.0:0".parse().unwrap(), &web, Vec::new(), false)
+            .expect("TLS with client certificates protects a non-loopback address");
+    let config = EndpointConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..config
+    };
+    let registry = Arc::new(Registry::default());
+    registry.register(Arc::new(Up));
+    let server = start(&config, router(registry)).await.unwrap();
+    let port = server.local_addr().port();
+    let url = |path: &str| format!("https://localhost:{port}{path}");
+    let resolve = format!("localhost:{port}:127.0.0.1");
+    let ca_arg = server_ca_pem.to_str().unwrap();
+    let (cc, ck) = (client_cert.to_str().unwrap(), client_key.to_str().unwrap());
+    let mtls = [
+        "--resolve",
+        &resolve,
+        "--cacert",
+        ca_arg,
+        "--cert",
+        cc,
+        "--key",
+        ck,
+    ];
+    let status = |path: &str, extra: &[&str]| {
+        let mut a = mtls.to_vec();
+        a.extend_from_slice(extra);
+        tokio::task::block_in_place(|| curl(&url(path), &a))
+    };
+    assert_eq!(status("/metrics", &["-u", "prometheus:hunter2"]), 200);
+    assert_eq!(status("/metrics", &["-u", "prometheus:hunter3"]), 401);
+    assert_eq!(status("/metrics", &[]), 401);
+    assert_eq!(status("/-/healthy", &[]), 200, "health needs no password");
+    assert_eq!(status("/-/ready", &[]), 200);
+    let no_cert = [
+        "--resolve",
+        &resolve,
+        "--cacert",
+        ca_arg,
+        "-u",
+        "prometheus:hunter2",
+    ];
+    let refused = tokio::task::block_in_place(|| curl(&url("/metrics"), &no_cert));
+    assert!(refused < 0, "no client certificate, no TLS: {refused}");
+    let head = tokio::task::block_in_place(|| {
+        let mut a = mtls.to_vec();
+        a.extend_from_slice(&["-u", "prometheus:hunter2"]);
+        curl_head(&url("/metrics"), &a)
+    });
+    assert!(head.contains("x-frame-options: deny\r\n"), "{head}");
+    assert!(
+        head.contains("x-content-type-options: nosniff\r\n"),
+        "{head}"
+    );
+
+    // SIGHUP: new users from the same file; a broken file keeps them.
+    let new_hash = bcrypt::hash("s3cond", 4).unwrap();
+    let text = std::fs::read_to_string(&web).unwrap();
+    std::fs::write(&web, text.replace(&hash, &new_hash)).unwrap();
+    server.reload().unwrap();
+    assert_eq!(status("/metrics", &["-u", "prometheus:hunter2"]), 401);
+    assert_eq!(status("/metrics", &["-u", "prometheus:s3cond"]), 200);
+    std::fs::write(&web, "basic_auth_users:\n  prometheus: plain\n").unwrap();
+    let err = server.reload().unwrap_err().to_string();
+    assert!(err.contains("web-config.yml"), "{err}");
+    assert_eq!(status("/metrics", &["-u", "prometheus:s3cond"]), 200);
+    server.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[test]
+fn web_config_files_with_unsupported_settings_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let web = dir.path().join("web.yml");
+    for (text, says) in [
+        ("tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequireAnyClientCert\n", "RequireAnyClientCert"),
+        ("rate_limit:\n  interval: 1s\n", "rate_limit"),
+        ("basic_auth_users:\n  u: $2y$10$x\nextra: 1\n", "extra"),
+    ] {
+        std::fs::write(&web, text).unwrap();
+        let err = EndpointConfig::from_web_config(
+            "127.0.0.1:0".parse().unwrap(),
+            &web,
+            Vec::new(),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("web.yml") && err.contains(says), "{text:?}: {err}");
+    }
+    // Basic auth alone does not protect a non-loopback address (no TLS).
+    std::fs::write(
+        &web,
+        "basic_auth_users:\n  u: $2y$10$abcdefghijklmnopqrstuu\n",
+    )
+    .unwrap();
+    let err =
+        EndpointConfig::from_web_config("0.0.0.0:0".parse().unwrap(), &web, Vec::new(), false)
+            .unwrap_err();
+    assert!(err.to_string().contains("not a loopback address"), "{err}");
 }

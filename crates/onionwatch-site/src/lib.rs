@@ -232,6 +232,9 @@ impl Site {
             registry.register(guard::attach(policy, &follower, resolve)?);
         }
         let follow = follower.spawn().map_err(Error::FollowerThread)?;
+        // Ready once the files found at start were read to their ends.
+        let caught_up = follower.clone();
+        registry.set_readiness(move || caught_up.caught_up());
         let app = onionwatch_server::router(registry).merge(logs::api(&follower));
         let server = onionwatch_server::start(&config.endpoint, app).await?;
         Ok(RunningSite {
@@ -252,6 +255,10 @@ impl Site {
             self.dashboard.clone(),
             self.interval,
         ));
+        // Ready once every target was scraped and the logs read once.
+        let (watcher, follower) = (self.watcher.clone(), self.follower.clone());
+        self.registry
+            .set_readiness(move || watcher.first_round_done() && follower.caught_up());
         let app = onionwatch_server::router(self.registry.clone())
             .merge(self.watcher.api_router())
             .merge(logs::api(&self.follower))

@@ -33,6 +33,40 @@ pub fn assert_golden(path: impl AsRef<Path>, text: &str) {
     );
 }
 
+/// Mask what every endpoint's `/metrics` ends with but varies between
+/// builds and runs, after checking it is well-formed: the label values of
+/// `onionwatch_build_info` (version, git revision, rustc version) become
+/// `<version>`, `<revision>`, `<rustc_version>`, and each `process_*`
+/// sample's value `<value>`. HELP and TYPE lines stay, so a renamed or
+/// retyped family still shows in the golden diff.
+#[track_caller]
+pub fn mask_exporter_families(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        if let Some(labels) = line.strip_prefix("onionwatch_build_info{") {
+            let (labels, value) = labels.rsplit_once("} ").expect(line);
+            assert_eq!(value, "1", "{line}");
+            let mut masked = Vec::new();
+            for pair in labels.split("\",") {
+                let (name, value) = pair.split_once("=\"").expect(line);
+                let value = value.trim_end_matches('"');
+                assert!(!value.is_empty() && !value.contains('"'), "{line}");
+                masked.push(format!("{name}=\"<{name}>\""));
+            }
+            out.push_str(&format!("onionwatch_build_info{{{}}} 1", masked.join(",")));
+        } else if line.starts_with("process_") {
+            let (name, value) = line.rsplit_once(' ').expect(line);
+            let v: f64 = value.parse().expect(line);
+            assert!(v >= 0.0, "{line}");
+            out.push_str(&format!("{name} <value>"));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// The lines only in `want` (-) or only in `got` (+), with their line
 /// numbers, from a longest-common-subsequence alignment; at most 60.
 fn diff(want: &str, got: &str) -> String {
@@ -75,7 +109,22 @@ fn diff(want: &str, got: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::diff;
+    use super::{diff, mask_exporter_families};
+
+    #[test]
+    fn exporter_families_are_masked_after_being_checked() {
+        let text = "# TYPE onionwatch_build_info gauge\n\
+                    onionwatch_build_info{version=\"0.1.0\",revision=\"abc\",rustc_version=\"1.89.0\"} 1\n\
+                    # TYPE process_open_fds gauge\nprocess_open_fds 12\nother 3\n";
+        assert_eq!(
+            mask_exporter_families(text),
+            "# TYPE onionwatch_build_info gauge\n\
+             onionwatch_build_info{version=\"<version>\",revision=\"<revision>\",rustc_version=\"<rustc_version>\"} 1\n\
+             # TYPE process_open_fds gauge\nprocess_open_fds <value>\nother 3\n"
+        );
+        let bad = std::panic::catch_unwind(|| mask_exporter_families("process_open_fds x\n"));
+        assert!(bad.is_err(), "a value that is not a number fails");
+    }
 
     #[test]
     fn diff_names_changed_lines() {

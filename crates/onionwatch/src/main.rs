@@ -35,6 +35,19 @@ struct Cli {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
 
+    /// Log line format on standard error: text, logfmt or json (one object
+    /// per line, with ts, level, target, msg and the event's fields).
+    #[arg(
+        id = "log_output_format",
+        long = "log.format",
+        value_name = "FORMAT",
+        value_enum,
+        default_value = "text",
+        env = "ONIONWATCH_LOG_FORMAT",
+        global = true
+    )]
+    log_format: logging::LogFormat,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -107,7 +120,11 @@ fn main() -> ExitCode {
     // Before any thread starts: it takes NOTIFY_SOCKET out of the
     // environment, so the tors we launch do not notify in our name.
     notify::init();
-    logging::init(cli.verbose);
+    logging::init(cli.verbose, cli.log_format);
+    onionwatch_server::exporter::set_build(
+        env!("ONIONWATCH_REVISION"),
+        env!("ONIONWATCH_RUSTC_VERSION"),
+    );
 
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,

@@ -409,6 +409,18 @@ fn sighup_reloads_the_endpoints_in_loop_mode() {
     })
     .unwrap_or_else(|| panic!("first was never reachable; stderr:\n{}", stderr()));
     assert!(!body.contains("name=\"second\""));
+    // /-/ready says 200 only once a round completed.
+    wait_for(NETWORK_LIMIT, || {
+        support::get(metrics, "/-/ready")
+            .contains(" 200 ")
+            .then_some(())
+    })
+    .unwrap_or_else(|| panic!("never ready; stderr:\n{}", stderr()));
+    let rounds = support::value(
+        &support::get(metrics, "/metrics"),
+        "onionwatch_rounds_total ",
+    );
+    assert!(rounds.is_some_and(|r| r >= 1.0), "{rounds:?}");
     assert!(
         stderr()
             .lines()

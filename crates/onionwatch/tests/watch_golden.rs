@@ -1,7 +1,8 @@
 //! Golden test of `onionwatch watch`'s whole `/metrics`: the binary scrapes
 //! a local server serving the stored tor MetricsPort page, a stub_status
 //! page and a MetricsPort nothing listens on; its exposition, with only the
-//! scrape durations normalised, must equal tests/fixtures/watch-metrics.golden.txt.
+//! scrape durations, build labels and process_* values normalised, must
+//! equal tests/fixtures/watch-metrics.golden.txt.
 //! ONIONWATCH_BLESS=1 rewrites that file (review the diff before committing).
 
 use std::net::SocketAddr;
@@ -9,7 +10,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use onionwatch_test_support::{
-    self as support, assert_golden, fixture, TOR_METRICSPORT_PAGE as TOR_PAGE,
+    self as support, assert_golden, fixture, mask_exporter_families,
+    TOR_METRICSPORT_PAGE as TOR_PAGE,
 };
 
 const STUB_STATUS: &str = "Active connections: 3 \nserver accepts handled requests\n 120 120 345 \nReading: 0 Writing: 1 Waiting: 2 \n";
@@ -56,23 +58,26 @@ fn whole_metrics_output_matches_the_stored_file() {
             .spawn()
             .unwrap(),
     );
-    // Once every target has been scraped, nothing changes for 60 s.
+    // Once every target has been scraped, nothing changes for 60 s; that
+    // is when /-/ready says so.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let body = support::get(listen, "/api/v1/targets");
-        if body.matches("\"scrapes\":1").count() == 3 {
+        let ready = support::get(listen, "/-/ready");
+        if ready.starts_with("HTTP/1.1 200") || ready.starts_with("HTTP/1.0 200") {
             break;
         }
-        assert!(Instant::now() < deadline, "targets not scraped: {body}");
+        assert!(Instant::now() < deadline, "never ready: {ready}");
         std::thread::sleep(Duration::from_millis(50));
     }
+    let body = support::get(listen, "/api/v1/targets");
+    assert_eq!(body.matches("\"scrapes\":1").count(), 3, "{body}");
     let response = support::get(listen, "/metrics");
     let (head, body) = response.split_once("\r\n\r\n").unwrap();
     assert!(
         head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
         "{head}"
     );
-    let got = normalise(body);
+    let got = mask_exporter_families(&normalise(body));
 
     assert_golden(fixture!("watch-metrics.golden.txt"), &got);
 }

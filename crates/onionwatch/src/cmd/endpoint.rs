@@ -33,18 +33,31 @@ pub struct EndpointArgs {
     /// loopback any name is answered unless this is given.
     #[arg(long = "allowed-host", value_name = "NAME")]
     pub allowed_hosts: Vec<String>,
+    /// TLS, client certificates, basic-auth users and response headers from
+    /// a Prometheus exporter-toolkit web configuration file (the
+    /// `--web.config.file` of node_exporter, used unchanged; settings
+    /// onionwatch cannot honour are refused by name). Re-read on SIGHUP.
+    #[arg(
+        long = "web.config.file",
+        value_name = "FILE",
+        conflicts_with_all = ["tls_cert", "tls_key", "tls_client_ca", "auth_file"]
+    )]
+    pub web_config_file: Option<PathBuf>,
 }
 
 impl EndpointArgs {
     /// The endpoint configuration for `listen`, checked.
     pub fn config(&self, listen: SocketAddr) -> Result<EndpointConfig, ServeError> {
+        let (hosts, risk) = (self.allowed_hosts.clone(), self.i_understand_the_risk);
+        if let Some(web) = &self.web_config_file {
+            return EndpointConfig::from_web_config(listen, web, hosts, risk);
+        }
         let tls = self.tls_cert.clone().zip(self.tls_key.clone());
         let tls = tls.map(|(cert, key)| TlsConfig {
             cert,
             key,
             client_ca: self.tls_client_ca.clone(),
         });
-        let (auth, risk) = (self.auth_file.as_deref(), self.i_understand_the_risk);
-        EndpointConfig::new(listen, tls, auth, self.allowed_hosts.clone(), risk)
+        EndpointConfig::new(listen, tls, self.auth_file.as_deref(), hosts, risk)
     }
 }

@@ -102,6 +102,11 @@ pub struct ScrapeGatewayArgs {
     /// Where Prometheus scrapes (loopback only).
     #[arg(long, default_value = "127.0.0.1:9926")]
     listen: SocketAddr,
+    /// TLS, client certificates and basic-auth users of this endpoint from
+    /// a Prometheus exporter-toolkit web configuration file (as for
+    /// node_exporter), read at start.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    web_config_file: Option<PathBuf>,
 }
 
 pub async fn expose_onion(args: ExposeArgs) -> Result<ExitCode> {
@@ -142,8 +147,13 @@ pub async fn scrape_gateway(args: ScrapeGatewayArgs) -> Result<ExitCode> {
         .with_context(|| format!("parse {}", args.client_key_file.display()))?;
     let tor = args.tor.connect().await?;
     let proxy = ScrapeProxy::new(&tor, args.socks_port, &address, args.port, Some(&key)).await?;
-    let config = EndpointConfig::new(args.listen, None, None, Vec::new(), false)?;
-    let server = start(&config, proxy.router()).await?;
+    let config = match &args.web_config_file {
+        Some(web) => EndpointConfig::from_web_config(args.listen, web, Vec::new(), false)?,
+        None => EndpointConfig::new(args.listen, None, None, Vec::new(), false)?,
+    };
+    // Its /metrics is the onion service's; /-/healthy and /-/ready are its own.
+    let app = onionwatch_server::health_router(Default::default()).merge(proxy.router());
+    let server = start(&config, app).await?;
     outln!(
         "scrape http://{}/metrics to reach {address}.onion through tor",
         server.local_addr()

@@ -44,7 +44,8 @@ its start, then follows it: rename-and-create rotation (the old file is read
 to its end), copytruncate, deletion and re-creation. It serves /metrics (the
 families --format prometheus prints, plus onionwatch_log_severity_lines_total
 for --tor-log/--onionbalance-log and onionwatch_log_tail_* health counters)
-/healthz, and /api/v1/warnings (the last --keep-warnings warn/err lines of
+/healthz, /-/healthy, /-/ready (200 once the files were read to their ends),
+and /api/v1/warnings (the last --keep-warnings warn/err lines of
 each tor and onionbalance log, JSON). With --state it saves each file's position after counting its
 lines, and resumes there after a restart: no line lost or counted twice.
 

@@ -33,8 +33,11 @@ onionbalance log lines by severity) and onionwatch_log_tail_*
 health counters; --log-state keeps the positions across restarts.
 
 Serves the dashboard at /, /metrics (Prometheus text; OpenMetrics if asked
-for), /healthz and /api/v1/targets. Off loopback it needs --tls-cert/--tls-key
-and --auth-file or --tls-client-ca. Every tor family is re-exported with `project` and
+for; with onionwatch_build_info and process_*), /healthz, /-/healthy,
+/-/ready (200 once every target was scraped once) and /api/v1/targets. Off
+loopback it needs --tls-cert/--tls-key and --auth-file or --tls-client-ca, or
+a --web.config.file (node_exporter's format) with TLS and users or client
+certificates. Every tor family is re-exported with `project` and
 `tor_instance` labels; per target: onionwatch_scrape_up and
 onionwatch_scrape_duration_seconds. Exit status: 0 after SIGINT/SIGTERM,
 1 on an error (bad configuration, port in use), 3 on bad usage.";
