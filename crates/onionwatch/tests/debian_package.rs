@@ -240,6 +240,7 @@ fn the_debian_package_holds_everything_and_its_binary_runs() {
         "/usr/share/zsh/vendor-completions/_onionwatch",
         "/usr/share/fish/vendor_completions.d/onionwatch.fish",
         "/usr/share/onionwatch/prometheus/onionwatch-rules.yml",
+        "/usr/share/doc/onionwatch/runbooks.md",
     ]
     .map(String::from)
     .into();
