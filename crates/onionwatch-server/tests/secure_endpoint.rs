@@ -122,6 +122,7 @@ async fn tls_mtls_bearer_and_basic_succeed_with_credentials_and_fail_without() {
         auth_file: None,
         i_understand_the_risk: false,
         allowed_hosts: Vec::new(),
+        connections: Default::default(),
     };
     let registry = Arc::new(Registry::default());
     registry.register(Arc::new(Up));

@@ -33,6 +33,15 @@ pub struct EndpointArgs {
     /// loopback any name is answered unless this is given.
     #[arg(long = "allowed-host", value_name = "NAME")]
     pub allowed_hosts: Vec<String>,
+    /// Most connections the endpoint keeps open; one more closes the oldest
+    /// without a request in progress (default: a quarter of the open-file
+    /// limit, 16 to 1024).
+    #[arg(long, value_name = "N")]
+    pub endpoint_max_connections: Option<usize>,
+    /// Seconds a client of the endpoint has to send a request head (also how
+    /// long an idle keep-alive connection stays); default 10.
+    #[arg(long, value_name = "SECS")]
+    pub endpoint_header_timeout: Option<f64>,
 }
 
 impl EndpointArgs {
@@ -45,6 +54,14 @@ impl EndpointArgs {
             client_ca: self.tls_client_ca.clone(),
         });
         let (auth, risk) = (self.auth_file.as_deref(), self.i_understand_the_risk);
-        EndpointConfig::new(listen, tls, auth, self.allowed_hosts.clone(), risk)
+        let mut config = EndpointConfig::new(listen, tls, auth, self.allowed_hosts.clone(), risk)?;
+        if let Some(n) = self.endpoint_max_connections {
+            config.connections.max_connections = n;
+        }
+        if let Some(secs) = self.endpoint_header_timeout {
+            config.connections.header_timeout_secs = secs;
+        }
+        config.connections.validate()?;
+        Ok(config)
     }
 }
