@@ -396,7 +396,9 @@ impl std::fmt::Display for ReloadError {
     }
 }
 
-/// A server started by [`start`].
+/// A server started by [`start`]. Dropping it stops the server at once
+/// (every connection closed); [`RunningServer::shutdown`] lets requests in
+/// progress finish.
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,
