@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER=${1:-30}
 shift || true
 MODES=("$@")
-[ ${#MODES[@]} -gt 0 ] || MODES=(big biglen series series199k types badvalue duptype trickle silent silent-control)
+[ ${#MODES[@]} -gt 0 ] || MODES=(big biglen series series50k series199k types badvalue duptype trickle silent silent-control)
 . scripts/fault-lib.sh
 
 echo "| source | watch peak RSS (MiB) | scrapes / failed | last scrape (s) | last error | /metrics answered | /metrics median / max (s) | /metrics bytes | server: connections / most open / MiB sent | families dropped / samples re-exported |"

@@ -13,8 +13,10 @@
 #    are appended, and the script polls /metrics until
 #    onionwatch_log_requests_total reaches LINES (peak RSS from /proc).
 # 2. `watch` (one MetricsPort serving a real tor page) while CLIENTS
-#    connections each send a request head one byte per second for SECONDS;
-#    a /metrics GET is timed every second meanwhile, and before, as a baseline.
+#    connections each send a request head one byte per second for SECONDS,
+#    each one the server closes opened again (CLIENTS stay open as long as
+#    watch lets them); a /metrics GET (a new connection) is timed every second
+#    meanwhile, and before, as a baseline.
 #    With NOFILE, watch runs under `ulimit -n NOFILE` (systemd's default soft
 #    limit is 1024).
 # Everything listens on 127.0.0.1 and stops by itself.
@@ -103,7 +105,7 @@ sleep 3 # one scrape done, so /metrics carries the tor page
 base=()
 for i in $(seq 10); do base+=("$(get_time "http://127.0.0.1:$listen/metrics")"); sleep 0.2; done
 bytes=$(wc -c <"$work/last-get")
-$HOSTILE slow-clients "$CLIENTS" "127.0.0.1:$listen" "$DURATION" >"$work/slow.json" & spid=$!
+$HOSTILE slow-clients "$CLIENTS" "127.0.0.1:$listen" "$DURATION" reconnect >"$work/slow.json" & spid=$!
 sleep 2
 under=() fails=0 maxfd=0
 while kill -0 "$spid" 2>/dev/null; do

@@ -8,8 +8,10 @@ own, and writes its counters as JSON to STATS every 0.5 s and at SIGTERM):
     big        a MetricsPort answer of 1 GiB, close-delimited (no Content-Length)
     biglen     the same announced with `Content-Length: 1073741824`
     series     1,000,000 distinct `tor_*` series (~31 MB)
+    series50k  50,000 distinct `tor_*` series: watch's default per-target
+               limit (max_samples), so the largest page it accepts
     series199k 199,999 distinct `tor_*` series: just under the parser's
-               200,000-sample limit, so the largest page that is accepted
+               200,000-sample limit (refused by watch's default max_samples)
     types      wrong types: a histogram named onionwatch_scrape_up (our own
                name), a counter with `_bucket` samples, tor's counter
                tor_hs_app_write_bytes_total typed gauge, NaN and +Inf
@@ -20,10 +22,12 @@ own, and writes its counters as JSON to STATS every 0.5 s and at SIGTERM):
     silent     accept, read whatever comes, never answer (a control port or
                MetricsPort that hangs)
 
-  hostile.py slow-clients N HOST:PORT SECONDS
+  hostile.py slow-clients N HOST:PORT SECONDS [reconnect]
     open N connections to HOST:PORT and send a request head one byte per
     second on each, for SECONDS; prints how many connections the server
-    closed before the end.
+    closed before the end. With `reconnect`, each connection the server
+    closes is opened again (N stay open as long as the server lets them),
+    as a persistent attacker would.
 
   hostile.py circuits FIRST COUNT HOST:PORT SECONDS
     one connection per circuit id FIRST..FIRST+COUNT-1, each a PROXY v1
@@ -153,6 +157,8 @@ def serve(mode, port, stats_path):
         pages["chunk"] = b"".join(b'tor_hs_fake{onion="%07d"} 1\n' % i for i in range(40000))
     elif mode == "series":
         pages["series"] = series_page(1_000_000)
+    elif mode == "series50k":
+        pages["series50k"] = series_page(50_000)
     elif mode == "series199k":
         pages["series199k"] = series_page(199_999)
     elif mode == "types":
@@ -185,18 +191,31 @@ def serve(mode, port, stats_path):
         threading.Thread(target=handle, args=(mode, conn, pages), daemon=True).start()
 
 
-def slow_clients(n, target, seconds):
+def slow_clients(n, target, seconds, reconnect=False):
     host, port = target.rsplit(":", 1)
-    socks = []
-    for _ in range(n):
-        s = socket.create_connection((host, int(port)))
-        s.setblocking(False)
-        socks.append(s)
     head = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + b"a" * 10000
+    failed_connects = 0
+
+    def connect():
+        nonlocal failed_connects
+        try:
+            s = socket.create_connection((host, int(port)), timeout=1)
+        except OSError:
+            failed_connects += 1
+            return None
+        s.setblocking(False)
+        try:
+            s.send(head[:1])
+        except OSError:
+            pass
+        return s
+
+    socks = [s for s in (connect() for _ in range(n)) if s]
     closed = 0
+    reopened = 0
     end = time.monotonic() + seconds
-    i = 0
-    while time.monotonic() < end and socks:
+    i = 1
+    while time.monotonic() < end and (socks or reconnect):
         b = head[i % len(head) : i % len(head) + 1]
         alive = []
         for s in socks:
@@ -206,10 +225,18 @@ def slow_clients(n, target, seconds):
             except OSError:
                 closed += 1
                 s.close()
+        if reconnect:
+            while len(alive) < n and time.monotonic() < end:
+                s = connect()
+                if s is None:
+                    break
+                reopened += 1
+                alive.append(s)
         socks = alive
         i += 1
         time.sleep(1)
-    print(json.dumps({"clients": n, "closed_by_server": closed, "seconds": seconds}))
+    print(json.dumps({"clients": n, "closed_by_server": closed, "reopened": reopened,
+                      "failed_connects": failed_connects, "seconds": seconds}))
     for s in socks:
         s.close()
 
@@ -243,7 +270,8 @@ def main():
     if cmd == "serve":
         serve(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     elif cmd == "slow-clients":
-        slow_clients(int(sys.argv[2]), sys.argv[3], float(sys.argv[4]))
+        slow_clients(int(sys.argv[2]), sys.argv[3], float(sys.argv[4]),
+                     len(sys.argv) > 5 and sys.argv[5] == "reconnect")
     elif cmd == "circuits":
         circuits(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], float(sys.argv[5]))
     elif cmd == "free-port":

@@ -73,7 +73,9 @@ async fn main() {
                 .map(|(i, a)| {
                     let a = *a;
                     tokio::spawn(async move {
-                        let mut f = tor_metrics::scrape(a).await.expect("scrape");
+                        let mut f = tor_metrics::scrape(tor_metrics::MetricsPort::new(a))
+                            .await
+                            .expect("scrape");
                         tor_metrics::relabel(&mut f, &format!("p{i}"), "tor");
                         f
                     })

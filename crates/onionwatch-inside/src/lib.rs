@@ -126,6 +126,19 @@ pub enum Error {
         /// Why.
         source: UrlError,
     },
+    /// A tor's `max_samples` out of range.
+    #[error(
+        "projects.{project}.tors (instance {instance}): max_samples must be between 1 and 200000, \
+         not {value}"
+    )]
+    MaxSamples {
+        /// The project.
+        project: String,
+        /// The tor instance.
+        instance: String,
+        /// The value given.
+        value: usize,
+    },
     /// A `--nginx-status` value naming a tor instance.
     #[error("--nginx-status {value:?}: nginx has no tor instance; use PROJECT=URL")]
     NginxInstance {

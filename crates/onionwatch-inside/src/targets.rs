@@ -10,6 +10,7 @@
 //!   news:
 //!     tors:
 //!       - metrics_port: 127.0.0.1:9035
+//!         # max_samples: 50000     # most samples one page may hold
 //!         control_port: unix:/home/onionspray/onionspray/projects/news/tor-control.sock
 //!     nginx_status: http://127.0.0.1:8080/stub_status
 //!     access_logs: ["/var/log/nginx/news-access*.log"]
@@ -30,6 +31,7 @@ use std::time::Duration;
 use onionwatch_tor::control::{ControlAddr, ControlTarget};
 use serde::{Deserialize, Serialize};
 
+use crate::collector::tor_metrics::{MetricsPort, MAX_MAX_SAMPLES};
 use crate::collector::{Endpoint, Kind};
 use crate::http::HttpUrl;
 use crate::Error;
@@ -115,6 +117,13 @@ pub struct TorConfig {
     /// Its MetricsPort, `HOST:PORT`.
     #[serde(default)]
     pub metrics_port: Option<SocketAddr>,
+    /// Most samples one page of its MetricsPort may hold, 1 to 200,000; a
+    /// larger page fails the scrape (`onionwatch_scrape_up` 0, the error
+    /// names this option), which bounds the memory one MetricsPort can make
+    /// watch use (a few KB per sample). Default 50,000 (tor 0.4.9 with 100
+    /// onion services sends about 3,600).
+    #[serde(default = "crate::collector::tor_metrics::default_max_samples")]
+    pub max_samples: usize,
     /// Its ControlPort: `HOST:PORT` or `unix:/path`.
     #[serde(default)]
     pub control_port: Option<String>,
@@ -342,11 +351,21 @@ impl Settings {
                         instance: t.instance.clone(),
                     });
                 }
+                if !(1..=MAX_MAX_SAMPLES).contains(&t.max_samples) {
+                    return Err(Error::MaxSamples {
+                        project: project.clone(),
+                        instance: t.instance.clone(),
+                        value: t.max_samples,
+                    });
+                }
                 if let Some(m) = t.metrics_port {
                     targets.push(Target {
                         project: project.clone(),
                         tor_instance: Some(t.instance.clone()),
-                        endpoint: Endpoint::Metrics(m),
+                        endpoint: Endpoint::Metrics(MetricsPort {
+                            addr: m,
+                            max_samples: t.max_samples,
+                        }),
                         origin,
                     });
                 }
@@ -389,7 +408,7 @@ impl Settings {
             targets.push(Target {
                 project: project.into(),
                 tor_instance: Some(instance.unwrap_or("tor").into()),
-                endpoint: Endpoint::Metrics(addr),
+                endpoint: Endpoint::Metrics(MetricsPort::new(addr)),
                 origin: Origin::Flag,
             });
         }

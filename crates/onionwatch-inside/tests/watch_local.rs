@@ -545,3 +545,92 @@ fn start_up_names_what_it_cannot_read_in_a_0700_tree() {
         );
     }
 }
+
+/// A MetricsPort page of `n` samples (one tor family, one sample per port).
+fn page_of(n: usize) -> &'static str {
+    let mut page = String::from("# TYPE tor_hs_app_read_bytes_total counter\n");
+    for port in 0..n {
+        page.push_str(&format!(
+            "tor_hs_app_read_bytes_total{{onion=\"x\",port=\"{port}\"}} 1\n"
+        ));
+    }
+    Box::leak(page.into_boxed_str())
+}
+
+#[tokio::test]
+async fn a_metricsport_page_over_its_max_samples_fails_the_scrape_and_names_the_option() {
+    use onionwatch_inside::collector::tor_metrics::DEFAULT_MAX_SAMPLES;
+    use onionwatch_inside::targets::Config;
+    use onionwatch_test_support::http::serve;
+    let under = serve(page_of(DEFAULT_MAX_SAMPLES));
+    let over = serve(page_of(DEFAULT_MAX_SAMPLES + 1));
+    let small = serve(page_of(11));
+    let yaml = format!(
+        "interval_seconds: 30\ntimeout_seconds: 30\nprojects:\n\
+         \x20 under: {{tors: [{{metrics_port: \"{under}\"}}]}}\n\
+         \x20 over: {{tors: [{{metrics_port: \"{over}\"}}]}}\n\
+         \x20 small: {{tors: [{{metrics_port: \"{small}\", max_samples: 10}}]}}\n"
+    );
+    let config = Config::from_yaml(&yaml, "test").unwrap();
+    let watcher = Watcher::new(Settings::build(Some(config), &Flags::default()).unwrap());
+    watcher.start().unwrap();
+    let registry = Arc::new(Registry::default());
+    registry.register(watcher.collector());
+    let up = |p: &str| {
+        format!("onionwatch_scrape_up{{collector=\"tor_metrics\",project=\"{p}\",tor_instance=\"tor\"}}")
+    };
+    let text = render_until(&registry, "every target scraped", |t| {
+        ["under", "over", "small"]
+            .iter()
+            .all(|p| t.contains(&up(p)))
+    })
+    .await;
+    assert!(
+        text.contains(&format!("{} 1\n", up("under"))),
+        "under the limit"
+    );
+    assert!(text.contains(&format!("{} 0\n", up("over"))));
+    assert!(text.contains(&format!("{} 0\n", up("small"))));
+    let last = format!("tor_hs_app_read_bytes_total{{onion=\"x\",port=\"{}\",project=\"under\",tor_instance=\"tor\"}} 1\n", DEFAULT_MAX_SAMPLES - 1);
+    assert!(
+        text.contains(&last),
+        "every sample of the page under the limit"
+    );
+    assert!(!text.contains("project=\"over\",tor_instance=\"tor\"} 1\n"));
+    let error = |p: &str| {
+        watcher
+            .target_states()
+            .into_iter()
+            .find(|s| s.project == p)
+            .and_then(|s| s.last_error)
+            .unwrap_or_default()
+    };
+    let e = error("over");
+    assert!(
+        e.contains(&format!("tor's MetricsPort {over} (project over, tor_instance tor): more than 50000 samples, this target's max_samples")),
+        "{e}"
+    );
+    let e = error("small");
+    assert!(
+        e.contains("more than 10 samples, this target's max_samples"),
+        "{e}"
+    );
+    assert_eq!(error("under"), "");
+
+    // Out of range at load, naming the tor and the option.
+    for bad in ["0", "200001"] {
+        let yaml = format!(
+            "projects:\n  news:\n    tors:\n      - {{metrics_port: 127.0.0.1:9035, instance: hs-1, max_samples: {bad}}}\n"
+        );
+        let err = Settings::build(
+            Some(Config::from_yaml(&yaml, "t").unwrap()),
+            &Flags::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            format!("projects.news.tors (instance hs-1): max_samples must be between 1 and 200000, not {bad}")
+        );
+    }
+}

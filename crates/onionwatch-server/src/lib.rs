@@ -17,6 +17,11 @@
 //! [`EndpointConfig::from_web_config`] from a Prometheus exporter-toolkit
 //! web configuration file ([`WebConfig`]).
 //!
+//! Slow or idle clients cannot starve `/metrics`: every endpoint bounds the
+//! time to send a request head and to finish a TLS handshake, and the number
+//! of open connections, closing the oldest idle one when a new one arrives
+//! at the cap (see [`ConnectionLimits`], [`EndpointConfig::connections`]).
+//!
 //! Against DNS rebinding, a loopback endpoint answers only requests whose
 //! `Host` is `localhost`, an IP address, a `.onion` name or one of
 //! [`EndpointConfig::allowed_hosts`] (others get 421); off loopback the check
@@ -37,11 +42,16 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+mod conn;
 pub mod exporter;
 mod host;
 mod security;
 mod webconfig;
 
+pub use conn::{
+    default_header_timeout, default_max_connections, default_tls_handshake_timeout,
+    ConnectionLimits, LimitError,
+};
 pub use host::{check_host, HostCheck, HostError};
 pub use security::{
     require_auth, server_config, AuthConfig, Authenticator, BasicUser, SecurityError, TlsConfig,
@@ -179,6 +189,9 @@ pub enum ServeError {
     /// A configured host name is unusable.
     #[error(transparent)]
     Host(#[from] HostError),
+    /// A connection limit is unusable.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
     /// The server failed while running.
     #[error("the HTTP server on {addr} failed: {source}")]
     Serve {
@@ -275,7 +288,8 @@ pub async fn bind(
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-/// Serve `app` on a bound listener until `shutdown` resolves.
+/// Serve `app` on a bound listener until `shutdown` resolves, with the
+/// default [`ConnectionLimits`].
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     app: Router,
@@ -287,11 +301,18 @@ pub async fn serve_on(
     })?;
     tracing::info!(%addr, "serving /metrics and /healthz");
     let app = guard_host(app, addr, HostCheck::default());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|source| ServeError::Serve { addr, source })
+    let limits = ConnectionLimits::default().limits()?;
+    let (stop, task) = conn::spawn(listener, app, None, limits);
+    shutdown.await;
+    let _ = stop.send(conn::Stop::Graceful(SERVE_ON_GRACE));
+    task.await.map_err(|e| ServeError::Serve {
+        addr,
+        source: std::io::Error::other(e.to_string()),
+    })
 }
+
+/// How long [`serve_on`] lets requests in progress finish after `shutdown`.
+const SERVE_ON_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Add the [`HostCheck`] to `app` when it applies: on a loopback `listen`
 /// address always, elsewhere when names are configured.
@@ -304,7 +325,7 @@ fn guard_host(app: Router, listen: SocketAddr, check: HostCheck) -> Router {
 }
 
 /// Where and how the endpoint listens.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointConfig {
     /// Address to listen on.
@@ -342,6 +363,10 @@ pub struct EndpointConfig {
     /// configuration's `http_server_config.headers`.
     #[serde(default)]
     pub headers: std::collections::BTreeMap<String, String>,
+    /// Bounds on connections: how many at once, and how long a client has
+    /// for its request head and TLS handshake (see [`ConnectionLimits`]).
+    #[serde(default)]
+    pub connections: ConnectionLimits,
 }
 
 /// The default listen address, `127.0.0.1:9925`.
@@ -360,6 +385,7 @@ impl Default for EndpointConfig {
             allowed_hosts: Vec::new(),
             web_config_file: None,
             headers: Default::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -383,6 +409,7 @@ impl EndpointConfig {
             allowed_hosts,
             web_config_file: None,
             headers: Default::default(),
+            connections: ConnectionLimits::default(),
         };
         config.load_auth_file()?;
         config.check()?;
@@ -408,6 +435,7 @@ impl EndpointConfig {
             allowed_hosts,
             web_config_file: Some(web_config.to_owned()),
             headers: settings.headers,
+            connections: ConnectionLimits::default(),
         };
         config.check()?;
         Ok(config)
@@ -429,9 +457,11 @@ impl EndpointConfig {
     }
 
     /// Refuse an exposed address unless protected or explicitly overridden,
-    /// and malformed [`EndpointConfig::allowed_hosts`].
+    /// malformed [`EndpointConfig::allowed_hosts`] and unusable
+    /// [`EndpointConfig::connections`].
     pub fn check(&self) -> Result<(), ServeError> {
         HostCheck::new(&self.allowed_hosts)?;
+        self.connections.validate()?;
         match check_listen(self.listen, self.is_protected()) {
             Err(e) if self.i_understand_the_risk => {
                 tracing::warn!(
@@ -472,16 +502,18 @@ impl std::fmt::Display for ReloadError {
     }
 }
 
-/// A server started by [`start`].
+/// A server started by [`start`]. Dropping it stops the server at once
+/// (every connection closed); [`RunningServer::shutdown`] lets requests in
+/// progress finish.
 #[derive(Debug)]
 pub struct RunningServer {
     addr: SocketAddr,
-    handle: axum_server::Handle<SocketAddr>,
-    tls: Option<(TlsConfig, axum_server::tls_rustls::RustlsConfig)>,
+    stop: tokio::sync::watch::Sender<conn::Stop>,
+    tls: Option<(TlsConfig, conn::SharedTls)>,
     auth: Option<(PathBuf, Authenticator)>,
     /// Whether `auth`'s file is a web configuration (else an auth file).
     web_config: bool,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -522,7 +554,8 @@ impl RunningServer {
                 }
                 _ => files.clone(),
             };
-            rustls.reload_from_config(server_config(&files)?);
+            let config = server_config(&files)?;
+            *rustls.write().unwrap_or_else(|e| e.into_inner()) = config;
             tracing::info!(cert = %files.cert.display(), "reloaded TLS certificate");
         }
         Ok(())
@@ -543,15 +576,12 @@ impl RunningServer {
 
     /// Stop accepting, let in-flight requests finish for up to `grace`.
     pub async fn shutdown(self, grace: std::time::Duration) -> Result<(), ServeError> {
-        self.handle.graceful_shutdown(Some(grace));
+        let _ = self.stop.send(conn::Stop::Graceful(grace));
         let addr = self.addr;
-        match self.task.await {
-            Ok(res) => res.map_err(|source| ServeError::Serve { addr, source }),
-            Err(e) => Err(ServeError::Serve {
-                addr,
-                source: std::io::Error::other(e.to_string()),
-            }),
-        }
+        self.task.await.map_err(|e| ServeError::Serve {
+            addr,
+            source: std::io::Error::other(e.to_string()),
+        })
     }
 }
 
@@ -580,39 +610,27 @@ pub async fn start(config: &EndpointConfig, app: Router) -> Result<RunningServer
     let app = add_headers(app, &config.headers)?;
     // Outermost: a rebinding page gets 421, not a password prompt.
     let app = guard_host(app, config.listen, HostCheck::new(&config.allowed_hosts)?);
+    let limits = config.connections.limits()?;
     let addr = config.listen;
     let listener = std::net::TcpListener::bind(addr)
         .and_then(|l| l.set_nonblocking(true).map(|_| l))
+        .and_then(tokio::net::TcpListener::from_std)
         .map_err(|source| ServeError::Bind { addr, source })?;
     let local = listener
         .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
-    let handle = axum_server::Handle::new();
-    let service = app.into_make_service();
-    let (task, tls) = match &config.tls {
-        None => {
-            let server = axum_server::from_tcp(listener)
-                .map_err(|source| ServeError::Bind { addr, source })?
-                .handle(handle.clone());
-            (tokio::spawn(server.serve(service)), None)
-        }
+    let tls = match &config.tls {
+        None => None,
         Some(files) => {
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_config(
-                server_config(files).map_err(ServeError::Security)?,
-            );
-            let server = axum_server::from_tcp_rustls(listener, rustls.clone())
-                .map_err(|source| ServeError::Bind { addr, source })?
-                .handle(handle.clone());
-            (
-                tokio::spawn(server.serve(service)),
-                Some((files.clone(), rustls)),
-            )
+            let shared = std::sync::Arc::new(RwLock::new(server_config(files)?));
+            Some((files.clone(), shared))
         }
     };
+    let (stop, task) = conn::spawn(listener, app, tls.as_ref().map(|t| t.1.clone()), limits);
     tracing::info!(addr = %local, tls = tls.is_some(), auth = !config.auth.is_empty(), "serving /metrics");
     Ok(RunningServer {
         addr: local,
-        handle,
+        stop,
         tls,
         auth,
         web_config: config.web_config_file.is_some(),

@@ -614,3 +614,37 @@ fn web_config_files_with_unsupported_settings_are_refused_at_start() {
             .unwrap_err();
     assert!(err.to_string().contains("not a loopback address"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_the_tls_handshake_is_disconnected() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = leaf(dir.path(), "server", &ca("server ca"), false);
+    let config = EndpointConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tls: Some(TlsConfig {
+            cert,
+            key,
+            client_ca: None,
+        }),
+        connections: onionwatch_server::ConnectionLimits {
+            tls_handshake_timeout_secs: 0.5,
+            ..Default::default()
+        },
+        ..EndpointConfig::default()
+    };
+    let server = start(&config, router(Arc::new(Registry::default())))
+        .await
+        .unwrap();
+    // Connected, silent: no ClientHello ever comes.
+    let mut s = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(60), s.read(&mut buf)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0)) | Ok(Err(_))),
+        "still open: {closed:?}"
+    );
+    server.shutdown(Duration::from_secs(5)).await.unwrap();
+}

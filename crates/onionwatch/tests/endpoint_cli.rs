@@ -141,3 +141,35 @@ fn sighup_rereads_the_auth_file_and_a_broken_one_keeps_the_old_credentials() {
     assert_eq!(metrics_status(addr, "Bearer old-token"), 401);
     drop(running);
 }
+
+#[test]
+fn connection_limits_reach_the_endpoint_and_are_checked() {
+    for (flag, value, want) in [
+        (
+            "--endpoint-max-connections",
+            "0",
+            "endpoint setting max_connections = 0 is unusable",
+        ),
+        (
+            "--endpoint-header-timeout",
+            "0",
+            "endpoint setting header_timeout_secs = 0 is unusable",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_onionwatch"))
+            .args([
+                "watch",
+                "--metrics-port",
+                "p=127.0.0.1:9",
+                "--listen",
+                "127.0.0.1:0",
+                flag,
+                value,
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{flag}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{flag}: {err}");
+    }
+}

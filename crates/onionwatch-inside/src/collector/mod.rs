@@ -79,7 +79,7 @@ impl Kind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
     /// A MetricsPort.
-    Metrics(SocketAddr),
+    Metrics(tor_metrics::MetricsPort),
     /// A control port and its credentials.
     Control(ControlTarget),
     /// A stub_status URL.
@@ -100,7 +100,7 @@ impl Endpoint {
 impl std::fmt::Display for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Endpoint::Metrics(a) => write!(f, "http://{a}/metrics"),
+            Endpoint::Metrics(m) => write!(f, "http://{}/metrics", m.addr),
             Endpoint::Control(t) => write!(f, "{}", t.control_port),
             Endpoint::Nginx(u) => write!(f, "{u}"),
         }
@@ -128,8 +128,8 @@ pub fn start(target: &Target, timeout: Duration, dropped: Arc<Dropped>) -> Box<d
     let project = target.project.clone();
     let instance = || target.tor_instance.clone().unwrap_or_else(|| "tor".into());
     match &target.endpoint {
-        Endpoint::Metrics(addr) => Box::new(tor_metrics::TorMetrics::new(
-            *addr,
+        Endpoint::Metrics(port) => Box::new(tor_metrics::TorMetrics::new(
+            *port,
             project,
             instance(),
             dropped,

@@ -21,6 +21,40 @@ use crate::http::{self, HttpError, HttpUrl};
 /// about 1 MB).
 pub const MAX_BODY: usize = 16 << 20;
 
+/// Most samples accepted from one MetricsPort page by default. tor 0.4.9
+/// sends about 280 samples of its own plus 33 per onion service (more with
+/// several ports), so about 3,600 with 100 onion services. Each sample kept
+/// costs watch a few KB (parsed, cached, merged and rendered), so this bounds
+/// what one MetricsPort can make it hold.
+pub const DEFAULT_MAX_SAMPLES: usize = 50_000;
+
+/// The largest `max_samples` a target may be given (the parser's own limit).
+pub const MAX_MAX_SAMPLES: usize = 200_000;
+
+/// [`DEFAULT_MAX_SAMPLES`], for serde.
+pub fn default_max_samples() -> usize {
+    DEFAULT_MAX_SAMPLES
+}
+
+/// A MetricsPort to scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsPort {
+    /// Its address.
+    pub addr: SocketAddr,
+    /// Most samples one page may hold; a larger page fails the scrape.
+    pub max_samples: usize,
+}
+
+impl MetricsPort {
+    /// `addr` with [`DEFAULT_MAX_SAMPLES`].
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            max_samples: DEFAULT_MAX_SAMPLES,
+        }
+    }
+}
+
 /// Why a MetricsPort scrape failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MetricsError {
@@ -46,6 +80,23 @@ pub enum MetricsError {
         /// The failure.
         source: HttpError,
     },
+    /// The page holds more samples than the target's `max_samples`.
+    #[error(
+        "refused the page of tor's MetricsPort {addr} (project {project}, tor_instance \
+         {tor_instance}): more than {limit} samples, this target's max_samples (tor with 100 onion \
+         services sends about 3,600; if this tor really sends more, raise max_samples of this tor \
+         in watch's YAML)"
+    )]
+    TooManySamples {
+        /// The MetricsPort.
+        addr: SocketAddr,
+        /// The target's project.
+        project: String,
+        /// The target's tor instance.
+        tor_instance: String,
+        /// Its `max_samples`.
+        limit: usize,
+    },
     /// The page is not valid Prometheus text.
     #[error("tor's MetricsPort {addr} served text that does not parse: {source}")]
     Parse {
@@ -57,7 +108,8 @@ pub enum MetricsError {
 }
 
 /// Scrape one MetricsPort.
-pub async fn scrape(addr: SocketAddr) -> Result<Vec<Family>, MetricsError> {
+pub async fn scrape(port: MetricsPort) -> Result<Vec<Family>, MetricsError> {
+    let addr = port.addr;
     let url = HttpUrl {
         host: addr.ip().to_string(),
         port: addr.port(),
@@ -71,6 +123,7 @@ pub async fn scrape(addr: SocketAddr) -> Result<Vec<Family>, MetricsError> {
     })?;
     let limits = Limits {
         max_bytes: MAX_BODY,
+        max_samples: port.max_samples,
         ..Limits::default()
     };
     parse_bytes(&body, &limits).map_err(|source| MetricsError::Parse { addr, source })
@@ -79,23 +132,23 @@ pub async fn scrape(addr: SocketAddr) -> Result<Vec<Family>, MetricsError> {
 /// The collector of one tor's MetricsPort.
 #[derive(Debug, Clone)]
 pub struct TorMetrics {
-    addr: SocketAddr,
+    port: MetricsPort,
     project: String,
     tor_instance: String,
     dropped: Arc<Dropped>,
 }
 
 impl TorMetrics {
-    /// Scrape `addr`, labelling its families with `project` and
+    /// Scrape `port`, labelling its families with `project` and
     /// `tor_instance`; the families it leaves out are counted in `dropped`.
     pub fn new(
-        addr: SocketAddr,
+        port: MetricsPort,
         project: String,
         tor_instance: String,
         dropped: Arc<Dropped>,
     ) -> Self {
         Self {
-            addr,
+            port,
             project,
             tor_instance,
             dropped,
@@ -106,7 +159,18 @@ impl TorMetrics {
 impl Collector for TorMetrics {
     fn scrape(&self) -> Scrape<'_> {
         Box::pin(async move {
-            let mut f = scrape(self.addr).await?;
+            let mut f = scrape(self.port).await.map_err(|e| match e {
+                MetricsError::Parse {
+                    addr,
+                    source: ParseError::TooManySamples { limit, .. },
+                } => MetricsError::TooManySamples {
+                    addr,
+                    project: self.project.clone(),
+                    tor_instance: self.tor_instance.clone(),
+                    limit,
+                },
+                e => e,
+            })?;
             let kept = keep_tor_families(&mut f);
             self.dropped
                 .not_tor
@@ -228,7 +292,7 @@ pub fn keep_tor_families(families: &mut Vec<Family>) -> Kept {
 
 /// The MetricsPort of a tor found in an Onionspray tree, if it has one on TCP.
 pub fn from_tor(t: &TorInstance) -> Option<Endpoint> {
-    super::tcp(&t.metrics_port()?).map(Endpoint::Metrics)
+    super::tcp(&t.metrics_port()?).map(|a| Endpoint::Metrics(MetricsPort::new(a)))
 }
 
 /// Add `project` and `tor_instance` to every sample (families from tor

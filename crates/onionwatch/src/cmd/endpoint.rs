@@ -43,21 +43,39 @@ pub struct EndpointArgs {
         conflicts_with_all = ["tls_cert", "tls_key", "tls_client_ca", "auth_file"]
     )]
     pub web_config_file: Option<PathBuf>,
+    /// Most connections the endpoint keeps open; one more closes the oldest
+    /// without a request in progress (default: a quarter of the open-file
+    /// limit, 16 to 1024).
+    #[arg(long, value_name = "N")]
+    pub endpoint_max_connections: Option<usize>,
+    /// Seconds a client of the endpoint has to send a request head (also how
+    /// long an idle keep-alive connection stays); default 10.
+    #[arg(long, value_name = "SECS")]
+    pub endpoint_header_timeout: Option<f64>,
 }
 
 impl EndpointArgs {
     /// The endpoint configuration for `listen`, checked.
     pub fn config(&self, listen: SocketAddr) -> Result<EndpointConfig, ServeError> {
         let (hosts, risk) = (self.allowed_hosts.clone(), self.i_understand_the_risk);
-        if let Some(web) = &self.web_config_file {
-            return EndpointConfig::from_web_config(listen, web, hosts, risk);
+        let mut config = if let Some(web) = &self.web_config_file {
+            EndpointConfig::from_web_config(listen, web, hosts, risk)?
+        } else {
+            let tls = self.tls_cert.clone().zip(self.tls_key.clone());
+            let tls = tls.map(|(cert, key)| TlsConfig {
+                cert,
+                key,
+                client_ca: self.tls_client_ca.clone(),
+            });
+            EndpointConfig::new(listen, tls, self.auth_file.as_deref(), hosts, risk)?
+        };
+        if let Some(n) = self.endpoint_max_connections {
+            config.connections.max_connections = n;
         }
-        let tls = self.tls_cert.clone().zip(self.tls_key.clone());
-        let tls = tls.map(|(cert, key)| TlsConfig {
-            cert,
-            key,
-            client_ca: self.tls_client_ca.clone(),
-        });
-        EndpointConfig::new(listen, tls, self.auth_file.as_deref(), hosts, risk)
+        if let Some(secs) = self.endpoint_header_timeout {
+            config.connections.header_timeout_secs = secs;
+        }
+        config.connections.validate()?;
+        Ok(config)
     }
 }
