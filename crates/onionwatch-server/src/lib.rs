@@ -463,10 +463,12 @@ impl EndpointConfig {
         HostCheck::new(&self.allowed_hosts)?;
         self.connections.validate()?;
         match check_listen(self.listen, self.is_protected()) {
-            Err(e) if self.i_understand_the_risk => {
+            // The caller says why (the prober's public observations, or an
+            // operator's explicit choice); only the fact is logged here.
+            Err(ServeError::Exposed(addr)) if self.i_understand_the_risk => {
                 tracing::warn!(
-                    "{e}. Serving anyway because i_understand_the_risk is set: anyone who can \
-                     reach this address can read these metrics"
+                    "serving metrics on {addr} without TLS and authentication \
+                     (i_understand_the_risk): anyone who can reach this address can read them"
                 );
                 Ok(())
             }
