@@ -7,10 +7,14 @@ use onionwatch_onionspray::audit::{
     audit, rules, suggest_ports, suggestions_text, Report, Severity,
 };
 
+/// `p` in a copy of the fixtures whose files are all as old as the copy
+/// (`configuration-not-applied` compares modification times).
 fn fixture(p: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(p)
+    onionwatch_test_support::fs::fresh_copy(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures"),
+        env!("CARGO_TARGET_TMPDIR"),
+    )
+    .join(p)
 }
 
 fn run(p: &str) -> Report {

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Append `text` to `path` (created if missing).
 pub fn append(path: &Path, text: &str) {
@@ -13,6 +13,34 @@ pub fn append(path: &Path, text: &str) {
         .open(path)
         .unwrap();
     f.write_all(text.as_bytes()).unwrap();
+}
+
+/// A copy of the fixture tree `src` under `tmp` (an integration test's
+/// `env!("CARGO_TARGET_TMPDIR")`), made afresh once per test binary, in
+/// which every file is as old as the copy. Git checks files out in any
+/// order and at any time, so rules that compare modification times
+/// (Onionspray's "configuration not applied") must not read the checkout.
+pub fn fresh_copy(src: &Path, tmp: &str) -> PathBuf {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static COPIES: OnceLock<Mutex<HashMap<PathBuf, PathBuf>>> = OnceLock::new();
+    let mut copies = COPIES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    copies
+        .entry(src.to_owned())
+        .or_insert_with(|| {
+            // Named after the test binary and the tree, replaced at each run.
+            let exe = std::env::current_exe().unwrap();
+            let exe = exe.file_name().unwrap().to_string_lossy();
+            let tree = src.file_name().unwrap().to_string_lossy();
+            let dir = Path::new(tmp).join(format!("{exe}-{tree}"));
+            let _ = std::fs::remove_dir_all(&dir);
+            copy_tree(src, &dir);
+            dir
+        })
+        .clone()
 }
 
 /// Copy a directory tree (a fixture to a temporary directory).

@@ -116,25 +116,37 @@ pub fn rerun_as_nobody(
     if !exe.exists() {
         std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
     }
-    let mut cmd = Command::new("setpriv");
-    cmd.args(["--reuid=65534", "--regid=65534"]);
-    match group {
-        Some(g) => cmd.arg(format!("--groups={g}")),
-        None => cmd.arg("--clear-groups"),
+    // Another test thread forking while the copy was open for writing
+    // leaves a child holding it until that child execs: exec then fails
+    // with ETXTBSY ("Text file busy"), a kernel race, so try again.
+    let mut attempts = 0;
+    let out = loop {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534"]);
+        match group {
+            Some(g) => cmd.arg(format!("--groups={g}")),
+            None => cmd.arg("--clear-groups"),
+        };
+        let out = cmd
+            .arg("--")
+            .arg(&exe)
+            .args([
+                "--exact",
+                name,
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .envs(env.iter().copied())
+            .output()
+            .expect("setpriv runs (util-linux)");
+        attempts += 1;
+        let busy = String::from_utf8_lossy(&out.stderr).contains("Text file busy");
+        if !busy || attempts == 20 {
+            break out;
+        }
+        std::thread::yield_now();
     };
-    let out = cmd
-        .arg("--")
-        .arg(&exe)
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .envs(env.iter().copied())
-        .output()
-        .expect("setpriv runs (util-linux)");
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),

@@ -57,10 +57,14 @@ fn usage_errors_exit_3_and_help_and_version_exit_0() {
     assert!(help.contains("3 on bad usage"), "{help}");
 }
 
+/// `p` in a copy of the fixtures whose files are all as old as the copy
+/// (`configuration-not-applied` compares modification times).
 fn fixture(p: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../onionwatch-onionspray/tests/fixtures")
-        .join(p)
+    onionwatch_test_support::fs::fresh_copy(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../onionwatch-onionspray/tests/fixtures"),
+        env!("CARGO_TARGET_TMPDIR"),
+    )
+    .join(p)
 }
 
 #[test]
