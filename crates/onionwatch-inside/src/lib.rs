@@ -27,6 +27,7 @@ pub mod collector;
 pub mod discovery;
 pub mod http;
 pub mod names;
+pub mod probe;
 pub mod targets;
 pub mod watch;
 

@@ -79,6 +79,13 @@ pub struct Config {
     /// one tor. Default: none.
     #[serde(default)]
     pub policy: Option<onionwatch_logs::policy::PolicyConfig>,
+    /// Outside probing in the same process: Onionprobe's options and
+    /// endpoints inline, or `config: FILE` (an Onionprobe YAML), and
+    /// `discover: false` not to probe the onion services found in the
+    /// Onionspray trees ([`crate::probe`]). Default: none (the trees'
+    /// onion services are still probed).
+    #[serde(default)]
+    pub probe: Option<crate::probe::ProbeSection>,
 }
 
 /// One project's targets.
@@ -156,6 +163,7 @@ impl Default for Config {
             follow_onionspray_logs: true,
             policy: None,
             log_format: None,
+            probe: None,
         }
     }
 }
@@ -236,6 +244,9 @@ pub struct Settings {
     /// The access logs' format (`--log-format`, else `log_format:`, else
     /// `combined`), compiled.
     pub log_format: onionwatch_logs::access::LogFormat,
+    /// Whether discovery reads the onion services' `hostname` files, for
+    /// probing (the `probe:` section's `discover`, default true).
+    pub discover_onion_services: bool,
 }
 
 /// Command-line targets, `PROJECT[/INSTANCE]=VALUE` each.
@@ -491,6 +502,7 @@ impl Settings {
             log_state: flags.log_state.clone().or(config.log_state),
             follow_onionspray_logs: config.follow_onionspray_logs,
             log_format,
+            discover_onion_services: config.probe.as_ref().is_none_or(|p| p.discover),
         })
     }
 }
