@@ -42,6 +42,7 @@ use onionwatch_logs::access::LogFormat;
 use onionwatch_logs::follow::{FollowConfig, FollowHandle, Follower, Source};
 use onionwatch_logs::policy::{PolicyConfig, PolicyConfigError};
 use onionwatch_logs::tail::{StateError, TailState};
+use onionwatch_probe::ProbeMetrics;
 use onionwatch_server::{Collect, EndpointConfig, Registry, RunningServer, ServeError};
 use onionwatch_tor::control::ControlTarget;
 use tokio::task::JoinHandle;
@@ -49,6 +50,9 @@ use tokio::task::JoinHandle;
 pub mod demo;
 pub mod guard;
 pub mod logs;
+pub mod probe;
+
+pub use probe::Probing;
 
 /// Time the server gives in-flight requests when stopping.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -66,6 +70,8 @@ pub struct SiteConfig {
     pub policy: Option<PolicyConfig>,
     /// Keep the dashboard's history here; in memory only if `None`.
     pub state_dir: Option<PathBuf>,
+    /// Probe onion services from the outside too ([`probe`]).
+    pub probe: Option<Probing>,
 }
 
 /// What `onionwatch logs` follows and how it serves, for [`Site::serve_logs`].
@@ -107,12 +113,12 @@ pub enum Error {
     /// The endpoint cannot serve (or failed while serving).
     #[error(transparent)]
     Serve(#[from] ServeError),
-    /// The demo's probe configuration is invalid.
+    /// The probe configuration is invalid.
     #[error(transparent)]
     ProbeConfig(#[from] onionwatch_probe::ConfigError),
-    /// The demo's prober cannot use the test network's client tor.
-    #[error("connect the prober to the client tor")]
-    ProbeTor(#[source] onionwatch_probe::TorError),
+    /// Probing is configured with no endpoint and nothing to discover.
+    #[error("nothing to probe: the probe configuration names no endpoint and there is no Onionspray tree to discover onion services in (add `endpoints:`, or --onionspray DIR)")]
+    NothingToProbe,
 }
 
 /// The inside stack, built and following logs, not serving yet; see the
@@ -125,6 +131,7 @@ pub struct Site {
     follow: FollowHandle,
     registry: Arc<Registry>,
     dashboard: Arc<Dashboard>,
+    probe: Option<(Probing, Arc<ProbeMetrics>)>,
 }
 
 impl std::fmt::Debug for Site {
@@ -145,6 +152,7 @@ impl Site {
             endpoint,
             policy,
             state_dir,
+            probe,
         } = config;
         let log_state = match &settings.log_state {
             Some(path) => TailState::load(path)?,
@@ -175,6 +183,13 @@ impl Site {
         if let Some(guard) = guard {
             registry.register(guard);
         }
+        // Registered now, so the first scrape and the dashboard have the
+        // prober's families (its state, before the first round).
+        let probe = probe.map(|p| {
+            let metrics = Arc::new(ProbeMetrics::new());
+            registry.register(metrics.clone());
+            (p, metrics)
+        });
         let dashboard = Dashboard::open(
             registry.clone(),
             DashboardConfig {
@@ -191,6 +206,7 @@ impl Site {
             follow,
             registry,
             dashboard,
+            probe,
         })
     }
 
@@ -237,6 +253,7 @@ impl Site {
         Ok(RunningSite {
             server,
             tasks: Vec::new(),
+            probing: None,
             discovery: None,
             follower,
             follow,
@@ -244,7 +261,8 @@ impl Site {
     }
 
     /// Start the dashboard's sampler, the warnings feed, rediscovery (when
-    /// there are Onionspray trees) and the endpoint.
+    /// there are Onionspray trees), probing (when configured) and the
+    /// endpoint.
     pub async fn serve(self) -> Result<RunningSite, Error> {
         let sampler = self.dashboard.spawn();
         let warnings = tokio::spawn(logs::feed_recent_warnings(
@@ -266,9 +284,16 @@ impl Site {
             }));
             (stop_tx, task)
         });
+        let probing = self.probe.map(|(probing, metrics)| {
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let onions = self.watcher.onion_services();
+            let task = tokio::spawn(probe::run(probing, metrics, onions, stop_rx));
+            (stop_tx, task)
+        });
         Ok(RunningSite {
             server,
             tasks: vec![sampler, warnings],
+            probing,
             discovery,
             follower: self.follower,
             follow: self.follow,
@@ -281,6 +306,7 @@ impl Site {
 pub struct RunningSite {
     server: RunningServer,
     tasks: Vec<JoinHandle<()>>,
+    probing: Option<(tokio::sync::watch::Sender<bool>, JoinHandle<()>)>,
     discovery: Option<(tokio::sync::watch::Sender<bool>, JoinHandle<()>)>,
     follower: Follower,
     follow: FollowHandle,
@@ -302,10 +328,11 @@ impl RunningSite {
         &self.server
     }
 
-    /// Stop rediscovery and the background tasks, save the log positions
-    /// and shut the endpoint down (in-flight requests get 5 s).
+    /// Stop probing (the round in progress abandoned, a launched tor
+    /// stopped), rediscovery and the background tasks, save the log
+    /// positions and shut the endpoint down (in-flight requests get 5 s).
     pub async fn stop(self) -> Result<(), Error> {
-        if let Some((stop, task)) = self.discovery {
+        for (stop, task) in self.probing.into_iter().chain(self.discovery) {
             let _ = stop.send(true);
             let _ = task.await;
         }
