@@ -264,7 +264,16 @@ pub(crate) async fn run(
         })
         .await;
     forward.abort();
-    // Stops a launched tor.
+    // The tasks of a round abandoned by the stop hold the prober, and so
+    // the tor, until the runtime drops them: let it, so that the shutdown
+    // stops (and reaps) a launched tor instead of leaving it to be killed
+    // when the process exits.
+    for _ in 0..10_000 {
+        if Arc::strong_count(runner.prober()) == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
     runner.shutdown().await;
 }
 

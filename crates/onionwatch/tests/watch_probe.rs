@@ -209,3 +209,86 @@ fn every_onion_service_of_an_onionspray_tree_is_probed_and_rediscovery_adds_new_
     });
     stop(child);
 }
+
+/// Pids of the `tor` processes whose parent is `parent`.
+fn tor_children(parent: u32) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid …"
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if comm.ends_with("(tor") && ppid == Some(parent) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[test]
+fn without_a_tor_to_use_watch_launches_one_probes_through_it_and_stops_it() {
+    let info = net();
+    let id = |i: usize| info.onions[i].address.trim_end_matches(".onion").to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("onionspray");
+    SprayTree::build(
+        &root,
+        &[SprayProject {
+            onions: vec![id(0)],
+            ..SprayProject::hardmap("news", &["example.com"])
+        }],
+    );
+    // Onionprobe's launch_tor (the default), on free ports, joined to the
+    // private network with the network client's own torrc lines.
+    let client_torrc = std::fs::read_to_string(info.dir.join("client/torrc")).unwrap();
+    let network_lines: Vec<String> = client_torrc
+        .lines()
+        .filter(|l| {
+            let key = l.split_whitespace().next().unwrap_or("");
+            key == "DirAuthority"
+                || key.starts_with("Testing")
+                || [
+                    "AssumeReachable",
+                    "PathsNeededToBuildCircuits",
+                    "V3AuthNIntervalsValid",
+                ]
+                .contains(&key)
+        })
+        .map(|l| format!("    - '{l}'\n"))
+        .collect();
+    let yaml = dir.path().join("watch.yaml");
+    std::fs::write(
+        &yaml,
+        format!(
+            "onionspray: ['{}']\nprobe:\n  socks_port: {}\n  control_port: {}\n  sleep: 1\n  http_connect_max_retries: 0\n  tor_config:\n{}",
+            root.display(),
+            support::free_port(),
+            support::free_port(),
+            network_lines.concat()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("watch.log");
+    let (mut child, addr) = watch(&["--config", yaml.to_str().unwrap()], &log);
+    let name = format!("news/{}", &id(0)[..16]);
+    metrics_until(addr, &mut child, &log, |m| reachable(m, &name) == Some(1.0));
+    let tors = tor_children(child.0.id());
+    assert_eq!(tors.len(), 1, "one launched tor: {tors:?}");
+    stop(child);
+    let left: Vec<String> = tors
+        .into_iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .collect();
+    assert!(
+        left.is_empty(),
+        "tor processes left: {left:?}; watch's log:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
