@@ -182,6 +182,42 @@ mod tests {
     }
 
     #[test]
+    fn discover_false_stops_reading_hostnames() {
+        use crate::targets::{Flags, Settings};
+        let on = Config::from_yaml("probe: {launch_tor: false}\n", "w.yaml").unwrap();
+        assert!(
+            Settings::build(Some(on), &Flags::default())
+                .unwrap()
+                .discover_onion_services
+        );
+        let off = Config::from_yaml("probe: {discover: false}\n", "w.yaml").unwrap();
+        assert!(
+            !Settings::build(Some(off), &Flags::default())
+                .unwrap()
+                .discover_onion_services
+        );
+        assert!(
+            Settings::build(None, &Flags::default())
+                .unwrap()
+                .discover_onion_services
+        );
+    }
+
+    #[test]
+    fn the_readme_example_is_a_valid_watch_configuration() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("# onionwatch watch --config /etc/onionwatch/watch.yaml\n")
+            .expect("the README's watch example");
+        let block = &readme[start..];
+        let block = &block[..block.find("```").unwrap()];
+        let c = Config::from_yaml(block, "README.md").unwrap();
+        let inline = c.probe.unwrap().inline.unwrap();
+        assert!(!inline.options.launch_tor);
+        assert_eq!(inline.options.targets().unwrap()[0].name, "www");
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused_with_the_key_named() {
         for (yaml, want) in [
             ("probe: {sokcs_port: 9050}\n".to_owned(), "\"sokcs_port\""),

@@ -15,6 +15,10 @@
 //!     access_logs: ["/var/log/nginx/news-access*.log"]
 //!     tor_logs: [/var/log/tor/news.log]
 //! log_state: /var/lib/onionwatch/logs.json
+//! probe:                       # outside probing: see crate::probe
+//!   launch_tor: false
+//!   socks_port: 9050
+//!   control_port: 9051
 //! ```
 //!
 //! Discovered Onionspray projects have their logs followed too

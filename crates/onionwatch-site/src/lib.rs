@@ -1,9 +1,10 @@
-//! The inside monitor of one site, assembled in one place: what
-//! `onionwatch watch` runs, and `onionwatch demo` on its private Tor network.
+//! One site monitored from the inside and the outside, assembled in one
+//! place: what `onionwatch watch` runs, and `onionwatch demo` on its
+//! private Tor network.
 //!
 //! [`Site::build`] takes a [`SiteConfig`] (the watch [`Settings`], the
 //! endpoint, an optional abusive-circuit policy, the dashboard's state
-//! directory) and wires:
+//! directory, optional outside probing) and wires:
 //!
 //! - a log [`Follower`] over the configured logs (positions resumed from and
 //!   saved to `settings.log_state`), given to the [`Watcher`] so discovered
@@ -11,18 +12,24 @@
 //! - the [`Watcher`] scraping every tor MetricsPort, control port and nginx;
 //! - the abuse guard (the policy on every access-log record, `close` sent
 //!   to the project's only tor; [`guard`]);
+//! - with [`SiteConfig::probe`], the prober's metrics ([`probe`]: the
+//!   endpoints configured and the onion services found in the Onionspray
+//!   trees, probed through a launched or configured client tor);
 //! - one [`Registry`] of them all, and the [`Dashboard`] reading it.
 //!
-//! More collectors join the same registry before serving
-//! ([`Site::register`]; the demo adds the prober's metrics). [`Site::serve`]
-//! starts the dashboard's sampler, the feed of recent tor warnings to the
-//! dashboard ([`logs::feed_recent_warnings`]), Onionspray rediscovery, and
+//! More collectors can join the same registry before serving
+//! ([`Site::register`]). [`Site::serve`] starts the dashboard's sampler,
+//! the feed of recent tor warnings to the dashboard
+//! ([`logs::feed_recent_warnings`]), Onionspray rediscovery, probing, and
 //! the endpoint: `/metrics` and `/healthz`, `/api/v1/targets`, the logs'
 //! `/api/v1/logs` and `/api/v1/warnings` ([`logs::api`]) and the dashboard.
-//! [`RunningSite::stop`] ends it all in order, saving the log positions.
+//! [`RunningSite::stop`] ends it all in order: probing first (the runner,
+//! then a launched tor), rediscovery, the background tasks, the log
+//! follower (saving the log positions), the endpoint.
 //!
-//! `onionwatch demo` runs a site on a private Tor network, with the
-//! prober's metrics on the same endpoint ([`demo`]).
+//! `onionwatch demo` builds the same site on a private Tor network: its
+//! onion-service tors as targets, its onion services as probe endpoints,
+//! its client tor as the prober's tor ([`demo`]).
 //!
 //! `onionwatch logs` (follow mode) serves the log part alone:
 //! [`Site::serve_logs`] takes a [`LogsConfig`] (sources, format, follower
@@ -210,9 +217,8 @@ impl Site {
         })
     }
 
-    /// Add a metrics source to the endpoint and the dashboard (e.g. the
-    /// prober's metrics); call it before [`Site::serve`] so the first scrape
-    /// has it.
+    /// Add a metrics source to the endpoint and the dashboard; call it
+    /// before [`Site::serve`] so the first scrape has it.
     pub fn register(&self, source: Arc<dyn Collect>) {
         self.registry.register(source);
     }

@@ -18,6 +18,11 @@ Examples:
   # socket from each projects/<name>/tor.conf; SIGHUP re-reads the tree):
   onionwatch watch --onionspray /home/onionspray/onionspray
 
+  # The same, and the onion services' reachability through the system
+  # tor (an Onionprobe YAML: launch_tor: false, socks_port, control_port,
+  # endpoints to probe besides the discovered onion services):
+  onionwatch watch --onionspray /home/onionspray/onionspray --probe-config probe.yaml
+
   # Explicit targets:
   onionwatch watch --metrics-port news=127.0.0.1:9035 \\
       --control-port news=unix:/home/onionspray/onionspray/projects/news/tor-control.sock \\
