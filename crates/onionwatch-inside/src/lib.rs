@@ -8,6 +8,9 @@
 //!   (YAML and flags) and [`discovery`] (an Onionspray tree, read by
 //!   `onionwatch-onionspray`). [`names`] holds the names of the families
 //!   it exports itself.
+//! - [`probe`]: the `probe:` section of `watch`'s file (outside probing,
+//!   run by `onionwatch-site`); discovery also reads each onion service's
+//!   `hostname` for it ([`watch::Watcher::onion_services`]).
 //!
 //! Reading torrc files and Onionspray trees, and `onionwatch audit`, live
 //! in `onionwatch-onionspray`: they read files, this crate scrapes. The
@@ -27,6 +30,7 @@ pub mod collector;
 pub mod discovery;
 pub mod http;
 pub mod names;
+pub mod probe;
 pub mod targets;
 pub mod watch;
 

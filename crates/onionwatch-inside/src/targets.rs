@@ -16,6 +16,10 @@
 //!     access_logs: ["/var/log/nginx/news-access*.log"]
 //!     tor_logs: [/var/log/tor/news.log]
 //! log_state: /var/lib/onionwatch/logs.json
+//! probe:                       # outside probing: see crate::probe
+//!   launch_tor: false
+//!   socks_port: 9050
+//!   control_port: 9051
 //! ```
 //!
 //! Discovered Onionspray projects have their logs followed too
@@ -81,6 +85,13 @@ pub struct Config {
     /// one tor. Default: none.
     #[serde(default)]
     pub policy: Option<onionwatch_logs::policy::PolicyConfig>,
+    /// Outside probing in the same process: Onionprobe's options and
+    /// endpoints inline, or `config: FILE` (an Onionprobe YAML), and
+    /// `discover: false` not to probe the onion services found in the
+    /// Onionspray trees ([`crate::probe`]). Default: none (the trees'
+    /// onion services are still probed).
+    #[serde(default)]
+    pub probe: Option<crate::probe::ProbeSection>,
 }
 
 /// One project's targets.
@@ -165,6 +176,7 @@ impl Default for Config {
             follow_onionspray_logs: true,
             policy: None,
             log_format: None,
+            probe: None,
         }
     }
 }
@@ -245,6 +257,9 @@ pub struct Settings {
     /// The access logs' format (`--log-format`, else `log_format:`, else
     /// `combined`), compiled.
     pub log_format: onionwatch_logs::access::LogFormat,
+    /// Whether discovery reads the onion services' `hostname` files, for
+    /// probing (the `probe:` section's `discover`, default true).
+    pub discover_onion_services: bool,
 }
 
 /// Command-line targets, `PROJECT[/INSTANCE]=VALUE` each.
@@ -510,6 +525,7 @@ impl Settings {
             log_state: flags.log_state.clone().or(config.log_state),
             follow_onionspray_logs: config.follow_onionspray_logs,
             log_format,
+            discover_onion_services: config.probe.as_ref().is_none_or(|p| p.discover),
         })
     }
 }

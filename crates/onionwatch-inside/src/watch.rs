@@ -16,6 +16,8 @@ use onionwatch_metrics::{Collect, Family};
 use onionwatch_tor::control::ControlTarget;
 use serde::Serialize;
 
+use onionwatch_onionspray::tree::OnionService;
+
 use crate::collector::{self, Endpoint, Kind};
 use crate::targets::{Settings, Target};
 use crate::{discovery, names, Error};
@@ -54,6 +56,8 @@ struct Tree {
     projects: usize,
     targets: Vec<Target>,
     logs: Vec<Source>,
+    /// Its onion services (with `discover_onion_services`).
+    onions: Vec<OnionService>,
     /// What could not be read, with why and the fix.
     unreadable: Vec<String>,
 }
@@ -69,6 +73,8 @@ struct Shared {
     trees: Mutex<BTreeMap<PathBuf, Tree>>,
     /// What the collectors scraped but did not export, all targets together.
     dropped: Arc<collector::Dropped>,
+    /// The onion services of every tree, after each discovery.
+    onions: tokio::sync::watch::Sender<Vec<OnionService>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -94,6 +100,7 @@ impl Watcher {
                 logs: Mutex::new(None),
                 trees: Mutex::new(BTreeMap::new()),
                 dropped: Arc::default(),
+                onions: tokio::sync::watch::Sender::new(Vec::new()),
             }),
             settings: Arc::new(settings),
         }
@@ -173,12 +180,34 @@ impl Watcher {
         } else {
             Vec::new()
         };
-        tracing::debug!(root = %root.display(), projects = inst.projects.len(), targets = targets.len(), "discovered the Onionspray tree");
+        let mut unreadable: Vec<String> = inst.unreadable.iter().map(|u| u.to_string()).collect();
+        let mut onions = Vec::new();
+        if self.settings.discover_onion_services {
+            for p in &inst.projects {
+                let (found, failed) = p.onion_services();
+                unreadable.extend(
+                    failed
+                        .iter()
+                        .map(|u| format!("{u} (its onion service is not probed)")),
+                );
+                for o in found {
+                    match o.address.parse::<onionwatch_tor::onion::OnionAddress>() {
+                        Ok(_) => onions.push(o),
+                        Err(e) => unreadable.push(format!(
+                            "the onion service hostname file {} holds no usable address: {e} (its onion service is not probed)",
+                            o.dir.join("hostname").display()
+                        )),
+                    }
+                }
+            }
+        }
+        tracing::debug!(root = %root.display(), projects = inst.projects.len(), targets = targets.len(), onion_services = onions.len(), "discovered the Onionspray tree");
         Ok(Tree {
             projects: inst.projects.len(),
             targets,
             logs,
-            unreadable: inst.unreadable.iter().map(|u| u.to_string()).collect(),
+            onions,
+            unreadable,
         })
     }
 
@@ -213,7 +242,14 @@ impl Watcher {
     fn apply(&self) {
         let mut targets = self.settings.targets.clone();
         let mut logs = self.settings.logs.clone();
+        let mut onions: Vec<OnionService> = Vec::new();
         for tree in lock(&self.shared.trees).values() {
+            for o in &tree.onions {
+                // The same service found twice (two trees, a copied tor.conf) is probed once.
+                if !onions.iter().any(|seen| seen.address == o.address) {
+                    onions.push(o.clone());
+                }
+            }
             for t in &tree.targets {
                 if !targets.iter().any(|s| s.key() == t.key()) {
                     targets.push(t.clone());
@@ -225,6 +261,18 @@ impl Watcher {
         if let Some(f) = lock(&self.shared.logs).as_ref() {
             f.set_sources(logs);
         }
+        self.shared.onions.send_if_modified(|now| {
+            let changed = *now != onions;
+            *now = onions;
+            changed
+        });
+    }
+
+    /// The onion services found in the Onionspray trees (their `hostname`
+    /// files), updated at each discovery that changes them: what `watch`
+    /// probes from the outside.
+    pub fn onion_services(&self) -> tokio::sync::watch::Receiver<Vec<OnionService>> {
+        self.shared.onions.subscribe()
     }
 
     /// Replace the running targets with `targets`.

@@ -6,7 +6,9 @@
 //!   `ControlPort` as a [`torrc::Listen`]), authentication, logs and onion
 //!   services.
 //! - [`tree`]: an Onionspray (or EOTK) installation: its projects, each
-//!   project's tors (softmap workers included), `nginx.conf` and logs.
+//!   project's tors (softmap workers included), `nginx.conf` and logs, and
+//!   its onion services (address from each `HiddenServiceDir`'s `hostname`,
+//!   virtual ports).
 //! - [`config`]: Onionspray project configurations (`set tor_metrics_port …`).
 //! - [`nginx_conf`]: the `listen` directives and `stub_status` locations
 //!   of an nginx configuration.

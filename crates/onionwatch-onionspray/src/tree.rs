@@ -161,6 +161,111 @@ impl Project {
     }
 }
 
+/// An onion service of a project, as its tor hosts it: the address tor
+/// wrote to the `hostname` file of its `HiddenServiceDir`, and the virtual
+/// ports its `HiddenServicePort` lines expose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnionService {
+    /// The project.
+    pub project: String,
+    /// The tor hosting it (`tor`, or a softmap worker's name).
+    pub tor: String,
+    /// Its `HiddenServiceDir`.
+    pub dir: PathBuf,
+    /// Its address, `<56 characters>.onion`.
+    pub address: String,
+    /// The virtual ports exposed, sorted, each once.
+    pub ports: Vec<u16>,
+}
+
+/// Largest `hostname` file read: tor writes 63 bytes.
+const MAX_HOSTNAME_BYTES: u64 = 1024;
+
+impl Project {
+    /// Its onion services, softmap workers' included: each `HiddenServiceDir`
+    /// of each tor's configuration (a relative one is taken from the
+    /// `tor.conf`'s directory) with the address in its `hostname` file.
+    /// A `hostname` that cannot be read (a 0700 directory of another user,
+    /// not written yet because tor never started) or does not hold a v3
+    /// address is returned as an [`Unreadable`] naming the file, the reason
+    /// and the fix, never skipped silently.
+    pub fn onion_services(&self) -> (Vec<OnionService>, Vec<Unreadable>) {
+        let (mut found, mut unreadable) = (Vec::new(), Vec::new());
+        for tor in &self.tors {
+            for hs in tor.torrc.onion_services() {
+                let mut dir = PathBuf::from(hs.dir.value.trim());
+                if dir.is_relative() {
+                    if let Some(base) = tor.conf.parent() {
+                        dir = base.join(dir);
+                    }
+                }
+                let file = dir.join("hostname");
+                let address = match read_hostname(&file) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let mut u =
+                            Unreadable::new("onion service hostname file", &self.name, &file, &e);
+                        match e.kind() {
+                            std::io::ErrorKind::NotFound => {
+                                u.fix = format!("start the project's tor (`onionspray start {}`) so that it writes the file, or correct the HiddenServiceDir at {}", self.name, hs.dir.location());
+                            }
+                            std::io::ErrorKind::InvalidData => {
+                                u.fix = format!("correct the HiddenServiceDir at {} (tor writes hostname from the directory's keys when it starts)", hs.dir.location());
+                            }
+                            _ => {}
+                        }
+                        unreadable.push(u);
+                        continue;
+                    }
+                };
+                let mut ports: Vec<u16> = hs
+                    .ports()
+                    .iter()
+                    .filter_map(|(virt, _)| virt.parse().ok())
+                    .filter(|p| *p != 0)
+                    .collect();
+                ports.sort_unstable();
+                ports.dedup();
+                found.push(OnionService {
+                    project: self.name.clone(),
+                    tor: tor.name.clone(),
+                    dir,
+                    address,
+                    ports,
+                });
+            }
+        }
+        (found, unreadable)
+    }
+}
+
+/// The v3 address in a `hostname` file; an `InvalidData` error when the
+/// file holds anything else.
+fn read_hostname(file: &Path) -> Result<String, std::io::Error> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(file)?
+        .take(MAX_HOSTNAME_BYTES)
+        .read_to_string(&mut text)?;
+    let address = text.trim();
+    let valid = address.strip_suffix(".onion").is_some_and(|id| {
+        id.len() == 56
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || (b'2'..=b'7').contains(&b))
+    });
+    if !valid {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "it does not hold a v3 onion address (<56 characters>.onion) but {:?}",
+                address.chars().take(80).collect::<String>()
+            ),
+        ));
+    }
+    Ok(address.to_owned())
+}
+
 /// An Onionspray installation.
 #[derive(Debug, Clone)]
 pub struct Installation {

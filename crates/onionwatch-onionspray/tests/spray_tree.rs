@@ -205,6 +205,15 @@ fn discovery_as_another_user() {
             for u in &inst.unreadable {
                 println!("UNREADABLE {u}");
             }
+            for p in &inst.projects {
+                let (found, failed) = p.onion_services();
+                for o in found {
+                    println!("ONION {} {} {}", o.project, o.tor, o.address);
+                }
+                for u in failed {
+                    println!("NOHOST {u}");
+                }
+            }
         }
         Err(e) => println!("ERROR {e}"),
     }
@@ -436,4 +445,145 @@ fn audit_of_a_tree_checks_circuit_ids_policies_applied_configurations_and_status
         "{note:?}"
     );
     assert_eq!(r.exit_code(), 1);
+}
+
+#[test]
+fn every_onion_service_of_hardmap_and_softmap_projects_is_found_with_its_ports() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = SprayTree::build(&dir.path().join("onionspray"), &projects());
+    let inst = discover(&tree.root).unwrap();
+    let mut found = Vec::new();
+    for p in &inst.projects {
+        let (services, failed) = p.onion_services();
+        assert!(failed.is_empty(), "{failed:?}");
+        found.extend(services);
+    }
+    // Every hostname file the tree holds, and nothing else.
+    let mut hostnames: Vec<&Path> = tree
+        .paths(EntryKind::File)
+        .into_iter()
+        .filter(|p| p.ends_with("hostname"))
+        .collect();
+    hostnames.sort();
+    let mut read: Vec<PathBuf> = found.iter().map(|o| o.dir.join("hostname")).collect();
+    read.sort();
+    assert_eq!(read, hostnames);
+    let summary: Vec<(String, String, String, Vec<u16>)> = found
+        .iter()
+        .map(|o| {
+            (
+                o.project.clone(),
+                o.tor.clone(),
+                o.address.clone(),
+                o.ports.clone(),
+            )
+        })
+        .collect();
+    let onion = |p: &str, i| {
+        format!(
+            "{}.onion",
+            onionwatch_test_support::onionspray::onion_of(p, i)
+        )
+    };
+    assert_eq!(
+        summary,
+        [
+            ("news".into(), "tor".into(), onion("news", 0), vec![80, 443]),
+            ("news".into(), "tor".into(), onion("news", 1), vec![80, 443]),
+            (
+                "shop".into(),
+                "hs-1".into(),
+                onion("shopw", 1),
+                vec![80, 443]
+            ),
+            (
+                "shop".into(),
+                "hs-2".into(),
+                onion("shopw", 2),
+                vec![80, 443]
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_missing_or_garbled_hostname_file_is_reported_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = SprayTree::build(
+        &dir.path().join("onionspray"),
+        &[SprayProject::softmap("shop", &["example.org"], 2)],
+    );
+    let inst = discover(&tree.root).unwrap();
+    let (found, _) = inst.projects[0].onion_services();
+    std::fs::remove_file(found[0].dir.join("hostname")).unwrap();
+    std::fs::write(found[1].dir.join("hostname"), "not an address\n").unwrap();
+    let (none, failed) = inst.projects[0].onion_services();
+    assert!(none.is_empty(), "{none:?}");
+    let texts: Vec<String> = failed.iter().map(|u| u.to_string()).collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    let missing = found[0].dir.join("hostname");
+    assert!(
+        texts[0].starts_with(&format!(
+            "cannot read the onion service hostname file {}",
+            missing.display()
+        )) && texts[0].contains("onionspray start shop"),
+        "{}",
+        texts[0]
+    );
+    assert!(
+        texts[1].contains("does not hold a v3 onion address")
+            && texts[1].contains("\"not an address\"")
+            && texts[1].contains("tor.conf:"),
+        "{}",
+        texts[1]
+    );
+}
+
+#[test]
+fn a_0700_onion_service_directory_in_a_readable_project_is_reported_hostname_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    onionwatch_test_support::fs::chmod(dir.path(), 0o755);
+    let tree = SprayTree::build(&dir.path().join("onionspray"), &projects());
+    let inst = discover(&tree.root).unwrap();
+    // The hardmap project's: a softmap worker's directory is its onion
+    // service directory, so a 0700 one hides its tor.conf too (reported as
+    // such by discovery).
+    let hs_dirs: Vec<PathBuf> = inst.projects[0]
+        .onion_services()
+        .0
+        .into_iter()
+        .map(|o| o.dir)
+        .collect();
+    assert_eq!(hs_dirs.len(), 2);
+    tree.chown(SPRAY_UID, SPRAY_GID);
+    // The group setup, but tor's onion service directories kept at 0700
+    // (tor's default, without HiddenServiceDirGroupReadable).
+    tree.loosen(0o750, 0o640);
+    for d in &hs_dirs {
+        onionwatch_test_support::fs::chmod(d, 0o700);
+    }
+    let Some(out) = as_nobody(dir.path(), &tree.root, Some(SPRAY_GID)) else {
+        return;
+    };
+    // The softmap workers' onion services are read, the hardmap ones are
+    // each reported.
+    assert_eq!(lines(&out, "ONION ").len(), 2, "{out}");
+    assert!(lines(&out, "ONION news").is_empty(), "{out}");
+    let failed = lines(&out, "NOHOST");
+    assert_eq!(failed.len(), 2, "{out}");
+    for (line, d) in failed.iter().zip(&hs_dirs) {
+        for want in [
+            format!(
+                "cannot read the onion service hostname file {}",
+                d.join("hostname").display()
+            ),
+            format!(
+                "{} is owned by {SPRAY_UID}:{SPRAY_GID} with mode 0700",
+                d.display()
+            ),
+            "HiddenServiceDirGroupReadable 1".to_owned(),
+        ] {
+            assert!(line.contains(&want), "{want:?} missing from {line}");
+        }
+    }
 }

@@ -1,23 +1,20 @@
-//! `onionwatch demo`'s site on a private Tor network: the network's
-//! onion-service tors watched from the inside, its onion services (and an
-//! offline one) probed from the outside through its client, on one endpoint.
+//! `onionwatch demo`'s site on a private Tor network: `watch`'s site (the
+//! same [`Site`]), the network's onion-service tors watched from the inside,
+//! its onion services (and an offline one) probed from the outside through
+//! its client tor, on one endpoint.
 //!
 //! Start the network with [`NetworkConfig::demo`](onionwatch_testnet::NetworkConfig::demo)
 //! (tor `hs0` hosts a healthy and a slow onion service, the "news" project;
 //! `hs1` a failing one, the "shop"), then [`start`] on its [`NetworkInfo`].
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use onionwatch_inside::targets::{Flags, Settings};
-use onionwatch_probe::{Config as ProbeConfig, Event, ProbeMetrics, Runner, Tor};
+use onionwatch_probe::Config as ProbeConfig;
 use onionwatch_server::EndpointConfig;
 use onionwatch_testnet::NetworkInfo;
-use onionwatch_tor::control::{Auth, ControlAddr};
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-use crate::{Error, RunningSite, Site, SiteConfig};
+use crate::{Error, Probing, RunningSite, Site, SiteConfig};
 
 /// A real v3 address (the Tor Project's website) that the private network
 /// never publishes: the demo's offline onion service.
@@ -34,72 +31,27 @@ pub struct DemoConfig {
     pub state_dir: Option<PathBuf>,
 }
 
-/// Build the site watching `info`'s onion-service tors, connect the prober
-/// to its client tor, serve both on one endpoint and probe every interval.
-pub async fn start(info: &NetworkInfo, config: DemoConfig) -> Result<RunningDemo, Error> {
+/// Build the site as `watch` builds it ([`Site::build`]): the network's
+/// onion-service tors watched from the inside and its onion services (and
+/// [`OFFLINE`]) probed through its client tor, on one endpoint.
+pub async fn start(info: &NetworkInfo, config: DemoConfig) -> Result<RunningSite, Error> {
     let interval = config.interval;
+    let (options, warnings) = ProbeConfig::from_yaml(&probe_yaml(info, interval), "demo")?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
     let site = Site::build(SiteConfig {
         settings: Settings::build(None, &watch_flags(info, interval))?,
         endpoint: config.endpoint,
         policy: None,
         state_dir: config.state_dir,
+        probe: Some(Probing {
+            options,
+            file: None,
+            discover: false,
+        }),
     })?;
-
-    // Outside: the prober against all four, through the network's client.
-    let (probe_config, warnings) = ProbeConfig::from_yaml(&probe_yaml(info, interval), "demo")?;
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
-    let control = ControlAddr::Tcp(info.client.control);
-    let tor = Tor::connect(&control, Auth::default(), info.client.socks)
-        .await
-        .map_err(Error::ProbeTor)?;
-    let metrics = Arc::new(ProbeMetrics::new());
-    site.register(metrics.clone());
-    let mut runner = Runner::new(Arc::new(tor), metrics, probe_config)?;
-
-    let site = site.serve().await?;
-    let (stop, stopped) = oneshot::channel::<()>();
-    let probing = tokio::spawn(async move {
-        let _ = runner
-            .run(stopped, |event| {
-                if let Event::RoundDone { round, results } = event {
-                    let ok = results.iter().filter(|r| r.reachable).count();
-                    let probes = results.len();
-                    tracing::info!(round, reachable = ok, probes, "probe round done");
-                }
-                Ok::<_, std::convert::Infallible>(())
-            })
-            .await;
-        runner.shutdown().await;
-    });
-    Ok(RunningDemo {
-        site,
-        stop,
-        probing,
-    })
-}
-
-/// The serving demo; stop it with [`RunningDemo::stop`].
-#[derive(Debug)]
-pub struct RunningDemo {
-    site: RunningSite,
-    stop: oneshot::Sender<()>,
-    probing: JoinHandle<()>,
-}
-
-impl RunningDemo {
-    /// The endpoint's bound address (dashboard at `/`, `/metrics`).
-    pub fn local_addr(&self) -> std::net::SocketAddr {
-        self.site.local_addr()
-    }
-
-    /// Stop probing, then the site.
-    pub async fn stop(self) -> Result<(), Error> {
-        let _ = self.stop.send(());
-        let _ = self.probing.await;
-        self.site.stop().await
-    }
+    site.serve().await
 }
 
 /// Onionprobe-format configuration for the demo's four endpoints: the

@@ -1,9 +1,10 @@
-//! The inside monitor of one site, assembled in one place: what
-//! `onionwatch watch` runs, and `onionwatch demo` on its private Tor network.
+//! One site monitored from the inside and the outside, assembled in one
+//! place: what `onionwatch watch` runs, and `onionwatch demo` on its
+//! private Tor network.
 //!
 //! [`Site::build`] takes a [`SiteConfig`] (the watch [`Settings`], the
 //! endpoint, an optional abusive-circuit policy, the dashboard's state
-//! directory) and wires:
+//! directory, optional outside probing) and wires:
 //!
 //! - a log [`Follower`] over the configured logs (positions resumed from and
 //!   saved to `settings.log_state`), given to the [`Watcher`] so discovered
@@ -11,18 +12,24 @@
 //! - the [`Watcher`] scraping every tor MetricsPort, control port and nginx;
 //! - the abuse guard (the policy on every access-log record, `close` sent
 //!   to the project's only tor; [`guard`]);
+//! - with [`SiteConfig::probe`], the prober's metrics ([`probe`]: the
+//!   endpoints configured and the onion services found in the Onionspray
+//!   trees, probed through a launched or configured client tor);
 //! - one [`Registry`] of them all, and the [`Dashboard`] reading it.
 //!
-//! More collectors join the same registry before serving
-//! ([`Site::register`]; the demo adds the prober's metrics). [`Site::serve`]
-//! starts the dashboard's sampler, the feed of recent tor warnings to the
-//! dashboard ([`logs::feed_recent_warnings`]), Onionspray rediscovery, and
+//! More collectors can join the same registry before serving
+//! ([`Site::register`]). [`Site::serve`] starts the dashboard's sampler,
+//! the feed of recent tor warnings to the dashboard
+//! ([`logs::feed_recent_warnings`]), Onionspray rediscovery, probing, and
 //! the endpoint: `/metrics` and `/healthz`, `/api/v1/targets`, the logs'
 //! `/api/v1/logs` and `/api/v1/warnings` ([`logs::api`]) and the dashboard.
-//! [`RunningSite::stop`] ends it all in order, saving the log positions.
+//! [`RunningSite::stop`] ends it all in order: probing first (the runner,
+//! then a launched tor), rediscovery, the background tasks, the log
+//! follower (saving the log positions), the endpoint.
 //!
-//! `onionwatch demo` runs a site on a private Tor network, with the
-//! prober's metrics on the same endpoint ([`demo`]).
+//! `onionwatch demo` builds the same site on a private Tor network: its
+//! onion-service tors as targets, its onion services as probe endpoints,
+//! its client tor as the prober's tor ([`demo`]).
 //!
 //! `onionwatch logs` (follow mode) serves the log part alone:
 //! [`Site::serve_logs`] takes a [`LogsConfig`] (sources, format, follower
@@ -42,6 +49,7 @@ use onionwatch_logs::access::LogFormat;
 use onionwatch_logs::follow::{FollowConfig, FollowHandle, Follower, Source};
 use onionwatch_logs::policy::{PolicyConfig, PolicyConfigError};
 use onionwatch_logs::tail::{StateError, TailState};
+use onionwatch_probe::ProbeMetrics;
 use onionwatch_server::{Collect, EndpointConfig, Registry, RunningServer, ServeError};
 use onionwatch_tor::control::ControlTarget;
 use tokio::task::JoinHandle;
@@ -49,6 +57,9 @@ use tokio::task::JoinHandle;
 pub mod demo;
 pub mod guard;
 pub mod logs;
+pub mod probe;
+
+pub use probe::Probing;
 
 /// Time the server gives in-flight requests when stopping.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -66,6 +77,8 @@ pub struct SiteConfig {
     pub policy: Option<PolicyConfig>,
     /// Keep the dashboard's history here; in memory only if `None`.
     pub state_dir: Option<PathBuf>,
+    /// Probe onion services from the outside too ([`probe`]).
+    pub probe: Option<Probing>,
 }
 
 /// What `onionwatch logs` follows and how it serves, for [`Site::serve_logs`].
@@ -107,12 +120,12 @@ pub enum Error {
     /// The endpoint cannot serve (or failed while serving).
     #[error(transparent)]
     Serve(#[from] ServeError),
-    /// The demo's probe configuration is invalid.
+    /// The probe configuration is invalid.
     #[error(transparent)]
     ProbeConfig(#[from] onionwatch_probe::ConfigError),
-    /// The demo's prober cannot use the test network's client tor.
-    #[error("connect the prober to the client tor")]
-    ProbeTor(#[source] onionwatch_probe::TorError),
+    /// Probing is configured with no endpoint and nothing to discover.
+    #[error("nothing to probe: the probe configuration names no endpoint and there is no Onionspray tree to discover onion services in (add `endpoints:`, or --onionspray DIR)")]
+    NothingToProbe,
 }
 
 /// The inside stack, built and following logs, not serving yet; see the
@@ -125,6 +138,7 @@ pub struct Site {
     follow: FollowHandle,
     registry: Arc<Registry>,
     dashboard: Arc<Dashboard>,
+    probe: Option<(Probing, Arc<ProbeMetrics>)>,
 }
 
 impl std::fmt::Debug for Site {
@@ -145,6 +159,7 @@ impl Site {
             endpoint,
             policy,
             state_dir,
+            probe,
         } = config;
         let log_state = match &settings.log_state {
             Some(path) => TailState::load(path)?,
@@ -175,6 +190,13 @@ impl Site {
         if let Some(guard) = guard {
             registry.register(guard);
         }
+        // Registered now, so the first scrape and the dashboard have the
+        // prober's families (its state, before the first round).
+        let probe = probe.map(|p| {
+            let metrics = Arc::new(ProbeMetrics::new());
+            registry.register(metrics.clone());
+            (p, metrics)
+        });
         let dashboard = Dashboard::open(
             registry.clone(),
             DashboardConfig {
@@ -191,12 +213,12 @@ impl Site {
             follow,
             registry,
             dashboard,
+            probe,
         })
     }
 
-    /// Add a metrics source to the endpoint and the dashboard (e.g. the
-    /// prober's metrics); call it before [`Site::serve`] so the first scrape
-    /// has it.
+    /// Add a metrics source to the endpoint and the dashboard; call it
+    /// before [`Site::serve`] so the first scrape has it.
     pub fn register(&self, source: Arc<dyn Collect>) {
         self.registry.register(source);
     }
@@ -240,6 +262,7 @@ impl Site {
         Ok(RunningSite {
             server,
             tasks: Vec::new(),
+            probing: None,
             discovery: None,
             follower,
             follow,
@@ -247,7 +270,8 @@ impl Site {
     }
 
     /// Start the dashboard's sampler, the warnings feed, rediscovery (when
-    /// there are Onionspray trees) and the endpoint.
+    /// there are Onionspray trees), probing (when configured) and the
+    /// endpoint.
     pub async fn serve(self) -> Result<RunningSite, Error> {
         let sampler = self.dashboard.spawn();
         let warnings = tokio::spawn(logs::feed_recent_warnings(
@@ -273,9 +297,16 @@ impl Site {
             }));
             (stop_tx, task)
         });
+        let probing = self.probe.map(|(probing, metrics)| {
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            let onions = self.watcher.onion_services();
+            let task = tokio::spawn(probe::run(probing, metrics, onions, stop_rx));
+            (stop_tx, task)
+        });
         Ok(RunningSite {
             server,
             tasks: vec![sampler, warnings],
+            probing,
             discovery,
             follower: self.follower,
             follow: self.follow,
@@ -288,6 +319,7 @@ impl Site {
 pub struct RunningSite {
     server: RunningServer,
     tasks: Vec<JoinHandle<()>>,
+    probing: Option<(tokio::sync::watch::Sender<bool>, JoinHandle<()>)>,
     discovery: Option<(tokio::sync::watch::Sender<bool>, JoinHandle<()>)>,
     follower: Follower,
     follow: FollowHandle,
@@ -309,10 +341,11 @@ impl RunningSite {
         &self.server
     }
 
-    /// Stop rediscovery and the background tasks, save the log positions
-    /// and shut the endpoint down (in-flight requests get 5 s).
+    /// Stop probing (the round in progress abandoned, a launched tor
+    /// stopped), rediscovery and the background tasks, save the log
+    /// positions and shut the endpoint down (in-flight requests get 5 s).
     pub async fn stop(self) -> Result<(), Error> {
-        if let Some((stop, task)) = self.discovery {
+        for (stop, task) in self.probing.into_iter().chain(self.discovery) {
             let _ = stop.send(true);
             let _ = task.await;
         }

@@ -37,6 +37,7 @@ async fn serves_the_logs_and_saves_their_positions_when_stopped() {
         },
         policy: None,
         state_dir: None,
+        probe: None,
     })
     .unwrap();
     let site = site.serve().await.unwrap();

@@ -45,6 +45,11 @@ pub struct SprayProject {
     /// Add the status server `onionwatch audit` suggests
     /// (`listen unix:<project>/nginx-status.sock`, `/nginx_status`).
     pub status_socket: bool,
+    /// The addresses (56 characters, without `.onion`) written to the
+    /// `hostname` files instead of [`onion_of`]'s, in order: one per domain
+    /// (hardmap), one per worker (softmap); e.g. a private Tor network's
+    /// real onion services, to probe what discovery finds.
+    pub onions: Vec<String>,
 }
 
 impl SprayProject {
@@ -59,6 +64,7 @@ impl SprayProject {
             metrics_port: None,
             metrics_policy: "accept 127.0.0.1".into(),
             status_socket: false,
+            onions: Vec::new(),
         }
     }
 
@@ -223,7 +229,11 @@ impl SprayTree {
                 ));
             }
             for (i, domain) in p.domains.iter().enumerate() {
-                let onion = onion_of(&p.name, i);
+                let onion = p
+                    .onions
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| onion_of(&p.name, i));
                 conf.push_str(&format!("hardmap {onion} {domain}\n"));
                 let hs = pd.join(format!("{}-v3", &onion[..20]));
                 torrc.push_str(&self.onion_service(&hs, &onion, p.export_circuit_id));
@@ -256,7 +266,11 @@ impl SprayTree {
                         p.metrics_policy
                     ));
                 }
-                let onion = onion_of(&format!("{}w", p.name), w);
+                let onion = p
+                    .onions
+                    .get(w - 1)
+                    .cloned()
+                    .unwrap_or_else(|| onion_of(&format!("{}w", p.name), w));
                 torrc.push_str(&self.onion_service(&wd, &onion, p.export_circuit_id));
                 self.file(&wd.join("tor.conf"), &torrc, 0o600);
                 self.socket(&wd.join("tor-control.sock"));

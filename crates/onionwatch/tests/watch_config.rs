@@ -123,7 +123,32 @@ fn start_up_mistakes_fail_with_a_message() {
     std::fs::write(&empty, "interval_seconds: 5\n").unwrap();
     let empty_tree = tmp.path().join("onionspray");
     std::fs::create_dir_all(empty_tree.join("projects")).unwrap();
+    let typo = tmp.path().join("typo.yaml");
+    std::fs::write(&typo, "probe: {sokcs_port: 9050}\n").unwrap();
+    let no_endpoint = tmp.path().join("no-endpoint.yaml");
+    std::fs::write(
+        &no_endpoint,
+        "projects: {news: {tors: [{metrics_port: 127.0.0.1:9}]}}\nprobe: {launch_tor: false}\n",
+    )
+    .unwrap();
     for (args, needle) in [
+        (
+            vec!["--config", typo.to_str().unwrap()],
+            "probe: unknown key \"sokcs_port\"",
+        ),
+        (
+            vec!["--config", no_endpoint.to_str().unwrap()],
+            "nothing to probe",
+        ),
+        (
+            vec![
+                "--metrics-port",
+                "news=127.0.0.1:9",
+                "--probe-config",
+                "/nonexistent/probe.yaml",
+            ],
+            "cannot read the config file /nonexistent/probe.yaml",
+        ),
         (
             vec!["--onionspray", "/nonexistent/onionspray"],
             "cannot read /nonexistent/onionspray",
@@ -150,4 +175,61 @@ fn start_up_mistakes_fail_with_a_message() {
         assert_eq!(status.code(), Some(1), "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
+}
+
+/// An onion service whose `hostname` cannot be read is named at start-up
+/// with the reason and the fix, not skipped: here tor never wrote it.
+#[test]
+fn an_unreadable_onion_service_hostname_is_named_at_start_up() {
+    use onionwatch_test_support::onionspray::{EntryKind, SprayProject, SprayTree};
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = SprayTree::build(
+        &tmp.path().join("onionspray"),
+        &[SprayProject::hardmap("news", &["example.com"])],
+    );
+    let hostname = tree
+        .paths(EntryKind::File)
+        .into_iter()
+        .find(|p| p.ends_with("hostname"))
+        .unwrap()
+        .to_owned();
+    std::fs::remove_file(&hostname).unwrap();
+    let listen = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let log = tmp.path().join("watch.log");
+    let mut child = support::Running(
+        watch(&["--onionspray", tree.root.to_str().unwrap()])
+            .args(["--listen", &listen.to_string()])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let want = format!(
+        "cannot read the onion service hostname file {}",
+        hostname.display()
+    );
+    let start = Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if text.contains(&want) {
+            break text;
+        }
+        assert!(
+            child.0.try_wait().unwrap().is_none(),
+            "watch exited: {text}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{want:?} never logged:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let line = text.lines().find(|l| l.contains(&want)).unwrap();
+    for part in ["onionspray start news", "its onion service is not probed"] {
+        assert!(line.contains(part), "{part:?} missing from {line}");
+    }
+    // Nothing to probe: no tor launched for it (said at info level).
+    assert!(text.contains("watching a target"), "{text}");
+    assert!(!text.contains("launching a private tor"), "{text}");
 }

@@ -291,8 +291,9 @@ impl Default for Config {
     }
 }
 
-/// Top-level keys this crate knows (Onionprobe's plus extensions).
-const KNOWN_KEYS: &[&str] = &[
+/// Top-level keys this crate knows (Onionprobe's plus extensions); `watch`
+/// refuses others in its `probe:` section.
+pub const KNOWN_KEYS: &[&str] = &[
     "log_level",
     "launch_tor",
     "tor_address",

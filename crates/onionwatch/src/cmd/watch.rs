@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use onionwatch_inside::targets::{Config, Flags, Settings};
 use onionwatch_logs::policy::PolicyConfig;
-use onionwatch_site::{Site, SiteConfig};
+use onionwatch_site::{Probing, Site, SiteConfig};
 
 use crate::signals;
 
@@ -17,6 +17,11 @@ Examples:
   # Every project of an Onionspray installation (MetricsPort and control
   # socket from each projects/<name>/tor.conf; SIGHUP re-reads the tree):
   onionwatch watch --onionspray /home/onionspray/onionspray
+
+  # The same, and the onion services' reachability through the system
+  # tor (an Onionprobe YAML: launch_tor: false, socks_port, control_port,
+  # endpoints to probe besides the discovered onion services):
+  onionwatch watch --onionspray /home/onionspray/onionspray --probe-config probe.yaml
 
   # Explicit targets:
   onionwatch watch --metrics-port news=127.0.0.1:9035 \\
@@ -31,6 +36,15 @@ onionbalance_logs in the YAML), exported as onionwatch_log_* series with a
 `project` label (requests by status class, unique circuits, tor and
 onionbalance log lines by severity) and onionwatch_log_tail_*
 health counters; --log-state keeps the positions across restarts.
+
+Outside probing in the same process: every onion service found in the
+Onionspray trees (the hostname file of each HiddenServiceDir) is probed at
+/ through a tor launched for it (port 80 as http, named PROJECT/PREFIX; 443
+as https, PROJECT/PREFIX:443; other ports as tcp), plus the endpoints of
+--probe-config FILE (an Onionprobe YAML) or of the configuration's
+`probe:` section; `probe: {discover: false}` probes only those. The
+prober's families (onion_service_*, as `onionwatch probe` exports them)
+are on the same /metrics and the dashboard.
 
 Serves the dashboard at /, /metrics (Prometheus text; OpenMetrics if asked
 for; with onionwatch_build_info and process_*), /healthz, /-/healthy,
@@ -49,6 +63,7 @@ onionwatch_scrape_duration_seconds. Exit status: 0 after SIGINT/SIGTERM,
 pub struct WatchArgs {
     /// YAML configuration (listen, interval_seconds, timeout_seconds,
     /// onionspray, rediscover_seconds, log_state, follow_onionspray_logs, policy,
+    /// probe (Onionprobe options and endpoints, or `config: FILE`; `discover`),
     /// `projects.NAME.tors[].{instance, metrics_port, control_port,
     /// control_cookie}`, `projects.NAME.{nginx_status, access_logs,
     /// tor_logs, onionbalance_logs}`).
@@ -104,6 +119,12 @@ pub struct WatchArgs {
     /// Seconds a scrape may take [default: 5].
     #[arg(long, value_name = "SECONDS")]
     timeout: Option<f64>,
+    /// Probe from the outside too, as `onionwatch probe -c FILE` would: an
+    /// Onionprobe YAML (its endpoints, launch_tor, tor_address, socks_port,
+    /// control_port, …); overrides the configuration's `probe:` options.
+    /// Re-read on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    probe_config: Option<PathBuf>,
 }
 
 pub async fn run(args: WatchArgs) -> Result<ExitCode> {
@@ -133,7 +154,9 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
         log_state: args.log_state,
         log_format: args.log_format,
     };
+    let section = config.as_ref().and_then(|c| c.probe.clone());
     let settings = Settings::build(config, &flags)?;
+    let probe = Probing::for_watch(section, args.probe_config, !settings.onionspray.is_empty())?;
     let endpoint = args.endpoint.config(settings.listen)?;
     let scheme = if endpoint.tls.is_some() {
         "https"
@@ -145,6 +168,7 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
         endpoint,
         policy,
         state_dir: args.state_dir,
+        probe,
     })?
     .serve()
     .await?;
