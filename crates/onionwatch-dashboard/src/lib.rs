@@ -693,18 +693,26 @@ impl Dashboard {
         failures.reverse();
         let gap = self.config.step().max(secs(self.config.interval) * 2);
         let ranges = self.ranges();
-        // All paths together: every path's points, in time order.
-        let mut reach: Vec<(i64, f64)> = Vec::new();
-        for e in &endpoints {
-            let key = format!("reachable|{}|{}|{}", e.name, e.address, e.path);
-            reach.extend(h.points_since(&key, i64::MIN));
-        }
-        reach.sort_by_key(|p| p.0);
+        // All paths together: the mean of each path's share.
+        let reach: Vec<Vec<(i64, f64)>> = endpoints
+            .iter()
+            .map(|e| {
+                let key = format!("reachable|{}|{}|{}", e.name, e.address, e.path);
+                h.points_since(&key, i64::MIN)
+            })
+            .collect();
         let uptime = ranges
             .iter()
-            .map(|r| Uptime {
-                range: r.clone(),
-                ratio: uptime_ratio(&reach, ts.saturating_sub(r.seconds), ts, gap),
+            .map(|r| {
+                let since = ts.saturating_sub(r.seconds);
+                let each: Vec<f64> = reach
+                    .iter()
+                    .filter_map(|p| uptime_ratio(p, since, ts, gap))
+                    .collect();
+                Uptime {
+                    range: r.clone(),
+                    ratio: (!each.is_empty()).then(|| each.iter().sum::<f64>() / each.len() as f64),
+                }
             })
             .collect();
         let since = ts.saturating_sub(snap.range_seconds);
