@@ -1012,6 +1012,38 @@ mod tests {
         assert!(d.service_at("nobody", end, None).is_none());
     }
 
+    /// `svc` with two paths: `/` up, `/down` down.
+    struct TwoPaths;
+
+    impl Collect for TwoPaths {
+        fn collect(&self, out: &mut Vec<Family>) {
+            let mut reachable = Family::gauge(probe::REACHABLE, "");
+            reachable
+                .push(
+                    &[("name", "svc"), ("address", "a.onion"), ("path", "/")],
+                    1.0,
+                )
+                .push(
+                    &[("name", "svc"), ("address", "a.onion"), ("path", "/down")],
+                    0.0,
+                );
+            out.push(reachable);
+        }
+    }
+
+    #[test]
+    fn a_service_with_two_paths_has_the_mean_of_their_uptimes() {
+        let registry = Arc::new(Registry::default());
+        registry.register(Arc::new(TwoPaths));
+        let d = Dashboard::open(registry, DashboardConfig::default(), None).unwrap();
+        for i in 0..10 {
+            d.sample_at(1_000_000 + i * 15).unwrap();
+        }
+        let svc = d.service_at("svc", 1_000_000 + 150, None).unwrap();
+        assert_eq!(svc.endpoints.len(), 2);
+        assert_eq!(svc.uptime[0].ratio, Some(0.5));
+    }
+
     #[test]
     fn ranges_follow_the_configuration() {
         let config = DashboardConfig {
