@@ -286,7 +286,7 @@ async fn the_page_shows_onion_services_and_projects_and_history_survives_a_resta
         )
     });
     assert!(news_dom.contains("data-loaded=\"1\""), "{news_dom}");
-    // How docs/service.png is made: ONIONWATCH_SERVICE_SCREENSHOT=docs/service.png cargo test …
+    // A picture of the service page: ONIONWATCH_SERVICE_SCREENSHOT=FILE cargo test …
     if let Some(dest) = std::env::var_os("ONIONWATCH_SERVICE_SCREENSHOT") {
         let shot_arg = format!("--screenshot={}", std::path::Path::new(&dest).display());
         tokio::task::block_in_place(|| {
@@ -374,7 +374,8 @@ async fn the_page_shows_onion_services_and_projects_and_history_survives_a_resta
         "{} bytes",
         png.len()
     );
-    // How docs/dashboard.png is made: ONIONWATCH_SCREENSHOT=docs/dashboard.png cargo test …
+    // A picture of this page: ONIONWATCH_SCREENSHOT=FILE cargo test … (the README's
+    // docs/dashboard.png and docs/service.png are taken during `onionwatch demo`).
     if let Some(dest) = std::env::var_os("ONIONWATCH_SCREENSHOT") {
         std::fs::write(dest, &png).unwrap();
     }
