@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
 
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 
 /// `r:<key>` full-resolution points, `b:<key>` buckets, `e:<name>` failure
@@ -435,6 +435,17 @@ impl Store {
         Ok(())
     }
 
+    /// Records in the file (full-resolution, bucket and failure records):
+    /// at most three per series of the history that saves into it.
+    pub fn records(&self) -> Result<u64, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.err(e))?;
+        match txn.open_table(TABLE) {
+            Ok(t) => t.len().map_err(|e| self.err(e)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
     /// Write what changed since the last save and delete what expired, in
     /// one transaction.
     pub fn save(&self, history: &mut History) -> Result<(), StoreError> {
@@ -580,6 +591,38 @@ mod tests {
         }
         assert_eq!(h.events("svc0").len(), MAX_EVENTS);
         assert_eq!(h.events("svc0")[0].address.len(), MAX_TEXT);
+    }
+
+    #[test]
+    fn the_store_stays_bounded_whatever_is_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.redb");
+        let store = Store::open(&path).unwrap();
+        let mut h = History::new(8, 60, 16, 50);
+        // 400 names come and go; at most 50 are kept, the others expire.
+        for round in 0..200i64 {
+            let ts = round * 15;
+            for k in 0..40 {
+                let name = format!("s{}", (round / 10 * 7 + k) % 400);
+                h.record(&name, ts, 1.0);
+                h.record_event(
+                    &name,
+                    FailureEvent {
+                        timestamp: ts,
+                        address: "a".repeat(300),
+                        stage: "other".into(),
+                        reason: "r".repeat(300),
+                    },
+                );
+            }
+            h.expire(ts - 3_000);
+            store.save(&mut h).unwrap();
+            let records = store.records().unwrap();
+            assert!(records <= 3 * 50, "round {round}: {records} records");
+        }
+        // Each record is bounded too: 24 points, 20 events of bounded text.
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size < 8 * 1024 * 1024, "{size} bytes");
     }
 
     #[test]
