@@ -4,9 +4,24 @@
 //! exactly what Prometheus would see), samples them at an interval into a
 //! bounded history that an embedded store keeps across restarts
 //! ([`history`]), and serves one self-contained page at `/` (no CDN, no
-//! external assets) plus its data at `/api/v1/dashboard`. The history is
-//! bounded with or without a store: points per series, series, and series
-//! that stop reporting expire ([`DashboardConfig::expire_after`]).
+//! external assets) plus its data at `/api/v1/dashboard`; the same page at
+//! `/service/<name>` shows one onion service (charts with time axes and
+//! tooltips, uptime over each configured range, its last failures with
+//! their stage, descriptor and introduction-point history, certificate
+//! expiry, the inside figures of the project hosting it) from
+//! `/api/v1/service/<name>`. Both APIs take `?range=SECONDS` (one of
+//! [`DashboardConfig::ranges`]).
+//!
+//! The history keeps [`DashboardConfig::points`] points per series at the
+//! sampling interval and, older than those, one mean per
+//! [`DashboardConfig::downsample`] up to [`DashboardConfig::retention`]
+//! (default: 1 hour at 15 s, then 5-minute means for 7 days). It is
+//! bounded with or without a store: at most
+//! `max_series × (points + retention / downsample)` points of 16 bytes
+//! (2,048 × 2,256 × 16 B ≈ 74 MB by default, whatever the sources send;
+//! 100 onion services use far less, see BENCHMARKS.md), 20 failures per
+//! onion service, and series that stop reporting expire
+//! ([`DashboardConfig::expire_after`]).
 //!
 //! What it looks for: Onionprobe-compatible prober families
 //! (`onion_service_reachable`, `…_latency_seconds`, `…_status_code`,
@@ -24,8 +39,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
-use axum::http::header;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -34,9 +49,9 @@ use onionwatch_logs::summary::family as logs;
 use onionwatch_metrics::Sample;
 use onionwatch_probe::metrics::names as probe;
 use onionwatch_server::Registry;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use history::{History, Store, StoreError};
+use history::{uptime_ratio, FailureEvent, History, Store, StoreError};
 
 const PAGE: &str = include_str!("../assets/dashboard.html");
 
@@ -45,39 +60,126 @@ const PAGE: &str = include_str!("../assets/dashboard.html");
 pub struct DashboardConfig {
     /// Time between samples.
     pub interval: Duration,
-    /// Points kept per series (720 × 15 s = 3 hours).
+    /// Points kept per series at full resolution (240 × 15 s = 1 hour).
     pub points: usize,
+    /// How far back the history goes (7 days): what the longest range of
+    /// the picker needs.
+    pub retention: Duration,
+    /// Older than the full-resolution points, one mean per this long
+    /// (5 minutes).
+    pub downsample: Duration,
     /// Series kept at most (bounds memory whatever the number of targets).
     pub max_series: usize,
     /// A series with no new point for this long (a probe, target or
     /// project that stopped reporting) is forgotten, in memory and in the
-    /// store. `None` (the default): the history's window, `points` ×
-    /// `interval` (3 hours by default), after which a series still
-    /// reporting would have replaced all its points anyway.
+    /// store. `None` (the default): [`DashboardConfig::retention`].
     pub expire_after: Option<Duration>,
+    /// The range picker's choices and the charts' spans (1 h, 24 h, 7 d);
+    /// ranges longer than the retention are left out.
+    pub ranges: Vec<Duration>,
 }
 
 impl Default for DashboardConfig {
     fn default() -> Self {
         Self {
             interval: Duration::from_secs(15),
-            points: 720,
-            max_series: 4096,
+            points: 240,
+            retention: Duration::from_secs(7 * 86_400),
+            downsample: Duration::from_secs(300),
+            max_series: 2048,
             expire_after: None,
+            ranges: vec![
+                Duration::from_secs(3_600),
+                Duration::from_secs(86_400),
+                Duration::from_secs(7 * 86_400),
+            ],
         }
     }
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
 }
 
 impl DashboardConfig {
     /// Seconds without a new point after which a series is forgotten
     /// ([`DashboardConfig::expire_after`]).
     pub fn expiry_seconds(&self) -> i64 {
-        let window = self
-            .interval
-            .saturating_mul(u32::try_from(self.points).unwrap_or(u32::MAX));
-        let d = self.expire_after.unwrap_or(window);
-        i64::try_from(d.as_secs()).unwrap_or(i64::MAX).max(1)
+        secs(self.expire_after.unwrap_or(self.retention)).max(1)
     }
+
+    fn step(&self) -> i64 {
+        secs(self.downsample).max(1)
+    }
+
+    fn buckets(&self) -> usize {
+        usize::try_from(secs(self.retention) / self.step()).unwrap_or(usize::MAX)
+    }
+
+    /// The ranges offered, in seconds, shortest first (at least one: the
+    /// retention when none fits).
+    pub fn range_seconds(&self) -> Vec<i64> {
+        let max = secs(self.retention).max(1);
+        let mut r: Vec<i64> = self
+            .ranges
+            .iter()
+            .map(|d| secs(*d))
+            .filter(|s| *s > 0 && *s <= max)
+            .collect();
+        r.sort_unstable();
+        r.dedup();
+        if r.is_empty() {
+            r.push(max);
+        }
+        r
+    }
+
+    /// The offered range closest to `asked` (the shortest when `None`).
+    fn pick_range(&self, asked: Option<i64>) -> i64 {
+        let r = self.range_seconds();
+        match asked {
+            Some(a) => *r.iter().min_by_key(|s| (**s - a).abs()).unwrap_or(&r[0]),
+            None => r[0],
+        }
+    }
+}
+
+/// `3600` → `1 h`, `604800` → `7 d`: how the page names a range.
+pub fn range_label(seconds: i64) -> String {
+    if seconds >= 2 * 86_400 && seconds % 86_400 == 0 {
+        format!("{} d", seconds / 86_400)
+    } else if seconds >= 3_600 && seconds % 3_600 == 0 {
+        format!("{} h", seconds / 3_600)
+    } else if seconds >= 60 && seconds % 60 == 0 {
+        format!("{} min", seconds / 60)
+    } else {
+        format!("{seconds} s")
+    }
+}
+
+/// A range of the picker.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RangeChoice {
+    /// Seconds.
+    pub seconds: i64,
+    /// `1 h`, `24 h`, `7 d`.
+    pub label: String,
+}
+
+/// The share of time an onion service was up over a range.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Uptime {
+    /// The range, as in [`RangeChoice`].
+    pub range: RangeChoice,
+    /// 0 to 1; `null` without samples in the range.
+    pub ratio: Option<f64>,
+}
+
+/// `?range=SECONDS` of the APIs.
+#[derive(Debug, Default, Deserialize)]
+pub struct RangeQuery {
+    /// Seconds of history wanted (the closest offered range is used).
+    pub range: Option<i64>,
 }
 
 /// The dashboard state; share it as `Arc<Dashboard>`.
@@ -87,6 +189,9 @@ pub struct Dashboard {
     history: Mutex<History>,
     store: Option<Store>,
     notes: Mutex<BTreeMap<String, Vec<String>>>,
+    /// Failure and error counters at the last sample, to see which grew
+    /// (at most `max_series` of each).
+    counters: Mutex<BTreeMap<String, f64>>,
 }
 
 impl std::fmt::Debug for Dashboard {
@@ -120,6 +225,16 @@ pub struct ProbeRow {
     pub certificate_expiry_seconds: Option<f64>,
     /// Latency history `[unix seconds, seconds]`.
     pub latency_history: Vec<(i64, f64)>,
+    /// Reachability history `[unix seconds, 0..1]` (means of 0/1 where
+    /// downsampled).
+    pub reachability_history: Vec<(i64, f64)>,
+    /// Where the last failure stopped when the onion service is down
+    /// (`descriptor_not_found`, `connection_refused`, …), else `null`.
+    pub failure_stage: Option<String>,
+    /// Share of the last 24 hours it was reachable (`null` without samples).
+    pub uptime_ratio_24h: Option<f64>,
+    /// Share of the selected range it was reachable.
+    pub uptime_ratio: Option<f64>,
 }
 
 /// One monitored project as the page shows it.
@@ -150,10 +265,42 @@ pub struct ProjectRow {
 pub struct Snapshot {
     /// Unix seconds.
     pub generated_at: i64,
+    /// The range the histories cover, seconds.
+    pub range_seconds: i64,
+    /// The ranges offered.
+    pub ranges: Vec<RangeChoice>,
     /// Probed endpoints.
     pub onion_services: Vec<ProbeRow>,
     /// Monitored projects.
     pub projects: Vec<ProjectRow>,
+}
+
+/// What `/api/v1/service/<name>` returns: one onion service.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct ServiceDetail {
+    /// Unix seconds.
+    pub generated_at: i64,
+    /// The endpoint name.
+    pub name: String,
+    /// The range the histories cover, seconds.
+    pub range_seconds: i64,
+    /// The ranges offered.
+    pub ranges: Vec<RangeChoice>,
+    /// Each probed path (or TCP port), with its latency and reachability
+    /// history over the range.
+    pub endpoints: Vec<ProbeRow>,
+    /// Reachable share over each offered range (all paths together).
+    pub uptime: Vec<Uptime>,
+    /// The last failures, newest first.
+    pub failures: Vec<FailureEvent>,
+    /// Descriptor fetched (1) or not (0) over the range.
+    pub descriptor_history: Vec<(i64, f64)>,
+    /// Introduction points in the descriptor over the range.
+    pub introduction_points_history: Vec<(i64, f64)>,
+    /// Seconds until the TLS certificate expires.
+    pub certificate_expiry_seconds: Option<f64>,
+    /// The project hosting it, when the inside monitor sees its address.
+    pub project: Option<ProjectRow>,
 }
 
 fn label<'a>(s: &'a Sample, name: &str) -> &'a str {
@@ -204,7 +351,12 @@ impl Dashboard {
         config: DashboardConfig,
         state_dir: Option<&Path>,
     ) -> Result<Arc<Self>, StoreError> {
-        let mut history = History::new(config.points, config.max_series);
+        let mut history = History::new(
+            config.points,
+            config.step(),
+            config.buckets(),
+            config.max_series,
+        );
         let store = match state_dir {
             Some(dir) => {
                 let _ = std::fs::create_dir_all(dir);
@@ -220,6 +372,7 @@ impl Dashboard {
             history: Mutex::new(history),
             store,
             notes: Mutex::default(),
+            counters: Mutex::default(),
         }))
     }
 
@@ -244,6 +397,15 @@ impl Dashboard {
                     (probe::LATENCY_SECONDS, "") => {
                         h.record(&format!("latency|{}", probe_key(s)), ts, s.value)
                     }
+                    (probe::REACHABLE, "") => {
+                        h.record(&format!("reachable|{}", probe_key(s)), ts, s.value)
+                    }
+                    (probe::DESCRIPTOR_REACHABLE, "") => {
+                        h.record(&format!("descriptor|{}", label(s, "name")), ts, s.value)
+                    }
+                    (probe::INTRODUCTION_POINTS_NUMBER, "") => {
+                        h.record(&format!("intro|{}", label(s, "name")), ts, s.value)
+                    }
                     (logs::REQUESTS, "_total") => {
                         let project = label(s, "project");
                         // Sum the classes: recorded per class, added on read.
@@ -254,12 +416,66 @@ impl Dashboard {
                 }
             }
         }
+        self.failure_events(&families, ts, &mut h);
         h.expire(ts.saturating_sub(self.config.expiry_seconds()));
         match &self.store {
             Some(store) => store.save(&mut h),
             None => {
                 h.forget_changes();
                 Ok(())
+            }
+        }
+    }
+
+    /// Turn the failure counters that grew since the last sample into
+    /// failure events: the stage from `onionwatch_probe_failures_total`,
+    /// the reasons from `onionwatch_probe_errors_total` of the same onion
+    /// service. A counter seen for the first time counts from 0 (the
+    /// prober runs in the same process and starts from 0).
+    fn failure_events(&self, families: &[onionwatch_metrics::Family], ts: i64, h: &mut History) {
+        let mut prev = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let mut now: BTreeMap<String, f64> = BTreeMap::new();
+        // name -> (address, stages, reasons)
+        let mut grew: BTreeMap<String, (String, Vec<String>, Vec<String>)> = BTreeMap::new();
+        for (family, what) in [
+            (probe::PROBE_FAILURES, "stage"),
+            (probe::PROBE_ERRORS, "reason"),
+        ] {
+            let Some(f) = families.iter().find(|f| f.name == family) else {
+                continue;
+            };
+            for s in f.samples.iter().filter(|s| s.suffix == "_total") {
+                if now.len() >= 2 * self.config.max_series {
+                    break;
+                }
+                let (name, value) = (label(s, "name"), label(s, what));
+                let key = format!("{what}|{name}|{}|{value}", label(s, "address"));
+                let before = prev.get(&key).copied().unwrap_or(0.0);
+                // A reset (smaller value) counts from 0.
+                if s.value > before || (s.value < before && s.value > 0.0) {
+                    let e = grew.entry(name.to_owned()).or_insert_with(|| {
+                        (label(s, "address").to_owned(), Vec::new(), Vec::new())
+                    });
+                    match what {
+                        "stage" => e.1.push(value.to_owned()),
+                        _ => e.2.push(value.to_owned()),
+                    }
+                }
+                now.insert(key, s.value);
+            }
+        }
+        *prev = now;
+        for (name, (address, stages, reasons)) in grew {
+            for stage in stages {
+                h.record_event(
+                    &name,
+                    FailureEvent {
+                        timestamp: ts,
+                        address: address.clone(),
+                        stage,
+                        reason: reasons.join(", "),
+                    },
+                );
             }
         }
     }
@@ -294,8 +510,29 @@ impl Dashboard {
         })
     }
 
-    /// The current state, with history.
+    fn ranges(&self) -> Vec<RangeChoice> {
+        self.config
+            .range_seconds()
+            .into_iter()
+            .map(|seconds| RangeChoice {
+                seconds,
+                label: range_label(seconds),
+            })
+            .collect()
+    }
+
+    /// The current state, with the history of the shortest range.
     pub fn snapshot(&self) -> Snapshot {
+        self.snapshot_at(now(), None)
+    }
+
+    /// The state at `ts` (unix seconds) with the history of the offered
+    /// range closest to `range` seconds (the shortest when `None`).
+    pub fn snapshot_at(&self, ts: i64, range: Option<i64>) -> Snapshot {
+        let range = self.config.pick_range(range);
+        let since = ts.saturating_sub(range);
+        let day = ts.saturating_sub(86_400);
+        let gap = self.config.step().max(secs(self.config.interval) * 2);
         let families = self.registry.gather();
         let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
         let find = |name: &str| families.iter().find(|f| f.name == name);
@@ -315,7 +552,23 @@ impl Dashboard {
                         address: label(s, "address").to_owned(),
                         path: label(s, "path").to_owned(),
                         reachable: Some(s.value == 1.0),
-                        latency_history: h.points(&format!("latency|{key}")),
+                        latency_history: h.points_since(&format!("latency|{key}"), since),
+                        reachability_history: h.points_since(&format!("reachable|{key}"), since),
+                        uptime_ratio_24h: uptime_ratio(
+                            &h.points_since(&format!("reachable|{key}"), day),
+                            day,
+                            ts,
+                            gap,
+                        ),
+                        uptime_ratio: uptime_ratio(
+                            &h.points_since(&format!("reachable|{key}"), since),
+                            since,
+                            ts,
+                            gap,
+                        ),
+                        failure_stage: (s.value != 1.0)
+                            .then(|| h.events(label(s, "name")).pop().map(|e| e.stage))
+                            .flatten(),
                         ..ProbeRow::default()
                     },
                 );
@@ -407,7 +660,7 @@ impl Dashboard {
             .unwrap_or_default();
         let mut totals: BTreeMap<String, BTreeMap<i64, f64>> = BTreeMap::new();
         for (p, class) in &classes {
-            let rate = rates(&h.points(&format!("requests|{p}|{class}")));
+            let rate = rates(&h.points_since(&format!("requests|{p}|{class}"), since));
             let r = project_row(&mut projects, p);
             if class == "5xx" {
                 r.errors_5xx_per_second = rate.last().map(|x| x.1);
@@ -426,10 +679,89 @@ impl Dashboard {
             project_row(&mut projects, p).recent_warnings = lines.clone();
         }
         Snapshot {
-            generated_at: now(),
+            generated_at: ts,
+            range_seconds: range,
+            ranges: self.ranges(),
             onion_services: probes.into_values().collect(),
             projects: projects.into_values().collect(),
         }
+    }
+
+    /// One onion service (`name` as in the prober's config) at `ts` with
+    /// the history of the offered range closest to `range`; `None` when
+    /// neither the prober nor the history knows it.
+    pub fn service_at(&self, name: &str, ts: i64, range: Option<i64>) -> Option<ServiceDetail> {
+        let snap = self.snapshot_at(ts, range);
+        let endpoints: Vec<ProbeRow> = snap
+            .onion_services
+            .into_iter()
+            .filter(|r| r.name == name)
+            .collect();
+        let families = self.registry.gather();
+        let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failures = h.events(name);
+        if endpoints.is_empty() && failures.is_empty() {
+            return None;
+        }
+        failures.reverse();
+        let gap = self.config.step().max(secs(self.config.interval) * 2);
+        let ranges = self.ranges();
+        // All paths together: the mean of each path's share.
+        let reach: Vec<Vec<(i64, f64)>> = endpoints
+            .iter()
+            .map(|e| {
+                let key = format!("reachable|{}|{}|{}", e.name, e.address, e.path);
+                h.points_since(&key, i64::MIN)
+            })
+            .collect();
+        let uptime = ranges
+            .iter()
+            .map(|r| {
+                let since = ts.saturating_sub(r.seconds);
+                let each: Vec<f64> = reach
+                    .iter()
+                    .filter_map(|p| uptime_ratio(p, since, ts, gap))
+                    .collect();
+                Uptime {
+                    range: r.clone(),
+                    ratio: (!each.is_empty()).then(|| each.iter().sum::<f64>() / each.len() as f64),
+                }
+            })
+            .collect();
+        let since = ts.saturating_sub(snap.range_seconds);
+        let addresses: Vec<String> = endpoints
+            .iter()
+            .map(|e| e.address.trim_end_matches(".onion").to_owned())
+            .collect();
+        let hosting = families
+            .iter()
+            .filter(|f| f.name.starts_with("tor_hs_"))
+            .flat_map(|f| f.samples.iter())
+            .find(|s| {
+                let svc = match label(s, "onion") {
+                    "" => label(s, "onion_service"),
+                    v => v,
+                };
+                !svc.is_empty()
+                    && addresses
+                        .iter()
+                        .any(|a| a == svc.trim_end_matches(".onion"))
+            })
+            .map(|s| label(s, "project").to_owned());
+        let project = hosting.and_then(|p| snap.projects.into_iter().find(|r| r.project == p));
+        Some(ServiceDetail {
+            generated_at: ts,
+            name: name.to_owned(),
+            range_seconds: snap.range_seconds,
+            ranges,
+            certificate_expiry_seconds: endpoints.iter().find_map(|e| e.certificate_expiry_seconds),
+            endpoints,
+            uptime,
+            failures,
+            descriptor_history: h.points_since(&format!("descriptor|{name}"), since),
+            introduction_points_history: h.points_since(&format!("intro|{name}"), since),
+            project,
+        })
     }
 
     /// `/` (the page) and `/api/v1/dashboard` (its data).
@@ -442,8 +774,37 @@ impl Dashboard {
                 }),
             )
             .route(
+                "/service/{name}",
+                get(|| async {
+                    ([(header::CACHE_CONTROL, "no-store")], Html(PAGE)).into_response()
+                }),
+            )
+            .route(
                 "/api/v1/dashboard",
-                get(|State(d): State<Arc<Dashboard>>| async move { Json(d.snapshot()) }),
+                get(
+                    |State(d): State<Arc<Dashboard>>, Query(q): Query<RangeQuery>| async move {
+                        Json(d.snapshot_at(now(), q.range))
+                    },
+                ),
+            )
+            .route(
+                "/api/v1/service/{name}",
+                get(
+                    |State(d): State<Arc<Dashboard>>,
+                     UrlPath(name): UrlPath<String>,
+                     Query(q): Query<RangeQuery>| async move {
+                        match d.service_at(&name, now(), q.range) {
+                            Some(detail) => Json(detail).into_response(),
+                            None => (
+                                StatusCode::NOT_FOUND,
+                                Json(serde_json::json!({
+                                    "error": format!("no onion service named {name:?} is probed or in the history")
+                                })),
+                            )
+                                .into_response(),
+                        }
+                    },
+                ),
             )
             .with_state(Arc::clone(self))
     }
@@ -509,7 +870,9 @@ mod tests {
         // 201 projects × 2 classes + 201 probes.
         assert_eq!(h.len(), 603);
         assert_eq!(h.pending_changes(), 0, "nothing accumulates for a save");
-        assert_eq!(h.points("requests|p7|5xx").len(), 20);
+        // 20 at full resolution, then the 14 whole 5-minute means before.
+        assert_eq!(h.points("requests|p7|5xx").len(), 34);
+        assert!(h.total_points() <= h.max_points());
     }
 
     #[test]
@@ -519,9 +882,10 @@ mod tests {
             let config = DashboardConfig {
                 interval: Duration::from_secs(15),
                 points: 4,
+                retention: Duration::from_secs(60),
                 ..DashboardConfig::default()
             };
-            assert_eq!(config.expiry_seconds(), 60, "the window by default");
+            assert_eq!(config.expiry_seconds(), 60, "the retention by default");
             let (d, source) = dashboard(1, config.clone(), store);
             let gone = "requests|gone|2xx";
             d.sample_at(1_000).unwrap();
@@ -551,6 +915,170 @@ mod tests {
                 assert!(h.points(gone).is_empty());
             }
         }
+    }
+
+    /// One onion service `svc` whose probe fails at the stage in `stage`
+    /// (passes while it is empty).
+    #[derive(Default)]
+    struct Flaky {
+        stage: Mutex<(String, f64, f64)>,
+    }
+
+    impl Collect for Flaky {
+        fn collect(&self, out: &mut Vec<Family>) {
+            let (stage, fails, refused) = self.stage.lock().unwrap().clone();
+            let p = [("name", "svc"), ("address", "a.onion"), ("path", "/")];
+            let mut reachable = Family::gauge(probe::REACHABLE, "");
+            reachable.push(&p, if stage.is_empty() { 1.0 } else { 0.0 });
+            let mut failures = Family::counter(probe::PROBE_FAILURES, "");
+            let mut errors = Family::counter(probe::PROBE_ERRORS, "");
+            if fails > 0.0 {
+                failures.push(
+                    &[
+                        ("name", "svc"),
+                        ("address", "a.onion"),
+                        ("stage", "pattern"),
+                    ],
+                    fails,
+                );
+                errors.push(
+                    &[
+                        ("name", "svc"),
+                        ("address", "a.onion"),
+                        ("reason", "pattern_not_matched"),
+                    ],
+                    fails,
+                );
+            }
+            if refused > 0.0 {
+                failures.push(
+                    &[
+                        ("name", "svc"),
+                        ("address", "a.onion"),
+                        ("stage", "connection_refused"),
+                    ],
+                    refused,
+                );
+            }
+            let mut hs = Family::counter("tor_hs_app_write_bytes", "");
+            hs.push(&[("onion", "a"), ("project", "shop")], 1.0);
+            out.extend([reachable, failures, errors, hs]);
+        }
+    }
+
+    #[test]
+    fn failures_uptime_and_ranges_reach_the_overview_and_the_service_page() {
+        let source = Arc::new(Flaky::default());
+        let registry = Arc::new(Registry::default());
+        registry.register(source.clone());
+        let d = Dashboard::open(registry, DashboardConfig::default(), None).unwrap();
+        let t0 = 1_000_000;
+        // Up for 45 minutes, then failing on the pattern for 15.
+        for i in 0..240 {
+            if i == 180 {
+                *source.stage.lock().unwrap() = ("pattern".into(), 1.0, 0.0);
+            }
+            d.sample_at(t0 + i * 15).unwrap();
+        }
+        let end = t0 + 239 * 15;
+        let snap = d.snapshot_at(end, None);
+        assert_eq!(snap.range_seconds, 3_600);
+        let labels: Vec<&str> = snap.ranges.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(labels, ["1 h", "24 h", "7 d"]);
+        let row = &snap.onion_services[0];
+        assert_eq!(row.reachable, Some(false));
+        assert_eq!(row.failure_stage.as_deref(), Some("pattern"));
+        let up = row.uptime_ratio_24h.unwrap();
+        assert!((up - 180.0 / 240.0).abs() < 0.01, "{up}");
+        assert_eq!(row.reachability_history.len(), 240);
+        assert_eq!(d.snapshot_at(end, Some(90_000)).range_seconds, 86_400);
+
+        // A second stage: the newest failure decides.
+        *source.stage.lock().unwrap() = ("connection_refused".into(), 1.0, 1.0);
+        d.sample_at(end + 15).unwrap();
+        let svc = d.service_at("svc", end + 15, Some(86_400)).unwrap();
+        assert_eq!(svc.endpoints.len(), 1);
+        assert_eq!(
+            svc.endpoints[0].failure_stage.as_deref(),
+            Some("connection_refused")
+        );
+        let f: Vec<(&str, &str)> = svc
+            .failures
+            .iter()
+            .map(|e| (e.stage.as_str(), e.reason.as_str()))
+            .collect();
+        assert_eq!(
+            f,
+            [
+                ("connection_refused", ""),
+                ("pattern", "pattern_not_matched")
+            ]
+        );
+        assert_eq!(svc.failures[1].timestamp, t0 + 180 * 15);
+        assert_eq!(svc.uptime.len(), 3);
+        assert!(svc.uptime.iter().all(|u| u.ratio.is_some()));
+        assert_eq!(
+            svc.project.as_ref().map(|p| p.project.as_str()),
+            Some("shop"),
+            "the project whose tor hosts the address"
+        );
+        assert!(d.service_at("nobody", end, None).is_none());
+    }
+
+    /// `svc` with two paths: `/` up, `/down` down.
+    struct TwoPaths;
+
+    impl Collect for TwoPaths {
+        fn collect(&self, out: &mut Vec<Family>) {
+            let mut reachable = Family::gauge(probe::REACHABLE, "");
+            reachable
+                .push(
+                    &[("name", "svc"), ("address", "a.onion"), ("path", "/")],
+                    1.0,
+                )
+                .push(
+                    &[("name", "svc"), ("address", "a.onion"), ("path", "/down")],
+                    0.0,
+                );
+            out.push(reachable);
+        }
+    }
+
+    #[test]
+    fn a_service_with_two_paths_has_the_mean_of_their_uptimes() {
+        let registry = Arc::new(Registry::default());
+        registry.register(Arc::new(TwoPaths));
+        let d = Dashboard::open(registry, DashboardConfig::default(), None).unwrap();
+        for i in 0..10 {
+            d.sample_at(1_000_000 + i * 15).unwrap();
+        }
+        let svc = d.service_at("svc", 1_000_000 + 150, None).unwrap();
+        assert_eq!(svc.endpoints.len(), 2);
+        assert_eq!(svc.uptime[0].ratio, Some(0.5));
+    }
+
+    #[test]
+    fn ranges_follow_the_configuration() {
+        let config = DashboardConfig {
+            retention: Duration::from_secs(6 * 3_600),
+            ranges: vec![
+                Duration::from_secs(3 * 3_600),
+                Duration::from_secs(86_400),
+                Duration::from_secs(900),
+            ],
+            ..DashboardConfig::default()
+        };
+        assert_eq!(
+            config.range_seconds(),
+            [900, 3 * 3_600],
+            "longer than kept: left out"
+        );
+        assert_eq!(range_label(900), "15 min");
+        assert_eq!(range_label(3 * 3_600), "3 h");
+        assert_eq!(range_label(86_400), "24 h");
+        assert_eq!(range_label(7 * 86_400), "7 d");
+        assert_eq!(config.pick_range(Some(100_000)), 3 * 3_600);
+        assert_eq!(config.pick_range(None), 900);
     }
 
     #[test]

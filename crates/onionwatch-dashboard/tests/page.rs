@@ -70,9 +70,67 @@ impl Collect for Fake {
                 ],
                 1.0,
             );
+        // The offline service fails at the descriptor at every probe.
+        let mut failures = Family::counter("onionwatch_probe_failures", "");
+        failures.push(
+            &[
+                ("name", "offline"),
+                ("address", "offline.onion"),
+                ("stage", "descriptor_not_found"),
+            ],
+            n + 1.0,
+        );
+        let mut errors = Family::counter("onionwatch_probe_errors", "");
+        errors.push(
+            &[
+                ("name", "offline"),
+                ("address", "offline.onion"),
+                ("reason", "descriptor_not_found"),
+            ],
+            n + 1.0,
+        );
+        // The shop's tor hosts news.
+        let mut hosted = Family::gauge("tor_hs_rdv_circuits", "");
+        hosted.push(
+            &[
+                (
+                    "onion",
+                    "newsxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+                ),
+                ("project", "shop"),
+            ],
+            2.0,
+        );
         out.extend([
-            reachable, latency, status, desc, intro, cert, up, requests, circuits, hs,
+            reachable, latency, status, desc, intro, cert, up, requests, circuits, hs, failures,
+            errors, hosted,
         ]);
+    }
+}
+
+/// GET over plain HTTP/1.1 on loopback: the body.
+async fn reqwest_get(url: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .unwrap_or("")
+        .to_owned();
+    // Chunked transfer: take the JSON between the first `{` and last `}`.
+    match (body.find('{'), body.rfind('}')) {
+        (Some(a), Some(b)) => body[a..=b].to_owned(),
+        _ => body,
     }
 }
 
@@ -112,7 +170,11 @@ async fn the_page_shows_onion_services_and_projects_and_history_survives_a_resta
         Some(state.path()),
     )
     .unwrap();
-    for t in [1_000, 1_015, 1_030] {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for t in [now - 30, now - 15, now] {
         dash.sample_at(t).unwrap();
     }
 
@@ -135,6 +197,13 @@ async fn the_page_shows_onion_services_and_projects_and_history_survives_a_resta
         (offline.reachable, offline.descriptor_reachable),
         (Some(false), Some(false))
     );
+    assert_eq!(
+        offline.failure_stage.as_deref(),
+        Some("descriptor_not_found")
+    );
+    assert_eq!(offline.uptime_ratio_24h, Some(0.0));
+    assert_eq!(news.uptime_ratio_24h, Some(1.0));
+    assert_eq!(news.failure_stage, None);
     let shop = &snap.projects[0];
     assert_eq!(
         (
@@ -143,7 +212,7 @@ async fn the_page_shows_onion_services_and_projects_and_history_survives_a_resta
             shop.targets,
             shop.onion_services
         ),
-        ("shop", 1, 2, 2)
+        ("shop", 1, 2, 3)
     );
     // 100 and 10 more per collection, 15 s apart.
     assert_eq!(shop.requests_history.len(), 2);
@@ -184,13 +253,129 @@ async fn the_page_shows_onion_services_and_projects_and_history_survives_a_resta
     );
     assert!(dom.contains("Your system clock just jumped"), "{dom}");
     assert!(dom.contains("5 days"), "certificate expiry shown: {dom}");
+    // The overview: failure stage, uptime over the range, the picker, and
+    // headings naming the range.
+    assert!(
+        dom.contains("<td class=\"stage\">descriptor_not_found</td>"),
+        "{dom}"
+    );
+    assert!(dom.contains("<td class=\"uptime\">100 %</td>"), "{dom}");
+    assert!(dom.contains("<td class=\"uptime\">0 %</td>"), "{dom}");
+    for r in ["1 h", "24 h", "7 d"] {
+        assert!(dom.contains(&format!(">{r}</button>")), "range {r}: {dom}");
+    }
+    assert!(dom.contains("<th class=\"last\">Last 1 h</th>"), "{dom}");
+    assert!(!dom.contains("Last 3 h"), "{dom}");
+    assert!(dom.contains("href=\"/service/news\""), "{dom}");
+
+    // The service pages, and their JSON twins.
+    let (news_dom, offline_dom, day_dom) = tokio::task::block_in_place(|| {
+        (
+            chromium(
+                &["--dump-dom", &format!("{url}service/news")],
+                &profile.path().join("c"),
+            ),
+            chromium(
+                &["--dump-dom", &format!("{url}service/offline")],
+                &profile.path().join("d"),
+            ),
+            chromium(
+                &["--dump-dom", &format!("{url}service/news?range=86400")],
+                &profile.path().join("e"),
+            ),
+        )
+    });
+    assert!(news_dom.contains("data-loaded=\"1\""), "{news_dom}");
+    // A picture of the service page: ONIONWATCH_SERVICE_SCREENSHOT=FILE cargo test …
+    if let Some(dest) = std::env::var_os("ONIONWATCH_SERVICE_SCREENSHOT") {
+        let shot_arg = format!("--screenshot={}", std::path::Path::new(&dest).display());
+        tokio::task::block_in_place(|| {
+            chromium(
+                &[
+                    &shot_arg,
+                    "--window-size=1400,1500",
+                    &format!("{url}service/news"),
+                ],
+                &profile.path().join("f"),
+            )
+        });
+    }
+    assert!(
+        news_dom.contains("<h2 id=\"svc-title\">news "),
+        "{news_dom}"
+    );
+    assert!(
+        news_dom.contains("Latency, last 1 h") && news_dom.contains("Reachability, last 1 h"),
+        "{news_dom}"
+    );
+    assert!(
+        news_dom.contains("data-uptime=\"24 h\"><b>100 %</b>"),
+        "{news_dom}"
+    );
+    assert!(
+        news_dom.contains("data-kind=\"line\" data-points=\"3\""),
+        "latency chart: {news_dom}"
+    );
+    assert!(
+        news_dom.contains("data-kind=\"bars\" data-points=\"3\""),
+        "reachability chart: {news_dom}"
+    );
+    assert!(news_dom.contains("class=\"tick\""), "time axis: {news_dom}");
+    assert!(
+        news_dom.contains("data-project=\"shop\"") && news_dom.contains("requests/s"),
+        "inside figures of the hosting project: {news_dom}"
+    );
+    assert!(news_dom.contains("5 days"), "{news_dom}");
+    assert!(
+        offline_dom.contains("data-stage=\"descriptor_not_found\""),
+        "the last failures: {offline_dom}"
+    );
+    assert!(
+        offline_dom.contains("data-uptime=\"1 h\"><b>0 %</b>"),
+        "{offline_dom}"
+    );
+    assert!(day_dom.contains("Latency, last 24 h"), "{day_dom}");
+    assert!(
+        day_dom.contains("class=\"on\" data-range=\"86400\"")
+            || day_dom.contains("data-range=\"86400\" class=\"on\""),
+        "{day_dom}"
+    );
+    let api = reqwest_get(&format!("{url}api/v1/service/news?range=86400")).await;
+    let v: serde_json::Value = serde_json::from_str(&api).unwrap();
+    assert_eq!(v["name"], "news");
+    assert_eq!(v["range_seconds"], 86_400);
+    assert_eq!(
+        v["endpoints"][0]["latency_history"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(v["project"]["project"], "shop");
+    let api = reqwest_get(&format!("{url}api/v1/dashboard")).await;
+    let v: serde_json::Value = serde_json::from_str(&api).unwrap();
+    for row in v["onion_services"].as_array().unwrap() {
+        for key in [
+            "name",
+            "reachable",
+            "latency_history",
+            "failure_stage",
+            "uptime_ratio_24h",
+        ] {
+            assert!(row.get(key).is_some(), "{key}: {row}");
+        }
+    }
+    assert!(reqwest_get(&format!("{url}api/v1/service/nobody"))
+        .await
+        .contains("no onion service named"));
     let png = std::fs::read(&shot).expect("a screenshot was written");
     assert!(
         png.starts_with(b"\x89PNG") && png.len() > 10_000,
         "{} bytes",
         png.len()
     );
-    // How docs/dashboard.png is made: ONIONWATCH_SCREENSHOT=docs/dashboard.png cargo test …
+    // A picture of this page: ONIONWATCH_SCREENSHOT=FILE cargo test … (the README's
+    // docs/dashboard.png and docs/service.png are taken during `onionwatch demo`).
     if let Some(dest) = std::env::var_os("ONIONWATCH_SCREENSHOT") {
         std::fs::write(dest, &png).unwrap();
     }

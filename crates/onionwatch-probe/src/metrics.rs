@@ -152,6 +152,7 @@ families! {
     PROBE_STATUS: Info = "onion_service_probe_status", E, "Register information about the last test made to a given Onion Service, including POSIX timestamp";
     // onionwatch's own.
     PROBE_ERRORS: Counter = "onionwatch_probe_errors", ["name", "address", "reason"], "Probe failures by reason (tor SOCKS5 extended errors, descriptor FAILED reasons, timeouts, TLS, HTTP)";
+    PROBE_FAILURES: Counter = "onionwatch_probe_failures", ["name", "address", "stage"], "Failed probe results (one per path) by the stage where they stopped: descriptor_not_found, descriptor_timeout, introduction_failed, rendezvous_failed, connect_timeout, connection_refused, tls, http_status, pattern, other";
     PROBE_SUCCESS: Gauge = "onionwatch_probe_success", E, "1 when the last probe of the endpoint passed (descriptor, every path's status and pattern), 0 otherwise";
     PROBE_LAST_TESTED_TIMESTAMP_SECONDS: Gauge = "onionwatch_probe_last_tested_timestamp_seconds", E, "When the endpoint was last probed, as a POSIX timestamp (Onionprobe puts this in a label)";
     PROBE_CONNECT_SECONDS: Gauge = "onionwatch_probe_connect_seconds", P, "Seconds to open the stream through tor (descriptor, introduction, rendezvous) and finish TLS, last attempt";

@@ -8,7 +8,9 @@
 use crate::config::{Protocol, Target, TargetPath};
 use crate::conn::{ConnError, TlsInfo};
 use crate::metrics::{family, ProbeMetrics};
-use crate::probe::{now, Connection, DescriptorOutcome, Failure, ProbeResult, TlsSummary};
+use crate::probe::{
+    now, Connection, DescriptorOutcome, Failure, FailureStage, ProbeResult, TlsSummary,
+};
 
 /// Gauges describing the last connection result: kept until the next result
 /// is known, so that a scrape during a slow probe does not find them
@@ -229,6 +231,7 @@ impl<'a> Recorder<'a> {
                 .clone()
                 .or(Some("descriptor_unavailable".into()));
             r.error_detail = desc.detail.clone();
+            self.failed(&mut r, FailureStage::of_descriptor_state(&desc.state));
             r.timestamp = now();
             return r;
         };
@@ -293,10 +296,19 @@ impl<'a> Recorder<'a> {
             m.inc(family::PROBE_ERRORS, [a, b, &reason]);
             r.error = Some(reason);
             r.error_detail = Some(detail);
+            self.failed(&mut r, failure.stage());
         }
         r.passed = c.passed();
         r.timestamp = now();
         r
+    }
+
+    /// A failed result: its stage, counted.
+    fn failed(&self, r: &mut ProbeResult, stage: FailureStage) {
+        let [name, address] = self.e();
+        self.m
+            .inc(family::PROBE_FAILURES, [name, address, stage.as_str()]);
+        r.failure_stage = Some(stage);
     }
 
     /// Onionprobe's error counters for a failed connection.

@@ -9,7 +9,9 @@ use std::time::Duration;
 use common::*;
 use onionwatch_metrics::{render, Collect, Format};
 use onionwatch_probe::output::{json_line, nagios, NagiosState};
+use onionwatch_probe::probe::FailureStage;
 use onionwatch_probe::ProbeResult;
+use onionwatch_testnet::with_shared_network;
 
 /// Every wait in these tests is bounded by this.
 const ROUND_LIMIT: Duration = Duration::from_secs(400);
@@ -45,6 +47,7 @@ async fn one_round_gives_the_right_results_metrics_and_json() {
     assert_eq!(h.status_code, Some(200));
     assert_eq!(h.pattern_matched, Some(true));
     assert_eq!(h.error, None);
+    assert_eq!(h.failure_stage, None);
     assert!(h.descriptor_reachable);
     assert!(
         h.hsdir.as_deref().is_some_and(|s| s.starts_with('$')),
@@ -113,6 +116,7 @@ async fn one_round_gives_the_right_results_metrics_and_json() {
     assert_eq!(s.status_code, Some(500), "{s:?}");
     assert_eq!(s.unexpected_status, Some(true));
     assert_eq!(s.error.as_deref(), Some("unexpected_status"));
+    assert_eq!(s.failure_stage, Some(FailureStage::HttpStatus));
     assert_eq!(s.attempts, 3, "retried (http_connect_max_retries: 2)");
     let p5 = ["status500", o.error500.as_str(), "http", "80", "/"];
     assert_eq!(
@@ -134,6 +138,14 @@ async fn one_round_gives_the_right_results_metrics_and_json() {
     assert!(x.reachable && !x.passed);
     assert_eq!(x.pattern_matched, Some(false));
     assert_eq!(x.error.as_deref(), Some("pattern_not_matched"));
+    assert_eq!(x.failure_stage, Some(FailureStage::Pattern));
+    assert_eq!(
+        m.get(
+            "onionwatch_probe_failures",
+            &["mismatch", &o.mismatch, "pattern"]
+        ),
+        Some(1.0)
+    );
     assert_eq!(
         m.get(
             "onion_service_pattern_matched",
@@ -194,6 +206,14 @@ async fn one_round_gives_the_right_results_metrics_and_json() {
     assert!(!u.descriptor_reachable && !u.reachable && !u.passed);
     assert_eq!(u.error.as_deref(), Some("descriptor_not_found"), "{u:?}");
     assert_eq!(u.descriptor_attempts, 3, "1 + descriptor_max_retries");
+    assert_eq!(u.failure_stage, Some(FailureStage::DescriptorNotFound));
+    assert_eq!(
+        m.get(
+            "onionwatch_probe_failures",
+            &["unpublished", UNPUBLISHED, "descriptor_not_found"]
+        ),
+        Some(1.0)
+    );
     assert_eq!(u.introduction_points, None);
     let pu = ["unpublished", UNPUBLISHED, "http", "80", "/"];
     let eu = ["unpublished", UNPUBLISHED];
@@ -242,6 +262,7 @@ async fn one_round_gives_the_right_results_metrics_and_json() {
             "descriptor_reachable",
             "introduction_points",
             "error",
+            "failure_stage",
         ] {
             assert!(v.get(key).is_some(), "{key} missing in {line}");
         }
@@ -249,11 +270,15 @@ async fn one_round_gives_the_right_results_metrics_and_json() {
     }
     let v: serde_json::Value = serde_json::from_str(&json_line(&r["unpublished"])).unwrap();
     assert_eq!(v["error"], "descriptor_not_found");
+    assert_eq!(v["failure_stage"], "descriptor_not_found");
     assert_eq!(v["reachable"], false);
     let v: serde_json::Value = serde_json::from_str(&json_line(&r["healthy"])).unwrap();
     assert_eq!(v["error"], serde_json::Value::Null);
+    assert_eq!(v["failure_stage"], serde_json::Value::Null);
     assert_eq!(v["status_code"], 200);
     assert_eq!(v["protocol"], "http");
+    let v: serde_json::Value = serde_json::from_str(&json_line(&r["status500"])).unwrap();
+    assert_eq!(v["failure_stage"], "http_status");
 
     // Nagios: an unreachable service is CRITICAL.
     let (state, line) = nagios(&results);
@@ -267,6 +292,83 @@ async fn one_round_gives_the_right_results_metrics_and_json() {
     assert!(!text.contains("last_tested_at_posix_timestamp"));
     assert_eq!(text.matches("onion_service_probe_status_info{").count(), 6);
     assert!(text.contains("onionprobe_state{onionprobe_state=\"probing\"} 1"));
+}
+
+/// A backend whose port closed: tor reaches the onion service, whose tor
+/// cannot connect; a killed onion-service tor: its descriptor is still on
+/// the HSDirs, its introduction points are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_backend_and_a_stopped_onion_service_tor_have_their_stage() {
+    let o = onions();
+    let yaml = format!(
+        "{FAST}endpoints:\n  stoppable:\n    address: {b}\n    protocol: http\n    port: 80\n  killed:\n    address: {k}\n    protocol: http\n    port: 80\n",
+        b = o.stoppable,
+        k = o.killed_tor,
+    )
+    .replace("http_connect_max_retries: 2", "http_connect_max_retries: 0");
+    let (prober, targets) = prober(&yaml).await;
+
+    // Both pass first, so the failures below are the stops'.
+    let before = tokio::time::timeout(ROUND_LIMIT, prober.run_round(&targets, 1, None))
+        .await
+        .expect("round 1 in time");
+    for r in &before {
+        assert!(r.passed, "{r:?}");
+        assert_eq!(r.failure_stage, None);
+    }
+
+    stop_backend().await;
+    with_shared_network(|n| n.kill_node("hs1"))
+        .expect("the shared network runs")
+        .expect("hs1 killed");
+
+    let after = tokio::time::timeout(ROUND_LIMIT, prober.run_round(&targets, 2, None))
+        .await
+        .expect("round 2 in time");
+    let r = by_name(&after);
+    let s = &r["stoppable"];
+    assert!(s.descriptor_reachable && !s.passed, "{s:?}");
+    assert_eq!(
+        s.failure_stage,
+        Some(FailureStage::ConnectionRefused),
+        "{s:?}"
+    );
+    assert!(
+        matches!(
+            s.error.as_deref(),
+            Some("general_failure" | "connection_refused")
+        ),
+        "{s:?}"
+    );
+    let k = &r["killed"];
+    assert!(!k.passed, "{k:?}");
+    assert!(
+        matches!(
+            k.failure_stage,
+            Some(
+                FailureStage::IntroductionFailed
+                    | FailureStage::DescriptorNotFound
+                    | FailureStage::DescriptorTimeout
+            )
+        ),
+        "a descriptor or introduction stage: {k:?}"
+    );
+    let m = prober.metrics();
+    assert_eq!(
+        m.get(
+            "onionwatch_probe_failures",
+            &["stoppable", &o.stoppable, "connection_refused"]
+        ),
+        Some(1.0)
+    );
+    let stage = k.failure_stage.unwrap().as_str();
+    assert_eq!(
+        m.get(
+            "onionwatch_probe_failures",
+            &["killed", &o.killed_tor, stage]
+        ),
+        Some(1.0)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

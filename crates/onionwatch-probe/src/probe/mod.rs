@@ -1,8 +1,10 @@
 //! Probing: rounds and the probe of one endpoint. The descriptor and
 //! connection steps (I/O and retries, typed outcomes) are in `steps`; what a
-//! probe reports ([`ProbeResult`]) in `result`.
+//! probe reports ([`ProbeResult`]) in `result`; where a failed probe stopped
+//! ([`FailureStage`], and how it is decided) in [`stage`].
 
 mod result;
+pub mod stage;
 mod steps;
 
 use std::collections::HashSet;
@@ -20,6 +22,7 @@ use crate::tor::Tor;
 
 pub(crate) use result::now;
 pub use result::{ProbeResult, TlsSummary};
+pub use stage::FailureStage;
 pub use steps::DescriptorOutcome;
 pub(crate) use steps::{Connection, Failure};
 

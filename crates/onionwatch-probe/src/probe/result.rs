@@ -4,7 +4,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::DescriptorOutcome;
+use super::{DescriptorOutcome, FailureStage};
 use crate::config::{Protocol, Target, TargetPath};
 use crate::conn::TlsInfo;
 
@@ -88,6 +88,9 @@ pub struct ProbeResult {
     pub error: Option<String>,
     /// Human-readable detail of the failure.
     pub error_detail: Option<String>,
+    /// Where the failed probe stopped (`null` when it passed): see
+    /// [`FailureStage`].
+    pub failure_stage: Option<FailureStage>,
     /// When the probe finished, POSIX seconds.
     pub timestamp: f64,
 }
@@ -147,6 +150,7 @@ impl ProbeResult {
             tls: None,
             error: None,
             error_detail: None,
+            failure_stage: None,
             timestamp: 0.0,
         }
     }

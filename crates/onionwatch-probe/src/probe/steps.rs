@@ -81,6 +81,15 @@ impl Connection {
 }
 
 impl Failure<'_> {
+    /// Where the probe stopped.
+    pub(crate) fn stage(&self) -> super::FailureStage {
+        match self {
+            Failure::Connection(err) => super::FailureStage::of_connection(err),
+            Failure::Status => super::FailureStage::HttpStatus,
+            Failure::Pattern => super::FailureStage::Pattern,
+        }
+    }
+
     /// The error reason (label value) and its human-readable detail.
     pub(crate) fn describe(&self, path: Option<&TargetPath>, last: &Attempt) -> (String, String) {
         match self {

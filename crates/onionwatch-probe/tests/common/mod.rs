@@ -50,6 +50,25 @@ pub struct Backends {
     pub redirect: SocketAddr,
     /// Closes every connection at once, counting them in [`REFUSER_ACCEPTED`].
     pub refuser: SocketAddr,
+    /// 200 until [`stop_backend`] closes its port.
+    pub stoppable: SocketAddr,
+}
+
+/// Asks the stoppable backend to close its listening port; it answers once
+/// the port is closed.
+static STOP: OnceLock<tokio::sync::mpsc::UnboundedSender<tokio::sync::oneshot::Sender<()>>> =
+    OnceLock::new();
+
+/// Close the stoppable backend's port (connections to it are refused from
+/// then on); returns once it is closed.
+pub async fn stop_backend() {
+    let _ = backends();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    STOP.get()
+        .expect("the backends started")
+        .send(tx)
+        .expect("the stoppable backend runs");
+    rx.await.expect("the stoppable backend closed its port");
 }
 
 /// Requests for `/loop/…` the redirecting backend answered.
@@ -95,6 +114,10 @@ pub struct Onions {
     pub ca_https: String,
     pub redirect: String,
     pub refuser: String,
+    /// Behind [`Backends::stoppable`].
+    pub stoppable: String,
+    /// The one onion service of `hs1`.
+    pub killed_tor: String,
 }
 
 async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) {
@@ -196,6 +219,35 @@ async fn http_server(status: &'static str, body: &'static str) -> SocketAddr {
                 let _ = s.write_all(&response(status, body)).await;
                 let _ = s.shutdown().await;
             });
+        }
+    });
+    addr
+}
+
+async fn stoppable_server() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let (tx, mut stop) = tokio::sync::mpsc::unbounded_channel();
+    STOP.set(tx).expect("one stoppable backend");
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                done = stop.recv() => {
+                    drop(l);
+                    if let Some(done) = done {
+                        let _: Result<(), ()> = done.send(());
+                    }
+                    return;
+                }
+                accepted = l.accept() => {
+                    let Ok((mut s, _)) = accepted else { continue };
+                    tokio::spawn(async move {
+                        read_head(&mut s).await;
+                        let _ = s.write_all(&response("200 OK", "up until stopped")).await;
+                        let _ = s.shutdown().await;
+                    });
+                }
+            }
         }
     });
     addr
@@ -412,6 +464,7 @@ pub fn backends() -> &'static Backends {
                         ca_https: ca_https_server().await,
                         redirect: redirect_server().await,
                         refuser: refusing_server().await,
+                        stoppable: stoppable_server().await,
                     };
                     tx.send(b).unwrap();
                     std::future::pending::<()>().await;
@@ -423,8 +476,10 @@ pub fn backends() -> &'static Backends {
     })
 }
 
-/// One tor hosting the nine onion services (the healthy one with PoW
-/// defences), the client accepting [`PASSWORD`] too.
+/// One tor (`hs0`) hosting the ten onion services of [`Backends`] (the
+/// healthy one with PoW defences), a second one (`hs1`, killed by a test)
+/// hosting one onion service with the built-in backend, the client
+/// accepting [`PASSWORD`] too.
 pub fn net() -> &'static NetworkInfo {
     let b = *backends();
     shared_network(move || {
@@ -434,20 +489,24 @@ pub fn net() -> &'static NetworkInfo {
             ..ServiceConfig::default()
         };
         NetworkConfig {
-            service_tors: vec![ServiceTorConfig {
-                services: vec![
-                    svc(b.healthy, true),
-                    svc(b.error500, false),
-                    svc(b.mismatch, false),
-                    svc(b.https, false),
-                    svc(b.tcp, false),
-                    svc(b.flaky, false),
-                    svc(b.ca_https, false),
-                    svc(b.redirect, false),
-                    svc(b.refuser, false),
-                ],
-                ..ServiceTorConfig::default()
-            }],
+            service_tors: vec![
+                ServiceTorConfig {
+                    services: vec![
+                        svc(b.healthy, true),
+                        svc(b.error500, false),
+                        svc(b.mismatch, false),
+                        svc(b.https, false),
+                        svc(b.tcp, false),
+                        svc(b.flaky, false),
+                        svc(b.ca_https, false),
+                        svc(b.redirect, false),
+                        svc(b.refuser, false),
+                        svc(b.stoppable, false),
+                    ],
+                    ..ServiceTorConfig::default()
+                },
+                ServiceTorConfig::default(),
+            ],
             client_password: Some(PASSWORD.into()),
             ready_timeout: Duration::from_secs(180),
             ..NetworkConfig::default()
@@ -468,6 +527,13 @@ pub fn onions() -> Onions {
         ca_https: o[6].address.clone(),
         redirect: o[7].address.clone(),
         refuser: o[8].address.clone(),
+        stoppable: o[9].address.clone(),
+        killed_tor: o
+            .iter()
+            .find(|x| x.tor == "hs1")
+            .expect("hs1 hosts an onion service")
+            .address
+            .clone(),
     }
 }
 
