@@ -31,7 +31,7 @@ fn saves_work_again_with_every_change_once_the_disk_has_space() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("dashboard.redb");
     let store = Store::open(&path).unwrap();
-    let mut history = History::new(100, 100_000);
+    let mut history = History::new(100, 300, 0, 100_000);
     history.record("first", 1, 1.0);
     store.save(&mut history).unwrap();
 
@@ -52,7 +52,7 @@ fn saves_work_again_with_every_change_once_the_disk_has_space() {
         .save(&mut history)
         .expect("the first save with space again works");
     drop(store);
-    let mut loaded = History::new(100, 100_000);
+    let mut loaded = History::new(100, 300, 0, 100_000);
     Store::open(&path).unwrap().load(&mut loaded).unwrap();
     assert_eq!(loaded.len(), 5_001);
     assert_eq!(loaded.points("series-4999").len(), 50);

@@ -16,7 +16,7 @@
 //! | `connect_timeout` | no stream within `http_connect_timeout`, or tor's SOCKS reply `0x06` (tor's own stream timeout) |
 //! | `connection_refused` | SOCKS reply `0x01` (general failure) or `0x05` (connection refused) once the descriptor was fetched: tor reached the onion service, which ended the stream because its backend refused the connection (port closed) |
 //! | `tls` | the TLS handshake failed or timed out, or the certificate does not verify with `tls_verify: true` |
-//! | `http_status` | the status is not in `allowed_statuses` |
+//! | `http_status` | the (final) status is not in `allowed_statuses`, or the redirects go over the limit or to a `Location` that cannot be followed |
 //! | `pattern` | the body does not match the path's `pattern` |
 //! | `other` | anything else: other `HS_DESC FAILED` reasons (`BAD_DESC`, `QUERY_REJECTED`, …), a refused client authorization key, SOCKS `0xF1` (descriptor invalid), `0xF4`/`0xF5` (client authorization missing or refused), `0xF6` (bad address), other SOCKS replies, a SOCKS port that fails, an HTTP protocol error, `http_read_timeout` |
 //!
@@ -118,6 +118,11 @@ impl FailureStage {
             ConnError::Socks(reply) => Self::of_socks(*reply),
             ConnError::ConnectTimeout(_) => FailureStage::ConnectTimeout,
             ConnError::Tls(_) | ConnError::Certificate(_) => FailureStage::Tls,
+            // The service answered, with redirects that never end or cannot
+            // be followed: its HTTP answer is what is wrong.
+            ConnError::TooManyRedirects { .. } | ConnError::Redirect { .. } => {
+                FailureStage::HttpStatus
+            }
             ConnError::Proxy(_) | ConnError::Http(_) | ConnError::ReadTimeout(_) => {
                 FailureStage::Other
             }
