@@ -56,14 +56,16 @@ impl TestNetwork {
                 .into_iter()
                 .map(|(n, _)| n),
         );
-        // Onion-service tors start only once the consensus lists every relay
-        // as Running and Stable: started earlier, with the 3 authorities
+        // Onion-service tors start only once every authority's consensus
+        // lists every relay as Running, Stable and HSDir: started earlier
+        // (or on an authority's older consensus), with the 3 authorities
         // alone, they cannot build 4-hop intro circuits, and tor then stops
         // launching them for 300 s after ~30 failures ("exceeded its circuit
         // launch limit"), longer than any readiness wait.
+        let dir_ports: Vec<u16> = authorities.iter().map(|a| a.dir_port).collect();
         wait_for_full_consensus(
             &mut nodes,
-            authorities[0].dir_port,
+            &dir_ports,
             3 + config.relays,
             deadline,
             &root.join("auth0").join("notice.log"),
