@@ -27,6 +27,7 @@ use crate::collector::Kind;
 use crate::http::UrlError;
 
 pub mod collector;
+pub mod dashboard;
 pub mod discovery;
 pub mod http;
 pub mod names;
@@ -40,6 +41,9 @@ pub enum Error {
     /// An Onionspray tree or a torrc could not be read.
     #[error(transparent)]
     Onionspray(#[from] onionwatch_onionspray::Error),
+    /// The `dashboard:` section is out of bounds.
+    #[error(transparent)]
+    Dashboard(#[from] dashboard::DashboardError),
     /// The `--config` file is not a valid watch configuration.
     #[error("invalid watch configuration {origin}: {source}")]
     ConfigFile {

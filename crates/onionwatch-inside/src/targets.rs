@@ -20,6 +20,9 @@
 //!   launch_tor: false
 //!   socks_port: 9050
 //!   control_port: 9051
+//! dashboard:                   # history kept: see crate::dashboard
+//!   retention_days: 7
+//!   ranges: [1h, 24h, 7d]
 //! ```
 //!
 //! Discovered Onionspray projects have their logs followed too
@@ -92,6 +95,11 @@ pub struct Config {
     /// onion services are still probed).
     #[serde(default)]
     pub probe: Option<crate::probe::ProbeSection>,
+    /// The dashboard's history: retention, full-resolution points, bucket
+    /// size and the range picker's ranges ([`crate::dashboard`]). Default:
+    /// 7 days, 1 hour at the interval then 5-minute means, 1 h / 24 h / 7 d.
+    #[serde(default)]
+    pub dashboard: crate::dashboard::DashboardSection,
 }
 
 /// One project's targets.
@@ -177,6 +185,7 @@ impl Default for Config {
             policy: None,
             log_format: None,
             probe: None,
+            dashboard: crate::dashboard::DashboardSection::default(),
         }
     }
 }
@@ -260,6 +269,8 @@ pub struct Settings {
     /// Whether discovery reads the onion services' `hostname` files, for
     /// probing (the `probe:` section's `discover`, default true).
     pub discover_onion_services: bool,
+    /// The dashboard's history settings (the `dashboard:` section).
+    pub history: crate::dashboard::HistorySettings,
 }
 
 /// Command-line targets, `PROJECT[/INSTANCE]=VALUE` each.
@@ -350,6 +361,7 @@ impl Settings {
             return Err(Error::TimeoutAboveInterval { timeout, interval });
         }
         let rediscover = seconds("rediscover_seconds", config.rediscover_seconds)?;
+        let history = config.dashboard.check(interval)?;
         let mut targets = Vec::new();
         for (project, p) in &config.projects {
             check_name("project", project)?;
@@ -526,6 +538,7 @@ impl Settings {
             follow_onionspray_logs: config.follow_onionspray_logs,
             log_format,
             discover_onion_services: config.probe.as_ref().is_none_or(|p| p.discover),
+            history,
         })
     }
 }
@@ -552,6 +565,35 @@ mod tests {
         assert!(err.to_string().contains("torz"), "{err}");
         let err = Config::from_yaml("listen: nowhere\n", "bad.yaml").unwrap_err();
         assert!(err.to_string().contains("bad.yaml"), "{err}");
+    }
+
+    #[test]
+    fn dashboard_section_is_checked_against_the_interval_in_use() {
+        let yaml = "dashboard:\n  retention_days: 2\n  bucket_seconds: 60\n  ranges: [10m, 2d]\n";
+        let s = Settings::build(
+            Some(Config::from_yaml(yaml, "d.yaml").unwrap()),
+            &Flags::default(),
+        )
+        .unwrap();
+        assert_eq!(s.history.retention, Duration::from_secs(2 * 86_400));
+        assert_eq!(s.history.ranges[0], Duration::from_secs(600));
+        // No file: the defaults (demo and flag-only watch).
+        let s = Settings::build(None, &Flags::default()).unwrap();
+        assert_eq!(s.history, crate::dashboard::HistorySettings::default());
+        // --interval 120 makes a 60 s bucket too short.
+        let flags = Flags {
+            interval_seconds: Some(120.0),
+            timeout_seconds: Some(5.0),
+            ..Flags::default()
+        };
+        let err = Settings::build(Some(Config::from_yaml(yaml, "d.yaml").unwrap()), &flags)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dashboard.bucket_seconds"), "{err}");
+        let err = Config::from_yaml("dashboard:\n  range: [1h]\n", "d.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("range"), "{err}");
     }
 
     #[test]

@@ -17,7 +17,14 @@ fn cell(s: &str, width: usize) -> String {
     out
 }
 
-/// A human-readable table of a round's results, sorted by name and path.
+/// `http_status`, or `-` for a probe without failure stage.
+fn stage(r: &ProbeResult) -> &'static str {
+    r.failure_stage.map_or("-", |s| s.as_str())
+}
+
+/// A human-readable table of a round's results, sorted by name and path;
+/// a failed probe's STAGE column says where it stopped (the JSON's
+/// `failure_stage`).
 pub fn table(results: &[ProbeResult]) -> String {
     let mut rows: Vec<&ProbeResult> = results.iter().collect();
     rows.sort_by(|a, b| (&a.name, &a.path).cmp(&(&b.name, &b.path)));
@@ -33,8 +40,14 @@ pub fn table(results: &[ProbeResult]) -> String {
         .max()
         .unwrap_or(4)
         .clamp(4, 30);
+    let stage_w = rows
+        .iter()
+        .map(|r| stage(r).len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     let mut out = format!(
-        "{}  {}  {:<5} {:<6} {:>9} {:>9} {:>5}  {}\n",
+        "{}  {}  {:<5} {:<6} {:>9} {:>9} {:>5}  {}  {}\n",
         cell("NAME", name_w),
         cell("PATH", path_w),
         "RESULT",
@@ -42,12 +55,13 @@ pub fn table(results: &[ProbeResult]) -> String {
         "LATENCY",
         "DESC",
         "INTRO",
+        cell("STAGE", stage_w),
         "ERROR"
     );
     for r in rows {
         let secs = |v: Option<f64>| v.map(|v| format!("{v:.2}s")).unwrap_or_else(|| "-".into());
         out.push_str(&format!(
-            "{}  {}  {:<6} {:<6} {:>9} {:>9} {:>5}  {}\n",
+            "{}  {}  {:<6} {:<6} {:>9} {:>9} {:>5}  {}  {}\n",
             cell(&r.name, name_w),
             cell(r.path.as_deref().unwrap_or("-"), path_w),
             if r.passed { "OK" } else { "FAIL" },
@@ -59,6 +73,7 @@ pub fn table(results: &[ProbeResult]) -> String {
             r.introduction_points
                 .map(|n| n.to_string())
                 .unwrap_or_else(|| "-".into()),
+            cell(stage(r), stage_w),
             r.error.as_deref().unwrap_or("")
         ));
     }
@@ -98,7 +113,19 @@ impl NagiosState {
 /// alert uses 7 days).
 pub const CERT_WARNING_SECONDS: i64 = 14 * 86_400;
 
-/// The verdict and its one-line summary (with performance data):
+/// What the verdict says of a failed probe: `name[path]: stage (error)`,
+/// the error left out when it only repeats the stage.
+fn failure(label: &str, r: &ProbeResult, fallback: &str) -> String {
+    let error = r.error.as_deref().unwrap_or(fallback);
+    match r.failure_stage.map(|s| s.as_str()) {
+        Some(s) if s == error => format!("{label}: {s}"),
+        Some(s) => format!("{label}: {s} ({error})"),
+        None => format!("{label}: {error}"),
+    }
+}
+
+/// The verdict and its one-line summary (with performance data), each
+/// failed probe named with its failure stage and error:
 /// CRITICAL when an onion service is unreachable or its descriptor is
 /// missing; WARNING when reachable but with an unexpected status, a missing
 /// pattern, or a certificate invalid or expiring within 14 days; OK
@@ -118,15 +145,9 @@ pub fn nagios(results: &[ProbeResult]) -> (NagiosState, String) {
             _ => r.name.clone(),
         };
         if !r.descriptor_reachable || !r.reachable {
-            critical.push(format!(
-                "{label}: {}",
-                r.error.as_deref().unwrap_or("unreachable")
-            ));
+            critical.push(failure(&label, r, "unreachable"));
         } else if !r.passed {
-            warning.push(format!(
-                "{label}: {}",
-                r.error.as_deref().unwrap_or("failed")
-            ));
+            warning.push(failure(&label, r, "failed"));
         } else if let Some(t) = &r.tls {
             if !t.certificate_valid
                 || t.certificate_expiry_seconds
@@ -163,4 +184,102 @@ pub fn nagios(results: &[ProbeResult]) -> (NagiosState, String) {
         results.len()
     );
     (state, line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{DescriptorOutcome, FailureStage};
+    use crate::Config;
+
+    /// A result of endpoint `name` at `/`, its descriptor fetched.
+    fn result(name: &str) -> ProbeResult {
+        let yaml = format!(
+            "endpoints:\n  {name}:\n    address: 2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion\n    protocol: http\n    port: 80\n    paths:\n      - path: /\n"
+        );
+        let (config, _) = Config::from_yaml(&yaml, "test").unwrap();
+        let t = &config.targets().unwrap()[0];
+        let desc = DescriptorOutcome {
+            ok: true,
+            ..DescriptorOutcome::default()
+        };
+        ProbeResult::new(1, t, t.paths.first(), &desc)
+    }
+
+    fn fixtures() -> Vec<ProbeResult> {
+        let mut fine = result("fine-site");
+        fine.passed = true;
+        fine.reachable = true;
+        fine.status_code = Some(200);
+        let mut broken = result("broken-site");
+        broken.reachable = true;
+        broken.status_code = Some(500);
+        broken.unexpected_status = Some(true);
+        broken.error = Some("unexpected_status".into());
+        broken.failure_stage = Some(FailureStage::HttpStatus);
+        let mut gone = result("gone-site");
+        gone.descriptor_reachable = false;
+        gone.error = Some("descriptor_not_found".into());
+        gone.failure_stage = Some(FailureStage::DescriptorNotFound);
+        vec![gone, broken, fine]
+    }
+
+    #[test]
+    fn the_table_shows_the_failure_stage_of_failed_probes() {
+        let text = table(&fixtures());
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[0].contains(" STAGE ") && lines[0].ends_with("ERROR"),
+            "{text}"
+        );
+        let row = |name: &str| *lines.iter().find(|l| l.starts_with(name)).unwrap();
+        let broken = row("broken-site");
+        assert!(
+            broken.contains(" FAIL ")
+                && broken.contains(" 500 ")
+                && broken.contains(" http_status ")
+                && broken.ends_with(" unexpected_status"),
+            "{text}"
+        );
+        assert!(
+            row("gone-site").contains(" descriptor_not_found "),
+            "{text}"
+        );
+        let fine = row("fine-site");
+        assert!(fine.contains(" OK ") && fine.contains(" - "), "{text}");
+        // The columns line up: STAGE starts at the same place in every row.
+        let at = lines[0].find("STAGE").unwrap();
+        assert_eq!(&broken[at..at + 11], "http_status", "{text}");
+        assert_eq!(&fine[at..at + 1], "-", "{text}");
+        assert_eq!(lines.last(), Some(&"1/3 probes passed"));
+    }
+
+    #[test]
+    fn the_check_line_names_each_failure_stage() {
+        let (state, line) = nagios(&fixtures());
+        assert_eq!(state, NagiosState::Critical, "{line}");
+        assert!(
+            line.starts_with(
+                "ONIONWATCH CRITICAL - 1/3 onion service probes passed; \
+                 gone-site: descriptor_not_found, broken-site: http_status (unexpected_status) |"
+            ),
+            "{line}"
+        );
+        // Only the warning left.
+        let mut results = fixtures();
+        results.remove(0);
+        let (state, line) = nagios(&results);
+        assert_eq!(state, NagiosState::Warning, "{line}");
+        assert!(
+            line.contains("; broken-site: http_status (unexpected_status) |"),
+            "{line}"
+        );
+        // A failure without stage keeps its error alone.
+        results[0].failure_stage = None;
+        let (_, line) = nagios(&results);
+        assert!(
+            line.contains("; broken-site: unexpected_status |"),
+            "{line}"
+        );
+    }
 }

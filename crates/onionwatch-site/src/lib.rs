@@ -166,6 +166,7 @@ impl Site {
             None => TailState::default(),
         };
         let interval = settings.interval;
+        let history = settings.history.clone();
         let follower = Follower::new(
             FollowConfig {
                 state_file: settings.log_state.clone(),
@@ -201,6 +202,10 @@ impl Site {
             registry.clone(),
             DashboardConfig {
                 interval,
+                points: history.full_resolution_points,
+                retention: history.retention,
+                downsample: history.bucket,
+                ranges: history.ranges,
                 ..DashboardConfig::default()
             },
             state_dir.as_deref(),

@@ -70,3 +70,41 @@ async fn serves_the_logs_and_saves_their_positions_when_stopped() {
         "stopped serving"
     );
 }
+
+#[tokio::test]
+async fn the_dashboard_offers_the_ranges_and_retention_of_the_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    std::fs::write(&log, format!("{LINE}\n")).unwrap();
+    let config = onionwatch_inside::targets::Config::from_yaml(
+        &format!(
+            "projects:\n  shop:\n    access_logs: [{}]\n\
+             dashboard:\n  retention_days: 3\n  bucket_seconds: 600\n  ranges: [30m, 3d]\n",
+            log.display()
+        ),
+        "watch.yaml",
+    )
+    .unwrap();
+    let site = Site::build(SiteConfig {
+        settings: Settings::build(Some(config), &Flags::default()).unwrap(),
+        endpoint: EndpointConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..EndpointConfig::default()
+        },
+        policy: None,
+        state_dir: None,
+        probe: None,
+    })
+    .unwrap();
+    let site = site.serve().await.unwrap();
+    let reply = get(site.local_addr(), "/api/v1/dashboard?range=259200").await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(
+        reply.contains(
+            r#""ranges":[{"seconds":1800,"label":"30 min"},{"seconds":259200,"label":"3 d"}]"#
+        ),
+        "{reply}"
+    );
+    assert!(reply.contains(r#""range_seconds":259200"#), "{reply}");
+    site.stop().await.unwrap();
+}

@@ -20,6 +20,14 @@ fn example_configurations_load() {
         onionwatch_inside::targets::Config::from_yaml(&read("examples/watch.yaml"), "watch.yaml")
             .expect("watch.yaml loads");
     assert!(watch.projects.contains_key("news"));
+    let history = watch
+        .dashboard
+        .check(std::time::Duration::from_secs(15))
+        .expect("watch.yaml's dashboard section is valid");
+    assert_eq!(
+        history,
+        onionwatch_inside::dashboard::HistorySettings::default()
+    );
 
     let (probe, warnings) =
         onionwatch_probe::Config::from_yaml(&read("examples/probe.yaml"), "probe.yaml")

@@ -532,6 +532,7 @@ fn the_table_shows_every_result_on_a_terminal() {
     assert!(
         broken.contains(" FAIL ")
             && broken.contains(" 500 ")
+            && broken.contains(" http_status ")
             && broken.contains("unexpected_status"),
         "{broken}"
     );
