@@ -41,9 +41,9 @@ pub struct DashboardSection {
     pub full_resolution_points: usize,
     /// Seconds one averaged point covers, for history older than the
     /// full-resolution points: at least the interval, at most 86,400.
-    /// Default 300.
-    #[serde(default = "default_bucket_seconds")]
-    pub bucket_seconds: u64,
+    /// Default 300, or the interval when that is longer.
+    #[serde(default)]
+    pub bucket_seconds: Option<u64>,
     /// The range picker's choices (and the charts' spans): a whole number
     /// followed by `s`, `m`, `h` or `d`, e.g. `30m`, `1h`, `7d`; 1 to 6 of
     /// them, none longer than the retention. Default `[1h, 24h, 7d]`.
@@ -57,9 +57,8 @@ fn default_retention_days() -> u32 {
 fn default_full_resolution_points() -> usize {
     240
 }
-fn default_bucket_seconds() -> u64 {
-    300
-}
+/// `bucket_seconds` unless set (or the interval, when longer).
+const DEFAULT_BUCKET_SECONDS: u64 = 300;
 fn default_ranges() -> Vec<String> {
     vec!["1h".into(), "24h".into(), "7d".into()]
 }
@@ -69,7 +68,7 @@ impl Default for DashboardSection {
         DashboardSection {
             retention_days: default_retention_days(),
             full_resolution_points: default_full_resolution_points(),
-            bucket_seconds: default_bucket_seconds(),
+            bucket_seconds: None,
             ranges: default_ranges(),
         }
     }
@@ -173,7 +172,10 @@ impl DashboardSection {
         if !(1..=MAX_POINTS_PER_SERIES).contains(&points) {
             return Err(DashboardError::Points(points));
         }
-        let bucket = self.bucket_seconds;
+        // Unset, the bucket follows a long interval (a default never fails).
+        let bucket = self
+            .bucket_seconds
+            .unwrap_or_else(|| DEFAULT_BUCKET_SECONDS.max(interval.as_secs_f64().ceil() as u64));
         if bucket > 86_400 || Duration::from_secs(bucket) < interval {
             return Err(DashboardError::Bucket {
                 value: bucket,
@@ -236,6 +238,9 @@ mod tests {
             [3_600, 86_400, 604_800].map(Duration::from_secs).to_vec()
         );
         assert_eq!(h, HistorySettings::default());
+        // watch --interval 3600 with no dashboard section: buckets of an hour.
+        let hourly = s.check(Duration::from_secs(3600)).unwrap();
+        assert_eq!(hourly.bucket, Duration::from_secs(3600));
     }
 
     #[test]
