@@ -419,6 +419,7 @@ async fn failures_are_counted_and_never_stale_or_fatal() {
     // TLS to a plain HTTP server: a clean failure, counted, no crash.
     let t = &r["tls-on-plain"];
     assert_eq!(t.error.as_deref(), Some("tls_error"), "{t:?}");
+    assert_eq!(t.failure_stage, Some(FailureStage::Tls), "{t:?}");
     assert_eq!(
         m.get(
             "onion_service_generic_error",
@@ -438,6 +439,7 @@ async fn failures_are_counted_and_never_stale_or_fatal() {
     // tls_verify left out means verify: a self-signed certificate fails.
     let s = &r["strict"];
     assert_eq!(s.error.as_deref(), Some("certificate_invalid"), "{s:?}");
+    assert_eq!(s.failure_stage, Some(FailureStage::Tls), "{s:?}");
     let ps = ["strict", o.https.as_str(), "https", "80", "/"];
     assert_eq!(m.get("onion_service_certificate_error", &ps), Some(1.0));
     assert_eq!(m.get("onion_service_valid_certificate", &ps), Some(0.0));
@@ -459,6 +461,12 @@ async fn failures_are_counted_and_never_stale_or_fatal() {
     assert_eq!(
         results2[0].error.as_deref(),
         Some("descriptor_timeout"),
+        "{:?}",
+        results2[0]
+    );
+    assert_eq!(
+        results2[0].failure_stage,
+        Some(FailureStage::DescriptorTimeout),
         "{:?}",
         results2[0]
     );
