@@ -163,3 +163,44 @@ pub fn lines_from(out: &str, prefix: &str) -> Vec<String> {
         .filter_map(|l| l.find(prefix).map(|i| l[i..].to_owned()))
         .collect()
 }
+
+/// Whether `tool` is installed; outside CI a test without it is skipped
+/// (with a note), in CI (`CI` set) it must be there.
+pub fn have(tool: &str) -> bool {
+    let found = std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(
+        found || std::env::var_os("CI").is_none(),
+        "{tool} is missing (scripts/install-deps installs it)"
+    );
+    if !found {
+        eprintln!("skipped: {tool} is not installed");
+    }
+    found
+}
+
+/// Pids of the `tor` processes whose parent is `parent`.
+pub fn tor_children(parent: u32) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid …"
+        let Some((comm, rest)) = stat.split_once(") ") else {
+            continue;
+        };
+        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+        if comm.ends_with("(tor") && ppid == Some(parent) {
+            pids.push(pid);
+        }
+    }
+    pids
+}

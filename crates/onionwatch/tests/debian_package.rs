@@ -5,31 +5,14 @@
 //! build's binary (`scripts/build-deb --binary`), so no release build runs.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
+
+use onionwatch_test_support::process::have;
 
 const BIN: &str = env!("CARGO_BIN_EXE_onionwatch");
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Whether `tool` is installed; outside CI a test without it is skipped
-/// (with a note), in CI (`CI` set) it must be there.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(
-        found || std::env::var_os("CI").is_none(),
-        "{tool} is missing (scripts/install-deps installs it)"
-    );
-    if !found {
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
 }
 
 /// The shipped units: (file name, text).

@@ -8,28 +8,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use onionwatch_test_support as support;
-
-/// Pids of the `tor` processes whose parent is `parent`.
-fn tor_children(parent: u32) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid …"
-        let Some((comm, rest)) = stat.split_once(") ") else {
-            continue;
-        };
-        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
-        if comm.ends_with("(tor") && ppid == Some(parent) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
+use onionwatch_test_support::process::tor_children;
 
 /// Collects the last lines of the demo's log so a failure shows why.
 fn keep_tail(stream: impl std::io::Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {

@@ -10,28 +10,10 @@ use std::process::{Command, Stdio};
 
 use onionwatch_test_support::get;
 use onionwatch_test_support::notify::NotifySocket;
+use onionwatch_test_support::process::have;
 use onionwatch_test_support::process::{wait_exit, Running};
 
 const BIN: &str = env!("CARGO_BIN_EXE_onionwatch");
-
-/// Whether `tool` is installed; outside CI a test without it is skipped
-/// (with a note), in CI (`CI` set) it must be there.
-fn have(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(
-        found || std::env::var_os("CI").is_none(),
-        "{tool} is missing (scripts/install-deps installs it)"
-    );
-    if !found {
-        eprintln!("skipped: {tool} is not installed");
-    }
-    found
-}
 
 fn output(args: &[&str]) -> String {
     let out = Command::new(BIN).args(args).output().unwrap();

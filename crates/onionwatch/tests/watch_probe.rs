@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use onionwatch_site::demo::OFFLINE;
 use onionwatch_test_support::onionspray::{SprayProject, SprayTree};
+use onionwatch_test_support::process::tor_children;
 use onionwatch_test_support::{self as support, Running};
 use onionwatch_testnet::{shared_network, NetworkConfig, NetworkInfo};
 
@@ -208,28 +209,6 @@ fn every_onion_service_of_an_onionspray_tree_is_probed_and_rediscovery_adds_new_
         all_probed(m, &[("news", 0), ("news", 1), ("shop", 2), ("shop", 3)])
     });
     stop(child);
-}
-
-/// Pids of the `tor` processes whose parent is `parent`.
-fn tor_children(parent: u32) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid …"
-        let Some((comm, rest)) = stat.split_once(") ") else {
-            continue;
-        };
-        let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
-        if comm.ends_with("(tor") && ppid == Some(parent) {
-            pids.push(pid);
-        }
-    }
-    pids
 }
 
 #[test]
