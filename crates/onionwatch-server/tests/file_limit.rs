@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use onionwatch_metrics::{Collect, Family};
 use onionwatch_server::{router, start, ConnectionLimits, EndpointConfig, Registry};
-use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -40,15 +39,12 @@ async fn out_of_descriptors_the_endpoint_closes_idle_connections_and_answers() {
     // The socket of the GET, made while descriptors remain.
     let getter = TcpSocket::new_v4().unwrap();
 
-    let old = getrlimit(Resource::Nofile);
+    let old = nofile();
     let open_now = std::fs::read_dir("/proc/self/fd").unwrap().count() as u64;
-    setrlimit(
-        Resource::Nofile,
-        Rlimit {
-            current: Some(open_now + 30),
-            maximum: old.maximum,
-        },
-    )
+    set_nofile(libc::rlimit {
+        rlim_cur: open_now + 30,
+        rlim_max: old.rlim_max,
+    })
     .unwrap();
     // Slow clients until this process (clients and server alike) is out of
     // descriptors.
@@ -81,11 +77,33 @@ async fn out_of_descriptors_the_endpoint_closes_idle_connections_and_answers() {
         String::from_utf8_lossy(&out).into_owned()
     })
     .await;
-    let old_limit = setrlimit(Resource::Nofile, old);
+    let old_limit = set_nofile(old);
     let answer = answer.expect("/metrics never answered: the endpoint stayed out of descriptors");
     old_limit.unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("onionwatch_fd_test_up 1"), "{answer}");
     drop(slow);
     server.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// This process's `RLIMIT_NOFILE`.
+fn nofile() -> libc::rlimit {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    assert_eq!(
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) },
+        0
+    );
+    limit
+}
+
+fn set_nofile(limit: libc::rlimit) -> std::io::Result<()> {
+    // SAFETY: setrlimit only reads the struct it is given.
+    match unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
 }
