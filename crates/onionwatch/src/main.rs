@@ -61,8 +61,9 @@ enum Command {
     /// Probe onion services from the outside (descriptor, HTTP(S), TCP),
     /// concurrently; reads Onionprobe configs and exports its metrics.
     Probe(cmd::probe::ProbeArgs),
-    /// Scrape every project's tor MetricsPort, control port and nginx
-    /// stub_status, and serve them on one loopback endpoint.
+    /// Watch a whole site: scrape every project's tor MetricsPort, control
+    /// port and nginx stub_status, follow its logs, probe its onion services
+    /// from the outside, and serve it all on one loopback endpoint.
     Watch(cmd::watch::WatchArgs),
     /// Check torrc files and Onionspray configurations for unsafe or broken
     /// monitoring settings; suggest per-project MetricsPorts.
