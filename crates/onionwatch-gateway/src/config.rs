@@ -301,7 +301,8 @@ pub struct Config {
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace_secs: f64,
     /// Most client connections open at once (all circuits); more wait in the
-    /// kernel's backlog. Default 4096.
+    /// kernel's backlog. Default 4096, lowered at start (with a warning) to
+    /// what the open-file limit holds: two descriptors per connection.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
     /// Threads serving connections, each its own event loop (as nginx's

@@ -175,6 +175,40 @@ pub struct Gateway {
     workers: usize,
 }
 
+/// The soft `RLIMIT_NOFILE`, if it can be read and is finite.
+fn soft_file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    (read && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
+/// `max_connections`, lowered to what the open-file limit can hold: each
+/// connection takes the client's descriptor and one upstream descriptor,
+/// and 64 stay for listeners, the metrics endpoint and the control port.
+/// Past the limit, accept fails with EMFILE and clients wait anyway, so
+/// the cap only makes the wait orderly (the kernel backlog) and says why.
+fn within_file_limit(configured: usize, soft_limit: Option<u64>) -> usize {
+    let Some(nofile) = soft_limit else {
+        return configured;
+    };
+    let room = usize::try_from(nofile.saturating_sub(64) / 2)
+        .unwrap_or(usize::MAX)
+        .max(1);
+    if configured > room {
+        tracing::warn!(
+            "max_connections {configured} needs about {} open files, but the limit is {nofile}: \
+             using {room}; raise the limit (systemd: LimitNOFILE=, shell: ulimit -n) to allow more",
+            configured * 2 + 64
+        );
+        return room;
+    }
+    configured
+}
+
 /// A connection's work; it registers its stream with the worker's runtime
 /// when first polled there.
 type Job = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -282,7 +316,7 @@ impl Gateway {
             listener,
             local,
             escalator,
-            max_connections: config.max_connections,
+            max_connections: within_file_limit(config.max_connections, soft_file_limit()),
             workers: config.workers,
             shutdown_grace: config.shutdown_grace().unwrap_or(Duration::from_secs(10)),
             shared,
@@ -302,7 +336,9 @@ impl Gateway {
             shared: Arc::clone(&self.shared),
             listen: config.listen.clone(),
             metrics_listen: config.metrics_listen,
-            max_connections: self.max_connections,
+            // The configured figure, not the one capped at bind: a reload
+            // compares configurations.
+            max_connections: config.max_connections,
         }
     }
 
@@ -319,6 +355,8 @@ impl Gateway {
         })?;
         tracing::info!(listen = %self.local, upstream = %shared.settings().config.upstream, workers = workers.len(), "gateway listening");
         let permits = Arc::new(Semaphore::new(self.max_connections));
+        // Failures in a row: an EMFILE storm is logged once, not every 50 ms.
+        let mut accept_failures = 0u64;
         loop {
             // Past max_connections, stop accepting: the kernel backlog waits.
             let permit = tokio::select! {
@@ -333,10 +371,25 @@ impl Gateway {
                 _ = stopped(&mut shutdown) => break,
             };
             let (stream, peer_ip, peer) = match accepted {
-                Ok(a) => a,
+                Ok(a) => {
+                    if accept_failures > 0 {
+                        tracing::warn!(
+                            "accepting on {} works again after {accept_failures} failures",
+                            self.local
+                        );
+                        accept_failures = 0;
+                    }
+                    a
+                }
                 Err(e) => {
                     // EMFILE and friends: wait a little instead of spinning.
-                    tracing::warn!("accept failed on {}: {e}", self.local);
+                    if accept_failures == 0 {
+                        tracing::warn!(
+                            "accept failed on {}: {e}; retrying every 50 ms (logged again once it works)",
+                            self.local
+                        );
+                    }
+                    accept_failures += 1;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -468,5 +521,15 @@ mod tests {
         let start = Instant::now();
         let allowed = (0..100).filter(|_| b.allow(start).is_some()).count() as u64;
         assert!((LOG_BUDGET..100).contains(&allowed), "{allowed}");
+    }
+
+    #[test]
+    fn max_connections_fit_the_open_file_limit() {
+        // The usual soft limit of 1024 holds 480 connections, not 4096.
+        assert_eq!(within_file_limit(4096, Some(1024)), 480);
+        assert_eq!(within_file_limit(100, Some(1024)), 100);
+        assert_eq!(within_file_limit(4096, Some(1_048_576)), 4096);
+        assert_eq!(within_file_limit(4096, None), 4096);
+        assert_eq!(within_file_limit(4096, Some(10)), 1);
     }
 }
