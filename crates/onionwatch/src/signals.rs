@@ -95,8 +95,15 @@ pub async fn serve_until_stopped(site: RunningSite, signals: Signals) -> Result<
         tokio::select! {
             _ = signals.stop() => break,
             _ = signals.hangup() => {
-                if let Err(e) = site.server().reload() {
-                    tracing::error!("SIGHUP: {e}");
+                match site.server().reload() {
+                    // Say what a reload covers: an operator who edited the
+                    // YAML and ran `systemctl reload` must not think it applied.
+                    Ok(()) => tracing::info!(
+                        "SIGHUP: TLS certificate and auth file re-read (Onionspray trees and an \
+                         Onionprobe file are re-read too); other changes to the configuration \
+                         need a restart"
+                    ),
+                    Err(e) => tracing::error!("SIGHUP: {e}"),
                 }
             }
         }
