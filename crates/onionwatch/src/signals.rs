@@ -98,10 +98,10 @@ pub async fn serve_until_stopped(site: RunningSite, signals: Signals) -> Result<
                 match site.server().reload() {
                     // Say what a reload covers: an operator who edited the
                     // YAML and ran `systemctl reload` must not think it applied.
+                    // (watch's tree and Onionprobe file reloads log their own line.)
                     Ok(()) => tracing::info!(
-                        "SIGHUP: TLS certificate and auth file re-read (Onionspray trees and an \
-                         Onionprobe file are re-read too); other changes to the configuration \
-                         need a restart"
+                        "SIGHUP: TLS certificate and auth file re-read; other changes to the \
+                         configuration need a restart"
                     ),
                     Err(e) => tracing::error!("SIGHUP: {e}"),
                 }
