@@ -425,7 +425,9 @@ async fn serve_http<I>(
                     Ok(r) => r,
                     Err(e) => match e {},
                 };
-                // Busy until the body is written (or the connection drops).
+                // Busy until hyper has taken the body's last frame (our
+                // bodies are whole: at once), so a client that does not read
+                // its response leaves an evictable connection.
                 Ok::<_, Infallible>(response.map(|body| {
                     Body::new(body.map_frame(move |frame| {
                         let _busy = &busy;

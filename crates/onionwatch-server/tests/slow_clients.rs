@@ -1,6 +1,7 @@
 //! Slow clients against the endpoint: one that never finishes its request
-//! head is disconnected, and more of them than the connection cap leave
-//! `/metrics` answering (the oldest are closed to make room).
+//! head is disconnected, more of them than the connection cap leave
+//! `/metrics` answering (the oldest are closed to make room), and so does
+//! one that never reads its response.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -139,5 +140,47 @@ async fn more_slow_clients_than_the_cap_leave_metrics_answering() {
         .unwrap();
     let answer = String::from_utf8(until_closed(newest).await).unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    server.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_its_response_does_not_hold_its_slot() {
+    use axum::routing::get;
+    // One slot, taken by a client that stops reading a big response. The
+    // response is handed to hyper whole, so the connection counts as idle
+    // (only its write-out is left) and the next client evicts it.
+    let config = EndpointConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        connections: ConnectionLimits {
+            max_connections: 1,
+            header_timeout_secs: 3600.0,
+            ..ConnectionLimits::default()
+        },
+        ..EndpointConfig::default()
+    };
+    // Far more than the loopback socket buffers hold.
+    let app = axum::Router::new()
+        .route("/big", get(|| async { vec![b'x'; 64 << 20] }))
+        .route("/small", get(|| async { "small" }));
+    let server = start(&config, app).await.unwrap();
+    let addr = server.local_addr();
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(b"GET /big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    // Its response has started, and then it stops reading.
+    let mut head = [0u8; 12];
+    stalled.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let mut next = TcpStream::connect(addr).await.unwrap();
+    next.write_all(b"GET /small HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = String::from_utf8(until_closed(&mut next).await).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.ends_with("small"),
+        "{answer}"
+    );
     server.shutdown(Duration::from_secs(5)).await.unwrap();
 }
