@@ -71,8 +71,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-pub use onionwatch_metrics::Collect;
 use onionwatch_metrics::{merge_checked, push_dropped, render, Family, Format};
+pub use onionwatch_metrics::{Collect, ConstLabels, Labelled};
 
 /// The metric sources of one process.
 #[derive(Default)]
