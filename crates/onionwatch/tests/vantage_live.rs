@@ -18,17 +18,33 @@ const BIN: &str = env!("CARGO_BIN_EXE_onionwatch");
 /// Every wait on the network is bounded by this.
 const NETWORK_LIMIT: Duration = Duration::from_secs(300);
 
-/// Two tors with one onion service each (both answer 200): the second's
-/// tor is killed by the quorum test.
+/// How long the slow onion service takes to answer.
+const SLOW: Duration = Duration::from_secs(10);
+
+/// Two tors: the first hosts an onion service answering 200 at once and
+/// one answering 200 after 10 s; the second one onion service answering
+/// 200, and is killed by the quorum test.
 fn net() -> &'static onionwatch_testnet::NetworkInfo {
-    use onionwatch_testnet::{NetworkConfig, ServiceConfig, ServiceTorConfig};
+    use onionwatch_testnet::{BuiltInResponse, NetworkConfig, ServiceConfig, ServiceTorConfig};
     onionwatch_testnet::shared_network(|| {
-        let one = || ServiceTorConfig {
-            services: vec![ServiceConfig::default()],
-            ..ServiceTorConfig::default()
+        let slow = ServiceConfig {
+            response: BuiltInResponse {
+                status: 200,
+                delay: SLOW,
+            },
+            ..ServiceConfig::default()
         };
         NetworkConfig {
-            service_tors: vec![one(), one()],
+            service_tors: vec![
+                ServiceTorConfig {
+                    services: vec![ServiceConfig::default(), slow],
+                    ..ServiceTorConfig::default()
+                },
+                ServiceTorConfig {
+                    services: vec![ServiceConfig::default()],
+                    ..ServiceTorConfig::default()
+                },
+            ],
             ready_timeout: Duration::from_secs(240),
             ..NetworkConfig::default()
         }
@@ -168,7 +184,7 @@ scrape_configs:
 #[test]
 fn the_quorum_alert_fires_for_an_onion_service_two_vantage_points_cannot_reach() {
     let n = net();
-    let (stays, stopped) = (&n.onions[0], &n.onions[1]);
+    let (stays, stopped) = (&n.onions[0], &n.onions[2]);
     let dir = tempfile::tempdir().unwrap();
     let endpoints = [
         ("stays", stays.address.as_str()),
@@ -251,6 +267,65 @@ fn the_quorum_alert_fires_for_an_onion_service_two_vantage_points_cannot_reach()
         alerts()
     );
     drop(probers);
+}
+
+/// `GET path` with Prometheus's scrape timeout header: the whole response.
+fn get_with_timeout(addr: SocketAddr, path: &str, seconds: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(NETWORK_LIMIT)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nX-Prometheus-Scrape-Timeout-Seconds: {seconds}\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn a_probe_slower_than_the_scrape_timeout_answers_in_time_as_failed() {
+    let n = net();
+    let (fast, slow) = (&n.onions[0].address, &n.onions[1].address);
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let _prober = prober(dir.path(), "us-1", port, &[("fast", fast)]);
+    wait_for(NETWORK_LIMIT, || {
+        support::get(addr, "/-/ready")
+            .contains(" 200 ")
+            .then_some(())
+    })
+    .expect("the prober completes a round");
+    // The slow onion service answers after 10 s (within the prober's read
+    // timeout of 20 s): a 3 s scrape timeout leaves the probe 2.5 s. An
+    // answer other than the server's 504 guard means the probe itself
+    // stopped at its bound and reported what it knew.
+    let answer = get_with_timeout(addr, &format!("/probe?target={slow}"), "3");
+    assert!(answer.starts_with("HTTP/1.0 200"), "{answer}");
+    assert!(
+        answer.contains(&format!(
+            "onionwatch_probe_success{{name=\"{slow}\",address=\"{slow}\",vantage=\"us-1\"}} 0\n"
+        )),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("onionwatch_probe_duration_seconds{vantage=\"us-1\"} "),
+        "{answer}"
+    );
+    assert!(
+        !answer.contains("onion_service_reachable{"),
+        "not known yet: {answer}"
+    );
+    // With time enough, the same probe passes.
+    let answer = get_with_timeout(addr, &format!("/probe?target={slow}"), "60");
+    assert!(
+        answer.contains(&format!(
+            "onionwatch_probe_success{{name=\"{slow}\",address=\"{slow}\",vantage=\"us-1\"}} 1\n"
+        )),
+        "{answer}"
+    );
 }
 
 /// The quorum alerts of a `/api/v1/alerts` answer.
