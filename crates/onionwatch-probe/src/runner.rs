@@ -606,7 +606,7 @@ mod tests {
         .with_root_certificates(roots)
         .with_no_client_auth();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
-        let get = |authorization: Option<&str>| {
+        let get_path = |path: &'static str, authorization: Option<&str>| {
             let connector = connector.clone();
             let header = authorization
                 .map(|a| format!("Authorization: {a}\r\n"))
@@ -617,7 +617,7 @@ mod tests {
                 let mut tls = connector.connect(name, tcp).await.unwrap();
                 tls.write_all(
                     format!(
-                        "GET /metrics HTTP/1.1\r\nHost: localhost\r\n{header}Connection: close\r\n\r\n"
+                        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{header}Connection: close\r\n\r\n"
                     )
                     .as_bytes(),
                 )
@@ -628,6 +628,7 @@ mod tests {
                 String::from_utf8_lossy(&out).into_owned()
             }
         };
+        let get = |authorization| get_path("/metrics", authorization);
         let denied = get(None).await;
         assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
         let wrong = get(Some("Bearer wrong")).await;
@@ -644,6 +645,16 @@ mod tests {
             ok.lines()
                 .any(|l| l.starts_with("onionwatch_build_info{") && l.contains("vantage=\"eu-1\"")),
             "{ok}"
+        );
+        // /probe sits behind the same authentication; with it, and no
+        // runner yet, the prober says its tor is not ready.
+        let target = "/probe?target=2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion";
+        let denied = get_path(target, None).await;
+        assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
+        let early = get_path(target, Some(&format!("Bearer {token}"))).await;
+        assert!(
+            early.starts_with("HTTP/1.1 503") && early.contains("not ready"),
+            "{early}"
         );
         // Plain HTTP on the TLS port gets nothing useful.
         let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
