@@ -22,16 +22,22 @@
 //!   Prometheus exporter around a [`Prober`]; the caller gets the results
 //!   through a callback and keeps presentation and signals.
 //! - [`output`]: JSON lines, the round table, Nagios verdicts.
+//! - [`on_demand`]: `GET /probe?target=…`, probes Prometheus schedules
+//!   (the blackbox_exporter model).
+//! - [`shard`]: which endpoints of the list one of N probers covers
+//!   (rendezvous hashing).
 
 pub mod address;
 pub mod config;
 pub mod conn;
 pub mod descriptor;
 pub mod metrics;
+pub mod on_demand;
 pub mod output;
 pub mod probe;
 mod record;
 pub mod runner;
+pub mod shard;
 pub mod tor;
 
 pub use config::{Config, ConfigError, Target};

@@ -41,12 +41,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use onionwatch_server::{EndpointConfig, HostCheck, RunningServer};
+use onionwatch_metrics::{Collect, ConstLabels, Labelled};
+use onionwatch_server::{
+    on_demand_router, EndpointConfig, HostCheck, OnDemandLimits, Registry, RunningServer,
+};
 
 use tokio::sync::mpsc;
 
 use crate::config::{Config, ConfigError, Target};
 use crate::metrics::{ProbeMetrics, State};
+use crate::on_demand::OnDemandProbes;
 use crate::probe::{ProbeResult, Prober, Settings};
 use crate::tor::Tor;
 
@@ -138,21 +142,68 @@ pub fn exporter_endpoint(
     Ok(Some(endpoint))
 }
 
-/// Serve `metrics` at `/metrics` (and `/healthz`) on `endpoint`, in the
-/// background.
+/// What the prober exports: its registry (the probe metrics, `/-/ready`
+/// once a round completed) and the root collector over it, which adds the
+/// configuration's constant labels (`vantage`, `external_labels`) to every
+/// family, `onionwatch_build_info` and `process_*` included. `/metrics`
+/// serves [`Exposition::root`]; a remote_write pusher reads the same.
+#[derive(Clone)]
+pub struct Exposition {
+    /// The sources (register more here).
+    pub registry: Arc<Registry>,
+    /// The registry's exposition with the constant labels added.
+    pub root: Arc<dyn Collect>,
+    /// The constant labels (also for alerts about these series).
+    pub labels: ConstLabels,
+    /// `/probe?target=…`, answered once a [`Runner`] runs
+    /// ([`Runner::with_on_demand`]).
+    pub on_demand: Arc<OnDemandProbes>,
+}
+
+impl std::fmt::Debug for Exposition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exposition")
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Exposition {
+    /// `metrics` in a new registry, wrapped in `labels`.
+    pub fn new(metrics: Arc<ProbeMetrics>, labels: ConstLabels) -> Self {
+        let registry = Arc::new(Registry::default());
+        registry.register(metrics.clone());
+        // `/-/ready` once a round completed.
+        registry.set_readiness(move || {
+            metrics
+                .get("onionwatch_rounds", &[])
+                .is_some_and(|n| n >= 1.0)
+        });
+        let root = Arc::new(Labelled::new(registry.clone(), labels.clone()));
+        Exposition {
+            registry,
+            root,
+            on_demand: Arc::new(OnDemandProbes::new(labels.clone())),
+            labels,
+        }
+    }
+}
+
+/// Serve `exposition` at `/metrics` (and `/healthz`, `/-/ready`) and
+/// `/probe?target=…` (at most `max_probes` at once, see
+/// [`crate::on_demand`]) on `endpoint`, in the background.
 pub async fn start_exporter(
     endpoint: &EndpointConfig,
-    metrics: Arc<ProbeMetrics>,
+    exposition: &Exposition,
+    max_probes: usize,
 ) -> Result<RunningServer, ExporterError> {
-    let registry = Arc::new(onionwatch_server::Registry::default());
-    registry.register(metrics.clone());
-    // `/-/ready` once a round completed.
-    registry.set_readiness(move || {
-        metrics
-            .get("onionwatch_rounds", &[])
-            .is_some_and(|n| n >= 1.0)
-    });
-    onionwatch_server::start(endpoint, onionwatch_server::router(registry))
+    let limits = OnDemandLimits {
+        max_in_flight: max_probes.max(1),
+        ..OnDemandLimits::default()
+    };
+    let app = onionwatch_server::router_over(exposition.registry.clone(), exposition.root.clone())
+        .merge(on_demand_router(exposition.on_demand.clone(), limits));
+    onionwatch_server::start(endpoint, app)
         .await
         .map_err(|source| ExporterError {
             addr: endpoint.listen,
@@ -179,6 +230,8 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         prometheus_exporter => "prometheus_exporter",
         prometheus_exporter_address => "prometheus_exporter_address",
         prometheus_exporter_port => "prometheus_exporter_port",
+        vantage => "vantage",
+        external_labels => "external_labels",
     );
     // Only a launched tor reads these.
     if old.launch_tor && new.launch_tor {
@@ -206,6 +259,8 @@ pub struct Runner {
     reload: Option<(mpsc::UnboundedReceiver<()>, Rebuild)>,
     /// Stopped at shutdown; its TLS and auth files are re-read on reloads.
     exporter: Option<RunningServer>,
+    /// `/probe`, told the tor and each configuration.
+    on_demand: Option<Arc<OnDemandProbes>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -241,7 +296,8 @@ impl Runner {
         metrics: Arc<ProbeMetrics>,
         config: Config,
     ) -> Result<Self, ConfigError> {
-        let targets = config.targets()?;
+        let targets = config.shard_targets()?;
+        metrics.set_shard(config.shard, targets.len());
         let prober = Prober::new(tor.clone(), metrics, Settings::from_config(&config));
         Ok(Runner {
             prober,
@@ -251,6 +307,7 @@ impl Runner {
             once: false,
             reload: None,
             exporter: None,
+            on_demand: None,
         })
     }
 
@@ -295,10 +352,18 @@ impl Runner {
         self
     }
 
+    /// Answer `/probe` requests (from [`Exposition::on_demand`]) through
+    /// this runner's tor with its current configuration.
+    pub fn with_on_demand(mut self, on_demand: Arc<OnDemandProbes>) -> Self {
+        on_demand.update(self.tor.clone(), self.config.clone());
+        self.on_demand = Some(on_demand);
+        self
+    }
+
     /// Switch to `config`: its endpoints and settings apply from the next
     /// round, series of endpoints no longer configured disappear.
     pub fn apply(&mut self, config: Config) -> Result<(), ConfigError> {
-        let targets = config.targets()?;
+        let targets = config.shard_targets()?;
         let restart = restart_needed(&self.config, &config);
         if !restart.is_empty() {
             tracing::warn!(
@@ -312,8 +377,12 @@ impl Runner {
             .map(|t| (t.name.as_str(), t.address.host()))
             .collect();
         self.prober.metrics().retain_endpoints(&keep);
+        self.prober.metrics().set_shard(config.shard, targets.len());
         self.prober.set_settings(Settings::from_config(&config));
         tracing::info!(endpoints = targets.len(), "configuration reloaded");
+        if let Some(od) = &self.on_demand {
+            od.update(self.tor.clone(), config.clone());
+        }
         self.targets = targets;
         self.config = config;
         Ok(())
@@ -521,7 +590,10 @@ mod tests {
             .unwrap();
         assert!(endpoint.is_protected());
         let metrics = Arc::new(ProbeMetrics::new());
-        let server = start_exporter(&endpoint, metrics).await.unwrap();
+        let labels = ConstLabels::new().with("vantage", "eu-1").unwrap();
+        let server = start_exporter(&endpoint, &Exposition::new(metrics, labels), 4)
+            .await
+            .unwrap();
         let addr = server.local_addr();
 
         let mut roots = rustls::RootCertStore::empty();
@@ -534,7 +606,7 @@ mod tests {
         .with_root_certificates(roots)
         .with_no_client_auth();
         let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
-        let get = |authorization: Option<&str>| {
+        let get_path = |path: &'static str, authorization: Option<&str>| {
             let connector = connector.clone();
             let header = authorization
                 .map(|a| format!("Authorization: {a}\r\n"))
@@ -545,7 +617,7 @@ mod tests {
                 let mut tls = connector.connect(name, tcp).await.unwrap();
                 tls.write_all(
                     format!(
-                        "GET /metrics HTTP/1.1\r\nHost: localhost\r\n{header}Connection: close\r\n\r\n"
+                        "GET {path} HTTP/1.1\r\nHost: localhost\r\n{header}Connection: close\r\n\r\n"
                     )
                     .as_bytes(),
                 )
@@ -556,6 +628,7 @@ mod tests {
                 String::from_utf8_lossy(&out).into_owned()
             }
         };
+        let get = |authorization| get_path("/metrics", authorization);
         let denied = get(None).await;
         assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
         let wrong = get(Some("Bearer wrong")).await;
@@ -563,6 +636,26 @@ mod tests {
         let ok = get(Some(&format!("Bearer {token}"))).await;
         assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
         assert!(ok.contains("onionprobe_version_info"), "{ok}");
+        // The vantage label is on the probe families and the process's alike.
+        assert!(
+            ok.contains("onionprobe_state{onionprobe_state=\"starting\",vantage=\"eu-1\"} 1"),
+            "{ok}"
+        );
+        assert!(
+            ok.lines()
+                .any(|l| l.starts_with("onionwatch_build_info{") && l.contains("vantage=\"eu-1\"")),
+            "{ok}"
+        );
+        // /probe sits behind the same authentication; with it, and no
+        // runner yet, the prober says its tor is not ready.
+        let target = "/probe?target=2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion";
+        let denied = get_path(target, None).await;
+        assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
+        let early = get_path(target, Some(&format!("Bearer {token}"))).await;
+        assert!(
+            early.starts_with("HTTP/1.1 503") && early.contains("not ready"),
+            "{early}"
+        );
         // Plain HTTP on the TLS port gets nothing useful.
         let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
         plain

@@ -7,7 +7,9 @@
 //! `/-/healthy` (always 200) and `/-/ready` (200 once [`Registry::set_ready`]
 //! says so, 503 before).
 //! Components add their own routes (e.g. `/api/v1/targets`) by merging an
-//! axum [`Router`] into [`router`]'s.
+//! axum [`Router`] into [`router`]'s; `/probe?target=…` (probes scheduled
+//! by Prometheus, bounded by its scrape timeout and a concurrency limit) is
+//! [`on_demand_router`] over a component's [`OnDemand`].
 //!
 //! Metrics derived from tor's MetricsPort can help deanonymise Tor users, so
 //! [`check_listen`] refuses any address that is not loopback unless the
@@ -45,6 +47,7 @@ use std::sync::{Arc, RwLock};
 mod conn;
 pub mod exporter;
 mod host;
+mod on_demand;
 mod security;
 mod webconfig;
 
@@ -53,6 +56,10 @@ pub use conn::{
     ConnectionLimits, LimitError,
 };
 pub use host::{check_host, HostCheck, HostError};
+pub use on_demand::{
+    on_demand_router, OnDemand, OnDemandError, OnDemandFuture, OnDemandLimits,
+    SCRAPE_TIMEOUT_HEADER,
+};
 pub use security::{
     require_auth, server_config, AuthConfig, Authenticator, BasicUser, SecurityError, TlsConfig,
     Verdict,
@@ -64,8 +71,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-pub use onionwatch_metrics::Collect;
 use onionwatch_metrics::{merge_checked, push_dropped, render, Family, Format};
+pub use onionwatch_metrics::{Collect, ConstLabels, Labelled};
 
 /// The metric sources of one process.
 #[derive(Default)]
@@ -162,6 +169,24 @@ impl Registry {
     pub fn render(&self, format: Format) -> String {
         render(&self.gather(), format)
     }
+
+    /// Everything [`router`]'s `/metrics` serves: [`Registry::gather`],
+    /// then `onionwatch_build_info` and the `process_*` families.
+    pub fn exposition(&self) -> Vec<Family> {
+        let mut families = self.gather();
+        families.extend(exporter::families());
+        families
+    }
+}
+
+/// A registry as one source is its [`Registry::exposition`]: the root
+/// collector of a process, which [`onionwatch_metrics::Labelled`] can wrap
+/// (constant labels) to feed [`router_over`] and a remote_write pusher
+/// alike. Never register a registry with itself.
+impl Collect for Registry {
+    fn collect(&self, out: &mut Vec<Family>) {
+        out.extend(self.exposition());
+    }
 }
 
 /// Why the server could not run.
@@ -214,9 +239,16 @@ pub fn check_listen(addr: SocketAddr, protected: bool) -> Result<(), ServeError>
 
 /// `/metrics`, `/healthz`, `/-/healthy` and `/-/ready` over `registry`.
 pub fn router(registry: Arc<Registry>) -> Router {
+    router_over(registry.clone(), registry)
+}
+
+/// [`router`] whose `/metrics` serves `root` (usually `registry` wrapped,
+/// e.g. in [`onionwatch_metrics::Labelled`]) while `/-/ready` asks
+/// `registry`.
+pub fn router_over(registry: Arc<Registry>, root: Arc<dyn Collect>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .with_state(registry.clone())
+        .with_state(root)
         .merge(health_router(registry))
 }
 
@@ -243,13 +275,13 @@ async fn ready(State(registry): State<Arc<Registry>>) -> Response {
     }
 }
 
-async fn metrics(State(registry): State<Arc<Registry>>, headers: HeaderMap) -> Response {
+async fn metrics(State(root): State<Arc<dyn Collect>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::from_accept(accept);
     // Collectors may lock and format a lot: keep that off the async workers.
     let render = move || {
-        let mut families = registry.gather();
-        families.extend(exporter::families());
+        let mut families = Vec::new();
+        root.collect(&mut families);
         onionwatch_metrics::render(&families, format)
     };
     match tokio::task::spawn_blocking(render).await {
