@@ -10,6 +10,8 @@
 //! - [`http`]: free ports, `GET` over HTTP/1.0, a loopback server with a
 //!   fixed body, an address that refuses connections, polling an endpoint
 //!   until an answer is there.
+//! - [`recorder`]: [`Recorder`], a loopback HTTP receiver recording each
+//!   request, optionally down (`503`) for the first ones.
 //! - [`echo`]: [`EchoServer`], an upstream that answers with what it
 //!   received (the gateway's tests and benchmark).
 //! - [`onionspray`]: [`onionspray::SprayTree`], an Onionspray installation
@@ -38,6 +40,7 @@ pub mod notify;
 pub mod onionspray;
 pub mod poll;
 pub mod process;
+pub mod recorder;
 
 pub use echo::{EchoAddr, EchoServer};
 pub use fs::{append, copy_tree, file_names, mode};
@@ -45,6 +48,7 @@ pub use golden::{assert_golden, mask_exporter_families};
 pub use http::{dead_addr, free_port, get, get_until, json_until, serve, value, DeadAddr};
 pub use poll::wait_for;
 pub use process::{start_logs, wait_exit, Running};
+pub use recorder::{Received, Recorder};
 
 /// A real MetricsPort page of tor 0.4.9.11 hosting two onion services
 /// (captured from `onionwatch testnet up --onions 2 --onions-per-tor 2`
