@@ -12,6 +12,8 @@
 //!   until an answer is there.
 //! - [`recorder`]: [`Recorder`], a loopback HTTP receiver recording each
 //!   request, optionally down (`503`) for the first ones.
+//! - [`alertmanager`]: [`Alertmanager`], a real Alertmanager on a free
+//!   loopback port with a temporary config and storage.
 //! - [`echo`]: [`EchoServer`], an upstream that answers with what it
 //!   received (the gateway's tests and benchmark).
 //! - [`onionspray`]: [`onionspray::SprayTree`], an Onionspray installation
@@ -31,6 +33,7 @@
 //! assert!(get(addr, "/metrics").ends_with("\r\n\r\nup 1\n"));
 //! ```
 
+pub mod alertmanager;
 pub mod echo;
 pub mod fs;
 pub mod fuzz;
@@ -42,6 +45,7 @@ pub mod poll;
 pub mod process;
 pub mod recorder;
 
+pub use alertmanager::Alertmanager;
 pub use echo::{EchoAddr, EchoServer};
 pub use fs::{append, copy_tree, file_names, mode};
 pub use golden::{assert_golden, mask_exporter_families};
