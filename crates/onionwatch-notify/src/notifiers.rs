@@ -321,7 +321,7 @@ fn prepare(c: &NotifierConfig, name: String) -> Result<(Arc<Shared>, Start), Err
     let foreign = c.foreign_fields();
     if !foreign.is_empty() {
         return Err(bad(format!(
-            "{} not used by a {} notifier",
+            "{}: not used by notifiers of type {}",
             foreign.join(", "),
             c.kind.as_str()
         )));

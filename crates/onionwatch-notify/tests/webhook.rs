@@ -278,7 +278,7 @@ async fn bad_configs_are_refused_with_the_reason() {
     assert!(err("type: webhook\n").contains("url: required"));
     assert!(err("type: webhook\nurl: ftp://x/\n").contains("http or https"));
     let e = err("type: exec\ncommand: [true]\nurl: http://x/\n");
-    assert!(e.contains("url not used by a exec notifier"), "{e}");
+    assert!(e.contains("url: not used by notifiers of type exec"), "{e}");
     let e = err("type: webhook\nurl: http://x/\nmatch_re: {a: '('}\n");
     assert!(e.contains("match_re.a"), "{e}");
     let e = err("type: webhook\nurl: http://x/\nbearer_token: {file: /nonexistent/t}\n");

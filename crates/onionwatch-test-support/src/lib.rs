@@ -14,6 +14,8 @@
 //!   request, optionally down (`503`) for the first ones.
 //! - [`alertmanager`]: [`Alertmanager`], a real Alertmanager on a free
 //!   loopback port with a temporary config and storage.
+//! - [`smtp`]: [`SmtpSink`], a real SMTP server (aiosmtpd) storing each
+//!   message, plain, STARTTLS or implicit TLS, with or without AUTH.
 //! - [`echo`]: [`EchoServer`], an upstream that answers with what it
 //!   received (the gateway's tests and benchmark).
 //! - [`onionspray`]: [`onionspray::SprayTree`], an Onionspray installation
@@ -44,6 +46,7 @@ pub mod onionspray;
 pub mod poll;
 pub mod process;
 pub mod recorder;
+pub mod smtp;
 
 pub use alertmanager::Alertmanager;
 pub use echo::{EchoAddr, EchoServer};
@@ -53,6 +56,7 @@ pub use http::{dead_addr, free_port, get, get_until, json_until, serve, value, D
 pub use poll::wait_for;
 pub use process::{start_logs, wait_exit, Running};
 pub use recorder::{Received, Recorder};
+pub use smtp::SmtpSink;
 
 /// A real MetricsPort page of tor 0.4.9.11 hosting two onion services
 /// (captured from `onionwatch testnet up --onions 2 --onions-per-tor 2`
