@@ -158,6 +158,9 @@ pub enum Error {
         /// What is wrong and where.
         message: String,
     },
+    /// [`Notifiers::start`] was called outside a tokio runtime.
+    #[error("the notifiers need a tokio runtime to run on: start them from within one")]
+    NoRuntime,
 }
 
 use std::collections::BTreeMap;

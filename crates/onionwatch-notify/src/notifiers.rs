@@ -159,6 +159,7 @@ impl Notifiers {
     /// tokio runtime. Secrets (passwords, tokens) are read now, so a
     /// missing file shows at start.
     pub fn start(configs: Vec<NotifierConfig>) -> Result<Notifiers, Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let (drain, _) = watch::channel(None);
         let mut notifiers = Vec::new();
         let mut starts = Vec::new();
@@ -183,7 +184,7 @@ impl Notifiers {
             .map(|(n, start)| {
                 let n = n.clone();
                 let drain = drain.subscribe();
-                tokio::spawn(async move {
+                runtime.spawn(async move {
                     match start {
                         Start::Queue(d, retry) => run_queue(n, d, retry, drain).await,
                         Start::Alertmanager(a) => a.run(n, drain).await,
