@@ -134,7 +134,7 @@ pub struct NotifierConfig {
     #[serde(default = "default_timeout", deserialize_with = "duration")]
     pub timeout: Duration,
     /// Notifications waiting while an earlier one is delivered (default
-    /// 100); when full, the oldest is dropped and counted.
+    /// 100, at most 10000); when full, the oldest is dropped and counted.
     #[serde(default = "default_queue_size")]
     pub queue_size: usize,
     /// Attempts per notification before it is given up and counted as

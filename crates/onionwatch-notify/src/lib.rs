@@ -34,7 +34,7 @@
 //! | `match_re` | none | `{label: regex}`: only alerts whose labels match (anchored; a missing label is `""`) |
 //! | `send_resolved` | `true` | also notify when alerts resolve |
 //! | `timeout` | `10s` | bound of one attempt (connect, send, answer; or the command's run) |
-//! | `queue_size` | `100` | notifications waiting; when full the oldest is dropped and counted |
+//! | `queue_size` | `100` | notifications waiting (at most 10000); when full the oldest is dropped and counted |
 //! | `max_attempts` | `10` | attempts per notification, then it is dropped and counted |
 //! | `retry_initial`, `retry_max` | `1s`, `5m` | backoff between attempts: doubled each time, capped |
 //!

@@ -16,6 +16,9 @@ use crate::config::{invalid, Kind, NotifierConfig, DEFAULT_RESEND};
 use crate::http::HttpTarget;
 use crate::{payload, Alert, Error, Group, Labels};
 
+/// Bound of `queue_size`: memory stays bounded whatever is configured.
+const MAX_QUEUE: usize = 10_000;
+
 /// Which alerts a notifier takes: every matcher must match the alert's
 /// labels (a missing label is the empty string).
 pub(crate) struct Route {
@@ -333,8 +336,8 @@ fn prepare(c: &NotifierConfig, name: String) -> Result<(Arc<Shared>, Start), Err
     if c.max_attempts == 0 {
         return Err(bad("max_attempts: must be at least 1".into()));
     }
-    if c.queue_size == 0 {
-        return Err(bad("queue_size: must be at least 1".into()));
+    if !(1..=MAX_QUEUE).contains(&c.queue_size) {
+        return Err(bad(format!("queue_size: must be 1 to {MAX_QUEUE}")));
     }
     let mut re = Vec::new();
     for (k, r) in &c.match_re {

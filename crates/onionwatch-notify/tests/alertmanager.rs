@@ -53,6 +53,11 @@ async fn alerts_are_pushed_to_alertmanager_and_resolved() {
     // Firing: it ends a few resend intervals ahead, not in 2024.
     assert!(a["endsAt"].as_str().unwrap() > "2025", "{a}");
     assert!(named(&v, "NotRouted").is_empty(), "match_re: {v}");
+    // The fingerprint of the webhook payload is Alertmanager's own.
+    assert_eq!(
+        a["fingerprint"],
+        onionwatch_notify::payload::fingerprint(&down.labels)
+    );
     assert!(named(&v, "Ignored").is_empty(), "{v}");
 
     // Resolved with its end: no longer active. The descriptor alert just
