@@ -2,7 +2,7 @@
 //! `/api/v2/alerts` as Prometheus does, and lets Alertmanager group,
 //! silence and route.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -51,11 +51,12 @@ impl Pusher {
             }
             let alerts = self.state.borrow_and_update().clone();
             let now = SystemTime::now();
+            let current: BTreeSet<String> = alerts
+                .iter()
+                .map(|a| payload::fingerprint(&a.labels))
+                .collect();
             for (fp, a) in &firing {
-                if !alerts
-                    .iter()
-                    .any(|b| &payload::fingerprint(&b.labels) == fp)
-                {
+                if !current.contains(fp) {
                     gone.entry(fp.clone()).or_insert_with(|| Alert {
                         ends_at: Some(now),
                         ..a.clone()
@@ -65,11 +66,7 @@ impl Pusher {
             let mut push = alerts.clone();
             push.extend(
                 gone.iter()
-                    .filter(|(fp, _)| {
-                        !alerts
-                            .iter()
-                            .any(|b| &&payload::fingerprint(&b.labels) == fp)
-                    })
+                    .filter(|(fp, _)| !current.contains(*fp))
                     .map(|(_, a)| a.clone()),
             );
             if push.is_empty() {

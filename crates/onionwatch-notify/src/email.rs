@@ -6,6 +6,7 @@ use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::config::{NotifierConfig, SmtpTls};
@@ -52,6 +53,9 @@ impl Email {
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
             .port(port)
             .timeout(Some(c.timeout));
+        if let Some(name) = hostname() {
+            builder = builder.hello_name(ClientId::Domain(name));
+        }
         if mode != SmtpTls::None {
             let mut params = TlsParameters::builder(host.to_owned());
             if let Some(path) = &c.ca_file {
@@ -116,4 +120,23 @@ impl Email {
             Err(_) => Err(format!("no answer within {:?} (timeout)", self.timeout)),
         }
     }
+}
+
+/// This host's name for EHLO (lettre says `[127.0.0.1]` otherwise, which
+/// some servers dislike).
+fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname(2) writes at most buf.len() bytes into buf.
+    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if r != 0 {
+        return None;
+    }
+    let end = buf.iter().position(|&b| b == 0)?;
+    let name = std::str::from_utf8(&buf[..end]).ok()?;
+    // Only a plain host name: it goes into an SMTP command.
+    (!name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+    .then(|| name.to_owned())
 }

@@ -55,6 +55,9 @@ async fn plain_smtp_delivers_a_readable_message() {
     );
     assert_eq!(m["login"], serde_json::Value::Null);
     assert_eq!(m["tls"], false);
+    // EHLO with this host's name (lettre's default is an address literal).
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(m["helo"], host.trim());
     // Long headers are folded: unfold them.
     let data = m["data"].as_str().unwrap().replace("\r\n ", " ");
     for needle in [
