@@ -89,7 +89,7 @@
 //! # email
 //!
 //! One e-mail per notification over SMTP (`lettre`, rustls), subject
-//! `[FIRING:2] OnionServiceUnreachable (name=shop)`, a plain-text body
+//! `[FIRING:1] OnionServiceUnreachable (name=shop project=news)`, a plain-text body
 //! listing each alert with its labels (onion service `name`, `address`,
 //! `project`, …), annotations and times.
 //!

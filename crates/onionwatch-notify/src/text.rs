@@ -8,7 +8,7 @@ use crate::{payload, Group};
 /// At most this many alerts are spelled out; the rest are counted.
 const MAX_ALERTS: usize = 50;
 
-/// `[FIRING:2] OnionServiceUnreachable, DescriptorUnavailable (name=shop project=news)`.
+/// `[FIRING:2] DescriptorUnavailable, OnionServiceUnreachable (name=shop project=news)`.
 pub(crate) fn subject(group: &Group) -> String {
     let firing = group.alerts.iter().filter(|a| a.is_firing()).count();
     let mut names: Vec<&str> = group
@@ -19,11 +19,18 @@ pub(crate) fn subject(group: &Group) -> String {
     names.dedup();
     names.sort_unstable();
     names.dedup();
-    let labels: Vec<String> = group
-        .labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect();
+    // The group's labels, and the onion service and project when every
+    // alert names the same one: the subject says what is affected.
+    let mut shown = group.labels.clone();
+    for key in ["name", "project"] {
+        let mut values = group.alerts.iter().map(|a| a.labels.get(key));
+        if let Some(Some(first)) = values.next() {
+            if values.all(|v| v == Some(first)) {
+                shown.entry(key.to_owned()).or_insert_with(|| first.clone());
+            }
+        }
+    }
+    let labels: Vec<String> = shown.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let count = match group.status() {
         crate::Status::Firing => firing,
         crate::Status::Resolved => group.alerts.len(),

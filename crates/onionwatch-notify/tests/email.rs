@@ -61,7 +61,7 @@ async fn plain_smtp_delivers_a_readable_message() {
     // Long headers are folded: unfold them.
     let data = m["data"].as_str().unwrap().replace("\r\n ", " ");
     for needle in [
-        "Subject: [FIRING:1] DescriptorUnavailable, OnionServiceUnreachable (name=shop)",
+        "Subject: [FIRING:1] DescriptorUnavailable, OnionServiceUnreachable (name=shop project=news)",
         "Content-Type: text/plain",
         "FIRING: OnionServiceUnreachable",
         "RESOLVED: DescriptorUnavailable",

@@ -31,7 +31,7 @@ async fn ntfy_posts_a_short_text_with_title_priority_and_tags() {
     assert_eq!(r.path, "/onion-alerts");
     assert_eq!(
         r.header("title"),
-        Some("[FIRING:1] OnionServiceUnreachable (name=shop)")
+        Some("[FIRING:1] OnionServiceUnreachable (name=shop project=news)")
     );
     assert_eq!(r.header("priority"), Some("urgent"));
     assert_eq!(r.header("tags"), Some("rotating_light"));
@@ -58,7 +58,7 @@ async fn ntfy_posts_a_short_text_with_title_priority_and_tags() {
     let r = rx.next();
     assert_eq!(
         r.header("title"),
-        Some("[RESOLVED:1] OnionServiceUnreachable (name=shop)")
+        Some("[RESOLVED:1] OnionServiceUnreachable (name=shop project=news)")
     );
     assert_eq!(r.header("priority"), Some("default"));
     assert_eq!(r.header("tags"), Some("white_check_mark"));
