@@ -521,3 +521,46 @@ impl Notifiers {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(eq: &[(&str, &str)], re: &[(&str, &str)]) -> Route {
+        Route {
+            eq: eq
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            re: re
+                .iter()
+                .map(|(k, r)| ((*k).to_owned(), Regex::new(&format!("^(?:{r})$")).unwrap()))
+                .collect(),
+        }
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn matchers_are_exact_anchored_and_see_missing_labels_as_empty() {
+        let l = labels(&[
+            ("alertname", "OnionServiceUnreachable"),
+            ("severity", "critical"),
+        ]);
+        assert!(route(&[], &[]).matches(&l));
+        assert!(route(&[("severity", "critical")], &[]).matches(&l));
+        assert!(!route(&[("severity", "crit")], &[]).matches(&l));
+        // Anchored: a part of the value is not a match.
+        assert!(!route(&[], &[("alertname", "Onion")]).matches(&l));
+        assert!(route(&[], &[("alertname", "Onion.*")]).matches(&l));
+        // A missing label is "": `team: ''` takes alerts without a team.
+        assert!(route(&[("team", "")], &[]).matches(&l));
+        assert!(route(&[], &[("team", "|ops")]).matches(&l));
+        assert!(!route(&[], &[("team", "ops")]).matches(&l));
+    }
+}
