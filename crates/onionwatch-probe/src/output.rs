@@ -111,7 +111,7 @@ impl NagiosState {
 /// threshold of the shipped alert `OnionServiceCertificateExpiringSoon`
 /// and of both dashboards (a test checks they agree; Onionprobe's bundled
 /// alert uses 7 days).
-pub const CERT_WARNING_SECONDS: i64 = 14 * 86_400;
+pub const CERT_WARNING_SECONDS: i64 = onionwatch_alert::CERT_WARNING_SECONDS;
 
 /// What the verdict says of a failed probe: `name[path]: stage (error)`,
 /// the error left out when it only repeats the stage.

@@ -144,15 +144,33 @@ pub async fn start_exporter(
     endpoint: &EndpointConfig,
     metrics: Arc<ProbeMetrics>,
 ) -> Result<RunningServer, ExporterError> {
+    start_exporter_with(endpoint, metrics, Vec::new(), None).await
+}
+
+/// [`start_exporter`], with more families on `/metrics` (the alert
+/// engine's, the notifiers') and more routes (`/api/v1/alerts`…).
+pub async fn start_exporter_with(
+    endpoint: &EndpointConfig,
+    metrics: Arc<ProbeMetrics>,
+    extra: Vec<Arc<dyn onionwatch_server::Collect>>,
+    routes: Option<axum::Router>,
+) -> Result<RunningServer, ExporterError> {
     let registry = Arc::new(onionwatch_server::Registry::default());
     registry.register(metrics.clone());
+    for source in extra {
+        registry.register(source);
+    }
     // `/-/ready` once a round completed.
     registry.set_readiness(move || {
         metrics
             .get("onionwatch_rounds", &[])
             .is_some_and(|n| n >= 1.0)
     });
-    onionwatch_server::start(endpoint, onionwatch_server::router(registry))
+    let mut app = onionwatch_server::router(registry);
+    if let Some(routes) = routes {
+        app = app.merge(routes);
+    }
+    onionwatch_server::start(endpoint, app)
         .await
         .map_err(|source| ExporterError {
             addr: endpoint.listen,
@@ -179,6 +197,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         prometheus_exporter => "prometheus_exporter",
         prometheus_exporter_address => "prometheus_exporter_address",
         prometheus_exporter_port => "prometheus_exporter_port",
+        alerts => "alerts",
     );
     // Only a launched tor reads these.
     if old.launch_tor && new.launch_tor {
