@@ -10,6 +10,10 @@
 //! - [`http`]: free ports, `GET` over HTTP/1.0, a loopback server with a
 //!   fixed body, an address that refuses connections, polling an endpoint
 //!   until an answer is there.
+//! - [`recorder`]: [`Recorder`], a loopback HTTP receiver recording each
+//!   request, optionally down (`503`) for the first ones.
+//! - [`alertmanager`]: [`Alertmanager`], a real Alertmanager on a free
+//!   loopback port with a temporary config and storage.
 //! - [`echo`]: [`EchoServer`], an upstream that answers with what it
 //!   received (the gateway's tests and benchmark).
 //! - [`onionspray`]: [`onionspray::SprayTree`], an Onionspray installation
@@ -29,6 +33,7 @@
 //! assert!(get(addr, "/metrics").ends_with("\r\n\r\nup 1\n"));
 //! ```
 
+pub mod alertmanager;
 pub mod echo;
 pub mod fs;
 pub mod fuzz;
@@ -38,13 +43,16 @@ pub mod notify;
 pub mod onionspray;
 pub mod poll;
 pub mod process;
+pub mod recorder;
 
+pub use alertmanager::Alertmanager;
 pub use echo::{EchoAddr, EchoServer};
 pub use fs::{append, copy_tree, file_names, mode};
 pub use golden::{assert_golden, mask_exporter_families};
 pub use http::{dead_addr, free_port, get, get_until, json_until, serve, value, DeadAddr};
 pub use poll::wait_for;
 pub use process::{start_logs, wait_exit, Running};
+pub use recorder::{Received, Recorder};
 
 /// A real MetricsPort page of tor 0.4.9.11 hosting two onion services
 /// (captured from `onionwatch testnet up --onions 2 --onions-per-tor 2`
