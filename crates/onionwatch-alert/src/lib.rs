@@ -61,6 +61,15 @@ pub trait Sink: Send + Sync {
     fn push_alerts(&self, alerts: Vec<Alert>);
 }
 
+impl Sink for onionwatch_notify::Notifiers {
+    fn notify(&self, group: Group) {
+        onionwatch_notify::Notifiers::notify(self, group);
+    }
+    fn push_alerts(&self, alerts: Vec<Alert>) {
+        onionwatch_notify::Notifiers::push_alerts(self, alerts);
+    }
+}
+
 /// Most silences kept (the API can add them).
 const MAX_SILENCES: usize = 1000;
 /// Most series followed per rule (a hostile or broken exporter cannot

@@ -417,7 +417,7 @@ impl Dashboard {
                 since: a
                     .active_at
                     .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| secs(d)),
+                    .map_or(0, secs),
                 silenced: a.silenced,
             })
             .collect()

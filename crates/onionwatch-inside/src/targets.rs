@@ -105,6 +105,11 @@ pub struct Config {
     /// a notifier, the alert engine runs. Default: none.
     #[serde(default)]
     pub alerts: Option<onionwatch_alert::AlertsConfig>,
+    /// Where alerts go (webhook, Alertmanager, e-mail, ntfy, exec; see
+    /// `onionwatch_notify`). With at least one, the alert engine runs with
+    /// its built-in rules. Default: none.
+    #[serde(default)]
+    pub notifiers: Vec<onionwatch_notify::NotifierConfig>,
 }
 
 /// One project's targets.
@@ -192,6 +197,7 @@ impl Default for Config {
             probe: None,
             dashboard: crate::dashboard::DashboardSection::default(),
             alerts: None,
+            notifiers: Vec::new(),
         }
     }
 }

@@ -198,6 +198,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         prometheus_exporter_address => "prometheus_exporter_address",
         prometheus_exporter_port => "prometheus_exporter_port",
         alerts => "alerts",
+        notifiers => "notifiers",
     );
     // Only a launched tor reads these.
     if old.launch_tor && new.launch_tor {

@@ -250,6 +250,10 @@ pub struct Config {
     /// thresholds, labels, grouping, silences; see `onionwatch_alert::config`).
     /// With it, or a notifier, the alert engine runs.
     pub alerts: Option<onionwatch_alert::AlertsConfig>,
+    /// onionwatch: where alerts go (webhook, Alertmanager, e-mail, ntfy,
+    /// exec; see `onionwatch_notify`). With at least one, the alert
+    /// engine runs with its built-in rules.
+    pub notifiers: Vec<onionwatch_notify::NotifierConfig>,
 }
 
 impl Default for Config {
@@ -292,6 +296,7 @@ impl Default for Config {
             tor_config: Vec::new(),
             endpoints: BTreeMap::new(),
             alerts: None,
+            notifiers: Vec::new(),
         }
     }
 }
@@ -336,6 +341,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "tor_config",
     "endpoints",
     "alerts",
+    "notifiers",
 ];
 
 /// Largest config file read (the biggest bundled one is ~40 KiB).

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use onionwatch_probe::config::{Config, ControlPassword, ControlPort};
 use onionwatch_probe::output::{json_line, nagios, table};
-use onionwatch_probe::runner::{exporter_endpoint, start_exporter};
+use onionwatch_probe::runner::{exporter_endpoint, start_exporter_with};
 use onionwatch_probe::{Event, Finish, ProbeMetrics, ProbeResult, Runner, Tor};
 
 use crate::signals::Signals;
@@ -233,6 +233,18 @@ pub struct ProbeArgs {
     prometheus_exporter: bool,
     #[arg(long = "no-prometheus_exporter", alias = "no-prometheus-exporter")]
     no_prometheus_exporter: bool,
+
+    // Alerts (onionwatch extension).
+    /// Notify this webhook (Alertmanager's webhook payload) when a built-in
+    /// alert fires or resolves; repeatable. Adds to the config's
+    /// `notifiers:`; with any notifier (or an `alerts:` section) the alert
+    /// rules run (not with --check).
+    #[arg(long = "notify-webhook", alias = "notify_webhook", value_name = "URL")]
+    notify_webhook: Vec<String>,
+    /// Keep the alert state here (alerts.json), so a restart neither
+    /// repeats a firing notification nor loses a resolution.
+    #[arg(long = "state-dir", alias = "state_dir", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 fn flag(yes: bool, no: bool) -> Option<bool> {
@@ -393,10 +405,25 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         }
         Err(e) => return Err(e),
     };
+    // A single --check round never fills an alert window: no alerts there.
+    let alerting = if args.check {
+        None
+    } else {
+        super::alerting::start(
+            config.alerts.as_ref(),
+            config.notifiers.clone(),
+            &args.notify_webhook,
+            args.state_dir.as_deref(),
+        )?
+    };
     let metrics = Arc::new(ProbeMetrics::new());
     let (exporter, ready_status) = match &endpoint {
         Some(endpoint) => {
-            let server = start_exporter(endpoint, metrics.clone()).await?;
+            let (extra, routes) = match &alerting {
+                Some(a) => (a.collectors(), Some(a.engine.router())),
+                None => (Vec::new(), None),
+            };
+            let server = start_exporter_with(endpoint, metrics.clone(), extra, routes).await?;
             let scheme = if endpoint.tls.is_some() {
                 "https"
             } else {
@@ -437,6 +464,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         stop = &mut stop => return Ok(stop.exit_code()),
     };
     let rebuild_args = args.clone();
+    let round_metrics = metrics.clone();
     let mut runner = Runner::new(tor, metrics, config)?.reload_on(reload_rx, move || {
         let (c, warnings) = rebuild_args.build_config()?;
         apply_logging(&c, &warnings);
@@ -481,6 +509,16 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
                     }
                     all_passed &= results.iter().all(|r| r.passed);
                     last_results = results;
+                    if let Some(a) = &alerting {
+                        // Never blocks: the notifiers queue and retry on their own.
+                        let mut families = Vec::new();
+                        onionwatch_server::Collect::collect(&*round_metrics, &mut families);
+                        a.engine.observe(
+                            onionwatch_alert::Source::Probe,
+                            &families,
+                            std::time::SystemTime::now(),
+                        );
+                    }
                 }
             }
             Ok(())
@@ -491,6 +529,9 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         crate::notify::stopping();
     }
     runner.shutdown().await;
+    if let Some(a) = &alerting {
+        a.shutdown().await;
+    }
     if args.check {
         let (state, line) = nagios(&last_results);
         outln!("{line}")?;

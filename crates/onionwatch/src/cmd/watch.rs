@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -125,6 +126,12 @@ pub struct WatchArgs {
     /// Re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
     probe_config: Option<PathBuf>,
+    /// Notify this webhook (Alertmanager's webhook payload) when a built-in
+    /// alert fires or resolves; repeatable. Adds to the configuration's
+    /// `notifiers:`; with any notifier (or an `alerts:` section) the alert
+    /// rules run, their state kept in --state-dir.
+    #[arg(long = "notify-webhook", value_name = "URL")]
+    notify_webhook: Vec<String>,
 }
 
 pub async fn run(args: WatchArgs) -> Result<ExitCode> {
@@ -155,6 +162,15 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
         log_format: args.log_format,
     };
     let section = config.as_ref().and_then(|c| c.probe.clone());
+    let alerting = super::alerting::start(
+        config.as_ref().and_then(|c| c.alerts.as_ref()),
+        config
+            .as_ref()
+            .map(|c| c.notifiers.clone())
+            .unwrap_or_default(),
+        &args.notify_webhook,
+        args.state_dir.as_deref(),
+    )?;
     let settings = Settings::build(config, &flags)?;
     let probe = Probing::for_watch(section, args.probe_config, !settings.onionspray.is_empty())?;
     let endpoint = args.endpoint.config(settings.listen)?;
@@ -163,15 +179,22 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
     } else {
         "http"
     };
-    let site = Site::build(SiteConfig {
+    let mut site = Site::build(SiteConfig {
         settings,
         endpoint,
         policy,
         state_dir: args.state_dir,
         probe,
-    })?
-    .serve()
-    .await?;
+    })?;
+    if let Some(a) = &alerting {
+        site.register(Arc::new(a.notifiers.clone()));
+        site = site.with_alerts(a.engine.clone());
+    }
+    let site = site.serve().await?;
     crate::notify::ready(&format!("serving {scheme}://{}/", site.local_addr()));
-    signals::serve_until_stopped(site, signals).await
+    let code = signals::serve_until_stopped(site, signals).await;
+    if let Some(a) = &alerting {
+        a.shutdown().await;
+    }
+    code
 }
