@@ -256,3 +256,32 @@ fn a_webhook_that_never_answers_does_not_hold_the_scrapes_up() {
     );
     stop(child);
 }
+
+/// README's "Getting notified" examples are valid `probe` and `watch`
+/// configurations.
+#[test]
+fn the_readme_examples_load_in_probe_and_watch() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let section = readme
+        .split("\n## Getting notified\n")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README has a Getting notified section");
+    let blocks: Vec<&str> = section
+        .split("```yaml\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert_eq!(blocks.len(), 2, "{section}");
+    for yaml in blocks {
+        let (probe, warnings) = onionwatch_probe::Config::from_yaml(yaml, "README").unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        if let Some(alerts) = &probe.alerts {
+            alerts.validate().unwrap();
+        }
+        let watch = onionwatch_inside::targets::Config::from_yaml(yaml, "README").unwrap();
+        assert_eq!(watch.alerts, probe.alerts);
+        assert_eq!(watch.notifiers, probe.notifiers);
+    }
+}
