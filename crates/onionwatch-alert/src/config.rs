@@ -423,6 +423,18 @@ impl AlertsConfig {
         Ok(rules)
     }
 
+    /// Seconds before a certificate's expiry from which it is reported: the
+    /// `threshold` of `OnionServiceCertificateExpiringSoon`, else
+    /// [`crate::CERT_WARNING_SECONDS`]. `probe --check` and the dashboard
+    /// use it too.
+    pub fn certificate_warning_seconds(&self) -> i64 {
+        self.rules
+            .get("OnionServiceCertificateExpiringSoon")
+            .and_then(|r| r.threshold)
+            .filter(|t| t.0.is_finite())
+            .map_or(crate::CERT_WARNING_SECONDS, |t| t.0 as i64)
+    }
+
     /// The silences of the configuration, with ids `config-1`, `config-2`…
     pub fn silences(&self) -> Vec<Silence> {
         self.silences
@@ -473,6 +485,11 @@ mod tests {
             .find(|r| r.def.name == "OnionServiceCertificateExpiringSoon")
             .unwrap();
         assert_eq!(cert.threshold, 21.0 * 86_400.0);
+        assert_eq!(c.certificate_warning_seconds(), 21 * 86_400);
+        assert_eq!(
+            AlertsConfig::default().certificate_warning_seconds(),
+            crate::CERT_WARNING_SECONDS
+        );
         let down = rules
             .iter()
             .find(|r| r.def.name == "OnionServiceUnreachable")

@@ -214,6 +214,7 @@ struct Shared {
     repeat: Duration,
     group_by: Vec<String>,
     external: Labels,
+    cert_warning: i64,
     sink: Arc<dyn Sink>,
     inner: Mutex<Inner>,
 }
@@ -259,6 +260,7 @@ impl Engine {
             repeat: config.repeat_interval,
             group_by: config.group_by.clone(),
             external,
+            cert_warning: config.certificate_warning_seconds(),
             sink,
             inner: Mutex::new(Inner {
                 saved,
@@ -276,6 +278,12 @@ impl Engine {
     /// The rules evaluated.
     pub fn rules(&self) -> &[EffectiveRule] {
         &self.0.rules
+    }
+
+    /// The certificate threshold in use (see
+    /// [`AlertsConfig::certificate_warning_seconds`]).
+    pub fn certificate_warning_seconds(&self) -> i64 {
+        self.0.cert_warning
     }
 
     /// Feed one round of `source`: the families it just produced, at

@@ -277,6 +277,9 @@ pub struct Snapshot {
     pub projects: Vec<ProjectRow>,
     /// The alert engine's firing alerts (empty without one).
     pub firing_alerts: Vec<AlertRow>,
+    /// Certificates expiring within this many seconds are flagged: the
+    /// alert engine's threshold, 14 days by default.
+    pub certificate_warning_seconds: i64,
 }
 
 /// A firing alert as the page shows it.
@@ -732,6 +735,14 @@ impl Dashboard {
             onion_services: probes.into_values().collect(),
             projects: projects.into_values().collect(),
             firing_alerts: self.firing_alerts(),
+            certificate_warning_seconds: self
+                .alerts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map_or(onionwatch_alert::CERT_WARNING_SECONDS, |e| {
+                    e.certificate_warning_seconds()
+                }),
         }
     }
 
@@ -924,6 +935,7 @@ mod tests {
         assert_eq!(alerts[0].alertname, "OnionServiceUnreachable");
         assert!(alerts[0].summary.contains("shop"), "{:?}", alerts[0]);
         assert_eq!(alerts[0].since, 1_800_000_120);
+        assert_eq!(d.snapshot().certificate_warning_seconds, 14 * 86_400);
     }
 
     fn dashboard(

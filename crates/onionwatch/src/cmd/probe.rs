@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use onionwatch_probe::config::{Config, ControlPassword, ControlPort};
-use onionwatch_probe::output::{json_line, nagios, table};
+use onionwatch_probe::output::{json_line, nagios_with, table};
 use onionwatch_probe::runner::{exporter_endpoint, start_exporter_with};
 use onionwatch_probe::{Event, Finish, ProbeMetrics, ProbeResult, Runner, Tor};
 
@@ -465,6 +465,11 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
     };
     let rebuild_args = args.clone();
     let round_metrics = metrics.clone();
+    // --check warns of certificates under the alert rule's threshold.
+    let cert_warning = config.alerts.as_ref().map_or(
+        onionwatch_alert::CERT_WARNING_SECONDS,
+        onionwatch_alert::AlertsConfig::certificate_warning_seconds,
+    );
     let mut runner = Runner::new(tor, metrics, config)?.reload_on(reload_rx, move || {
         let (c, warnings) = rebuild_args.build_config()?;
         apply_logging(&c, &warnings);
@@ -533,7 +538,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         a.shutdown().await;
     }
     if args.check {
-        let (state, line) = nagios(&last_results);
+        let (state, line) = nagios_with(&last_results, cert_warning);
         outln!("{line}")?;
         return Ok(ExitCode::from(state as u8));
     }
