@@ -2,7 +2,9 @@
 //! killed onion-service tor fires `OnionServiceUnreachable` at a real
 //! webhook receiver within the configured rounds, a restart of the prober
 //! while it fires sends no second "firing", and starting the tor again
-//! resolves it; a webhook that never answers does not hold the rounds up.
+//! resolves it; an onion service failing one round in five sends nothing
+//! with the default window; a webhook that never answers does not hold
+//! the rounds up.
 //!
 //! Run under `flock /tmp/ow-tornet.lock`: one network for the binary.
 
@@ -12,11 +14,53 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use onionwatch_test_support::{self as support, Received, Recorder, Running};
-use onionwatch_testnet::{shared_network, with_shared_network, NetworkConfig, NetworkInfo};
+use onionwatch_testnet::{
+    shared_network, with_shared_network, BackendKind, NetworkConfig, NetworkInfo, ServiceConfig,
+    ServiceTorConfig,
+};
+
+/// Requests the flapping backend got.
+static FLAPPY_REQUESTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A loopback HTTP backend answering 500 to every fifth request, 200 to
+/// the others.
+fn flappy_backend() -> SocketAddr {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let mut r = BufReader::new(&s);
+            let mut line = String::new();
+            while r.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let n = FLAPPY_REQUESTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let status = if n % 5 == 4 { "500 Oops" } else { "200 OK" };
+            let mut s = &s;
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            );
+        }
+    });
+    addr
+}
 
 fn net() -> &'static NetworkInfo {
-    // Two onion services on tors of their own: one is killed.
-    shared_network(|| NetworkConfig::with_onions(2, 1))
+    // Two onion services on tors of their own (one is killed), and a third
+    // whose backend fails one request in five.
+    shared_network(|| {
+        let mut config = NetworkConfig::with_onions(2, 1);
+        config.service_tors.push(ServiceTorConfig {
+            services: vec![ServiceConfig {
+                backend: BackendKind::Address(flappy_backend()),
+                ..ServiceConfig::default()
+            }],
+            ..ServiceTorConfig::default()
+        });
+        config
+    })
 }
 
 /// Onionprobe options reaching the network through its client tor, rounds
@@ -202,4 +246,51 @@ fn a_webhook_that_never_answers_does_not_hold_the_rounds_up() {
         "a never-answering webhook cannot have succeeded:\n{m}"
     );
     stop(child);
+}
+
+#[test]
+fn an_onion_service_failing_one_round_in_five_sends_nothing() {
+    let info = net();
+    let hook = Recorder::start(0);
+    let dir = tempfile::tempdir().unwrap();
+    let port = support::free_port();
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let config = dir.path().join("probe.yaml");
+    // The default rules and windows.
+    std::fs::write(
+        &config,
+        format!(
+            "{}endpoints:\n  flappy:\n    address: {}\n",
+            options(info, port),
+            info.onions[2].address,
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("probe.log");
+    let url = hook.url("/hook");
+    let child = probe(&config, &["--notify-webhook", &url], &log);
+    // 30 rounds, of which one in five failed (the backend says 500).
+    let m = within_minutes("30 rounds", &log, || {
+        let m = support::get(addr, "/metrics");
+        (support::value(&m, "onionwatch_rounds_total")? >= 30.0).then_some(m)
+    });
+    let failed = support::value(&m, "onion_service_unexpected_status_code{name=\"flappy\"");
+    let requests = FLAPPY_REQUESTS.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(requests >= 30, "{requests} requests");
+    assert!(failed.is_some(), "{m}");
+    let errors: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("onionwatch_probe_failures_total{name=\"flappy\""))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        errors >= 5.0,
+        "one round in five failed: {errors} failures\n{m}"
+    );
+    assert!(
+        m.contains("onionwatch_alerts_firing{alertname=\"OnionServiceUnreachable\"} 0\n"),
+        "{m}"
+    );
+    stop(child);
+    assert_eq!(hook.answered(), 0, "a notification was sent");
 }
