@@ -192,6 +192,8 @@ pub struct Dashboard {
     /// Failure and error counters at the last sample, to see which grew
     /// (at most `max_series` of each).
     counters: Mutex<BTreeMap<String, f64>>,
+    /// The alert engine whose firing alerts the overview lists.
+    alerts: Mutex<Option<onionwatch_alert::Engine>>,
 }
 
 impl std::fmt::Debug for Dashboard {
@@ -273,6 +275,24 @@ pub struct Snapshot {
     pub onion_services: Vec<ProbeRow>,
     /// Monitored projects.
     pub projects: Vec<ProjectRow>,
+    /// The alert engine's firing alerts (empty without one).
+    pub firing_alerts: Vec<AlertRow>,
+    /// Certificates expiring within this many seconds are flagged: the
+    /// alert engine's threshold, 14 days by default.
+    pub certificate_warning_seconds: i64,
+}
+
+/// A firing alert as the page shows it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct AlertRow {
+    /// `alertname`.
+    pub alertname: String,
+    /// Its `summary` annotation.
+    pub summary: String,
+    /// Unix seconds it fires since.
+    pub since: i64,
+    /// A silence covers it.
+    pub silenced: bool,
 }
 
 /// What `/api/v1/service/<name>` returns: one onion service.
@@ -373,7 +393,37 @@ impl Dashboard {
             store,
             notes: Mutex::default(),
             counters: Mutex::default(),
+            alerts: Mutex::default(),
         }))
+    }
+
+    /// List `engine`'s firing alerts on the overview.
+    pub fn set_alerts(&self, engine: onionwatch_alert::Engine) {
+        *self.alerts.lock().unwrap_or_else(|e| e.into_inner()) = Some(engine);
+    }
+
+    fn firing_alerts(&self) -> Vec<AlertRow> {
+        let engine = self
+            .alerts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(engine) = engine else {
+            return Vec::new();
+        };
+        engine
+            .firing()
+            .into_iter()
+            .map(|a| AlertRow {
+                alertname: a.labels.get("alertname").cloned().unwrap_or_default(),
+                summary: a.annotations.get("summary").cloned().unwrap_or_default(),
+                since: a
+                    .active_at
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, secs),
+                silenced: a.silenced,
+            })
+            .collect()
     }
 
     /// Replace the recent warnings shown for `project`.
@@ -684,6 +734,15 @@ impl Dashboard {
             ranges: self.ranges(),
             onion_services: probes.into_values().collect(),
             projects: projects.into_values().collect(),
+            firing_alerts: self.firing_alerts(),
+            certificate_warning_seconds: self
+                .alerts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map_or(onionwatch_alert::CERT_WARNING_SECONDS, |e| {
+                    e.certificate_warning_seconds()
+                }),
         }
     }
 
@@ -840,6 +899,43 @@ mod tests {
             out.push(requests);
             out.push(latency);
         }
+    }
+
+    struct Quiet;
+
+    impl onionwatch_alert::Sink for Quiet {
+        fn notify(&self, _: onionwatch_alert::Group) {}
+        fn push_alerts(&self, _: Vec<onionwatch_alert::Alert>) {}
+    }
+
+    #[test]
+    fn firing_alerts_are_on_the_overview() {
+        let (d, _) = dashboard(1, DashboardConfig::default(), None);
+        let engine = onionwatch_alert::Engine::new(
+            &onionwatch_alert::AlertsConfig::default(),
+            onionwatch_alert::Labels::new(),
+            None,
+            Arc::new(Quiet),
+        )
+        .unwrap();
+        d.set_alerts(engine.clone());
+        assert!(d.snapshot().firing_alerts.is_empty());
+        let mut f = Family::gauge(probe::REACHABLE, "");
+        f.push(
+            &[("name", "shop"), ("address", "x.onion"), ("path", "/")],
+            0.0,
+        );
+        let start = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        for i in 0..3 {
+            let t = start + std::time::Duration::from_secs(60 * i);
+            engine.observe(onionwatch_alert::Source::Probe, &[f.clone()], t);
+        }
+        let alerts = d.snapshot().firing_alerts;
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].alertname, "OnionServiceUnreachable");
+        assert!(alerts[0].summary.contains("shop"), "{:?}", alerts[0]);
+        assert_eq!(alerts[0].since, 1_800_000_120);
+        assert_eq!(d.snapshot().certificate_warning_seconds, 14 * 86_400);
     }
 
     fn dashboard(

@@ -108,6 +108,14 @@ impl Collect for Fake {
     }
 }
 
+/// Notifications go nowhere: the page is what is tested.
+struct Quiet;
+
+impl onionwatch_alert::Sink for Quiet {
+    fn notify(&self, _: onionwatch_alert::Group) {}
+    fn push_alerts(&self, _: Vec<onionwatch_alert::Alert>) {}
+}
+
 /// GET over plain HTTP/1.1 on loopback: the body.
 async fn reqwest_get(url: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -220,6 +228,23 @@ async fn the_page_shows_onion_services_and_projects_and_history_survives_a_resta
     assert!((rps - 110.0 / 15.0).abs() < 1e-9, "{rps}");
     assert!((shop.errors_5xx_per_second.unwrap() - 10.0 / 15.0).abs() < 1e-9);
     dash.set_recent_warnings("shop", vec!["[warn] Your system clock just jumped".into()]);
+    // The alert engine, fed three rounds in which "offline" is unreachable.
+    let engine = onionwatch_alert::Engine::new(
+        &onionwatch_alert::AlertsConfig::default(),
+        onionwatch_alert::Labels::new(),
+        None,
+        Arc::new(Quiet),
+    )
+    .unwrap();
+    for _ in 0..3 {
+        let families = registry.gather();
+        engine.observe(
+            onionwatch_alert::Source::Probe,
+            &families,
+            std::time::SystemTime::now(),
+        );
+    }
+    dash.set_alerts(engine);
 
     let config = EndpointConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -252,6 +277,12 @@ async fn the_page_shows_onion_services_and_projects_and_history_survives_a_resta
         "latency sparkline drawn: {dom}"
     );
     assert!(dom.contains("Your system clock just jumped"), "{dom}");
+    assert!(
+        dom.contains("<section id=\"alerts-section\">")
+            && dom.contains("data-alert=\"OnionServiceUnreachable\"")
+            && dom.contains("Onion service offline (offlinexxx"),
+        "the firing alert is on the overview: {dom}"
+    );
     assert!(dom.contains("5 days"), "certificate expiry shown: {dom}");
     // The overview: failure stage, uptime over the range, the picker, and
     // headings naming the range.

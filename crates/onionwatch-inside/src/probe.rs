@@ -93,6 +93,16 @@ impl<'de> Deserialize<'de> for ProbeSection {
                 )))
             }
         };
+        // watch has its own `alerts:` and `notifiers:` (top level): the
+        // probe's would be ignored, so they are refused here.
+        if let Some(k) = map
+            .keys()
+            .find(|k| k.as_str() == "alerts" || k.as_str() == "notifiers")
+        {
+            return Err(D::Error::custom(format!(
+                "probe.{k}: give `{k}:` at the top level of watch's configuration, where it covers the probes and the inside alike"
+            )));
+        }
         if let Some(k) = map.keys().find(|k| !KNOWN_KEYS.contains(&k.as_str())) {
             return Err(D::Error::custom(format!(
                 "probe: unknown key {k:?}: the section takes Onionprobe's options and `endpoints`, `config` (an Onionprobe YAML file) and `discover`"

@@ -100,6 +100,16 @@ pub struct Config {
     /// 7 days, 1 hour at the interval then 5-minute means, 1 h / 24 h / 7 d.
     #[serde(default)]
     pub dashboard: crate::dashboard::DashboardSection,
+    /// The built-in alert rules' settings (windows, `for`, thresholds,
+    /// labels, grouping, silences; `onionwatch_alert::config`). With it, or
+    /// a notifier, the alert engine runs. Default: none.
+    #[serde(default)]
+    pub alerts: Option<onionwatch_alert::AlertsConfig>,
+    /// Where alerts go (webhook, Alertmanager, e-mail, ntfy, exec; see
+    /// `onionwatch_notify`). With at least one, the alert engine runs with
+    /// its built-in rules. Default: none.
+    #[serde(default)]
+    pub notifiers: Vec<onionwatch_notify::NotifierConfig>,
 }
 
 /// One project's targets.
@@ -186,6 +196,8 @@ impl Default for Config {
             log_format: None,
             probe: None,
             dashboard: crate::dashboard::DashboardSection::default(),
+            alerts: None,
+            notifiers: Vec::new(),
         }
     }
 }

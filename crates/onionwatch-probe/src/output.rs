@@ -111,7 +111,7 @@ impl NagiosState {
 /// threshold of the shipped alert `OnionServiceCertificateExpiringSoon`
 /// and of both dashboards (a test checks they agree; Onionprobe's bundled
 /// alert uses 7 days).
-pub const CERT_WARNING_SECONDS: i64 = 14 * 86_400;
+pub const CERT_WARNING_SECONDS: i64 = onionwatch_alert::CERT_WARNING_SECONDS;
 
 /// What the verdict says of a failed probe: `name[path]: stage (error)`,
 /// the error left out when it only repeats the stage.
@@ -131,6 +131,13 @@ fn failure(label: &str, r: &ProbeResult, fallback: &str) -> String {
 /// pattern, or a certificate invalid or expiring within 14 days; OK
 /// otherwise; UNKNOWN when nothing was probed.
 pub fn nagios(results: &[ProbeResult]) -> (NagiosState, String) {
+    nagios_with(results, CERT_WARNING_SECONDS)
+}
+
+/// [`nagios`] with certificates expiring within `cert_warning_seconds` a
+/// WARNING (the `alerts:` section's threshold of
+/// `OnionServiceCertificateExpiringSoon`, when set).
+pub fn nagios_with(results: &[ProbeResult], cert_warning_seconds: i64) -> (NagiosState, String) {
     if results.is_empty() {
         return (
             NagiosState::Unknown,
@@ -151,7 +158,7 @@ pub fn nagios(results: &[ProbeResult]) -> (NagiosState, String) {
         } else if let Some(t) = &r.tls {
             if !t.certificate_valid
                 || t.certificate_expiry_seconds
-                    .is_some_and(|s| s < CERT_WARNING_SECONDS)
+                    .is_some_and(|s| s < cert_warning_seconds)
             {
                 warning.push(format!("{label}: certificate invalid or expiring"));
             }
@@ -189,7 +196,7 @@ pub fn nagios(results: &[ProbeResult]) -> (NagiosState, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::probe::{DescriptorOutcome, FailureStage};
+    use crate::probe::{DescriptorOutcome, FailureStage, TlsSummary};
     use crate::Config;
 
     /// A result of endpoint `name` at `/`, its descriptor fetched.
@@ -252,6 +259,27 @@ mod tests {
         assert_eq!(&broken[at..at + 11], "http_status", "{text}");
         assert_eq!(&fine[at..at + 1], "-", "{text}");
         assert_eq!(lines.last(), Some(&"1/3 probes passed"));
+    }
+
+    #[test]
+    fn the_check_warns_of_certificates_under_the_configured_threshold() {
+        let mut r = result("tls-site");
+        r.passed = true;
+        r.reachable = true;
+        r.tls = Some(TlsSummary {
+            version: "TLSv1.3".into(),
+            cipher: String::new(),
+            certificate_valid: true,
+            certificate_error: None,
+            certificate_expiry_seconds: Some(20 * 86_400),
+            certificate_not_after: None,
+            certificate_match_hostname: Some(true),
+        });
+        let results = [r];
+        assert_eq!(nagios(&results).0, NagiosState::Ok);
+        let (state, line) = nagios_with(&results, 21 * 86_400);
+        assert_eq!(state, NagiosState::Warning, "{line}");
+        assert!(line.contains("certificate invalid or expiring"), "{line}");
     }
 
     #[test]

@@ -189,20 +189,26 @@ impl Exposition {
     }
 }
 
-/// Serve `exposition` at `/metrics` (and `/healthz`, `/-/ready`) and
+/// Serve `exposition` at `/metrics` (and `/healthz`, `/-/ready`),
 /// `/probe?target=…` (at most `max_probes` at once, see
-/// [`crate::on_demand`]) on `endpoint`, in the background.
+/// [`crate::on_demand`]) and `routes` (the alert engine's `/api/v1/alerts`…)
+/// on `endpoint`, in the background.
 pub async fn start_exporter(
     endpoint: &EndpointConfig,
     exposition: &Exposition,
     max_probes: usize,
+    routes: Option<axum::Router>,
 ) -> Result<RunningServer, ExporterError> {
     let limits = OnDemandLimits {
         max_in_flight: max_probes.max(1),
         ..OnDemandLimits::default()
     };
-    let app = onionwatch_server::router_over(exposition.registry.clone(), exposition.root.clone())
-        .merge(on_demand_router(exposition.on_demand.clone(), limits));
+    let mut app =
+        onionwatch_server::router_over(exposition.registry.clone(), exposition.root.clone())
+            .merge(on_demand_router(exposition.on_demand.clone(), limits));
+    if let Some(routes) = routes {
+        app = app.merge(routes);
+    }
     onionwatch_server::start(endpoint, app)
         .await
         .map_err(|source| ExporterError {
@@ -232,6 +238,8 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         prometheus_exporter_port => "prometheus_exporter_port",
         vantage => "vantage",
         external_labels => "external_labels",
+        alerts => "alerts",
+        notifiers => "notifiers",
     );
     // Only a launched tor reads these.
     if old.launch_tor && new.launch_tor {
@@ -591,7 +599,7 @@ mod tests {
         assert!(endpoint.is_protected());
         let metrics = Arc::new(ProbeMetrics::new());
         let labels = ConstLabels::new().with("vantage", "eu-1").unwrap();
-        let server = start_exporter(&endpoint, &Exposition::new(metrics, labels), 4)
+        let server = start_exporter(&endpoint, &Exposition::new(metrics, labels), 4, None)
             .await
             .unwrap();
         let addr = server.local_addr();

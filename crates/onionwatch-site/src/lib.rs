@@ -41,6 +41,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use onionwatch_alert::Engine;
 use onionwatch_dashboard::history::StoreError;
 use onionwatch_dashboard::{Dashboard, DashboardConfig};
 use onionwatch_inside::targets::Settings;
@@ -139,6 +140,7 @@ pub struct Site {
     registry: Arc<Registry>,
     dashboard: Arc<Dashboard>,
     probe: Option<(Probing, Arc<ProbeMetrics>)>,
+    alerts: Option<Engine>,
 }
 
 impl std::fmt::Debug for Site {
@@ -224,7 +226,19 @@ impl Site {
             registry,
             dashboard,
             probe,
+            alerts: None,
         })
+    }
+
+    /// Evaluate the built-in alert rules with `engine`: on every scrape
+    /// cycle (every `interval`) and every probe round, its
+    /// `onionwatch_alerts_firing` on `/metrics`, its `/api/v1/alerts` and
+    /// `/api/v1/silences`, its firing alerts on the dashboard.
+    pub fn with_alerts(mut self, engine: Engine) -> Site {
+        self.registry.register(Arc::new(engine.clone()));
+        self.dashboard.set_alerts(engine.clone());
+        self.alerts = Some(engine);
+        self
     }
 
     /// Add a metrics source to the endpoint and the dashboard; call it
@@ -297,6 +311,10 @@ impl Site {
             .merge(self.watcher.api_router())
             .merge(logs::api(&self.follower))
             .merge(self.dashboard.router());
+        let app = match &self.alerts {
+            Some(engine) => app.merge(engine.router()),
+            None => app,
+        };
         let server = onionwatch_server::start(&self.endpoint, app).await?;
         // Without a tree there is nothing to discover again.
         let discovery = (!self.watcher.settings().onionspray.is_empty()).then(|| {
@@ -310,17 +328,49 @@ impl Site {
         let probing = self.probe.map(|(probing, metrics)| {
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
             let onions = self.watcher.onion_services();
-            let task = tokio::spawn(probe::run(probing, metrics, onions, stop_rx));
+            let task = tokio::spawn(probe::run(
+                probing,
+                metrics,
+                onions,
+                stop_rx,
+                self.alerts.clone(),
+            ));
             (stop_tx, task)
         });
+        let mut tasks = vec![sampler, warnings];
+        if let Some(engine) = self.alerts {
+            tasks.push(tokio::spawn(evaluate_watch_rules(
+                engine,
+                self.registry.clone(),
+                self.interval,
+            )));
+        }
         Ok(RunningSite {
             server,
-            tasks: vec![sampler, warnings],
+            tasks,
             probing,
             discovery,
             follower: self.follower,
             follow: self.follow,
         })
+    }
+}
+
+/// Feed the alert engine every `interval` with what the watcher and the
+/// logs report: one scrape cycle is one round of the watch rules. The
+/// first tick waits an interval, so the first scrapes are in.
+async fn evaluate_watch_rules(engine: Engine, registry: Arc<Registry>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let families = registry.gather();
+        engine.observe(
+            onionwatch_alert::Source::Watch,
+            &families,
+            std::time::SystemTime::now(),
+        );
     }
 }
 

@@ -190,6 +190,7 @@ pub(crate) async fn run(
     metrics: Arc<ProbeMetrics>,
     mut onions: watch::Receiver<Vec<OnionService>>,
     mut stop: watch::Receiver<bool>,
+    alerts: Option<onionwatch_alert::Engine>,
 ) {
     let config = loop {
         let built = probing.config(&onions.borrow_and_update());
@@ -224,6 +225,7 @@ pub(crate) async fn run(
             Ok(probing.config(&onions.borrow())?)
         }
     };
+    let round_metrics = metrics.clone();
     let mut runner = match Runner::new(tor, metrics, config) {
         Ok(r) => r.reload_on(reload_rx, rebuild),
         Err(e) => {
@@ -259,6 +261,15 @@ pub(crate) async fn run(
                 let ok = results.iter().filter(|r| r.reachable).count();
                 let probes = results.len();
                 tracing::info!(round, reachable = ok, probes, "probe round done");
+                if let Some(engine) = &alerts {
+                    let mut families = Vec::new();
+                    onionwatch_server::Collect::collect(&*round_metrics, &mut families);
+                    engine.observe(
+                        onionwatch_alert::Source::Probe,
+                        &families,
+                        std::time::SystemTime::now(),
+                    );
+                }
             }
             Ok::<_, Infallible>(())
         })

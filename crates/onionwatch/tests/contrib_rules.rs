@@ -67,6 +67,8 @@ struct Rule {
     for_: Option<String>,
     #[serde(default)]
     annotations: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
 }
 
 fn alerts() -> Vec<Rule> {
@@ -184,13 +186,90 @@ fn the_certificate_threshold_is_the_same_everywhere() {
     let builtin =
         std::fs::read_to_string(root.join("crates/onionwatch-dashboard/assets/dashboard.html"))
             .unwrap();
+    // The built-in dashboard takes the engine's threshold from its data,
+    // this one until it has.
     assert!(
-        builtin.contains(&format!("d < {days} ? \"warn\"")),
+        builtin.contains(&format!("let CERT_WARNING_DAYS = {days};"))
+            && builtin.contains("d < CERT_WARNING_DAYS ? \"warn\""),
         "the built-in dashboard uses another threshold"
     );
     let runbook = &runbook_sections()["OnionServiceCertificateExpiringSoon"];
     assert!(
         runbook.contains(&format!("within {days} days")),
         "{runbook}"
+    );
+}
+
+/// The number an expression compares with after `op` (`14 * 86400` is a
+/// product), up to the end of the comparison.
+fn compared_with(expr: &str, left: &str, op: &str) -> Option<f64> {
+    let after = expr.split_once(&format!("{left} {op} "))?.1;
+    let operand: String = after
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '*' | ' '))
+        .collect();
+    operand
+        .split('*')
+        .map(|n| n.trim().parse::<f64>().ok())
+        .product()
+}
+
+/// The engine's built-in rules are shipped Prometheus alerts of the same
+/// name, reading the same series with the same condition and threshold,
+/// severity and runbook.
+#[test]
+fn built_in_rules_are_the_shipped_alerts_with_the_same_thresholds() {
+    use onionwatch_alert::rules::{Condition, BUILTIN};
+    let shipped = alerts();
+    for def in BUILTIN {
+        let rule = shipped
+            .iter()
+            .find(|r| r.alert.as_deref() == Some(def.name))
+            .unwrap_or_else(|| panic!("{} is built in but not shipped", def.name));
+        let expr = rule.expr.split_whitespace().collect::<Vec<_>>().join(" ");
+        match def.condition {
+            Condition::Equals => assert_eq!(
+                compared_with(&expr, def.metric, "=="),
+                Some(def.equals),
+                "{}: {expr}",
+                def.name
+            ),
+            Condition::Below => assert_eq!(
+                compared_with(&expr, def.metric, "<"),
+                def.threshold,
+                "{}: {expr}",
+                def.name
+            ),
+            Condition::Increased => {
+                assert!(
+                    expr.contains(&format!("increase({}[", def.metric)),
+                    "{}: {expr}",
+                    def.name
+                );
+                assert!(expr.ends_with("> 0"), "{}: {expr}", def.name);
+                let by = def.by.unwrap().join(", ");
+                assert!(
+                    expr.starts_with(&format!("sum by ({by})")),
+                    "{}: {expr}",
+                    def.name
+                );
+            }
+        }
+        assert_eq!(rule.labels["severity"], def.severity, "{}", def.name);
+        assert_eq!(
+            rule.annotations["runbook_url"],
+            def.runbook_url(),
+            "{}",
+            def.name
+        );
+    }
+    // The one certificate threshold.
+    let cert = BUILTIN
+        .iter()
+        .find(|d| d.name == "OnionServiceCertificateExpiringSoon")
+        .unwrap();
+    assert_eq!(
+        cert.threshold,
+        Some(onionwatch_probe::output::CERT_WARNING_SECONDS as f64)
     );
 }

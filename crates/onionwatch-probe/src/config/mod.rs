@@ -264,6 +264,14 @@ pub struct Config {
     /// covers (rendezvous hashing of the endpoint name, see
     /// [`crate::shard`]), so N probers split one list (default: all).
     pub shard: Option<Shard>,
+    /// onionwatch: the built-in alert rules' settings (windows, `for`,
+    /// thresholds, labels, grouping, silences; see `onionwatch_alert::config`).
+    /// With it, or a notifier, the alert engine runs.
+    pub alerts: Option<onionwatch_alert::AlertsConfig>,
+    /// onionwatch: where alerts go (webhook, Alertmanager, e-mail, ntfy,
+    /// exec; see `onionwatch_notify`). With at least one, the alert
+    /// engine runs with its built-in rules.
+    pub notifiers: Vec<onionwatch_notify::NotifierConfig>,
 }
 
 impl Default for Config {
@@ -308,6 +316,8 @@ impl Default for Config {
             vantage: None,
             external_labels: BTreeMap::new(),
             shard: None,
+            alerts: None,
+            notifiers: Vec::new(),
         }
     }
 }
@@ -354,6 +364,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "vantage",
     "external_labels",
     "shard",
+    "alerts",
+    "notifiers",
 ];
 
 /// Largest config file read (the biggest bundled one is ~40 KiB).
@@ -383,6 +395,13 @@ impl Config {
             .map(|k| format!("{origin}: unknown key {k:?} ignored (Onionprobe ignores it too)"))
             .collect();
         let config: Config = serde_saphyr::from_str(text).map_err(yaml_err)?;
+        if let Some(alerts) = &config.alerts {
+            alerts.validate().map_err(|e| ConfigError::Invalid {
+                origin: Some(origin.to_owned()),
+                key: "alerts".into(),
+                message: e.to_string(),
+            })?;
+        }
         let (_, rejected) = config.checked_targets().map_err(|e| match e {
             ConfigError::Invalid { key, message, .. } => ConfigError::Invalid {
                 origin: Some(origin.to_owned()),
@@ -505,6 +524,25 @@ mod tests {
     use super::*;
 
     const A: &str = "2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid";
+
+    #[test]
+    fn the_alerts_section_is_read_and_checked_at_load() {
+        let (c, w) = Config::from_yaml(
+            "alerts:\n  rules:\n    OnionServiceUnreachable: {window: 2 of 4}\n",
+            "t",
+        )
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let rules = c.alerts.unwrap().validate().unwrap();
+        assert_eq!(rules[0].window.to_string(), "2 of 4");
+        let err = Config::from_yaml("alerts: {rules: {Nope: {}}}", "t")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("alerts") && err.contains("no built-in rule"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn defaults_match_onionprobe() {

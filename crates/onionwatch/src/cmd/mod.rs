@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+pub mod alerting;
 pub mod audit;
 pub mod completions;
 pub mod demo;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use onionwatch_probe::config::{Config, ControlPassword, ControlPort};
-use onionwatch_probe::output::{json_line, nagios, table};
+use onionwatch_probe::output::{json_line, nagios_with, table};
 use onionwatch_probe::runner::{exporter_endpoint, start_exporter, Exposition};
 use onionwatch_probe::{Event, Finish, ProbeMetrics, ProbeResult, Runner, Tor};
 
@@ -249,6 +249,18 @@ pub struct ProbeArgs {
     /// one per line, and exit without probing.
     #[arg(long)]
     list: bool,
+
+    // Alerts (onionwatch extension).
+    /// Notify this webhook (Alertmanager's webhook payload) when a built-in
+    /// alert fires or resolves; repeatable. Adds to the config's
+    /// `notifiers:`; with any notifier (or an `alerts:` section) the alert
+    /// rules run (not with --check).
+    #[arg(long = "notify-webhook", alias = "notify_webhook", value_name = "URL")]
+    notify_webhook: Vec<String>,
+    /// Keep the alert state here (alerts.json), so a restart neither
+    /// repeats a firing notification nor loses a resolution.
+    #[arg(long = "state-dir", alias = "state_dir", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 fn flag(yes: bool, no: bool) -> Option<bool> {
@@ -422,11 +434,28 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         }
         Err(e) => return Err(e),
     };
+    // A single --check round never fills an alert window: no alerts there.
+    let alerting = if args.check {
+        None
+    } else {
+        super::alerting::start(
+            config.alerts.as_ref(),
+            config.notifiers.clone(),
+            &args.notify_webhook,
+            args.state_dir.as_deref(),
+            &labels,
+        )?
+    };
     let metrics = Arc::new(ProbeMetrics::new());
     let exposition = Exposition::new(metrics.clone(), labels);
+    // The engine's and notifiers' families, labelled and pushed as the rest.
+    for source in alerting.iter().flat_map(|a| a.collectors()) {
+        exposition.registry.register(source);
+    }
     let (exporter, ready_status) = match &endpoint {
         Some(endpoint) => {
-            let server = start_exporter(endpoint, &exposition, config.concurrency).await?;
+            let routes = alerting.as_ref().map(|a| a.engine.router());
+            let server = start_exporter(endpoint, &exposition, config.concurrency, routes).await?;
             let scheme = if endpoint.tls.is_some() {
                 "https"
             } else {
@@ -467,6 +496,12 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         stop = &mut stop => return Ok(stop.exit_code()),
     };
     let rebuild_args = args.clone();
+    let round_metrics = metrics.clone();
+    // --check warns of certificates under the alert rule's threshold.
+    let cert_warning = config.alerts.as_ref().map_or(
+        onionwatch_alert::CERT_WARNING_SECONDS,
+        onionwatch_alert::AlertsConfig::certificate_warning_seconds,
+    );
     let mut runner = Runner::new(tor, metrics, config)?.reload_on(reload_rx, move || {
         let (c, warnings) = rebuild_args.build_config()?;
         apply_logging(&c, &warnings);
@@ -513,6 +548,16 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
                     }
                     all_passed &= results.iter().all(|r| r.passed);
                     last_results = results;
+                    if let Some(a) = &alerting {
+                        // Never blocks: the notifiers queue and retry on their own.
+                        let mut families = Vec::new();
+                        onionwatch_server::Collect::collect(&*round_metrics, &mut families);
+                        a.engine.observe(
+                            onionwatch_alert::Source::Probe,
+                            &families,
+                            std::time::SystemTime::now(),
+                        );
+                    }
                 }
             }
             Ok(())
@@ -523,8 +568,11 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         crate::notify::stopping();
     }
     runner.shutdown().await;
+    if let Some(a) = &alerting {
+        a.shutdown().await;
+    }
     if args.check {
-        let (state, line) = nagios(&last_results);
+        let (state, line) = nagios_with(&last_results, cert_warning);
         outln!("{line}")?;
         return Ok(ExitCode::from(state as u8));
     }

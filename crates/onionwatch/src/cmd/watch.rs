@@ -3,11 +3,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use onionwatch_inside::targets::{Config, Flags, Settings};
 use onionwatch_logs::policy::PolicyConfig;
+use onionwatch_server::ConstLabels;
 use onionwatch_site::{Probing, Site, SiteConfig};
 
 use crate::signals;
@@ -125,6 +127,12 @@ pub struct WatchArgs {
     /// Re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
     probe_config: Option<PathBuf>,
+    /// Notify this webhook (Alertmanager's webhook payload) when a built-in
+    /// alert fires or resolves; repeatable. Adds to the configuration's
+    /// `notifiers:`; with any notifier (or an `alerts:` section) the alert
+    /// rules run, their state kept in --state-dir.
+    #[arg(long = "notify-webhook", value_name = "URL")]
+    notify_webhook: Vec<String>,
 }
 
 pub async fn run(args: WatchArgs) -> Result<ExitCode> {
@@ -155,23 +163,48 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
         log_format: args.log_format,
     };
     let section = config.as_ref().and_then(|c| c.probe.clone());
+    let alerts = config.as_ref().and_then(|c| c.alerts.clone());
+    let notifiers = config
+        .as_ref()
+        .map(|c| c.notifiers.clone())
+        .unwrap_or_default();
     let settings = Settings::build(config, &flags)?;
     let probe = Probing::for_watch(section, args.probe_config, !settings.onionspray.is_empty())?;
+    // Alerts carry the probe section's vantage and external labels, as the
+    // prober's series do.
+    let labels = match &probe {
+        Some(p) => p.options.labels()?,
+        None => ConstLabels::new(),
+    };
+    let alerting = super::alerting::start(
+        alerts.as_ref(),
+        notifiers,
+        &args.notify_webhook,
+        args.state_dir.as_deref(),
+        &labels,
+    )?;
     let endpoint = args.endpoint.config(settings.listen)?;
     let scheme = if endpoint.tls.is_some() {
         "https"
     } else {
         "http"
     };
-    let site = Site::build(SiteConfig {
+    let mut site = Site::build(SiteConfig {
         settings,
         endpoint,
         policy,
         state_dir: args.state_dir,
         probe,
-    })?
-    .serve()
-    .await?;
+    })?;
+    if let Some(a) = &alerting {
+        site.register(Arc::new(a.notifiers.clone()));
+        site = site.with_alerts(a.engine.clone());
+    }
+    let site = site.serve().await?;
     crate::notify::ready(&format!("serving {scheme}://{}/", site.local_addr()));
-    signals::serve_until_stopped(site, signals).await
+    let code = signals::serve_until_stopped(site, signals).await;
+    if let Some(a) = &alerting {
+        a.shutdown().await;
+    }
+    code
 }
