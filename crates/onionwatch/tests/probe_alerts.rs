@@ -147,6 +147,8 @@ fn a_killed_onion_service_tor_fires_once_across_a_prober_restart_and_resolves_wh
         url.as_str(),
         "--state-dir",
         state.to_str().unwrap(),
+        "--vantage",
+        "eu-1",
     ];
     let log = dir.path().join("probe1.log");
     let child = probe(&config, &args, &log);
@@ -168,6 +170,8 @@ fn a_killed_onion_service_tor_fires_once_across_a_prober_restart_and_resolves_wh
     assert_eq!(alerts.len(), 1, "{firing}");
     assert_eq!(alerts[0]["labels"]["alertname"], "OnionServiceUnreachable");
     assert_eq!(alerts[0]["labels"]["address"], down.address.as_str());
+    // Alerts carry the labels of the series they are about, the vantage too.
+    assert_eq!(alerts[0]["labels"]["vantage"], "eu-1", "{firing}");
     // Within the window: 2 failed rounds, plus the one under way at the kill.
     let fired_at = rounds(addr);
     assert!(
@@ -200,7 +204,10 @@ fn a_killed_onion_service_tor_fires_once_across_a_prober_restart_and_resolves_wh
     );
     let m = support::get(addr, "/metrics");
     assert!(
-        m.contains("onionwatch_alerts_firing{alertname=\"OnionServiceUnreachable\"} 0\n"),
+        // The engine's families are labelled as the prober's.
+        m.contains(
+            "onionwatch_alerts_firing{alertname=\"OnionServiceUnreachable\",vantage=\"eu-1\"} 0\n"
+        ),
         "{m}"
     );
     stop(child);
@@ -288,7 +295,10 @@ fn an_onion_service_failing_one_round_in_five_sends_nothing() {
         "one round in five failed: {errors} failures\n{m}"
     );
     assert!(
-        m.contains("onionwatch_alerts_firing{alertname=\"OnionServiceUnreachable\"} 0\n"),
+        // The engine's families are labelled as the prober's.
+        m.contains(
+            "onionwatch_alerts_firing{alertname=\"OnionServiceUnreachable\",vantage=\"eu-1\"} 0\n"
+        ),
         "{m}"
     );
     stop(child);
