@@ -175,6 +175,136 @@ pub trait Collect: Send + Sync {
     fn collect(&self, out: &mut Vec<Family>);
 }
 
+/// Why a set of constant labels was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LabelError {
+    /// Not `[a-zA-Z_][a-zA-Z0-9_]*`, or starting with `__` (reserved for
+    /// Prometheus's internal labels).
+    #[error("{0:?} is not a usable label name: use letters, digits and _, not starting with a digit or __")]
+    BadName(String),
+    /// The value is empty (Prometheus treats an empty label as absent) or
+    /// longer than [`MAX_LABEL_VALUE_BYTES`].
+    #[error("label {name:?}: the value must be 1 to {MAX_LABEL_VALUE_BYTES} bytes long")]
+    BadValue {
+        /// The label.
+        name: String,
+    },
+    /// The same label twice (e.g. `vantage` both from `--vantage` and in
+    /// `external_labels`).
+    #[error("label {0:?} is given twice: keep one")]
+    Duplicate(String),
+    /// More than [`MAX_CONST_LABELS`] labels.
+    #[error("more than {MAX_CONST_LABELS} constant labels")]
+    TooMany,
+}
+
+/// Longest constant label value accepted.
+pub const MAX_LABEL_VALUE_BYTES: usize = 1024;
+/// Most constant labels accepted.
+pub const MAX_CONST_LABELS: usize = 32;
+
+/// Labels added to every sample a process exports or pushes: the `vantage`
+/// of a prober and the `external_labels` of a configuration. One value,
+/// checked once, that the exporter ([`Labelled`]), a remote_write pusher and
+/// an alert engine all take, so a series and the alerts about it carry the
+/// same labels.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConstLabels {
+    pairs: Vec<(String, String)>,
+}
+
+impl ConstLabels {
+    /// No labels.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add `name="value"` after the labels already there; refuses a bad or
+    /// reserved name, an empty or huge value, a name already present.
+    pub fn with(mut self, name: &str, value: &str) -> Result<Self, LabelError> {
+        if !is_valid_label_name(name) || name.starts_with("__") {
+            return Err(LabelError::BadName(name.to_owned()));
+        }
+        if value.is_empty() || value.len() > MAX_LABEL_VALUE_BYTES {
+            return Err(LabelError::BadValue {
+                name: name.to_owned(),
+            });
+        }
+        if self.pairs.iter().any(|(k, _)| k == name) {
+            return Err(LabelError::Duplicate(name.to_owned()));
+        }
+        if self.pairs.len() >= MAX_CONST_LABELS {
+            return Err(LabelError::TooMany);
+        }
+        self.pairs.push((name.to_owned(), value.to_owned()));
+        Ok(self)
+    }
+
+    /// The labels, in the order given.
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
+    /// The value of `name`, if set.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// `true` without labels.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// Add the labels to every sample of `families` ([`Family::add_label`]:
+    /// a sample's own label of the same name is kept as `exported_<name>`).
+    pub fn apply(&self, families: &mut [Family]) {
+        for f in families {
+            for (k, v) in &self.pairs {
+                f.add_label(k, v);
+            }
+        }
+    }
+}
+
+/// A [`Collect`] source whose every sample gets [`ConstLabels`]: wrap the
+/// root collector of a process once, and whatever reads it (`/metrics`, a
+/// remote_write pusher) sees the same labelled series.
+pub struct Labelled {
+    inner: std::sync::Arc<dyn Collect>,
+    labels: ConstLabels,
+}
+
+impl std::fmt::Debug for Labelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Labelled")
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Labelled {
+    /// `inner`'s families with `labels` added.
+    pub fn new(inner: std::sync::Arc<dyn Collect>, labels: ConstLabels) -> Self {
+        Self { inner, labels }
+    }
+
+    /// The labels added.
+    pub fn labels(&self) -> &ConstLabels {
+        &self.labels
+    }
+}
+
+impl Collect for Labelled {
+    fn collect(&self, out: &mut Vec<Family>) {
+        let start = out.len();
+        self.inner.collect(out);
+        self.labels.apply(&mut out[start..]);
+    }
+}
+
 /// Merge families with the same name, keeping the first one's help and
 /// type, samples in order. Needed where one tor prints a family once per
 /// onion service, or several sources export the same family. A family of
@@ -491,6 +621,59 @@ mod tests {
                 ("exported_project", "c"),
                 ("project", "b")
             ])
+        );
+    }
+
+    #[test]
+    fn const_labels_are_checked_and_added_to_every_sample() {
+        let labels = ConstLabels::new()
+            .with("vantage", "eu-1")
+            .unwrap()
+            .with("region", "eu")
+            .unwrap();
+        assert_eq!(labels.get("vantage"), Some("eu-1"));
+        for (name, value) in [
+            ("__x", "v"),
+            ("1a", "v"),
+            ("a-b", "v"),
+            ("", "v"),
+            ("ok", ""),
+        ] {
+            assert!(
+                ConstLabels::new().with(name, value).is_err(),
+                "{name:?}={value:?}"
+            );
+        }
+        let long = "x".repeat(MAX_LABEL_VALUE_BYTES + 1);
+        assert!(ConstLabels::new().with("a", &long).is_err());
+        assert_eq!(
+            labels.clone().with("vantage", "again").unwrap_err(),
+            LabelError::Duplicate("vantage".into())
+        );
+        struct Source;
+        impl Collect for Source {
+            fn collect(&self, out: &mut Vec<Family>) {
+                let mut f = Family::gauge("g", "");
+                f.push(&[("vantage", "forged")], 1.0).push(&[], 2.0);
+                out.push(f);
+            }
+        }
+        let wrapped = Labelled::new(std::sync::Arc::new(Source), labels);
+        let mut out = vec![Family::gauge("before", "")];
+        out[0].push(&[], 0.0);
+        wrapped.collect(&mut out);
+        assert!(
+            out[0].samples[0].labels.is_empty(),
+            "earlier families untouched"
+        );
+        let text = render(&out[1..], Format::Prometheus);
+        assert!(
+            text.contains("g{exported_vantage=\"forged\",vantage=\"eu-1\",region=\"eu\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("g{vantage=\"eu-1\",region=\"eu\"} 2\n"),
+            "{text}"
         );
     }
 }

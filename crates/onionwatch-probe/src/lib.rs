@@ -22,6 +22,8 @@
 //!   Prometheus exporter around a [`Prober`]; the caller gets the results
 //!   through a callback and keeps presentation and signals.
 //! - [`output`]: JSON lines, the round table, Nagios verdicts.
+//! - [`shard`]: which endpoints of the list one of N probers covers
+//!   (rendezvous hashing).
 
 pub mod address;
 pub mod config;
@@ -32,6 +34,7 @@ pub mod output;
 pub mod probe;
 mod record;
 pub mod runner;
+pub mod shard;
 pub mod tor;
 
 pub use config::{Config, ConfigError, Target};

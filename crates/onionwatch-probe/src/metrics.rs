@@ -16,6 +16,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use onionwatch_metrics::{Collect, Family, MetricType};
 
+use crate::shard::Shard;
+
 /// HSDirs kept in `hsdir_latency_seconds` (most recently used first).
 pub const MAX_HSDIRS: usize = 64;
 
@@ -213,6 +215,8 @@ struct Inner {
     series: Vec<SeriesMap>,
     state: State,
     hsdirs: Vec<(String, String, f64)>,
+    /// This prober's shard and how many endpoints it covers.
+    shard: Option<(Shard, usize)>,
 }
 
 /// The prober's metric state, rendered at every scrape ([`Collect`]).
@@ -253,6 +257,7 @@ impl ProbeMetrics {
                 series: vec![SeriesMap::new(); SPECS.len()],
                 state: State::Starting,
                 hsdirs: Vec::new(),
+                shard: None,
             }),
             version: format!("onionwatch-{}", env!("CARGO_PKG_VERSION")),
         };
@@ -339,6 +344,13 @@ impl ProbeMetrics {
         g.hsdirs.truncate(MAX_HSDIRS);
     }
 
+    /// Export `onionwatch_shard_info{shard,shards}` and
+    /// `onionwatch_shard_endpoints` (`endpoints` covered) for `shard`, or
+    /// neither without one.
+    pub fn set_shard(&self, shard: Option<Shard>, endpoints: usize) {
+        self.lock().shard = shard.map(|s| (s, endpoints));
+    }
+
     /// Drop every series of endpoints not in `keep` (name, address), e.g.
     /// after a config reload.
     pub fn retain_endpoints(&self, keep: &[(&str, &str)]) {
@@ -417,8 +429,28 @@ impl Collect for ProbeMetrics {
                 out.push(c);
             }
         }
+        if let Some((shard, endpoints)) = g.shard {
+            let mut info = Family::info(
+                SHARD_INFO,
+                "The shard of the endpoint list this prober covers (shard from 1 to shards; rendezvous hashing of endpoint names)",
+            );
+            let (i, n) = (shard.index.to_string(), shard.count.to_string());
+            info.push(&[("shard", &i), ("shards", &n)], 1.0);
+            let mut count = Family::gauge(
+                SHARD_ENDPOINTS,
+                "Endpoints of the configuration this prober's shard covers",
+            );
+            count.push(&[], endpoints as f64);
+            out.push(info);
+            out.push(count);
+        }
     }
 }
+
+/// `onionwatch_shard_info` (rendered with `_info`), exported with a shard.
+pub const SHARD_INFO: &str = "onionwatch_shard";
+/// `onionwatch_shard_endpoints`, exported with a shard.
+pub const SHARD_ENDPOINTS: &str = "onionwatch_shard_endpoints";
 
 #[cfg(test)]
 mod tests {
@@ -469,6 +501,24 @@ mod tests {
         m.retain_endpoints(&[]);
         assert_eq!(m.get(names::REACHABLE, &p), None);
         assert!(m.get_info(names::DESCRIPTOR, &["n", "a.onion"]).is_none());
+    }
+
+    #[test]
+    fn the_shard_families_appear_with_a_shard() {
+        let m = ProbeMetrics::new();
+        let render_all = |m: &ProbeMetrics| {
+            let mut fams = Vec::new();
+            m.collect(&mut fams);
+            render(&fams, Format::Prometheus)
+        };
+        assert!(!render_all(&m).contains("onionwatch_shard"));
+        m.set_shard(Some(Shard { index: 2, count: 3 }), 7);
+        let text = render_all(&m);
+        assert!(
+            text.contains("onionwatch_shard_info{shard=\"2\",shards=\"3\"} 1\n"),
+            "{text}"
+        );
+        assert!(text.contains("onionwatch_shard_endpoints 7\n"), "{text}");
     }
 
     #[test]

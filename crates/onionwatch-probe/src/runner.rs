@@ -41,7 +41,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use onionwatch_server::{EndpointConfig, HostCheck, RunningServer};
+use onionwatch_metrics::{Collect, ConstLabels, Labelled};
+use onionwatch_server::{EndpointConfig, HostCheck, Registry, RunningServer};
 
 use tokio::sync::mpsc;
 
@@ -138,21 +139,57 @@ pub fn exporter_endpoint(
     Ok(Some(endpoint))
 }
 
-/// Serve `metrics` at `/metrics` (and `/healthz`) on `endpoint`, in the
-/// background.
+/// What the prober exports: its registry (the probe metrics, `/-/ready`
+/// once a round completed) and the root collector over it, which adds the
+/// configuration's constant labels (`vantage`, `external_labels`) to every
+/// family, `onionwatch_build_info` and `process_*` included. `/metrics`
+/// serves [`Exposition::root`]; a remote_write pusher reads the same.
+#[derive(Clone)]
+pub struct Exposition {
+    /// The sources (register more here).
+    pub registry: Arc<Registry>,
+    /// The registry's exposition with the constant labels added.
+    pub root: Arc<dyn Collect>,
+    /// The constant labels (also for alerts about these series).
+    pub labels: ConstLabels,
+}
+
+impl std::fmt::Debug for Exposition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exposition")
+            .field("labels", &self.labels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Exposition {
+    /// `metrics` in a new registry, wrapped in `labels`.
+    pub fn new(metrics: Arc<ProbeMetrics>, labels: ConstLabels) -> Self {
+        let registry = Arc::new(Registry::default());
+        registry.register(metrics.clone());
+        // `/-/ready` once a round completed.
+        registry.set_readiness(move || {
+            metrics
+                .get("onionwatch_rounds", &[])
+                .is_some_and(|n| n >= 1.0)
+        });
+        let root = Arc::new(Labelled::new(registry.clone(), labels.clone()));
+        Exposition {
+            registry,
+            root,
+            labels,
+        }
+    }
+}
+
+/// Serve `exposition` at `/metrics` (and `/healthz`, `/-/ready`) on
+/// `endpoint`, in the background.
 pub async fn start_exporter(
     endpoint: &EndpointConfig,
-    metrics: Arc<ProbeMetrics>,
+    exposition: &Exposition,
 ) -> Result<RunningServer, ExporterError> {
-    let registry = Arc::new(onionwatch_server::Registry::default());
-    registry.register(metrics.clone());
-    // `/-/ready` once a round completed.
-    registry.set_readiness(move || {
-        metrics
-            .get("onionwatch_rounds", &[])
-            .is_some_and(|n| n >= 1.0)
-    });
-    onionwatch_server::start(endpoint, onionwatch_server::router(registry))
+    let app = onionwatch_server::router_over(exposition.registry.clone(), exposition.root.clone());
+    onionwatch_server::start(endpoint, app)
         .await
         .map_err(|source| ExporterError {
             addr: endpoint.listen,
@@ -179,6 +216,8 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         prometheus_exporter => "prometheus_exporter",
         prometheus_exporter_address => "prometheus_exporter_address",
         prometheus_exporter_port => "prometheus_exporter_port",
+        vantage => "vantage",
+        external_labels => "external_labels",
     );
     // Only a launched tor reads these.
     if old.launch_tor && new.launch_tor {
@@ -241,7 +280,8 @@ impl Runner {
         metrics: Arc<ProbeMetrics>,
         config: Config,
     ) -> Result<Self, ConfigError> {
-        let targets = config.targets()?;
+        let targets = config.shard_targets()?;
+        metrics.set_shard(config.shard, targets.len());
         let prober = Prober::new(tor.clone(), metrics, Settings::from_config(&config));
         Ok(Runner {
             prober,
@@ -298,7 +338,7 @@ impl Runner {
     /// Switch to `config`: its endpoints and settings apply from the next
     /// round, series of endpoints no longer configured disappear.
     pub fn apply(&mut self, config: Config) -> Result<(), ConfigError> {
-        let targets = config.targets()?;
+        let targets = config.shard_targets()?;
         let restart = restart_needed(&self.config, &config);
         if !restart.is_empty() {
             tracing::warn!(
@@ -312,6 +352,7 @@ impl Runner {
             .map(|t| (t.name.as_str(), t.address.host()))
             .collect();
         self.prober.metrics().retain_endpoints(&keep);
+        self.prober.metrics().set_shard(config.shard, targets.len());
         self.prober.set_settings(Settings::from_config(&config));
         tracing::info!(endpoints = targets.len(), "configuration reloaded");
         self.targets = targets;
@@ -521,7 +562,10 @@ mod tests {
             .unwrap();
         assert!(endpoint.is_protected());
         let metrics = Arc::new(ProbeMetrics::new());
-        let server = start_exporter(&endpoint, metrics).await.unwrap();
+        let labels = ConstLabels::new().with("vantage", "eu-1").unwrap();
+        let server = start_exporter(&endpoint, &Exposition::new(metrics, labels))
+            .await
+            .unwrap();
         let addr = server.local_addr();
 
         let mut roots = rustls::RootCertStore::empty();
@@ -563,6 +607,16 @@ mod tests {
         let ok = get(Some(&format!("Bearer {token}"))).await;
         assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
         assert!(ok.contains("onionprobe_version_info"), "{ok}");
+        // The vantage label is on the probe families and the process's alike.
+        assert!(
+            ok.contains("onionprobe_state{onionprobe_state=\"starting\",vantage=\"eu-1\"} 1"),
+            "{ok}"
+        );
+        assert!(
+            ok.lines()
+                .any(|l| l.starts_with("onionwatch_build_info{") && l.contains("vantage=\"eu-1\"")),
+            "{ok}"
+        );
         // Plain HTTP on the TLS port gets nothing useful.
         let mut plain = tokio::net::TcpStream::connect(addr).await.unwrap();
         plain

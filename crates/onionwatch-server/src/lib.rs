@@ -162,6 +162,24 @@ impl Registry {
     pub fn render(&self, format: Format) -> String {
         render(&self.gather(), format)
     }
+
+    /// Everything [`router`]'s `/metrics` serves: [`Registry::gather`],
+    /// then `onionwatch_build_info` and the `process_*` families.
+    pub fn exposition(&self) -> Vec<Family> {
+        let mut families = self.gather();
+        families.extend(exporter::families());
+        families
+    }
+}
+
+/// A registry as one source is its [`Registry::exposition`]: the root
+/// collector of a process, which [`onionwatch_metrics::Labelled`] can wrap
+/// (constant labels) to feed [`router_over`] and a remote_write pusher
+/// alike. Never register a registry with itself.
+impl Collect for Registry {
+    fn collect(&self, out: &mut Vec<Family>) {
+        out.extend(self.exposition());
+    }
 }
 
 /// Why the server could not run.
@@ -214,9 +232,16 @@ pub fn check_listen(addr: SocketAddr, protected: bool) -> Result<(), ServeError>
 
 /// `/metrics`, `/healthz`, `/-/healthy` and `/-/ready` over `registry`.
 pub fn router(registry: Arc<Registry>) -> Router {
+    router_over(registry.clone(), registry)
+}
+
+/// [`router`] whose `/metrics` serves `root` (usually `registry` wrapped,
+/// e.g. in [`onionwatch_metrics::Labelled`]) while `/-/ready` asks
+/// `registry`.
+pub fn router_over(registry: Arc<Registry>, root: Arc<dyn Collect>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
-        .with_state(registry.clone())
+        .with_state(root)
         .merge(health_router(registry))
 }
 
@@ -243,13 +268,13 @@ async fn ready(State(registry): State<Arc<Registry>>) -> Response {
     }
 }
 
-async fn metrics(State(registry): State<Arc<Registry>>, headers: HeaderMap) -> Response {
+async fn metrics(State(root): State<Arc<dyn Collect>>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::from_accept(accept);
     // Collectors may lock and format a lot: keep that off the async workers.
     let render = move || {
-        let mut families = registry.gather();
-        families.extend(exporter::families());
+        let mut families = Vec::new();
+        root.collect(&mut families);
         onionwatch_metrics::render(&families, format)
     };
     match tokio::task::spawn_blocking(render).await {

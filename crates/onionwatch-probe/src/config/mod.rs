@@ -11,7 +11,7 @@
 //!
 //! A few keys are onionwatch extensions (Onionprobe ignores them):
 //! `concurrency`, `follow_redirects_elsewhere`, `max_body_bytes`,
-//! `prometheus_exporter_address`,
+//! `prometheus_exporter_address`, `vantage`, `external_labels`, `shard`,
 //! `tls_ca_file`, `tor_binary`, `tor_config`, and per endpoint `client_auth_key` /
 //! `client_auth_key_file`.
 //!
@@ -29,7 +29,10 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use onionwatch_metrics::ConstLabels;
 use onionwatch_tor::onion::OnionAddressError;
+
+use crate::shard::Shard;
 use serde::Deserialize;
 
 pub use targets::{Pattern, Target, TargetPath};
@@ -246,6 +249,21 @@ pub struct Config {
     pub tor_config: Vec<String>,
     /// The endpoints by name; Onionprobe's default endpoint when empty.
     pub endpoints: BTreeMap<String, Endpoint>,
+
+    // Several probers (issue 17): vantage points and shards.
+    /// onionwatch: the name of this prober's vantage point (e.g. `eu-1`),
+    /// added as a `vantage` label to every series it exports, so probers in
+    /// several places can be told apart and compared (default: none).
+    pub vantage: Option<String>,
+    /// onionwatch: fixed labels added to everything this prober exports
+    /// (e.g. `{region: eu, team: ops}`), as Prometheus's own
+    /// `external_labels`; names are label names not starting with `__`, and
+    /// `vantage` is set with `vantage:` (default: none).
+    pub external_labels: BTreeMap<String, String>,
+    /// onionwatch: `I/N` probes only the endpoints that shard I of N
+    /// covers (rendezvous hashing of the endpoint name, see
+    /// [`crate::shard`]), so N probers split one list (default: all).
+    pub shard: Option<Shard>,
 }
 
 impl Default for Config {
@@ -287,6 +305,9 @@ impl Default for Config {
             tor_binary: PathBuf::from("tor"),
             tor_config: Vec::new(),
             endpoints: BTreeMap::new(),
+            vantage: None,
+            external_labels: BTreeMap::new(),
+            shard: None,
         }
     }
 }
@@ -330,6 +351,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "tor_binary",
     "tor_config",
     "endpoints",
+    "vantage",
+    "external_labels",
+    "shard",
 ];
 
 /// Largest config file read (the biggest bundled one is ~40 KiB).
@@ -418,6 +442,41 @@ impl Config {
             },
         );
         m
+    }
+
+    /// The labels added to everything exported: `vantage` (when set), then
+    /// `external_labels` in name order. The exporter wraps its root
+    /// collector in them ([`onionwatch_metrics::Labelled`]); a pusher or an
+    /// alert engine takes the same value.
+    pub fn labels(&self) -> Result<ConstLabels, ConfigError> {
+        let mut labels = ConstLabels::new();
+        if let Some(v) = &self.vantage {
+            labels = labels
+                .with("vantage", v)
+                .map_err(|e| invalid("vantage", e.to_string()))?;
+        }
+        for (k, v) in &self.external_labels {
+            if k == "vantage" {
+                return Err(invalid(
+                    "external_labels.vantage",
+                    "set the vantage point with the vantage key (or --vantage)",
+                ));
+            }
+            labels = labels
+                .with(k, v)
+                .map_err(|e| invalid(format!("external_labels.{k}"), e.to_string()))?;
+        }
+        Ok(labels)
+    }
+
+    /// The endpoints this prober probes: [`Config::targets`], only those
+    /// of its `shard` when one is set (possibly none).
+    pub fn shard_targets(&self) -> Result<Vec<Target>, ConfigError> {
+        let all = self.targets()?;
+        Ok(match self.shard {
+            Some(shard) => shard.select(all, |t| t.name.as_str()),
+            None => all,
+        })
     }
 
     /// Durations as [`Duration`]s.
@@ -561,6 +620,39 @@ endpoints:
                 .unwrap_or_else(|| panic!("{text:?} accepted"));
             let msg = err.to_string();
             assert!(msg.contains(key), "{text:?}: {msg}");
+        }
+    }
+
+    #[test]
+    fn vantage_and_external_labels_become_the_constant_labels() {
+        let (c, w) = Config::from_yaml(
+            "vantage: eu-1\nexternal_labels: {team: ops, region: eu}\nshard: 2/3\n",
+            "t",
+        )
+        .unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        let labels = c.labels().unwrap();
+        let pairs: Vec<(&str, &str)> = labels
+            .pairs()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [("vantage", "eu-1"), ("region", "eu"), ("team", "ops")]
+        );
+        assert_eq!(c.shard.unwrap().to_string(), "2/3");
+        for (yaml, key) in [
+            ("vantage: ''", "vantage"),
+            ("external_labels: {vantage: x}", "external_labels.vantage"),
+            ("external_labels: {__name__: x}", "external_labels.__name__"),
+            ("external_labels: {'a-b': x}", "external_labels.a-b"),
+            ("external_labels: {a: ''}", "external_labels.a"),
+            ("shard: 3/2", "shard"),
+            ("shard: 3", "shard"),
+        ] {
+            let err = Config::from_yaml(yaml, "t").unwrap_err().to_string();
+            assert!(err.contains(key), "{yaml}: {err}");
         }
     }
 

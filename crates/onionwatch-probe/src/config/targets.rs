@@ -172,6 +172,7 @@ impl Config {
             }
         }
         self.tls_ca_certificates()?;
+        self.labels()?;
         let global_verify = self.tls_verify.unwrap_or(true);
         let mut out = Vec::new();
         for (name, e) in self.effective_endpoints() {

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use onionwatch_probe::config::{Config, ControlPassword, ControlPort};
 use onionwatch_probe::output::{json_line, nagios, table};
-use onionwatch_probe::runner::{exporter_endpoint, start_exporter};
+use onionwatch_probe::runner::{exporter_endpoint, start_exporter, Exposition};
 use onionwatch_probe::{Event, Finish, ProbeMetrics, ProbeResult, Runner, Tor};
 
 use crate::signals::Signals;
@@ -28,6 +28,8 @@ Examples:
   onionwatch probe -e ADDRESS.onion --no-launch_tor --socks_port 9050 --control_port 9051
   onionwatch probe -c configs/tor.yaml --format json
   onionwatch probe -c site.yaml --check     (Nagios/Icinga exit codes)
+  onionwatch probe -c all.yaml --vantage eu-1 --shard 2/3 --prometheus_exporter
+  onionwatch probe -c all.yaml --list --shard 2/3   (the endpoints shard 2 of 3 covers)
   onionwatch probe -c site.yaml --prometheus_exporter --prometheus_exporter_address 0.0.0.0 \\
       --tls-cert cert.pem --tls-key key.pem --auth-file auth.yaml
 
@@ -233,6 +235,20 @@ pub struct ProbeArgs {
     prometheus_exporter: bool,
     #[arg(long = "no-prometheus_exporter", alias = "no-prometheus-exporter")]
     no_prometheus_exporter: bool,
+
+    // Several probers (issue 17).
+    /// Name of this prober's vantage point, added as a `vantage` label to
+    /// every exported series (config key vantage).
+    #[arg(long, value_name = "NAME")]
+    vantage: Option<String>,
+    /// Probe only shard I of N of the endpoint list (rendezvous hashing of
+    /// the endpoint names; config key shard), e.g. 1/3.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<onionwatch_probe::shard::Shard>,
+    /// Print the names of the endpoints this prober (its --shard) covers,
+    /// one per line, and exit without probing.
+    #[arg(long)]
+    list: bool,
 }
 
 fn flag(yes: bool, no: bool) -> Option<bool> {
@@ -322,6 +338,12 @@ impl ProbeArgs {
         if let Some(v) = flag(self.tls_verify, self.no_tls_verify) {
             c.tls_verify = Some(v);
         }
+        if let Some(v) = &self.vantage {
+            c.vantage = Some(v.clone());
+        }
+        if let Some(shard) = self.shard {
+            c.shard = Some(shard);
+        }
         for e in &self.endpoints {
             let (name, endpoint) = onionwatch_probe::address::endpoint_from_arg(e)
                 .with_context(|| format!("-e {e}"))?;
@@ -375,6 +397,13 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         }
         Err(e) => return Err(e),
     };
+    if args.list {
+        for t in config.shard_targets()? {
+            outln!("{}", t.name)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let labels = config.labels()?;
     // Where and how metrics are served is checked before tor starts, and
     // the endpoint bound: a bad address, file or busy port fails at once.
     // The endpoint options are checked as for a loopback address; where
@@ -394,9 +423,10 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         Err(e) => return Err(e),
     };
     let metrics = Arc::new(ProbeMetrics::new());
+    let exposition = Exposition::new(metrics.clone(), labels);
     let (exporter, ready_status) = match &endpoint {
         Some(endpoint) => {
-            let server = start_exporter(endpoint, metrics.clone()).await?;
+            let server = start_exporter(endpoint, &exposition).await?;
             let scheme = if endpoint.tls.is_some() {
                 "https"
             } else {
