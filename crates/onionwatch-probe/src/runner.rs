@@ -218,6 +218,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         prometheus_exporter_port => "prometheus_exporter_port",
         vantage => "vantage",
         external_labels => "external_labels",
+        remote_write => "remote_write",
     );
     // Only a launched tor reads these.
     if old.launch_tor && new.launch_tor {

@@ -72,6 +72,9 @@ pub enum Error {
     /// Two receivers have one name.
     #[error("remote_write: two receivers are named {0:?}; give each a distinct name")]
     DuplicateName(String),
+    /// Two receivers have one URL (they would share one buffer).
+    #[error("remote_write: receivers {0} and {1} have the same url; list each receiver once")]
+    DuplicateUrl(usize, usize),
 }
 
 /// Where and how often to push.
@@ -168,6 +171,9 @@ impl RemoteWrite {
             if !names.insert(name.clone()) {
                 return Err(Error::DuplicateName(name));
             }
+            if let Some(first) = configs[..index].iter().position(|c| c.url == config.url) {
+                return Err(Error::DuplicateUrl(first, index));
+            }
             let client = client::Client::new(config, index)?;
             let url = config.check(index)?;
             let stats = Arc::new(Stats::default());
@@ -247,16 +253,17 @@ impl RemoteWrite {
     /// Stop: one last collection is buffered, then each receiver gets up
     /// to `flush` to take what is buffered; the rest stays in the buffer
     /// (on disk, for the next start).
-    pub async fn stop(self, flush: Duration) {
+    pub async fn stop(mut self, flush: Duration) {
         let _ = self.stop_collecting.send(true);
-        for t in self.collectors {
+        for t in std::mem::take(&mut self.collectors) {
             let _ = t.await;
         }
         // Senders now drain their buffers and end at the first failure.
         let _ = self.stop_sending.send(true);
-        let aborts: Vec<_> = self.senders.iter().map(|t| t.abort_handle()).collect();
+        let senders = std::mem::take(&mut self.senders);
+        let aborts: Vec<_> = senders.iter().map(|t| t.abort_handle()).collect();
         let all = async {
-            for t in self.senders {
+            for t in senders {
                 let _ = t.await;
             }
         };
@@ -329,6 +336,16 @@ impl Shared {
         self.stats.collections.fetch_add(1, Relaxed);
         self.update_gauges();
         self.wake.notify_one();
+    }
+}
+
+impl Drop for RemoteWrite {
+    /// Dropped without [`RemoteWrite::stop`] (an early return): stop at
+    /// once; what is buffered on disk stays for the next start.
+    fn drop(&mut self) {
+        for t in self.collectors.iter().chain(&self.senders) {
+            t.abort();
+        }
     }
 }
 

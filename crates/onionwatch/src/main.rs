@@ -60,7 +60,8 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Probe onion services from the outside (descriptor, HTTP(S), TCP),
     /// concurrently; reads Onionprobe configs and exports its metrics.
-    Probe(cmd::probe::ProbeArgs),
+    // Boxed: its many Onionprobe options make it the largest variant.
+    Probe(Box<cmd::probe::ProbeArgs>),
     /// Watch a whole site: scrape every project's tor MetricsPort, control
     /// port and nginx stub_status, follow its logs, probe its onion services
     /// from the outside, and serve it all on one loopback endpoint.
@@ -143,7 +144,7 @@ fn main() -> ExitCode {
             Command::Logs(a) => cmd::logs::run(a).await,
             Command::Audit(a) => cmd::audit::run(a),
             Command::Watch(a) => cmd::watch::run(a).await,
-            Command::Probe(a) => cmd::probe::run(a).await,
+            Command::Probe(a) => cmd::probe::run(*a).await,
             Command::Gateway(a) => cmd::gateway::run(a).await,
             Command::Completions(a) => cmd::completions::completions(a),
             Command::Manpages(a) => cmd::completions::manpages(a),

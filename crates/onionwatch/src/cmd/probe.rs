@@ -249,6 +249,18 @@ pub struct ProbeArgs {
     /// one per line, and exit without probing.
     #[arg(long)]
     list: bool,
+
+    // remote_write (issue 17).
+    /// Push every exported series to this remote_write receiver, e.g.
+    /// http://127.0.0.1:9090/api/v1/write (repeatable; config key
+    /// remote_write for authentication, TLS and headers). Works without
+    /// --prometheus_exporter; pushes at the probe interval (`interval`).
+    #[arg(long = "remote-write", alias = "remote_write", value_name = "URL")]
+    remote_write: Vec<String>,
+    /// Keep state here: the remote_write buffer (so samples survive a
+    /// receiver outage and a restart); without it the buffer is in memory.
+    #[arg(long = "state-dir", alias = "state_dir", value_name = "DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 fn flag(yes: bool, no: bool) -> Option<bool> {
@@ -344,6 +356,11 @@ impl ProbeArgs {
         if let Some(shard) = self.shard {
             c.shard = Some(shard);
         }
+        c.remote_write.extend(
+            self.remote_write
+                .iter()
+                .map(onionwatch_remote_write::RemoteWriteConfig::from_url),
+        );
         for e in &self.endpoints {
             let (name, endpoint) = onionwatch_probe::address::endpoint_from_arg(e)
                 .with_context(|| format!("-e {e}"))?;
@@ -424,6 +441,21 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
     };
     let metrics = Arc::new(ProbeMetrics::new());
     let exposition = Exposition::new(metrics.clone(), labels);
+    // Pushes what /metrics serves, whether or not it is served.
+    let remote_write = if config.remote_write.is_empty() || args.check {
+        None
+    } else {
+        let rw = onionwatch_remote_write::RemoteWrite::start(
+            &config.remote_write,
+            exposition.root.clone(),
+            onionwatch_remote_write::Options {
+                state_dir: args.state_dir.clone(),
+                default_interval: std::time::Duration::from_secs_f64(config.interval.max(1.0)),
+            },
+        )?;
+        exposition.registry.register(rw.collector());
+        Some(rw)
+    };
     let (exporter, ready_status) = match &endpoint {
         Some(endpoint) => {
             let server = start_exporter(endpoint, &exposition).await?;
@@ -521,6 +553,10 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         crate::notify::stopping();
     }
     runner.shutdown().await;
+    if let Some(rw) = remote_write {
+        // The last round's results are pushed too (or stay buffered).
+        rw.stop(std::time::Duration::from_secs(5)).await;
+    }
     if args.check {
         let (state, line) = nagios(&last_results);
         outln!("{line}")?;

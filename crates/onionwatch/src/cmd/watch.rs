@@ -66,7 +66,9 @@ pub struct WatchArgs {
     /// probe (Onionprobe options and endpoints, or `config: FILE`; `discover`),
     /// `projects.NAME.tors[].{instance, metrics_port, control_port,
     /// control_cookie}`, `projects.NAME.{nginx_status, access_logs,
-    /// tor_logs, onionbalance_logs}`).
+    /// tor_logs, onionbalance_logs}`, remote_write (receivers: url, name,
+    /// basic_auth, bearer_token_file, tls, headers, interval_seconds,
+    /// batch_size, max_buffer_bytes, timeout_seconds)).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// A tor MetricsPort: PROJECT=HOST:PORT or PROJECT/INSTANCE=HOST:PORT.
@@ -111,7 +113,9 @@ pub struct WatchArgs {
     /// Seconds between scrapes of each target [default: 15].
     #[arg(long, value_name = "SECONDS")]
     interval: Option<f64>,
-    /// Keep the dashboard's history here, so a restart keeps the charts.
+    /// Keep the dashboard's history here, so a restart keeps the charts,
+    /// and the remote_write buffers (samples kept across a receiver outage
+    /// and a restart; in memory without it).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -125,6 +129,12 @@ pub struct WatchArgs {
     /// Re-read on SIGHUP.
     #[arg(long, value_name = "FILE")]
     probe_config: Option<PathBuf>,
+    /// Push everything /metrics serves to this remote_write receiver, e.g.
+    /// http://127.0.0.1:9090/api/v1/write (repeatable; the configuration's
+    /// remote_write: list has authentication, TLS and headers), every
+    /// --interval; buffered in --state-dir (in memory without it).
+    #[arg(long = "remote-write", value_name = "URL")]
+    remote_write: Vec<String>,
 }
 
 pub async fn run(args: WatchArgs) -> Result<ExitCode> {
@@ -155,6 +165,18 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
         log_format: args.log_format,
     };
     let section = config.as_ref().and_then(|c| c.probe.clone());
+    let mut remote_write = config
+        .as_ref()
+        .map(|c| c.remote_write.clone())
+        .unwrap_or_default();
+    remote_write.extend(
+        args.remote_write
+            .iter()
+            .map(onionwatch_remote_write::RemoteWriteConfig::from_url),
+    );
+    for (i, rw) in remote_write.iter().enumerate() {
+        rw.check(i)?;
+    }
     let settings = Settings::build(config, &flags)?;
     let probe = Probing::for_watch(section, args.probe_config, !settings.onionspray.is_empty())?;
     let endpoint = args.endpoint.config(settings.listen)?;
@@ -167,9 +189,10 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
         settings,
         endpoint,
         policy,
-        state_dir: args.state_dir,
+        state_dir: args.state_dir.clone(),
         probe,
     })?
+    .push_to(&remote_write, args.state_dir)?
     .serve()
     .await?;
     crate::notify::ready(&format!("serving {scheme}://{}/", site.local_addr()));

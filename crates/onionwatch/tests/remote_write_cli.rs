@@ -1,0 +1,106 @@
+//! `--remote-write` / `remote_write:` of `watch` and `probe`, into a real
+//! Prometheus started with `--web.enable-remote-write-receiver`, all on
+//! 127.0.0.1. The probe test runs on the private Tor network: run this
+//! binary under `flock /tmp/ow-tornet.lock`.
+
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use onionwatch_test_support::{self as support, wait_for};
+use onionwatch_testnet::prometheus::Prometheus;
+
+const BIN: &str = env!("CARGO_BIN_EXE_onionwatch");
+
+fn receiver() -> (Prometheus, tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let p = Prometheus::start_receiver(dir.path(), addr).unwrap();
+    let url = format!("http://{addr}/api/v1/write");
+    (p, dir, url)
+}
+
+/// The `result` of an instant query, as JSON values.
+fn query(p: &Prometheus, expr: &str) -> Vec<serde_json::Value> {
+    let body = p.query(expr).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+fn sigterm(child: &support::Running) {
+    // SAFETY: a plain signal to our own child.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+}
+
+#[test]
+fn watch_pushes_what_it_serves_with_its_own_counters() {
+    let (p, _pdir, url) = receiver();
+    let (p2, _pdir2, url2) = receiver();
+    let tor = support::serve(
+        "# TYPE tor_hs_app_write_bytes_total counter\ntor_hs_app_write_bytes_total{onion=\"x\"} 5\n",
+    );
+    let state = tempfile::tempdir().unwrap();
+    let config = state.path().join("watch.yaml");
+    // The YAML list and the flag together: two receivers.
+    std::fs::write(
+        &config,
+        format!("remote_write:\n  - url: {url}\n    name: central\n    headers: {{X-Scope-OrgID: onionwatch}}\n"),
+    )
+    .unwrap();
+    let listen = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let mut child = support::Running(
+        Command::new(BIN)
+            .args(["watch", "--interval", "1", "--timeout", "1"])
+            .arg("--config")
+            .arg(&config)
+            .args(["--listen", &listen.to_string()])
+            .args(["--metrics-port", &format!("news={tor}")])
+            .args(["--remote-write", &url2])
+            .arg("--state-dir")
+            .arg(state.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let pushed = wait_for(Duration::from_secs(60), || {
+        let r = query(&p, "tor_hs_app_write_bytes_total{project=\"news\"}");
+        (!r.is_empty()).then_some(r)
+    })
+    .expect("the tor family reached Prometheus");
+    assert_eq!(pushed[0]["value"][1], "5", "{pushed:?}");
+    wait_for(Duration::from_secs(60), || {
+        (!query(&p2, "tor_hs_app_write_bytes_total{project=\"news\"}").is_empty()).then_some(())
+    })
+    .expect("the second receiver has it too");
+    // Its own counters are pushed too, per receiver name, without the URL.
+    let own = wait_for(Duration::from_secs(60), || {
+        let r = query(
+            &p,
+            "onionwatch_remote_write_samples_total{result=\"sent\"} > 0",
+        );
+        (r.len() == 2).then_some(r)
+    })
+    .expect("both receivers report samples sent");
+    let mut remotes: Vec<String> = own
+        .iter()
+        .map(|s| s["metric"]["remote"].as_str().unwrap_or("").to_owned())
+        .collect();
+    remotes.sort();
+    assert_eq!(remotes, ["1", "central"]);
+    let metrics = support::get(listen, "/metrics");
+    assert!(
+        metrics.contains("onionwatch_remote_write_buffer_bytes{remote=\"central\"}"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("api/v1/write"), "no URL in the metrics");
+    // The buffers live in the state directory, one per receiver.
+    let buffers = std::fs::read_dir(state.path().join("remote-write"))
+        .unwrap()
+        .count();
+    assert_eq!(buffers, 2);
+    sigterm(&child);
+    let status = wait_for(Duration::from_secs(30), || child.0.try_wait().unwrap())
+        .expect("watch exits on SIGTERM");
+    assert!(status.code().is_some(), "{status}");
+}
