@@ -104,3 +104,98 @@ fn watch_pushes_what_it_serves_with_its_own_counters() {
         .expect("watch exits on SIGTERM");
     assert!(status.code().is_some(), "{status}");
 }
+
+// ------------------------------------------------ on the private network
+
+/// One tor hosting one onion service that answers 200.
+fn net() -> &'static onionwatch_testnet::NetworkInfo {
+    use onionwatch_testnet::{NetworkConfig, ServiceConfig, ServiceTorConfig};
+    onionwatch_testnet::shared_network(|| NetworkConfig {
+        service_tors: vec![ServiceTorConfig {
+            services: vec![ServiceConfig::default()],
+            ..ServiceTorConfig::default()
+        }],
+        ready_timeout: Duration::from_secs(240),
+        ..NetworkConfig::default()
+    })
+}
+
+#[test]
+fn three_vantage_points_push_to_one_prometheus() {
+    let n = net();
+    let (p, _pdir, url) = receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let vantages = ["eu-1", "us-1", "asia-1"];
+    let mut children = Vec::new();
+    for (i, vantage) in vantages.iter().enumerate() {
+        let cfg = dir.path().join(format!("{vantage}.yaml"));
+        // The first prober also serves /metrics; the others push only.
+        let exporter = if i == 0 {
+            format!(
+                "prometheus_exporter: true\nprometheus_exporter_port: {}\n",
+                support::free_port()
+            )
+        } else {
+            String::new()
+        };
+        std::fs::write(
+            &cfg,
+            format!(
+                "launch_tor: false\ntor_address: 127.0.0.1\nsocks_port: {}\ncontrol_port: {}\n\
+                 loop: true\nsleep: 1\ninterval: 0\nshuffle: false\nrandomize: false\n\
+                 descriptor_timeout: 60\nhttp_connect_timeout: 60\n{exporter}\
+                 endpoints:\n  site:\n    address: {}\n    protocol: http\n    port: 80\n",
+                n.client.socks.port(),
+                n.client.control.port(),
+                n.onions[0].address
+            ),
+        )
+        .unwrap();
+        let log = dir.path().join(format!("{vantage}.log"));
+        children.push((
+            log.clone(),
+            support::Running(
+                Command::new(BIN)
+                    .args(["probe", "-c", cfg.to_str().unwrap()])
+                    .args(["--vantage", vantage, "--remote-write", &url])
+                    .arg("--state-dir")
+                    .arg(dir.path().join(vantage))
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(&log).unwrap())
+                    .spawn()
+                    .unwrap(),
+            ),
+        ));
+    }
+    let logs = || {
+        children
+            .iter()
+            .map(|(log, _)| std::fs::read_to_string(log).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    };
+    let seen = wait_for(Duration::from_secs(300), || {
+        let r = query(&p, "onion_service_reachable{name=\"site\"} == 1");
+        let mut v: Vec<String> = r
+            .iter()
+            .map(|s| s["metric"]["vantage"].as_str().unwrap_or("").to_owned())
+            .collect();
+        v.sort();
+        (v.len() == 3).then_some(v)
+    })
+    .unwrap_or_else(|| panic!("not every vantage point arrived; stderr:\n{}", logs()));
+    assert_eq!(seen, ["asia-1", "eu-1", "us-1"]);
+    // Every series of a prober carries its vantage, its own counters too.
+    let own = query(
+        &p,
+        "count by (vantage) (onionwatch_remote_write_samples_total{result=\"sent\"})",
+    );
+    assert_eq!(own.len(), 3, "{own:?}");
+    for (_, child) in &children {
+        sigterm(child);
+    }
+    for (_, child) in &mut children {
+        wait_for(Duration::from_secs(30), || child.0.try_wait().unwrap())
+            .expect("probe exits on SIGTERM");
+    }
+}
