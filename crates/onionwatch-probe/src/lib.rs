@@ -22,6 +22,8 @@
 //!   Prometheus exporter around a [`Prober`]; the caller gets the results
 //!   through a callback and keeps presentation and signals.
 //! - [`output`]: JSON lines, the round table, Nagios verdicts.
+//! - [`on_demand`]: `GET /probe?target=…`, probes Prometheus schedules
+//!   (the blackbox_exporter model).
 //! - [`shard`]: which endpoints of the list one of N probers covers
 //!   (rendezvous hashing).
 
@@ -30,6 +32,7 @@ pub mod config;
 pub mod conn;
 pub mod descriptor;
 pub mod metrics;
+pub mod on_demand;
 pub mod output;
 pub mod probe;
 mod record;

@@ -42,12 +42,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use onionwatch_metrics::{Collect, ConstLabels, Labelled};
-use onionwatch_server::{EndpointConfig, HostCheck, Registry, RunningServer};
+use onionwatch_server::{
+    on_demand_router, EndpointConfig, HostCheck, OnDemandLimits, Registry, RunningServer,
+};
 
 use tokio::sync::mpsc;
 
 use crate::config::{Config, ConfigError, Target};
 use crate::metrics::{ProbeMetrics, State};
+use crate::on_demand::OnDemandProbes;
 use crate::probe::{ProbeResult, Prober, Settings};
 use crate::tor::Tor;
 
@@ -152,6 +155,9 @@ pub struct Exposition {
     pub root: Arc<dyn Collect>,
     /// The constant labels (also for alerts about these series).
     pub labels: ConstLabels,
+    /// `/probe?target=…`, answered once a [`Runner`] runs
+    /// ([`Runner::with_on_demand`]).
+    pub on_demand: Arc<OnDemandProbes>,
 }
 
 impl std::fmt::Debug for Exposition {
@@ -177,18 +183,26 @@ impl Exposition {
         Exposition {
             registry,
             root,
+            on_demand: Arc::new(OnDemandProbes::new(labels.clone())),
             labels,
         }
     }
 }
 
-/// Serve `exposition` at `/metrics` (and `/healthz`, `/-/ready`) on
-/// `endpoint`, in the background.
+/// Serve `exposition` at `/metrics` (and `/healthz`, `/-/ready`) and
+/// `/probe?target=…` (at most `max_probes` at once, see
+/// [`crate::on_demand`]) on `endpoint`, in the background.
 pub async fn start_exporter(
     endpoint: &EndpointConfig,
     exposition: &Exposition,
+    max_probes: usize,
 ) -> Result<RunningServer, ExporterError> {
-    let app = onionwatch_server::router_over(exposition.registry.clone(), exposition.root.clone());
+    let limits = OnDemandLimits {
+        max_in_flight: max_probes.max(1),
+        ..OnDemandLimits::default()
+    };
+    let app = onionwatch_server::router_over(exposition.registry.clone(), exposition.root.clone())
+        .merge(on_demand_router(exposition.on_demand.clone(), limits));
     onionwatch_server::start(endpoint, app)
         .await
         .map_err(|source| ExporterError {
@@ -246,6 +260,8 @@ pub struct Runner {
     reload: Option<(mpsc::UnboundedReceiver<()>, Rebuild)>,
     /// Stopped at shutdown; its TLS and auth files are re-read on reloads.
     exporter: Option<RunningServer>,
+    /// `/probe`, told the tor and each configuration.
+    on_demand: Option<Arc<OnDemandProbes>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -292,6 +308,7 @@ impl Runner {
             once: false,
             reload: None,
             exporter: None,
+            on_demand: None,
         })
     }
 
@@ -336,6 +353,14 @@ impl Runner {
         self
     }
 
+    /// Answer `/probe` requests (from [`Exposition::on_demand`]) through
+    /// this runner's tor with its current configuration.
+    pub fn with_on_demand(mut self, on_demand: Arc<OnDemandProbes>) -> Self {
+        on_demand.update(self.tor.clone(), self.config.clone());
+        self.on_demand = Some(on_demand);
+        self
+    }
+
     /// Switch to `config`: its endpoints and settings apply from the next
     /// round, series of endpoints no longer configured disappear.
     pub fn apply(&mut self, config: Config) -> Result<(), ConfigError> {
@@ -356,6 +381,9 @@ impl Runner {
         self.prober.metrics().set_shard(config.shard, targets.len());
         self.prober.set_settings(Settings::from_config(&config));
         tracing::info!(endpoints = targets.len(), "configuration reloaded");
+        if let Some(od) = &self.on_demand {
+            od.update(self.tor.clone(), config.clone());
+        }
         self.targets = targets;
         self.config = config;
         Ok(())
@@ -564,7 +592,7 @@ mod tests {
         assert!(endpoint.is_protected());
         let metrics = Arc::new(ProbeMetrics::new());
         let labels = ConstLabels::new().with("vantage", "eu-1").unwrap();
-        let server = start_exporter(&endpoint, &Exposition::new(metrics, labels))
+        let server = start_exporter(&endpoint, &Exposition::new(metrics, labels), 4)
             .await
             .unwrap();
         let addr = server.local_addr();

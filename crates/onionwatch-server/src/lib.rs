@@ -7,7 +7,9 @@
 //! `/-/healthy` (always 200) and `/-/ready` (200 once [`Registry::set_ready`]
 //! says so, 503 before).
 //! Components add their own routes (e.g. `/api/v1/targets`) by merging an
-//! axum [`Router`] into [`router`]'s.
+//! axum [`Router`] into [`router`]'s; `/probe?target=…` (probes scheduled
+//! by Prometheus, bounded by its scrape timeout and a concurrency limit) is
+//! [`on_demand_router`] over a component's [`OnDemand`].
 //!
 //! Metrics derived from tor's MetricsPort can help deanonymise Tor users, so
 //! [`check_listen`] refuses any address that is not loopback unless the
@@ -45,6 +47,7 @@ use std::sync::{Arc, RwLock};
 mod conn;
 pub mod exporter;
 mod host;
+mod on_demand;
 mod security;
 mod webconfig;
 
@@ -53,6 +56,10 @@ pub use conn::{
     ConnectionLimits, LimitError,
 };
 pub use host::{check_host, HostCheck, HostError};
+pub use on_demand::{
+    on_demand_router, OnDemand, OnDemandError, OnDemandFuture, OnDemandLimits,
+    SCRAPE_TIMEOUT_HEADER,
+};
 pub use security::{
     require_auth, server_config, AuthConfig, Authenticator, BasicUser, SecurityError, TlsConfig,
     Verdict,
@@ -64,8 +71,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-pub use onionwatch_metrics::Collect;
 use onionwatch_metrics::{merge_checked, push_dropped, render, Family, Format};
+pub use onionwatch_metrics::{Collect, ConstLabels, Labelled};
 
 /// The metric sources of one process.
 #[derive(Default)]

@@ -50,7 +50,7 @@ use onionwatch_logs::follow::{FollowConfig, FollowHandle, Follower, Source};
 use onionwatch_logs::policy::{PolicyConfig, PolicyConfigError};
 use onionwatch_logs::tail::{StateError, TailState};
 use onionwatch_probe::ProbeMetrics;
-use onionwatch_server::{Collect, EndpointConfig, Registry, RunningServer, ServeError};
+use onionwatch_server::{Collect, EndpointConfig, Labelled, Registry, RunningServer, ServeError};
 use onionwatch_tor::control::ControlTarget;
 use tokio::task::JoinHandle;
 
@@ -197,11 +197,16 @@ impl Site {
         }
         // Registered now, so the first scrape and the dashboard have the
         // prober's families (its state, before the first round).
-        let probe = probe.map(|p| {
-            let metrics = Arc::new(ProbeMetrics::new());
-            registry.register(metrics.clone());
-            (p, metrics)
-        });
+        // The probe section's `vantage:` and `external_labels:` label the
+        // prober's families (read at start, as for `probe`).
+        let probe = probe
+            .map(|p| -> Result<_, Error> {
+                let metrics = Arc::new(ProbeMetrics::new());
+                let labels = p.options.labels()?;
+                registry.register(Arc::new(Labelled::new(metrics.clone(), labels)));
+                Ok((p, metrics))
+            })
+            .transpose()?;
         let dashboard = Dashboard::open(
             registry.clone(),
             DashboardConfig {

@@ -35,7 +35,6 @@ impl Prometheus {
         interval: Duration,
         rule_files: &[std::path::PathBuf],
     ) -> Result<Self> {
-        let dir = tempfile::tempdir().map_err(Error::io("create Prometheus' directory"))?;
         let secs = interval.as_secs().max(1);
         let list: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
         let mut config = format!(
@@ -50,9 +49,17 @@ impl Prometheus {
                 config.push_str(&format!("  - '{quoted}'\n"));
             }
         }
+        Self::start_with_config(&config)
+    }
+
+    /// Start Prometheus with `config` as its whole `prometheus.yml` (own
+    /// scrape configurations, relabeling, rule files by absolute path), and
+    /// wait until it is ready (60 s at most).
+    pub fn start_with_config(config: &str) -> Result<Self> {
+        let dir = tempfile::tempdir().map_err(Error::io("create Prometheus' directory"))?;
         let addr = loopback(free_port().map_err(Error::io("pick a port for Prometheus"))?);
         let path = dir.path().to_owned();
-        Self::spawn(&config, &path, addr, &[], Some(dir))
+        Self::spawn(config, &path, addr, &[], Some(dir))
     }
 
     /// A Prometheus that scrapes nothing and takes remote_write on

@@ -1,5 +1,5 @@
 //! The shipped Grafana dashboards provision from files (a datasource
-//! variable, no `${DS_…}` import inputs; job, instance and project
+//! variable, no `${DS_…}` import inputs; job, vantage, instance and project
 //! variables), and every query of theirs, variables substituted, is
 //! accepted by a real Prometheus (Debian's `prometheus`) that scraped real
 //! onionwatch output (`watch` on a stored tor MetricsPort page, stub_status
@@ -75,7 +75,7 @@ fn dashboards_provision_from_files_with_datasource_job_and_instance_variables() 
         let ds = var("datasource").unwrap_or_else(|| panic!("{name}: no datasource variable"));
         assert_eq!(ds["type"], "datasource");
         assert_eq!(ds["query"], "prometheus");
-        for v in ["job", "instance"] {
+        for v in ["job", "vantage", "instance"] {
             let v = var(v).unwrap_or_else(|| panic!("{name}: no {v} variable"));
             assert_eq!(v["datasource"]["uid"], "${datasource}", "{name}");
         }
@@ -96,8 +96,10 @@ fn dashboards_provision_from_files_with_datasource_job_and_instance_variables() 
                 // Recording rules already sum over job and instance.
                 if !q.contains("project:onionwatch_") {
                     assert!(
-                        q.contains("job=~\"$job\"") && q.contains("instance=~\"$instance\""),
-                        "{name}: {q} ignores the job and instance variables"
+                        q.contains("job=~\"$job\"")
+                            && q.contains("instance=~\"$instance\"")
+                            && q.contains("vantage=~\"$vantage\""),
+                        "{name}: {q} ignores the job, instance or vantage variable"
                     );
                 }
             }
@@ -155,7 +157,7 @@ fn label_values_query(q: &str) -> (String, Vec<String>) {
 
 /// Grafana's substitution with every variable on "All".
 fn substitute(q: &str) -> String {
-    let q = ["$job", "$instance", "$project"]
+    let q = ["$job", "$instance", "$vantage", "$project"]
         .iter()
         .fold(q.to_owned(), |q, v| q.replace(v, ".*"));
     assert!(!q.contains('$'), "a variable the test does not know: {q}");
@@ -182,11 +184,20 @@ fn exported(text: &str, sampled: &mut BTreeSet<String>, declared: &mut BTreeSet<
     }
 }
 
-/// The prober's families as its exporter serves them (a probe needs a Tor
-/// network; the families and their names are the same before one).
+/// The prober's families as its exporter serves them, from a vantage point
+/// (a probe needs a Tor network; the families and their names are the same
+/// before one).
 fn serve_probe_metrics(rt: &tokio::runtime::Runtime) -> SocketAddr {
-    let registry = Arc::new(onionwatch_server::Registry::default());
-    registry.register(Arc::new(onionwatch_probe::ProbeMetrics::new()));
+    let exposition = onionwatch_probe::runner::Exposition::new(
+        Arc::new(onionwatch_probe::ProbeMetrics::new()),
+        onionwatch_probe::Config::from_yaml("vantage: test", "t")
+            .unwrap()
+            .0
+            .labels()
+            .unwrap(),
+    );
+    // Ready without a round: there is no tor to probe through.
+    exposition.registry.set_readiness(|| true);
     let listener = rt
         .block_on(onionwatch_server::bind(
             "127.0.0.1:0".parse().unwrap(),
@@ -196,7 +207,7 @@ fn serve_probe_metrics(rt: &tokio::runtime::Runtime) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     rt.spawn(onionwatch_server::serve_on(
         listener,
-        onionwatch_server::router(registry),
+        onionwatch_server::router_over(exposition.registry, exposition.root),
         std::future::pending(),
     ));
     addr

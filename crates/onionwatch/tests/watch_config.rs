@@ -233,3 +233,50 @@ fn an_unreadable_onion_service_hostname_is_named_at_start_up() {
     assert!(text.contains("watching a target"), "{text}");
     assert!(!text.contains("launching a private tor"), "{text}");
 }
+
+#[test]
+fn the_probe_section_s_vantage_and_external_labels_label_the_prober_s_families() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tor = support::serve(TOR_PAGE);
+    let dead = support::dead_addr();
+    let listen = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let config = tmp.path().join("watch.yaml");
+    // A tor that is not there: the prober's families are served before any
+    // round, which is all this needs.
+    std::fs::write(
+        &config,
+        format!(
+            "listen: {listen}\nprojects:\n  news:\n    tors:\n      - metrics_port: {tor}\n\
+             probe:\n  launch_tor: false\n  control_port: {port}\n  socks_port: {port}\n  \
+             vantage: eu-1\n  external_labels: {{region: eu}}\n  endpoints:\n    \
+             shop: {{address: 2gzyxa5ihm7nsggfxnu52rck2vv4rvmdlkiu3zzui5du4xyclen53wid.onion}}\n",
+            port = dead.addr.port()
+        ),
+    )
+    .unwrap();
+    let _child = support::Running(
+        watch(&["--config", config.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let body = support::get_until(
+        listen,
+        "/metrics",
+        &["onionprobe_state{", "onionwatch_scrape_up{"],
+    );
+    assert!(
+        body.contains(
+            "onionprobe_state{onionprobe_state=\"starting\",vantage=\"eu-1\",region=\"eu\"} 1"
+        ),
+        "{body}"
+    );
+    // The inside families are not the prober's: no vantage there.
+    assert!(
+        body.lines()
+            .filter(|l| l.starts_with("onionwatch_scrape_up{"))
+            .all(|l| !l.contains("vantage")),
+        "{body}"
+    );
+}

@@ -458,7 +458,7 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
     };
     let (exporter, ready_status) = match &endpoint {
         Some(endpoint) => {
-            let server = start_exporter(endpoint, &exposition).await?;
+            let server = start_exporter(endpoint, &exposition, config.concurrency).await?;
             let scheme = if endpoint.tls.is_some() {
                 "https"
             } else {
@@ -512,7 +512,9 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
         crate::notify::ready(ready_status.as_deref().unwrap_or("probing"));
     }
     if let Some(server) = exporter {
-        runner = runner.with_exporter(server);
+        runner = runner
+            .with_exporter(server)
+            .with_on_demand(exposition.on_demand.clone());
     }
 
     let tty = std::io::stdout().is_terminal() && args.format == Format::Text;
