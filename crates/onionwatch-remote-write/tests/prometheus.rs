@@ -248,3 +248,98 @@ async fn a_request_the_receiver_refuses_is_dropped_and_counted_not_retried() {
         "a 404 is not retried"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_private_ca_and_basic_auth() {
+    // Prometheus behind its --web.config.file: TLS with a certificate of a
+    // private CA, and a basic-auth user.
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "onionwatch remote_write test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let path = |n: &str| dir.path().join(n);
+    std::fs::write(path("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(path("server.pem"), leaf.pem()).unwrap();
+    std::fs::write(path("server.key"), key.serialize_pem()).unwrap();
+    std::fs::write(path("good.pw"), "s3cret pw\n").unwrap();
+    std::fs::write(path("bad.pw"), "guess\n").unwrap();
+    let hash = bcrypt::hash("s3cret pw", 4)
+        .unwrap()
+        .replacen("$2b$", "$2y$", 1);
+    std::fs::write(
+        path("web.yml"),
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  probes: {hash}\n",
+            path("server.pem").display(),
+            path("server.key").display()
+        ),
+    )
+    .unwrap();
+    let prom_dir = tempfile::tempdir().unwrap();
+    let addr = prometheus_addr();
+    let _p = Prometheus::start_receiver_with_web_config(prom_dir.path(), addr, &path("web.yml"))
+        .unwrap();
+    let writer = |name: &str, password: &str, ca: bool| {
+        let mut c =
+            RemoteWriteConfig::from_url(format!("https://localhost:{}/api/v1/write", addr.port()));
+        c.name = Some(name.into());
+        c.interval_seconds = Some(0.2);
+        c.basic_auth = Some(onionwatch_remote_write::BasicAuth {
+            username: "probes".into(),
+            password_file: Some(path(password)),
+            password_env: None,
+        });
+        if ca {
+            c.tls.ca_file = Some(path("ca.pem"));
+        }
+        c
+    };
+    let configs = [
+        writer("good", "good.pw", true),
+        writer("wrong-password", "bad.pw", true),
+        writer("unknown-ca", "good.pw", false),
+    ];
+    // Three receivers of one URL would share a buffer: one writer each.
+    let source: Arc<Ticks> = Arc::new(Ticks::default());
+    let writers: Vec<RemoteWrite> = configs
+        .iter()
+        .map(|c| {
+            RemoteWrite::start(std::slice::from_ref(c), source.clone(), options(None)).unwrap()
+        })
+        .collect();
+    let s: Vec<Arc<Stats>> = writers.iter().map(|w| w.stats()[0].1.clone()).collect();
+    wait_until("each outcome", Duration::from_secs(60), || {
+        s[0].sent.load(Relaxed) > 0
+            && s[1].failed.load(Relaxed) > 0
+            && s[2].retries.load(Relaxed) > 0
+    })
+    .await;
+    for w in writers {
+        w.stop(Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        s[0].failed.load(Relaxed),
+        0,
+        "the right password over verified TLS"
+    );
+    assert_eq!(s[1].sent.load(Relaxed), 0, "a 401 is refused for good");
+    assert_eq!(s[1].retries.load(Relaxed), 0);
+    assert_eq!(
+        s[2].sent.load(Relaxed) + s[2].failed.load(Relaxed),
+        0,
+        "a certificate of an unknown CA is never trusted, and retried"
+    );
+}

@@ -78,6 +78,24 @@ impl Prometheus {
         )
     }
 
+    /// [`Prometheus::start_receiver`] behind `web_config` (Prometheus'
+    /// `--web.config.file`: TLS, basic authentication). Ready once it
+    /// accepts connections (its HTTP API is then behind TLS).
+    pub fn start_receiver_with_web_config(
+        dir: &std::path::Path,
+        addr: SocketAddr,
+        web_config: &std::path::Path,
+    ) -> Result<Self> {
+        let flag = format!("--web.config.file={}", web_config.display());
+        Self::spawn(
+            RECEIVER_CONFIG,
+            dir,
+            addr,
+            &["--web.enable-remote-write-receiver", &flag],
+            None,
+        )
+    }
+
     fn spawn(
         config: &str,
         dir: &std::path::Path,
@@ -108,8 +126,14 @@ impl Prometheus {
             _dir: tempdir,
         };
         let start = Instant::now();
+        let behind_tls = extra.iter().any(|a| a.starts_with("--web.config.file="));
         loop {
-            if get(addr, "/-/ready").is_some_and(|r| r.starts_with("HTTP/1.0 200")) {
+            let ready = if behind_tls {
+                TcpStream::connect(addr).is_ok()
+            } else {
+                get(addr, "/-/ready").is_some_and(|r| r.starts_with("HTTP/1.0 200"))
+            };
+            if ready {
                 return Ok(me);
             }
             if let Ok(Some(status)) = me.child.try_wait() {
