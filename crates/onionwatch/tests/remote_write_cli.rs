@@ -105,6 +105,82 @@ fn watch_pushes_what_it_serves_with_its_own_counters() {
     assert!(status.code().is_some(), "{status}");
 }
 
+fn watch(
+    tor: SocketAddr,
+    listen: SocketAddr,
+    url: &str,
+    state: &std::path::Path,
+) -> support::Running {
+    support::Running(
+        Command::new(BIN)
+            .args(["watch", "--interval", "1", "--timeout", "1"])
+            .args(["--listen", &listen.to_string()])
+            .args(["--metrics-port", &format!("news={tor}")])
+            .args(["--remote-write", url])
+            .arg("--state-dir")
+            .arg(state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn stop(mut child: support::Running) {
+    sigterm(&child);
+    wait_for(Duration::from_secs(30), || child.0.try_wait().unwrap())
+        .expect("watch exits on SIGTERM");
+}
+
+#[test]
+fn samples_buffered_before_a_restart_of_watch_are_delivered_after_it() {
+    let tor = support::serve(
+        "# TYPE tor_hs_app_write_bytes_total counter\ntor_hs_app_write_bytes_total{onion=\"x\"} 5\n",
+    );
+    let state = tempfile::tempdir().unwrap();
+    let pdir = tempfile::tempdir().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let url = format!("http://{addr}/api/v1/write");
+    // The receiver is not there yet: the first run only buffers.
+    let listen = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let first = watch(tor, listen, &url, state.path());
+    wait_for(Duration::from_secs(60), || {
+        let m = support::get(listen, "/metrics");
+        support::value(&m, "onionwatch_remote_write_buffer_samples{remote=\"0\"}")
+            .filter(|v| *v >= 10.0)
+    })
+    .expect("samples buffered while the receiver is down");
+    stop(first);
+    let restart_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as f64;
+    let p = Prometheus::start_receiver(pdir.path(), addr).unwrap();
+    let listen = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+    let second = watch(tor, listen, &url, state.path());
+    // The first run's samples arrive: timestamps from before the restart.
+    let oldest = wait_for(Duration::from_secs(60), || {
+        let body = p
+            .api(&format!(
+                "/api/v1/query?query={}",
+                onionwatch_testnet::prometheus::url_encode(
+                    "tor_hs_app_write_bytes_total{project=\"news\"}[1h]"
+                )
+            ))
+            .unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["data"]["result"][0]["values"][0][0]
+            .as_f64()
+            .map(|t| t * 1000.0)
+    })
+    .expect("samples reached Prometheus");
+    assert!(
+        oldest < restart_ms,
+        "the oldest sample ({oldest}) comes from the first run (before {restart_ms})"
+    );
+    stop(second);
+}
+
 // ------------------------------------------------ on the private network
 
 /// One tor hosting one onion service that answers 200.
