@@ -8,7 +8,7 @@
 //! counter and a 12-bucket latency histogram (20 series) with
 //! `name`, `address`, `protocol`, `port`, `path` and `vantage` labels.
 //! The end-to-end run offers collections faster than one receiver takes
-//! them (every 50 ms), so the sender is saturated and `sent / time` is its
+//! them (every 100 ms), so the sender is saturated and `sent / time` is its
 //! throughput: one connection, one request at a time, as in production.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -68,6 +68,9 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let services: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    println!("load average at start: {}", load.join(", "));
     let source = Arc::new(Probes {
         services,
         round: AtomicU64::new(0),
@@ -117,7 +120,7 @@ fn main() {
     let _p = Prometheus::start_receiver(dir.path(), addr).unwrap();
     rt.block_on(async {
         let mut c = RemoteWriteConfig::from_url(format!("http://{addr}/api/v1/write"));
-        c.interval_seconds = Some(0.05);
+        c.interval_seconds = Some(0.1);
         c.max_buffer_bytes = 1 << 30;
         let rw = RemoteWrite::start(
             &[c],
