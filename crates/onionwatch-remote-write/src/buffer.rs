@@ -23,7 +23,7 @@ const HEADER: usize = 16;
 
 /// The buffer directory cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("remote_write buffer {}: {what}: {source} (check the permissions of --state-dir, or remove the directory to start empty)", dir.display())]
+#[error("remote_write buffer {}: {what}: {source} (give each onionwatch process its own --state-dir, check its permissions, or remove the directory to start empty)", dir.display())]
 pub struct BufferError {
     /// The directory.
     pub dir: PathBuf,
@@ -54,6 +54,9 @@ pub struct Dropped {
 /// A bounded FIFO of batches, on disk or in memory.
 pub struct Buffer {
     dir: Option<PathBuf>,
+    /// Held (flock) while the buffer is open: two processes appending to
+    /// and deleting from one directory would lose and repeat batches.
+    _lock: Option<std::fs::File>,
     queue: VecDeque<Entry>,
     bytes: u64,
     max_bytes: u64,
@@ -79,6 +82,7 @@ impl Buffer {
     pub fn memory(max_bytes: u64) -> Buffer {
         Buffer {
             dir: None,
+            _lock: None,
             queue: VecDeque::new(),
             bytes: 0,
             max_bytes,
@@ -100,6 +104,22 @@ impl Buffer {
             }
         };
         std::fs::create_dir_all(dir).map_err(err("cannot create it"))?;
+        let lock =
+            std::fs::File::create(dir.join("lock")).map_err(err("cannot create its lock file"))?;
+        // SAFETY: flock(2) on a descriptor we own.
+        if unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&lock),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        } != 0
+        {
+            return Err(BufferError {
+                dir: dir.to_owned(),
+                what: "another onionwatch process pushes to the same URL from this --state-dir",
+                source: std::io::Error::last_os_error(),
+            });
+        }
         let mut found = Vec::new();
         let mut dropped = Dropped::default();
         for e in std::fs::read_dir(dir).map_err(err("cannot list it"))? {
@@ -137,6 +157,7 @@ impl Buffer {
         found.sort_by_key(|e| e.seq);
         let mut me = Buffer {
             dir: Some(dir.to_owned()),
+            _lock: Some(lock),
             next_seq: found.last().map_or(0, |e| e.seq + 1),
             bytes: found.iter().map(|e| e.size).sum(),
             queue: found.into(),
@@ -400,13 +421,25 @@ mod tests {
         b.push(&batch(7, 7, 1000));
         assert_eq!(drain(&mut b), [4, 5, 6, 7], "FIFO across the restart");
         // A smaller bound at the next start keeps the newest.
+        drop(b);
         let (mut b, _) = Buffer::open(dir.path(), 4 * one).unwrap();
         for i in 10..14 {
             b.push(&batch(i, 0, 1000));
         }
+        drop(b);
         let (mut b, dropped) = Buffer::open(dir.path(), 2 * one).unwrap();
         assert_eq!(dropped.samples, 10 + 11);
         assert_eq!(drain(&mut b), [12, 13]);
+    }
+
+    #[test]
+    fn one_process_at_a_time_uses_a_buffer_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _) = Buffer::open(dir.path(), 1 << 20).unwrap();
+        let err = Buffer::open(dir.path(), 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("another onionwatch"), "{err}");
+        drop(first);
+        assert!(Buffer::open(dir.path(), 1 << 20).is_ok());
     }
 
     #[test]

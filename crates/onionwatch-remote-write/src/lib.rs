@@ -260,17 +260,14 @@ impl RemoteWrite {
         }
         // Senders now drain their buffers and end at the first failure.
         let _ = self.stop_sending.send(true);
-        let senders = std::mem::take(&mut self.senders);
-        let aborts: Vec<_> = senders.iter().map(|t| t.abort_handle()).collect();
-        let all = async {
-            for t in senders {
+        let mut senders = std::mem::take(&mut self.senders);
+        let deadline = tokio::time::Instant::now() + flush;
+        for t in &mut senders {
+            if tokio::time::timeout_at(deadline, &mut *t).await.is_err() {
+                // A request cut short is sent again at the next start.
+                t.abort();
+                // Until it is gone it holds the buffer (and its lock).
                 let _ = t.await;
-            }
-        };
-        if tokio::time::timeout(flush, all).await.is_err() {
-            // A request cut short is sent again at the next start.
-            for a in aborts {
-                a.abort();
             }
         }
         for r in &self.receivers {
