@@ -30,6 +30,8 @@ Examples:
   onionwatch probe -c site.yaml --check     (Nagios/Icinga exit codes)
   onionwatch probe -c all.yaml --vantage eu-1 --shard 2/3 --prometheus_exporter
   onionwatch probe -c all.yaml --list --shard 2/3   (the endpoints shard 2 of 3 covers)
+  onionwatch probe -c all.yaml --vantage eu-1 --loop --state-dir /var/lib/onionwatch \\
+      --remote-write https://prometheus.example/api/v1/write   (push, no exporter needed)
   onionwatch probe -c site.yaml --prometheus_exporter --prometheus_exporter_address 0.0.0.0 \\
       --tls-cert cert.pem --tls-key key.pem --auth-file auth.yaml
 
