@@ -18,7 +18,8 @@
 //! - one [`Registry`] of them all, and the [`Dashboard`] reading it.
 //!
 //! More collectors can join the same registry before serving
-//! ([`Site::register`]). [`Site::serve`] starts the dashboard's sampler,
+//! ([`Site::register`]); [`Site::push_to`] pushes the whole registry to
+//! remote_write receivers too (`onionwatch_remote_write`). [`Site::serve`] starts the dashboard's sampler,
 //! the feed of recent tor warnings to the dashboard
 //! ([`logs::feed_recent_warnings`]), Onionspray rediscovery, probing, and
 //! the endpoint: `/metrics` and `/healthz`, `/api/v1/targets`, the logs'
