@@ -44,6 +44,9 @@ pub enum Error {
     /// The `dashboard:` section is out of bounds.
     #[error(transparent)]
     Dashboard(#[from] dashboard::DashboardError),
+    /// A `remote_write:` receiver (or `--remote-write`) is unusable.
+    #[error(transparent)]
+    RemoteWrite(#[from] onionwatch_remote_write::ConfigError),
     /// The `--config` file is not a valid watch configuration.
     #[error("invalid watch configuration {origin}: {source}")]
     ConfigFile {

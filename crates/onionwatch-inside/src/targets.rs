@@ -110,6 +110,14 @@ pub struct Config {
     /// its built-in rules. Default: none.
     #[serde(default)]
     pub notifiers: Vec<onionwatch_notify::NotifierConfig>,
+    /// Push everything `/metrics` serves to these remote_write receivers
+    /// (`url`, `name`, `basic_auth`, `bearer_token_file`/`_env`, `tls`,
+    /// `headers`, `interval_seconds` (default: `interval_seconds` above),
+    /// `batch_size`, `max_buffer_bytes`, `timeout_seconds`; see
+    /// `onionwatch_remote_write::RemoteWriteConfig`). Buffered on disk
+    /// under `--state-dir`, else in memory. Default: none.
+    #[serde(default)]
+    pub remote_write: Vec<onionwatch_remote_write::RemoteWriteConfig>,
 }
 
 /// One project's targets.
@@ -198,6 +206,7 @@ impl Default for Config {
             dashboard: crate::dashboard::DashboardSection::default(),
             alerts: None,
             notifiers: Vec::new(),
+            remote_write: Vec::new(),
         }
     }
 }
@@ -205,10 +214,14 @@ impl Default for Config {
 impl Config {
     /// Parse YAML text; `origin` names the file in errors.
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, Error> {
-        serde_saphyr::from_str(text).map_err(|e| Error::ConfigFile {
+        let config: Config = serde_saphyr::from_str(text).map_err(|e| Error::ConfigFile {
             origin: origin.to_owned(),
             source: Box::new(e),
-        })
+        })?;
+        for (i, rw) in config.remote_write.iter().enumerate() {
+            rw.check(i)?;
+        }
+        Ok(config)
     }
 }
 
@@ -577,6 +590,27 @@ mod tests {
         assert!(err.to_string().contains("torz"), "{err}");
         let err = Config::from_yaml("listen: nowhere\n", "bad.yaml").unwrap_err();
         assert!(err.to_string().contains("bad.yaml"), "{err}");
+    }
+
+    #[test]
+    fn remote_write_receivers_are_checked_at_load() {
+        let c = Config::from_yaml(
+            "remote_write:\n  - url: http://127.0.0.1:9090/api/v1/write\n    name: central\n",
+            "rw.yaml",
+        )
+        .unwrap();
+        assert_eq!(c.remote_write[0].name.as_deref(), Some("central"));
+        let err = Config::from_yaml("remote_write:\n  - url: 127.0.0.1:9090\n", "rw.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("remote_write[0].url"), "{err}");
+        let err = Config::from_yaml(
+            "remote_write:\n  - url: http://h/\n    password: x\n",
+            "rw.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("password"), "{err}");
     }
 
     #[test]

@@ -67,9 +67,16 @@ fn prometheus_family(out: &mut String, f: &Family) {
     };
     let _ = writeln!(out, "# HELP {name} {}", escape_help(&f.help, false));
     let _ = writeln!(out, "# TYPE {name} {kind}");
-    for s in f.samples.iter().filter(|s| s.suffix != "_created") {
+    for s in text_samples(f) {
         sample(out, &f.name, s);
     }
+}
+
+/// The samples of `family` the Prometheus text format (0.0.4) writes, in
+/// order, each named the family's name plus its `suffix`: all but the
+/// `_created` ones (OpenMetrics only). remote_write pushes the same series.
+pub fn text_samples(family: &Family) -> impl Iterator<Item = &Sample> {
+    family.samples.iter().filter(|s| s.suffix != "_created")
 }
 
 fn openmetrics_family(out: &mut String, f: &Family) {

@@ -20,7 +20,7 @@ mod encode;
 mod histogram;
 pub mod parse;
 
-pub use encode::{render, Format};
+pub use encode::{render, text_samples, Format};
 pub use histogram::Histogram;
 
 /// What a family measures, as the exposition formats name it.

@@ -240,6 +240,7 @@ pub fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
         external_labels => "external_labels",
         alerts => "alerts",
         notifiers => "notifiers",
+        remote_write => "remote_write",
     );
     // Only a launched tor reads these.
     if old.launch_tor && new.launch_tor {

@@ -18,7 +18,8 @@
 //! - one [`Registry`] of them all, and the [`Dashboard`] reading it.
 //!
 //! More collectors can join the same registry before serving
-//! ([`Site::register`]). [`Site::serve`] starts the dashboard's sampler,
+//! ([`Site::register`]); [`Site::push_to`] pushes the whole registry to
+//! remote_write receivers too (`onionwatch_remote_write`). [`Site::serve`] starts the dashboard's sampler,
 //! the feed of recent tor warnings to the dashboard
 //! ([`logs::feed_recent_warnings`]), Onionspray rediscovery, probing, and
 //! the endpoint: `/metrics` and `/healthz`, `/api/v1/targets`, the logs'
@@ -124,6 +125,9 @@ pub enum Error {
     /// The probe configuration is invalid.
     #[error(transparent)]
     ProbeConfig(#[from] onionwatch_probe::ConfigError),
+    /// remote_write cannot start (a receiver's settings, secrets or buffer).
+    #[error(transparent)]
+    RemoteWrite(#[from] onionwatch_remote_write::Error),
     /// Probing is configured with no endpoint and nothing to discover.
     #[error("nothing to probe: the probe configuration names no endpoint and there is no Onionspray tree to discover onion services in (add `endpoints:`, or --onionspray DIR)")]
     NothingToProbe,
@@ -141,6 +145,7 @@ pub struct Site {
     dashboard: Arc<Dashboard>,
     probe: Option<(Probing, Arc<ProbeMetrics>)>,
     alerts: Option<Engine>,
+    remote_write: Option<onionwatch_remote_write::RemoteWrite>,
 }
 
 impl std::fmt::Debug for Site {
@@ -227,6 +232,7 @@ impl Site {
             dashboard,
             probe,
             alerts: None,
+            remote_write: None,
         })
     }
 
@@ -239,6 +245,33 @@ impl Site {
         self.dashboard.set_alerts(engine.clone());
         self.alerts = Some(engine);
         self
+    }
+
+    /// Push everything `/metrics` serves (the whole registry, and the
+    /// pusher's own `onionwatch_remote_write_*` families) to `receivers`
+    /// every `interval_seconds` (default: the scrape interval), buffered
+    /// under `state_dir` (in memory without one). [`RunningSite::stop`]
+    /// pushes a last collection and gives the receivers 5 s to take what
+    /// is buffered.
+    pub fn push_to(
+        mut self,
+        receivers: &[onionwatch_remote_write::RemoteWriteConfig],
+        state_dir: Option<PathBuf>,
+    ) -> Result<Site, Error> {
+        if receivers.is_empty() {
+            return Ok(self);
+        }
+        let rw = onionwatch_remote_write::RemoteWrite::start(
+            receivers,
+            self.registry.clone(),
+            onionwatch_remote_write::Options {
+                state_dir,
+                default_interval: self.interval,
+            },
+        )?;
+        self.registry.register(rw.collector());
+        self.remote_write = Some(rw);
+        Ok(self)
     }
 
     /// Add a metrics source to the endpoint and the dashboard; call it
@@ -290,6 +323,7 @@ impl Site {
             discovery: None,
             follower,
             follow,
+            remote_write: None,
         })
     }
 
@@ -352,6 +386,7 @@ impl Site {
             discovery,
             follower: self.follower,
             follow: self.follow,
+            remote_write: self.remote_write,
         })
     }
 }
@@ -383,6 +418,7 @@ pub struct RunningSite {
     discovery: Option<(tokio::sync::watch::Sender<bool>, JoinHandle<()>)>,
     follower: Follower,
     follow: FollowHandle,
+    remote_write: Option<onionwatch_remote_write::RemoteWrite>,
 }
 
 impl RunningSite {
@@ -408,6 +444,10 @@ impl RunningSite {
         for (stop, task) in self.probing.into_iter().chain(self.discovery) {
             let _ = stop.send(true);
             let _ = task.await;
+        }
+        // After probing, so the last probe results are pushed too.
+        if let Some(rw) = self.remote_write {
+            rw.stop(SHUTDOWN_GRACE).await;
         }
         for task in self.tasks {
             task.abort();

@@ -86,6 +86,14 @@ impl Probing {
         if options.endpoints.is_empty() && !discover {
             return Err(Error::NothingToProbe);
         }
+        if !options.remote_write.is_empty() {
+            // A file shared with a standalone `probe` may have one.
+            tracing::warn!(
+                "the probe options' remote_write is not used by watch: watch pushes everything it \
+                 serves, the prober's families included, to the receivers of its own top-level \
+                 remote_write (or --remote-write)"
+            );
+        }
         Ok(Some(Probing {
             options,
             file,

@@ -14,8 +14,12 @@ use crate::ports::{free_port, loopback};
 pub struct Prometheus {
     child: Child,
     addr: SocketAddr,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
+
+/// The `prometheus.yml` of [`Prometheus::start_receiver`]: a receiver needs
+/// no scrape configuration, only `--web.enable-remote-write-receiver`.
+pub const RECEIVER_CONFIG: &str = "global:\n  evaluation_interval: 15s\n";
 
 impl Prometheus {
     /// Start Prometheus scraping `targets` (job `onionwatch`) every
@@ -53,16 +57,62 @@ impl Prometheus {
     /// wait until it is ready (60 s at most).
     pub fn start_with_config(config: &str) -> Result<Self> {
         let dir = tempfile::tempdir().map_err(Error::io("create Prometheus' directory"))?;
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config).map_err(Error::io("write prometheus.yml"))?;
         let addr = loopback(free_port().map_err(Error::io("pick a port for Prometheus"))?);
+        let path = dir.path().to_owned();
+        Self::spawn(config, &path, addr, &[], Some(dir))
+    }
+
+    /// A Prometheus that scrapes nothing and takes remote_write on
+    /// `/api/v1/write` (`--web.enable-remote-write-receiver`), listening
+    /// on `addr` and keeping its configuration and TSDB in `dir`, so
+    /// [`Prometheus::stop`] and starting it again on the same `dir` and
+    /// `addr` keep the samples (a receiver outage).
+    pub fn start_receiver(dir: &std::path::Path, addr: SocketAddr) -> Result<Self> {
+        // The configuration the README shows for a receiver.
+        Self::spawn(
+            RECEIVER_CONFIG,
+            dir,
+            addr,
+            &["--web.enable-remote-write-receiver"],
+            None,
+        )
+    }
+
+    /// [`Prometheus::start_receiver`] behind `web_config` (Prometheus'
+    /// `--web.config.file`: TLS, basic authentication). Ready once it
+    /// accepts connections (its HTTP API is then behind TLS).
+    pub fn start_receiver_with_web_config(
+        dir: &std::path::Path,
+        addr: SocketAddr,
+        web_config: &std::path::Path,
+    ) -> Result<Self> {
+        let flag = format!("--web.config.file={}", web_config.display());
+        Self::spawn(
+            RECEIVER_CONFIG,
+            dir,
+            addr,
+            &["--web.enable-remote-write-receiver", &flag],
+            None,
+        )
+    }
+
+    fn spawn(
+        config: &str,
+        dir: &std::path::Path,
+        addr: SocketAddr,
+        extra: &[&str],
+        tempdir: Option<tempfile::TempDir>,
+    ) -> Result<Self> {
+        let config_path = dir.join("prometheus.yml");
+        std::fs::write(&config_path, config).map_err(Error::io("write prometheus.yml"))?;
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
-                dir.path().join("tsdb").display()
+                dir.join("tsdb").display()
             ))
             .arg(format!("--web.listen-address={addr}"))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -73,11 +123,17 @@ impl Prometheus {
         let mut me = Self {
             child,
             addr,
-            _dir: dir,
+            _dir: tempdir,
         };
         let start = Instant::now();
+        let behind_tls = extra.iter().any(|a| a.starts_with("--web.config.file="));
         loop {
-            if get(addr, "/-/ready").is_some_and(|r| r.starts_with("HTTP/1.0 200")) {
+            let ready = if behind_tls {
+                TcpStream::connect(addr).is_ok()
+            } else {
+                get(addr, "/-/ready").is_some_and(|r| r.starts_with("HTTP/1.0 200"))
+            };
+            if ready {
                 return Ok(me);
             }
             if let Ok(Some(status)) = me.child.try_wait() {
@@ -95,6 +151,15 @@ impl Prometheus {
             // Readiness poll: Prometheus offers no notification.
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Stop it cleanly (SIGTERM, then wait), keeping its directory.
+    pub fn stop(mut self) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        let _ = self.child.wait();
     }
 
     /// Its HTTP address.

@@ -11,7 +11,7 @@
 //!
 //! A few keys are onionwatch extensions (Onionprobe ignores them):
 //! `concurrency`, `follow_redirects_elsewhere`, `max_body_bytes`,
-//! `prometheus_exporter_address`, `vantage`, `external_labels`, `shard`,
+//! `prometheus_exporter_address`, `vantage`, `external_labels`, `shard`, `remote_write`,
 //! `tls_ca_file`, `tor_binary`, `tor_config`, and per endpoint `client_auth_key` /
 //! `client_auth_key_file`.
 //!
@@ -272,6 +272,15 @@ pub struct Config {
     /// exec; see `onionwatch_notify`). With at least one, the alert
     /// engine runs with its built-in rules.
     pub notifiers: Vec<onionwatch_notify::NotifierConfig>,
+
+    // remote_write (issue 17).
+    /// onionwatch: push every series exported here to these remote_write
+    /// receivers (`url`, `name`, `basic_auth`, `bearer_token_file`/`_env`,
+    /// `tls`, `headers`, `interval_seconds` (default: `interval`),
+    /// `batch_size`, `max_buffer_bytes`, `timeout_seconds`; see
+    /// `onionwatch_remote_write::RemoteWriteConfig`), with or without the
+    /// exporter. Buffered on disk under `--state-dir`, else in memory.
+    pub remote_write: Vec<onionwatch_remote_write::RemoteWriteConfig>,
 }
 
 impl Default for Config {
@@ -318,6 +327,7 @@ impl Default for Config {
             shard: None,
             alerts: None,
             notifiers: Vec::new(),
+            remote_write: Vec::new(),
         }
     }
 }
@@ -366,6 +376,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "shard",
     "alerts",
     "notifiers",
+    "remote_write",
 ];
 
 /// Largest config file read (the biggest bundled one is ~40 KiB).
@@ -658,6 +669,30 @@ endpoints:
                 .unwrap_or_else(|| panic!("{text:?} accepted"));
             let msg = err.to_string();
             assert!(msg.contains(key), "{text:?}: {msg}");
+        }
+    }
+
+    #[test]
+    fn remote_write_receivers_are_read_and_checked_at_load() {
+        let (c, warnings) = Config::from_yaml(
+            "remote_write:\n  - url: http://127.0.0.1:9090/api/v1/write\n    name: central\n    interval_seconds: 5\n    headers: {X-Scope-OrgID: probes}\n  - url: https://mimir.example/api/v1/push\n    bearer_token_file: /etc/onionwatch/token\n",
+            "t.yaml",
+        )
+        .unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.remote_write.len(), 2);
+        assert_eq!(c.remote_write[0].name.as_deref(), Some("central"));
+        assert_eq!(c.remote_write[1].batch_size, 2000);
+        for (yaml, key) in [
+            ("remote_write: [{url: 'ftp://x/'}]", "remote_write[0].url"),
+            ("remote_write: [{url: 'http://x/', bogus: 1}]", "bogus"),
+            (
+                "remote_write: [{url: 'http://x/'}, {url: 'http://y/', batch_size: 0}]",
+                "remote_write[1].batch_size",
+            ),
+        ] {
+            let e = Config::from_yaml(yaml, "t.yaml").unwrap_err().to_string();
+            assert!(e.contains(key), "{yaml}: {e}");
         }
     }
 

@@ -173,6 +173,17 @@ impl Config {
         }
         self.tls_ca_certificates()?;
         self.labels()?;
+        for (i, rw) in self.remote_write.iter().enumerate() {
+            rw.check(i).map_err(|e| match e {
+                onionwatch_remote_write::ConfigError::Invalid {
+                    index,
+                    key,
+                    message,
+                    ..
+                } => invalid(format!("remote_write[{index}].{key}"), message),
+                other => invalid("remote_write", other.to_string()),
+            })?;
+        }
         let global_verify = self.tls_verify.unwrap_or(true);
         let mut out = Vec::new();
         for (name, e) in self.effective_endpoints() {

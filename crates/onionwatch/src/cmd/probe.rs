@@ -30,6 +30,8 @@ Examples:
   onionwatch probe -c site.yaml --check     (Nagios/Icinga exit codes)
   onionwatch probe -c all.yaml --vantage eu-1 --shard 2/3 --prometheus_exporter
   onionwatch probe -c all.yaml --list --shard 2/3   (the endpoints shard 2 of 3 covers)
+  onionwatch probe -c all.yaml --vantage eu-1 --loop --state-dir /var/lib/onionwatch \\
+      --remote-write https://prometheus.example/api/v1/write   (push, no exporter needed)
   onionwatch probe -c site.yaml --prometheus_exporter --prometheus_exporter_address 0.0.0.0 \\
       --tls-cert cert.pem --tls-key key.pem --auth-file auth.yaml
 
@@ -257,8 +259,18 @@ pub struct ProbeArgs {
     /// rules run (not with --check).
     #[arg(long = "notify-webhook", alias = "notify_webhook", value_name = "URL")]
     notify_webhook: Vec<String>,
-    /// Keep the alert state here (alerts.json), so a restart neither
-    /// repeats a firing notification nor loses a resolution.
+
+    // remote_write (issue 17).
+    /// Push every exported series to this remote_write receiver, e.g.
+    /// http://127.0.0.1:9090/api/v1/write (repeatable; config key
+    /// remote_write for authentication, TLS and headers). Works without
+    /// --prometheus_exporter; pushes at the probe interval (`interval`).
+    #[arg(long = "remote-write", alias = "remote_write", value_name = "URL")]
+    remote_write: Vec<String>,
+    /// Keep state here: the alert state (alerts.json: a restart neither
+    /// repeats a firing notification nor loses a resolution) and the
+    /// remote_write buffer (samples survive a receiver outage and a
+    /// restart); without it both live in memory only.
     #[arg(long = "state-dir", alias = "state_dir", value_name = "DIR")]
     state_dir: Option<PathBuf>,
 }
@@ -356,6 +368,11 @@ impl ProbeArgs {
         if let Some(shard) = self.shard {
             c.shard = Some(shard);
         }
+        c.remote_write.extend(
+            self.remote_write
+                .iter()
+                .map(onionwatch_remote_write::RemoteWriteConfig::from_url),
+        );
         for e in &self.endpoints {
             let (name, endpoint) = onionwatch_probe::address::endpoint_from_arg(e)
                 .with_context(|| format!("-e {e}"))?;
@@ -452,6 +469,21 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
     for source in alerting.iter().flat_map(|a| a.collectors()) {
         exposition.registry.register(source);
     }
+    // Pushes what /metrics serves, whether or not it is served.
+    let remote_write = if config.remote_write.is_empty() || args.check {
+        None
+    } else {
+        let rw = onionwatch_remote_write::RemoteWrite::start(
+            &config.remote_write,
+            exposition.root.clone(),
+            onionwatch_remote_write::Options {
+                state_dir: args.state_dir.clone(),
+                default_interval: std::time::Duration::from_secs_f64(config.interval.max(1.0)),
+            },
+        )?;
+        exposition.registry.register(rw.collector());
+        Some(rw)
+    };
     let (exporter, ready_status) = match &endpoint {
         Some(endpoint) => {
             let routes = alerting.as_ref().map(|a| a.engine.router());
@@ -570,6 +602,10 @@ pub async fn run(args: ProbeArgs) -> Result<ExitCode> {
     runner.shutdown().await;
     if let Some(a) = &alerting {
         a.shutdown().await;
+    }
+    if let Some(rw) = remote_write {
+        // The last round's results are pushed too (or stay buffered).
+        rw.stop(std::time::Duration::from_secs(5)).await;
     }
     if args.check {
         let (state, line) = nagios_with(&last_results, cert_warning);

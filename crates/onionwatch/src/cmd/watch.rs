@@ -68,7 +68,9 @@ pub struct WatchArgs {
     /// probe (Onionprobe options and endpoints, or `config: FILE`; `discover`),
     /// `projects.NAME.tors[].{instance, metrics_port, control_port,
     /// control_cookie}`, `projects.NAME.{nginx_status, access_logs,
-    /// tor_logs, onionbalance_logs}`).
+    /// tor_logs, onionbalance_logs}`, remote_write (receivers: url, name,
+    /// basic_auth, bearer_token_file, tls, headers, interval_seconds,
+    /// batch_size, max_buffer_bytes, timeout_seconds)).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// A tor MetricsPort: PROJECT=HOST:PORT or PROJECT/INSTANCE=HOST:PORT.
@@ -113,7 +115,9 @@ pub struct WatchArgs {
     /// Seconds between scrapes of each target [default: 15].
     #[arg(long, value_name = "SECONDS")]
     interval: Option<f64>,
-    /// Keep the dashboard's history here, so a restart keeps the charts.
+    /// Keep the dashboard's history here, so a restart keeps the charts,
+    /// and the remote_write buffers (samples kept across a receiver outage
+    /// and a restart; in memory without it).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     #[command(flatten)]
@@ -133,6 +137,12 @@ pub struct WatchArgs {
     /// rules run, their state kept in --state-dir.
     #[arg(long = "notify-webhook", value_name = "URL")]
     notify_webhook: Vec<String>,
+    /// Push everything /metrics serves to this remote_write receiver, e.g.
+    /// http://127.0.0.1:9090/api/v1/write (repeatable; the configuration's
+    /// remote_write: list has authentication, TLS and headers), every
+    /// --interval; buffered in --state-dir (in memory without it).
+    #[arg(long = "remote-write", value_name = "URL")]
+    remote_write: Vec<String>,
 }
 
 pub async fn run(args: WatchArgs) -> Result<ExitCode> {
@@ -168,6 +178,18 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
         .as_ref()
         .map(|c| c.notifiers.clone())
         .unwrap_or_default();
+    let mut remote_write = config
+        .as_ref()
+        .map(|c| c.remote_write.clone())
+        .unwrap_or_default();
+    remote_write.extend(
+        args.remote_write
+            .iter()
+            .map(onionwatch_remote_write::RemoteWriteConfig::from_url),
+    );
+    for (i, rw) in remote_write.iter().enumerate() {
+        rw.check(i)?;
+    }
     let settings = Settings::build(config, &flags)?;
     let probe = Probing::for_watch(section, args.probe_config, !settings.onionspray.is_empty())?;
     // Alerts carry the probe section's vantage and external labels, as the
@@ -193,9 +215,10 @@ pub async fn run(args: WatchArgs) -> Result<ExitCode> {
         settings,
         endpoint,
         policy,
-        state_dir: args.state_dir,
+        state_dir: args.state_dir.clone(),
         probe,
-    })?;
+    })?
+    .push_to(&remote_write, args.state_dir)?;
     if let Some(a) = &alerting {
         site.register(Arc::new(a.notifiers.clone()));
         site = site.with_alerts(a.engine.clone());
