@@ -182,7 +182,7 @@ impl Site {
         watcher.start()?;
         // The policy sees every record, so it is in place before the follower starts.
         let guard = policy
-            .map(|policy| guard::attach(policy, &follower, guard::single_tor(&watcher)))
+            .map(|policy| guard::attach(policy, &follower, guard::project_tors(&watcher)))
             .transpose()?;
         let follow = follower.spawn().map_err(Error::FollowerThread)?;
         let registry = Arc::new(Registry::default());
