@@ -260,7 +260,7 @@ pub struct AbuseGuard {
 struct Project {
     policy: Policy,
     /// The project's tors and when they were asked for.
-    tors: Option<(Instant, ProjectTors)>,
+    tors: Option<(Instant, Arc<ProjectTors>)>,
     /// Tor names by policy worker number minus one (0 is "not known").
     workers: Vec<String>,
     /// One executor per tor closed on, by name, started at its first close.
@@ -274,15 +274,15 @@ struct Project {
 }
 
 impl Project {
-    fn tors(&mut self, resolve: &Resolver, name: &str) -> &ProjectTors {
+    fn tors(&mut self, resolve: &Resolver, name: &str) -> Arc<ProjectTors> {
         let stale = self
             .tors
             .as_ref()
             .is_none_or(|(at, _)| at.elapsed() >= REFRESH);
         if stale {
-            self.tors = Some((Instant::now(), resolve(name)));
+            self.tors = Some((Instant::now(), Arc::new(resolve(name))));
         }
-        &self.tors.as_ref().expect("just set").1
+        Arc::clone(&self.tors.as_ref().expect("just set").1)
     }
 
     /// The policy's number for the tor called `name` (0 beyond [`MAX_WORKERS`]).
@@ -363,11 +363,9 @@ impl AbuseGuard {
                 skipped: [0; Skip::ALL.len()],
             });
         let tors = project.tors(&self.resolve, record.project);
-        let owner = tors
-            .owner(record.server_addr, record.server_port)
-            .map(|i| tors.tors[i].clone());
-        let worker = match &owner {
-            Ok(tor) => project.worker(&tor.name),
+        let owner = tors.owner(record.server_addr, record.server_port);
+        let worker = match owner {
+            Ok(i) => project.worker(&tors.tors[i].name),
             Err(_) => 0,
         };
         let Some(decision) = project.policy.observe_on(worker, circuit, source, time) else {
@@ -379,7 +377,7 @@ impl AbuseGuard {
             return;
         }
         let tor = match owner {
-            Ok(tor) if worker != 0 => tor,
+            Ok(i) if worker != 0 => tors.tors[i].clone(),
             Ok(_) => return project.skip(record.project, circuit, Skip::UnknownListener),
             Err(why) => return project.skip(record.project, circuit, why),
         };
