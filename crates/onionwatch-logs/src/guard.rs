@@ -7,8 +7,9 @@
 //! [`CloseExecutor`] talks to tor (one connection, reconnect after loss,
 //! shared with the gateway's escalation). This module connects them:
 //! [`AbuseGuard`] keeps one [`Policy`] per project, fed by the log
-//! follower's record hook, and hands every `close` decision to that
-//! project's [`PolicyExecutor`], which never blocks: the executor's task
+//! follower's record hook, and hands every `close` decision to the
+//! [`PolicyExecutor`] of the tor that owns the circuit, which never
+//! blocks: the executor's task
 //! closes the circuits in order, and this module logs and counts each
 //! result. Errors are logged, never fatal.
 //!
