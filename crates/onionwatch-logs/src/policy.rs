@@ -451,8 +451,8 @@ struct CircuitState {
     seq: u64,
 }
 
-/// The abusive-circuit policy over one tor instance's access log; see the
-/// module documentation.
+/// The abusive-circuit policy over one project's access log, circuits
+/// tracked per tor ([`Policy::observe_on`]); see the module documentation.
 #[derive(Debug, Clone)]
 pub struct Policy {
     config: PolicyConfig,
