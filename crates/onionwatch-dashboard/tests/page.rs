@@ -423,3 +423,112 @@ async fn the_page_shows_onion_services_and_projects_and_history_survives_a_resta
         .unwrap();
     assert_eq!(news.latency_history.len(), 3);
 }
+
+/// One probed onion service named as `watch` names discovered ones:
+/// `<project>/<address prefix>`, and its `:443` endpoint.
+struct Slashed;
+
+const SLASHED: &str = "shop/abcdefghijklmnop";
+
+impl Collect for Slashed {
+    fn collect(&self, out: &mut Vec<Family>) {
+        let address = "abcdefghijklmnopxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.onion";
+        let https = format!("{SLASHED}:443");
+        let mut reachable = Family::gauge("onion_service_reachable", "");
+        let mut latency = Family::gauge("onion_service_latency_seconds", "");
+        for (name, port, protocol) in [(SLASHED, "80", "http"), (https.as_str(), "443", "https")] {
+            let labels = [
+                ("name", name),
+                ("address", address),
+                ("path", "/"),
+                ("port", port),
+                ("protocol", protocol),
+            ];
+            reachable.push(&labels, 1.0);
+            latency.push(&labels, 0.25);
+        }
+        out.extend([reachable, latency]);
+    }
+}
+
+/// GET over plain HTTP/1.1 on loopback: the status and the body.
+async fn get_status(url: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    let mut s = tokio::net::TcpStream::connect(host).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |x| x.1).to_owned();
+    (status, body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_named_with_a_slash_has_its_page_and_json_twin() {
+    let registry = Arc::new(Registry::default());
+    registry.register(Arc::new(Slashed));
+    let dash = Dashboard::open(registry, DashboardConfig::default(), None).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for t in [now - 15, now] {
+        dash.sample_at(t).unwrap();
+    }
+    let config = EndpointConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..EndpointConfig::default()
+    };
+    let server = start(&config, dash.router()).await.unwrap();
+    let url = format!("http://{}/", server.local_addr());
+    let encoded = "shop%2Fabcdefghijklmnop";
+
+    // The JSON twin, by the encoded name (as the page asks for it) and
+    // with the port suffix.
+    let (status, body) = get_status(&format!("{url}api/v1/service/{encoded}")).await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["name"], SLASHED, "{v}");
+    let (status, body) = get_status(&format!("{url}api/v1/service/{encoded}%3A443")).await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["name"], format!("{SLASHED}:443"), "{v}");
+    let (status, _) = get_status(&format!("{url}service/{encoded}")).await;
+    assert_eq!(status, 200);
+
+    // The overview links to it encoded, and the page renders its data.
+    let profile = tempfile::tempdir().unwrap();
+    let (overview, page) = tokio::task::block_in_place(|| {
+        (
+            chromium(&["--dump-dom", &url], &profile.path().join("a")),
+            chromium(
+                &["--dump-dom", &format!("{url}service/{encoded}")],
+                &profile.path().join("b"),
+            ),
+        )
+    });
+    assert!(
+        overview.contains(&format!("href=\"/service/{encoded}\"")),
+        "{overview}"
+    );
+    assert!(page.contains("data-loaded=\"1\""), "{page}");
+    assert!(
+        page.contains(&format!("<h2 id=\"svc-title\">{SLASHED} ")),
+        "{page}"
+    );
+    assert!(
+        page.contains("data-kind=\"line\" data-points=\"2\""),
+        "latency chart: {page}"
+    );
+}

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use onionwatch_logs::follow::{LogKind, Source};
+use onionwatch_logs::guard::Listener;
 use onionwatch_onionspray::tree::{self, Installation};
 
 use crate::collector;
@@ -38,6 +39,27 @@ pub fn targets_of(inst: &Installation) -> Vec<Target> {
         }
         for from_project in collector::FROM_PROJECT {
             out.extend(from_project(p).map(|e| target(None, e)));
+        }
+    }
+    out
+}
+
+/// Per project and tor (softmap workers included), the listeners its onion
+/// services' `HiddenServicePort` lines point at (targets that are no
+/// address, such as a host name, are left out: that tor is never closed on
+/// through them).
+pub fn listeners_of(inst: &Installation) -> Vec<(String, String, Vec<Listener>)> {
+    let mut out = Vec::new();
+    for p in &inst.projects {
+        for t in &p.tors {
+            let listeners = t
+                .torrc
+                .onion_services()
+                .iter()
+                .flat_map(|hs| hs.ports())
+                .filter_map(|(_, target)| Listener::from_target(&target))
+                .collect();
+            out.push((p.name.clone(), t.name.clone(), listeners));
         }
     }
     out

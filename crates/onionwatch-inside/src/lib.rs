@@ -16,7 +16,8 @@
 //! in `onionwatch-onionspray`: they read files, this crate scrapes. The
 //! access-log policy's actions (closing abusive circuits) are executed by
 //! `onionwatch_logs::guard`, not here: this crate only tells it each
-//! project's control ports ([`watch::Watcher::control_ports`]).
+//! project's tors, their control ports and listeners
+//! ([`watch::Watcher::project_tors`]).
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -12,6 +12,7 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use onionwatch_logs::follow::{Follower, Source};
+use onionwatch_logs::guard::{Listener, ProjectTors, TorOwner};
 use onionwatch_metrics::{Collect, Family};
 use onionwatch_tor::control::ControlTarget;
 use serde::Serialize;
@@ -60,6 +61,9 @@ struct Tree {
     onions: Vec<OnionService>,
     /// What could not be read, with why and the fix.
     unreadable: Vec<String>,
+    /// Per project and tor, the `HiddenServicePort` targets of its onion
+    /// services: which tor a logged listener belongs to.
+    listeners: Vec<(String, String, Vec<Listener>)>,
 }
 
 #[derive(Debug)]
@@ -208,6 +212,7 @@ impl Watcher {
             logs,
             onions,
             unreadable,
+            listeners: discovery::listeners_of(&inst),
         })
     }
 
@@ -335,9 +340,37 @@ impl Watcher {
         states(&self.shared)
     }
 
-    /// The control ports (and cookie files) of `project`'s tors now,
-    /// configured and discovered.
-    pub fn control_ports(&self, project: &str) -> Vec<ControlTarget> {
+    /// The tors of `project` now, configured and discovered: each one's
+    /// control port and the listeners its `HiddenServicePort` lines point
+    /// at (known for discovered tors), so that the log policy closes a
+    /// circuit on the tor that owns it.
+    pub fn project_tors(&self, project: &str) -> ProjectTors {
+        let mut tors: BTreeMap<String, TorOwner> = BTreeMap::new();
+        let owner = |name: &str| TorOwner {
+            name: name.to_owned(),
+            control: None,
+            listeners: Vec::new(),
+        };
+        for t in self.control_targets(project) {
+            tors.entry(t.0.clone())
+                .or_insert_with(|| owner(&t.0))
+                .control = Some(t.1);
+        }
+        for tree in lock(&self.shared.trees).values() {
+            for (p, tor, listeners) in &tree.listeners {
+                if p == project {
+                    let t = tors.entry(tor.clone()).or_insert_with(|| owner(tor));
+                    t.listeners.extend(listeners.iter().cloned());
+                }
+            }
+        }
+        ProjectTors {
+            tors: tors.into_values().collect(),
+        }
+    }
+
+    /// `project`'s control ports by tor instance name.
+    fn control_targets(&self, project: &str) -> Vec<(String, ControlTarget)> {
         let entries = self
             .shared
             .entries
@@ -347,7 +380,13 @@ impl Watcher {
             .values()
             .filter(|e| e.target.project == project)
             .filter_map(|e| match &e.target.endpoint {
-                Endpoint::Control(t) => Some(t.clone()),
+                Endpoint::Control(t) => Some((
+                    e.target
+                        .tor_instance
+                        .clone()
+                        .unwrap_or_else(|| "tor".into()),
+                    t.clone(),
+                )),
                 _ => None,
             })
             .collect()

@@ -251,3 +251,46 @@ fn error_per_domain_and_installation_logs_of_a_tree_are_followed() {
     assert_eq!(news.len(), 3, "{news:?}");
     assert!(news[2].text.contains("SSL_do_handshake"), "{news:?}");
 }
+
+/// The log policy's view of a softmap project: each worker with its own
+/// control socket and the listeners its `HiddenServicePort` lines point
+/// at, so a logged `$server_addr` names one worker.
+#[tokio::test]
+async fn each_softmap_worker_owns_its_hidden_service_port_listeners() {
+    use onionwatch_inside::targets::{Flags, Settings};
+    use onionwatch_inside::watch::Watcher;
+    use onionwatch_logs::guard::{Listener, Skip};
+
+    let flags = Flags {
+        onionspray: vec![fixture("onionspray")],
+        ..Flags::default()
+    };
+    let watcher = Watcher::new(Settings::build(None, &flags).unwrap());
+    watcher.start().unwrap();
+    let shop = watcher.project_tors("shop");
+    let names: Vec<&str> = shop.tors.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["hs-1", "hs-2"]);
+    for (n, t) in [1, 2].into_iter().zip(&shop.tors) {
+        let dir = format!("{ROOT}/shop/hs-{n}");
+        assert_eq!(
+            t.control.as_ref().map(|c| c.control_port.clone()),
+            Some(ControlAddr::Unix(format!("{dir}/tor-control.sock").into()))
+        );
+        let hs = format!("{dir}/shop{n}xxxxxxxxxxxxxxx-v3");
+        assert_eq!(
+            t.listeners,
+            [
+                Listener::Unix(format!("{hs}/port-80.sock").into()),
+                Listener::Unix(format!("{hs}/port-443.sock").into())
+            ]
+        );
+    }
+    let line = |n| format!("unix:{ROOT}/shop/hs-{n}/shop{n}xxxxxxxxxxxxxxx-v3/port-443.sock");
+    assert_eq!(shop.owner(line(2).as_bytes(), None), Ok(1));
+    assert_eq!(shop.owner(line(1).as_bytes(), None), Ok(0));
+    assert_eq!(shop.owner(b"", None), Err(Skip::NoListener));
+    // A hardmap project: its one tor.
+    let blog = watcher.project_tors("blog");
+    assert_eq!(blog.tors.len(), 1);
+    assert_eq!(blog.owner(b"", None), Ok(0));
+}

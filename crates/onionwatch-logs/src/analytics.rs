@@ -12,8 +12,8 @@
 //!   60 per-minute sketches merged on read (at most ~1 MiB). A circuit id is
 //!   a per-tor counter, so when the format has `$server_addr` (which names
 //!   the unix socket, i.e. the onion service of one tor, a request came in
-//!   on) circuits are also counted per listener directory
-//!   ([`MAX_LISTENERS`] of them, then [`Summary::unique_circuits_by_listener`]
+//!   on) circuits are also counted per listener directory (per address and
+//!   `$server_port` for a TCP listener) ([`MAX_LISTENERS`] of them, then [`Summary::unique_circuits_by_listener`]
 //!   stops growing), and the overall count is the **sum** over listeners:
 //!   the same id on two softmap workers is two circuits. The sum is an
 //!   upper bound: a circuit that reached two onion services of one tor (or
@@ -79,6 +79,35 @@ fn listener_key(server_addr: &[u8]) -> &[u8] {
         },
         None => server_addr,
     }
+}
+
+/// Longest `address:port` key built on the stack.
+const TCP_KEY_MAX: usize = 72;
+
+/// The listener of a TCP `$server_addr` with its `$server_port`,
+/// `address:port` in `buf` (workers whose `HiddenServicePort` lines point
+/// at ports of one address are told apart by the port); the address alone
+/// when it is too long to be one.
+fn tcp_listener_key<'a>(buf: &'a mut [u8; TCP_KEY_MAX], addr: &'a [u8], port: u16) -> &'a [u8] {
+    // The port's digits without allocating (this runs per log line).
+    let (mut digits, mut n, mut i) = ([0u8; 5], port, 5);
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let port = &digits[i..];
+    let len = addr.len() + 1 + port.len();
+    if len > buf.len() {
+        return addr;
+    }
+    buf[..addr.len()].copy_from_slice(addr);
+    buf[addr.len()] = b':';
+    buf[addr.len() + 1..len].copy_from_slice(port);
+    &buf[..len]
 }
 
 /// Minutes kept for the sliding unique-circuit windows.
@@ -378,7 +407,13 @@ impl Analytics {
         let hash = mix64(u64::from(id.0));
         self.circuits.insert_hash(hash);
         if !rec.server_addr.is_empty() {
-            let key = listener_key(rec.server_addr);
+            let mut buf = [0u8; TCP_KEY_MAX];
+            let key = match rec.server_port {
+                Some(port) if !rec.server_addr.starts_with(b"unix:") => {
+                    tcp_listener_key(&mut buf, rec.server_addr, port)
+                }
+                _ => listener_key(rec.server_addr),
+            };
             if let Some(h) = self.per_listener.get_mut(key) {
                 h.insert_hash(hash);
             } else if self.per_listener.len() < MAX_LISTENERS {

@@ -170,6 +170,12 @@ pub struct RecordInfo<'a> {
     pub time: Option<i64>,
     /// The HTTP status.
     pub status: Option<u16>,
+    /// `$server_addr` as nginx wrote it (empty when the format has none):
+    /// the listener that served the request, which names the tor worker
+    /// whose circuit it is (see [`guard::Listener`](crate::guard::Listener)).
+    pub server_addr: &'a [u8],
+    /// `$server_port`, for a TCP listener.
+    pub server_port: Option<u16>,
 }
 
 /// Called with every parsed access-log record, on the follower's thread,
@@ -352,6 +358,8 @@ impl Follower {
                                     circuit: rec.circuit(),
                                     time: rec.time,
                                     status: rec.status,
+                                    server_addr: rec.server_addr,
+                                    server_port: rec.server_port,
                                 });
                             }
                         }

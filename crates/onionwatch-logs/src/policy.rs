@@ -53,8 +53,13 @@
 //! like the ids tor wrote.
 //!
 //! **Circuit ids** are per tor process (they restart at 1 when tor
-//! restarts), so one policy must be fed the log of one tor instance, and
-//! allow-list entries are only meaningful until that tor restarts.
+//! restarts, and two tors hand out the same numbers), so a circuit is
+//! tracked per tor: [`Policy::observe_on`] takes the tor (a small number
+//! the caller gives each tor of the log, such as the softmap worker whose
+//! listener served the request; 0 for "the only tor, or not known"), and
+//! circuit 48 of worker 1 and circuit 48 of worker 2 are two circuits with
+//! windows of their own. Allow-list entries apply on every tor and are
+//! only meaningful until that tor restarts.
 //!
 //! Every decision is logged through `tracing` with its reason (`log`: INFO,
 //! `alert` and `close`: WARN). [`PolicyCounters`] holds the numbers for
@@ -306,8 +311,12 @@ impl PolicyConfig {
 /// One circuit found abusive.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
-    /// The circuit (of the tor instance whose log this is).
+    /// The circuit (of the tor `worker` names).
     pub circuit: CircuitId,
+    /// The tor it belongs to, as given to [`Policy::observe_on`] (0 from
+    /// [`Policy::observe`]): the caller closes the circuit there and
+    /// nowhere else.
+    pub worker: u32,
     /// Where the circuit id was read.
     pub source: CircuitSource,
     /// The circuit may be closed: its id comes from the address tor wrote,
@@ -442,8 +451,8 @@ struct CircuitState {
     seq: u64,
 }
 
-/// The abusive-circuit policy over one tor instance's access log; see the
-/// module documentation.
+/// The abusive-circuit policy over one project's access log, circuits
+/// tracked per tor ([`Policy::observe_on`]); see the module documentation.
 #[derive(Debug, Clone)]
 pub struct Policy {
     config: PolicyConfig,
@@ -512,6 +521,20 @@ impl Policy {
         source: CircuitSource,
         time: i64,
     ) -> Option<Decision> {
+        self.observe_on(0, circuit, source, time)
+    }
+
+    /// [`Policy::observe_from`] for a circuit of tor `worker`: circuit ids
+    /// are per tor, so the same id on two workers is two circuits, counted
+    /// and decided apart. Workers are numbered by the caller; the number is
+    /// carried to [`Decision::worker`].
+    pub fn observe_on(
+        &mut self,
+        worker: u32,
+        circuit: CircuitId,
+        source: CircuitSource,
+        time: i64,
+    ) -> Option<Decision> {
         if circuit.0 == 0 {
             self.counters.records_without_circuit += 1;
             return None;
@@ -524,7 +547,7 @@ impl Policy {
             return None;
         }
         let trusted = source == CircuitSource::Address || self.config.trust_circuit_header;
-        let key = key(circuit, trusted);
+        let key = key(worker, circuit, trusted);
         self.counters.records += 1;
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -578,6 +601,7 @@ impl Policy {
         state.acted_at = Some(now);
         let decision = Decision {
             circuit,
+            worker,
             source,
             closable: trusted,
             action: self.config.action,
@@ -615,10 +639,11 @@ impl Policy {
     }
 }
 
-/// The tracking key of a circuit: ids from an untrusted header live apart
-/// (bit 32 set), so forged ones never add to a real circuit's count.
-fn key(circuit: CircuitId, trusted: bool) -> u64 {
-    u64::from(circuit.0) | u64::from(!trusted) << 32
+/// The tracking key of a circuit: its tor (bits 33 and up; 31 bits are
+/// plenty for workers), and ids from an untrusted header apart (bit 32
+/// set), so forged ones never add to a real circuit's count.
+fn key(worker: u32, circuit: CircuitId, trusted: bool) -> u64 {
+    u64::from(circuit.0) | u64::from(!trusted) << 32 | u64::from(worker & 0x7fff_ffff) << 33
 }
 
 fn log_decision(d: &Decision) {

@@ -289,7 +289,7 @@ impl<'a> Recorder<'a> {
             r.tls = last.tls.as_ref().map(TlsSummary::from);
         }
         if let Some(failure) = c.failure() {
-            if let Failure::Connection(err) = &failure {
+            if let Failure::Connection(err, _) = &failure {
                 self.connection_error(p, err);
             }
             let (reason, detail) = failure.describe(path, last);

@@ -1,6 +1,6 @@
 //! Access to tor: an existing tor (control port + SOCKS port) or a private
 //! tor launched with a temporary DataDirectory, and the routing of HS_DESC
-//! events to the probes waiting for them.
+//! and onion-service CIRC events to the probes waiting for them.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use onionwatch_tor::control::{
-    Auth, ConnectOptions, ControlAddr, ControlClient, ControlError, Event, EventStream,
+    Auth, Circuit, ConnectOptions, ControlAddr, ControlClient, ControlError, Event, EventStream,
 };
 use tokio::sync::mpsc;
 
@@ -94,7 +94,8 @@ pub enum TorError {
 /// generation, sender).
 type Subscribers = HashMap<String, Vec<(u64, u64, mpsc::UnboundedSender<Event>)>>;
 
-/// Routes HS_DESC / HS_DESC_CONTENT events by onion service id.
+/// Routes HS_DESC / HS_DESC_CONTENT events, and CIRC events of
+/// onion-service circuits (`REND_QUERY`), by onion service id.
 #[derive(Default)]
 struct Router {
     subs: Mutex<Subscribers>,
@@ -110,9 +111,28 @@ impl Router {
     }
 
     fn route(&self, event: Event) {
+        // CIRC_MINOR (a purpose or HS_STATE change: introduction
+        // acknowledged, rendezvous joined) has CIRC's syntax with the
+        // change as status; routed as a CIRC event.
+        let event = match event {
+            Event::Unknown { keyword, raw } if keyword == "CIRC_MINOR" => {
+                let line = raw.lines().next().unwrap_or("");
+                match Circuit::parse(line.strip_prefix("CIRC_MINOR ").unwrap_or("")) {
+                    Some(c) => Event::Circ(c),
+                    None => return,
+                }
+            }
+            other => other,
+        };
         let key = match &event {
             Event::HsDesc(d) => d.address.clone(),
             Event::HsDescContent(c) => c.address.clone(),
+            // An onion-service circuit names its service (client side:
+            // introduction and rendezvous circuits); others are dropped here.
+            Event::Circ(c) => match &c.rend_query {
+                Some(q) => q.clone(),
+                None => return,
+            },
             _ => return,
         };
         if let Some(list) = self.lock().get(&key) {
@@ -145,6 +165,12 @@ impl Subscription {
     /// connection it was made on has closed).
     pub async fn recv(&mut self) -> Option<Event> {
         self.rx.recv().await
+    }
+
+    /// The next event already routed to this subscription, without
+    /// waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        self.rx.try_recv().ok()
     }
 }
 
@@ -245,7 +271,9 @@ fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// A control connection subscribed to HS_DESC and HS_DESC_CONTENT.
+/// A control connection subscribed to HS_DESC, HS_DESC_CONTENT, CIRC and
+/// CIRC_MINOR (the client's introduction and rendezvous circuits tell
+/// where a failed connection stopped: see [`crate::probe::stage`]).
 async fn open(addr: &ControlAddr, auth: Auth) -> Result<(ControlClient, EventStream), TorError> {
     let opts = ConnectOptions {
         command_timeout: Some(Duration::from_secs(60)),
@@ -253,7 +281,9 @@ async fn open(addr: &ControlAddr, auth: Auth) -> Result<(ControlClient, EventStr
         ..ConnectOptions::default()
     };
     let (client, events) = ControlClient::connect_with(addr, auth, opts).await?;
-    client.set_events(&["HS_DESC", "HS_DESC_CONTENT"]).await?;
+    client
+        .set_events(&["HS_DESC", "HS_DESC_CONTENT", "CIRC", "CIRC_MINOR"])
+        .await?;
     Ok((client, events))
 }
 
@@ -725,6 +755,47 @@ impl LaunchedTor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn onion_service_circuit_events_reach_that_service_only() {
+        let q = "abcdefghijklmnopabcdefghijklmnopabcdefghijklmnopabcdefgh";
+        let router = Arc::new(Router::default());
+        let sub = |key: &str| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            router
+                .lock()
+                .entry(key.to_owned())
+                .or_default()
+                .push((0, 0, tx));
+            rx
+        };
+        let (mut mine, mut other) = (sub(q), sub("x"));
+        let circ = |line: &str| Circuit::parse(line).unwrap();
+        router.route(Event::Circ(circ(&format!(
+            "7 BUILT $A~a PURPOSE=HS_CLIENT_REND HS_STATE=HSCR_ESTABLISHED_IDLE REND_QUERY={q}"
+        ))));
+        router.route(Event::Unknown {
+            keyword: "CIRC_MINOR".into(),
+            raw: format!("CIRC_MINOR 7 PURPOSE_CHANGED $A~a PURPOSE=HS_CLIENT_REND HS_STATE=HSCR_ESTABLISHED_WAITING REND_QUERY={q} OLD_PURPOSE=HS_CLIENT_REND OLD_HS_STATE=HSCR_ESTABLISHED_IDLE"),
+        });
+        // No service named, not a circuit, or garbage: dropped.
+        router.route(Event::Circ(circ("8 BUILT $A~a PURPOSE=GENERAL")));
+        router.route(Event::Unknown {
+            keyword: "CIRC_MINOR".into(),
+            raw: "CIRC_MINOR \u{0}garbage".into(),
+        });
+        let states: Vec<String> = std::iter::from_fn(|| mine.try_recv().ok())
+            .map(|e| match e {
+                Event::Circ(c) => c.hs_state.unwrap_or_default(),
+                e => panic!("{e:?}"),
+            })
+            .collect();
+        assert_eq!(
+            states,
+            ["HSCR_ESTABLISHED_IDLE", "HSCR_ESTABLISHED_WAITING"]
+        );
+        assert!(other.try_recv().is_err());
+    }
 
     #[tokio::test]
     async fn tor_address_host_names_resolve_and_unknown_ones_are_named() {

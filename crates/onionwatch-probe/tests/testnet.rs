@@ -1393,3 +1393,92 @@ async fn tls_connect_max_retries_bounds_the_tls_step_like_onionprobe() {
         "one HTTPS attempt, then the TLS step: 1 + tls_connect_max_retries"
     );
 }
+
+/// Continues a stopped process when dropped, so a failing test never
+/// leaves the shared network's tor stopped.
+struct Stopped(i32);
+
+impl Stopped {
+    fn stop(pid: u32) -> Stopped {
+        let pid = i32::try_from(pid).unwrap();
+        // SAFETY: sending a signal to a child process of this test binary.
+        assert_eq!(
+            unsafe { libc::kill(pid, libc::SIGSTOP) },
+            0,
+            "SIGSTOP {pid}"
+        );
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: as above.
+        unsafe { libc::kill(self.0, libc::SIGCONT) };
+    }
+}
+
+/// A real connect timeout past the introduction: the onion-service tor
+/// `hs2` is stopped (SIGSTOP) after a probe fetched its descriptor, so the
+/// HSDirs still serve the descriptor and the introduction points (relays)
+/// still take the introduction, but the onion service never comes to the
+/// rendezvous point. With a 1 s `http_connect_timeout` the stream does not
+/// open in time: `connect_timeout`, and the detail says what tor's
+/// circuits for the service were doing (CIRC events; tor expires an
+/// acknowledged rendezvous circuit only after three circuit build timeouts
+/// plus a second, checked on whole seconds, so not before our deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_onion_service_tor_gives_a_connect_timeout_explained_by_circuits() {
+    let o = onions();
+    let yaml = |timeout: u32| {
+        format!(
+            "{FAST}endpoints:\n  stalled:\n    address: {}\n    protocol: http\n    port: 80\n",
+            o.stalled_tor
+        )
+        .replace("http_connect_max_retries: 2", "http_connect_max_retries: 0")
+        .replace(
+            "http_connect_timeout: 60",
+            &format!("http_connect_timeout: {timeout}"),
+        )
+    };
+    let (prober, targets) = prober(&yaml(60)).await;
+    let before = tokio::time::timeout(ROUND_LIMIT, prober.run_round(&targets, 1, None))
+        .await
+        .expect("round 1 in time");
+    assert!(before[0].passed, "{:?}", before[0]);
+
+    let pid = with_shared_network(|n| {
+        n.nodes()
+            .iter()
+            .find(|t| t.nickname == "hs2")
+            .and_then(|t| t.pid())
+    })
+    .flatten()
+    .expect("hs2 runs");
+    let stopped = Stopped::stop(pid);
+    // The same prober: each probe has its own isolation token, so its own
+    // new circuits.
+    let (config, _) = onionwatch_probe::config::Config::from_yaml(&yaml(1), "test").unwrap();
+    prober.set_settings(onionwatch_probe::Settings::from_config(&config));
+    let after = tokio::time::timeout(ROUND_LIMIT, prober.run_round(&targets, 2, None))
+        .await
+        .expect("round 2 in time");
+    drop(stopped);
+
+    let r = &after[0];
+    assert!(r.descriptor_reachable && !r.passed, "{r:?}");
+    assert_eq!(r.failure_stage, Some(FailureStage::ConnectTimeout), "{r:?}");
+    assert_eq!(r.error.as_deref(), Some("connection_timeout"), "{r:?}");
+    let detail = r.error_detail.as_deref().unwrap_or("");
+    assert!(
+        detail.contains("(tor's circuits: "),
+        "tor's circuits for the onion service were seen: {detail}"
+    );
+    assert_eq!(
+        prober.metrics().get(
+            "onionwatch_probe_failures",
+            &["stalled", &o.stalled_tor, "connect_timeout"]
+        ),
+        Some(1.0)
+    );
+}

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use onionwatch_inside::watch::Watcher;
 use onionwatch_logs::follow::Follower;
-use onionwatch_logs::guard::{single_control_port, AbuseGuard, Resolver};
+use onionwatch_logs::guard::{AbuseGuard, ProjectTors, Resolver, TorOwner};
 use onionwatch_logs::policy::{PolicyConfig, PolicyConfigError};
 use onionwatch_tor::control::ControlTarget;
 
@@ -22,19 +22,25 @@ pub fn attach(
     Ok(guard)
 }
 
-/// Resolve a project to its only tor control port, configured or
-/// discovered when the circuit is to be closed.
-pub fn single_tor(watcher: &Watcher) -> Resolver {
-    let ports = watcher.clone();
-    Box::new(move |project| single_control_port(ports.control_ports(project)))
+/// Resolve a project to its tors, configured and discovered (with the
+/// listeners each softmap worker's `HiddenServicePort` lines point at), so
+/// that a circuit is closed on the tor whose listener served it.
+pub fn project_tors(watcher: &Watcher) -> Resolver {
+    let watcher = watcher.clone();
+    Box::new(move |project| watcher.project_tors(project))
 }
 
 /// Resolve every project to `target`, the one tor whose logs are followed
 /// (`onionwatch logs --control-port`); without one, circuits are not closed.
 pub fn fixed_tor(target: Option<ControlTarget>) -> Resolver {
-    Box::new(move |_| {
-        target
-            .clone()
-            .ok_or_else(|| "no --control-port given".into())
+    Box::new(move |_| ProjectTors {
+        tors: target
+            .iter()
+            .map(|t| TorOwner {
+                name: "tor".into(),
+                control: Some(t.clone()),
+                listeners: Vec::new(),
+            })
+            .collect(),
     })
 }

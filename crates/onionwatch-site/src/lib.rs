@@ -11,7 +11,8 @@
 //!   projects' logs are followed too;
 //! - the [`Watcher`] scraping every tor MetricsPort, control port and nginx;
 //! - the abuse guard (the policy on every access-log record, `close` sent
-//!   to the project's only tor; [`guard`]);
+//!   to the tor that owns the circuit: the project's only tor, or the
+//!   softmap worker whose listener served the request; [`guard`]);
 //! - with [`SiteConfig::probe`], the prober's metrics ([`probe`]: the
 //!   endpoints configured and the onion services found in the Onionspray
 //!   trees, probed through a launched or configured client tor);
@@ -189,7 +190,7 @@ impl Site {
         watcher.start()?;
         // The policy sees every record, so it is in place before the follower starts.
         let guard = policy
-            .map(|policy| guard::attach(policy, &follower, guard::single_tor(&watcher)))
+            .map(|policy| guard::attach(policy, &follower, guard::project_tors(&watcher)))
             .transpose()?;
         let follow = follower.spawn().map_err(Error::FollowerThread)?;
         let registry = Arc::new(Registry::default());

@@ -479,6 +479,18 @@ fn assign<'a>(rec: &mut AccessRecord<'a>, var: Var, v: &'a [u8]) -> Result<(), P
         Var::CircuitIdHeader => rec.circuit_header = parse_circuit_header(v),
         Var::ProxyProtocolAddr => rec.proxy_protocol_addr = v,
         Var::ServerAddr => rec.server_addr = v,
+        Var::ServerPort => {
+            rec.server_port = match v {
+                b"" | b"-" => None,
+                _ => Some(
+                    std::str::from_utf8(v)
+                        .ok()
+                        .filter(|s| s.bytes().all(|b| b.is_ascii_digit()))
+                        .and_then(|s| s.parse().ok())
+                        .ok_or(invalid)?,
+                ),
+            }
+        }
         Var::Other => {}
     }
     Ok(())

@@ -83,6 +83,11 @@ pub struct AccessRecord<'a> {
     /// which tells a softmap project's tor workers apart. Empty when the
     /// format has none.
     pub server_addr: &'a [u8],
+    /// `$server_port`: the port of a TCP listener, which with
+    /// `$server_addr` tells apart workers whose `HiddenServicePort` lines
+    /// point at TCP ports; `None` when the format has none or nginx wrote
+    /// none (`-` or empty, as for a unix listener).
+    pub server_port: Option<u16>,
 }
 
 /// Where a record's circuit id was read, which decides whether it may be
@@ -223,6 +228,8 @@ pub enum Var {
     ProxyProtocolAddr,
     /// `$server_addr`
     ServerAddr,
+    /// `$server_port`
+    ServerPort,
     /// Any other variable: captured and ignored.
     Other,
 }
@@ -249,6 +256,7 @@ impl Var {
             "http_x_onion_circuitid" => Var::CircuitIdHeader,
             "proxy_protocol_addr" => Var::ProxyProtocolAddr,
             "server_addr" => Var::ServerAddr,
+            "server_port" => Var::ServerPort,
             _ => Var::Other,
         }
     }
@@ -279,7 +287,8 @@ impl Var {
             | Var::RequestTime
             | Var::UpstreamResponseTime
             | Var::ProxyProtocolAddr
-            | Var::ServerAddr => false,
+            | Var::ServerAddr
+            | Var::ServerPort => false,
         }
     }
 
@@ -304,6 +313,7 @@ impl Var {
             Var::CircuitIdHeader => "$http_x_onion_circuitid",
             Var::ProxyProtocolAddr => "$proxy_protocol_addr",
             Var::ServerAddr => "$server_addr",
+            Var::ServerPort => "$server_port",
             Var::Other => "$other",
         }
     }

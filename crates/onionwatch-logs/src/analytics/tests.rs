@@ -383,3 +383,33 @@ fn listeners_are_capped() {
     assert_eq!(s.unique_circuits_by_listener.len(), MAX_LISTENERS);
     assert_eq!(s.unique_circuits, MAX_LISTENERS as u64);
 }
+
+/// Workers whose `HiddenServicePort` lines point at TCP ports of one
+/// address: told apart by `$server_port`.
+#[test]
+fn tcp_listeners_are_told_apart_by_their_port() {
+    let f =
+        LogFormat::compile(r#"$server_addr $server_port $proxy_protocol_addr $status"#).unwrap();
+    let mut a = Analytics::default();
+    let long = format!("{} 80 fc00:dead:beef:4dad::0:30 200", "1".repeat(100));
+    for l in [
+        "127.0.0.1 8081 fc00:dead:beef:4dad::0:30 200",
+        "127.0.0.1 8082 fc00:dead:beef:4dad::0:30 200",
+        "127.0.0.1 8082 fc00:dead:beef:4dad::0:31 200",
+        "unix:/p/hs-1/port-80.sock - fc00:dead:beef:4dad::0:30 200",
+        &long,
+    ] {
+        a.record(&f.parse(l.as_bytes()).unwrap());
+    }
+    let s = a.summary();
+    let keys: Vec<(String, u64)> = s.unique_circuits_by_listener.into_iter().collect();
+    assert_eq!(
+        keys,
+        [
+            ("1".repeat(100), 1),
+            ("127.0.0.1:8081".to_owned(), 1),
+            ("127.0.0.1:8082".to_owned(), 2),
+            ("unix:/p/hs-1".to_owned(), 1),
+        ]
+    );
+}

@@ -456,3 +456,24 @@ fn a_trusted_circuit_header_is_closed_and_counted_with_tors_ids() {
     assert_eq!(p.counters().untrusted_not_closed, 0);
     assert_eq!(p.counters().tracked_circuits, 1);
 }
+
+#[test]
+fn the_same_circuit_id_on_two_workers_is_two_circuits() {
+    let mut p = policy(2, 60, 300);
+    let addr = CircuitSource::Address;
+    // Worker 1's circuit 48 and worker 2's circuit 48: two requests each,
+    // under the limit, where one merged circuit would be over it.
+    for t in 0..2 {
+        assert!(p.observe_on(1, CircuitId(48), addr, t).is_none());
+        assert!(p.observe_on(2, CircuitId(48), addr, t).is_none());
+    }
+    assert_eq!(p.counters().tracked_circuits, 2);
+    let d = p.observe_on(2, CircuitId(48), addr, 3).unwrap();
+    assert_eq!((d.worker, d.circuit, d.requests), (2, CircuitId(48), 3));
+    // Worker 1's circuit is still at two requests, in its own window.
+    let d = p.observe_on(1, CircuitId(48), addr, 3).unwrap();
+    assert_eq!(d.worker, 1);
+    // The largest worker number stays apart from the header bit and others.
+    assert!(p.observe_on(u32::MAX, CircuitId(48), addr, 0).is_none());
+    assert_eq!(p.counters().tracked_circuits, 3);
+}

@@ -6,6 +6,7 @@ use std::time::Instant;
 use onionwatch_tor::control::{Event, HsDescAction};
 use onionwatch_tor::socks::Isolation;
 
+use super::stage::CircEvidence;
 use super::{Prober, Settings};
 use crate::config::{Protocol, Target, TargetPath};
 use crate::conn::{self, Attempt, ConnError};
@@ -50,12 +51,14 @@ pub(crate) struct Connection {
     /// The path has a pattern and the onion service was reachable: whether
     /// the body matched.
     pub(crate) pattern_matched: Option<bool>,
+    /// What tor's CIRC events said about the last attempt's circuits.
+    pub(crate) circ: CircEvidence,
 }
 
 /// Why a path failed once the descriptor was there.
 pub(crate) enum Failure<'a> {
-    /// The last attempt failed.
-    Connection(&'a ConnError),
+    /// The last attempt failed, and what tor's circuits said about it.
+    Connection(&'a ConnError, &'a CircEvidence),
     /// The last attempt got a status not in `allowed_statuses`.
     Status,
     /// The pattern is not in the body.
@@ -72,7 +75,7 @@ impl Connection {
     pub(crate) fn failure(&self) -> Option<Failure<'_>> {
         if !self.reachable {
             return Some(match &self.last.error {
-                Some(err) => Failure::Connection(err),
+                Some(err) => Failure::Connection(err, &self.circ),
                 None => Failure::Status,
             });
         }
@@ -84,7 +87,7 @@ impl Failure<'_> {
     /// Where the probe stopped.
     pub(crate) fn stage(&self) -> super::FailureStage {
         match self {
-            Failure::Connection(err) => super::FailureStage::of_connection(err),
+            Failure::Connection(err, circ) => super::FailureStage::of_connection_with(err, circ),
             Failure::Status => super::FailureStage::HttpStatus,
             Failure::Pattern => super::FailureStage::Pattern,
         }
@@ -93,7 +96,13 @@ impl Failure<'_> {
     /// The error reason (label value) and its human-readable detail.
     pub(crate) fn describe(&self, path: Option<&TargetPath>, last: &Attempt) -> (String, String) {
         match self {
-            Failure::Connection(err) => (err.reason().to_owned(), err.to_string()),
+            Failure::Connection(err, circ) => (
+                err.reason().to_owned(),
+                match circ.describe() {
+                    Some(said) => format!("{err} ({said})"),
+                    None => err.to_string(),
+                },
+            ),
             Failure::Status => (
                 "unexpected_status".to_owned(),
                 format!(
@@ -302,7 +311,14 @@ impl Prober {
                     elsewhere: s.follow_redirects_elsewhere,
                 }),
             };
+            // Tor's CIRC events of this service's circuits during the
+            // attempt: where a generic failure really stopped.
+            let mut events = self.tor.subscribe(t.address.service_id());
             c.last = conn::attempt(&req).await;
+            c.circ = match &c.last.error {
+                Some(err) => circuit_evidence(&mut events, err).await,
+                None => CircEvidence::default(),
+            };
             let status_ok = match (c.last.status, allowed) {
                 (Some(st), Some(list)) => list.contains(&st),
                 (Some(_), None) => true,
@@ -330,6 +346,38 @@ impl Prober {
         }
         c
     }
+}
+
+/// How long to wait, after a generic SOCKS reply, for CIRC events that
+/// tor may send after it (it gives no order between the two).
+const CIRC_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The CIRC events routed to `events` so far and, after a SOCKS reply
+/// that they may correct (see [`CircEvidence::refine`]) while they say
+/// nothing decisive yet, those arriving within [`CIRC_GRACE`]. After our
+/// own connect timeout only what happened before it counts: the probe
+/// gave up then.
+async fn circuit_evidence(events: &mut crate::tor::Subscription, err: &ConnError) -> CircEvidence {
+    let mut circ = CircEvidence::default();
+    let take = |circ: &mut CircEvidence, ev: Event| {
+        if let Event::Circ(c) = ev {
+            circ.observe(&c);
+        }
+    };
+    while let Some(ev) = events.try_recv() {
+        take(&mut circ, ev);
+    }
+    let socks_reply = matches!(err, ConnError::Socks(_));
+    if socks_reply && CircEvidence::may_correct(err) && !circ.decisive() {
+        let deadline = tokio::time::Instant::now() + CIRC_GRACE;
+        while !circ.decisive() && circ.events < super::stage::MAX_CIRC_EVENTS {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Some(ev)) => take(&mut circ, ev),
+                _ => break,
+            }
+        }
+    }
+    circ
 }
 
 impl Prober {

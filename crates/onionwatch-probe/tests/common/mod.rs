@@ -118,6 +118,9 @@ pub struct Onions {
     pub stoppable: String,
     /// The one onion service of `hs1`.
     pub killed_tor: String,
+    /// The one onion service of `hs2`, which a test stops (SIGSTOP) and
+    /// continues.
+    pub stalled_tor: String,
 }
 
 async fn read_head<S: tokio::io::AsyncRead + Unpin>(s: &mut S) {
@@ -478,7 +481,8 @@ pub fn backends() -> &'static Backends {
 
 /// One tor (`hs0`) hosting the ten onion services of [`Backends`] (the
 /// healthy one with PoW defences), a second one (`hs1`, killed by a test)
-/// hosting one onion service with the built-in backend, the client
+/// and a third (`hs2`, stopped and continued by a test) hosting one onion
+/// service each with the built-in backend, the client
 /// accepting [`PASSWORD`] too.
 pub fn net() -> &'static NetworkInfo {
     let b = *backends();
@@ -506,6 +510,7 @@ pub fn net() -> &'static NetworkInfo {
                     ..ServiceTorConfig::default()
                 },
                 ServiceTorConfig::default(),
+                ServiceTorConfig::default(),
             ],
             client_password: Some(PASSWORD.into()),
             ready_timeout: Duration::from_secs(180),
@@ -532,6 +537,12 @@ pub fn onions() -> Onions {
             .iter()
             .find(|x| x.tor == "hs1")
             .expect("hs1 hosts an onion service")
+            .address
+            .clone(),
+        stalled_tor: o
+            .iter()
+            .find(|x| x.tor == "hs2")
+            .expect("hs2 hosts an onion service")
             .address
             .clone(),
     }

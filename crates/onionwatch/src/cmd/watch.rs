@@ -101,8 +101,9 @@ pub struct WatchArgs {
     log_format: Option<String>,
     /// Abusive-circuit policy for every project's access logs (YAML, as
     /// for `onionwatch logs --policy`); overrides the configuration's
-    /// `policy`. `action: close` acts on projects with exactly one tor
-    /// control port.
+    /// `policy`. `action: close` closes a circuit on the tor that owns it:
+    /// the project's only tor, or in softmap the worker whose listener
+    /// served the request (`$server_addr` in the log format).
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
     /// Discover the projects of this Onionspray installation (repeatable).

@@ -473,3 +473,26 @@ fn client_chosen_fields_take_the_slack_in_any_format() {
         Err(ParseError::Invalid(Var::Status))
     );
 }
+
+#[test]
+fn server_port_is_a_port_or_nothing() {
+    let f = LogFormat::compile("$server_addr $server_port $status").unwrap();
+    let r = f.parse(b"127.0.0.1 8080 200").unwrap();
+    assert_eq!(
+        (r.server_addr, r.server_port),
+        (&b"127.0.0.1"[..], Some(8080))
+    );
+    // A unix listener has no port: nginx writes `-` (or nothing).
+    assert_eq!(
+        f.parse(b"unix:/a/port-80.sock - 200").unwrap().server_port,
+        None
+    );
+    for bad in ["70000", "-1", "+80", "8o", "0x50"] {
+        let line = format!("127.0.0.1 {bad} 200");
+        assert_eq!(
+            f.parse(line.as_bytes()).unwrap_err(),
+            ParseError::Invalid(Var::ServerPort),
+            "{bad}"
+        );
+    }
+}
