@@ -29,7 +29,7 @@ use onionwatch_testnet::{
 };
 use onionwatch_tor::control::{ConnectOptions, ControlTarget};
 use onionwatch_tor::socks::{self, Isolation};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -95,44 +95,12 @@ impl Conn {
         let req = format!("GET / HTTP/1.1\r\nHost: {}\r\n\r\n", self.host);
         let exchange = async {
             self.stream.write_all(req.as_bytes()).await?;
-            read_response(&mut self.stream).await
+            onionwatch_test_support::read_response(&mut self.stream).await
         };
         tokio::time::timeout(WAIT, exchange)
             .await
             .unwrap_or_else(|_| Err(std::io::Error::other("no answer within the time limit")))
     }
-}
-
-async fn read_response(s: &mut TcpStream) -> std::io::Result<u16> {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        if s.read(&mut byte).await? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.push(byte[0]);
-        if buf.len() > 16 * 1024 {
-            return Err(std::io::Error::other("response head too long"));
-        }
-    }
-    let head = String::from_utf8_lossy(&buf);
-    let bad = || std::io::Error::other(format!("not an HTTP response: {head:?}"));
-    let status: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(bad)?;
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse().ok())?
-        })
-        .ok_or_else(bad)?;
-    let mut body = vec![0u8; len];
-    s.read_exact(&mut body).await?;
-    Ok(status)
 }
 
 /// The circuit id of the last request nginx logged on `listener`'s port.

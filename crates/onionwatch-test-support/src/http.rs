@@ -119,3 +119,38 @@ pub fn dead_addr() -> DeadAddr {
         _socket: socket,
     }
 }
+
+/// Read one response with a `Content-Length` body; EOF before its end is an
+/// error. Its status; the body is read and dropped (a keep-alive
+/// connection is ready for the next request).
+pub async fn read_response(s: &mut tokio::net::TcpStream) -> std::io::Result<u16> {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        if tokio::io::AsyncReadExt::read(s, &mut byte).await? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.push(byte[0]);
+        if buf.len() > 16 * 1024 {
+            return Err(std::io::Error::other("response head too long"));
+        }
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let bad = || std::io::Error::other(format!("not an HTTP response: {head:?}"));
+    let status: u16 = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(bad)?;
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .ok_or_else(bad)?;
+    let mut body = vec![0u8; len];
+    tokio::io::AsyncReadExt::read_exact(s, &mut body).await?;
+    Ok(status)
+}

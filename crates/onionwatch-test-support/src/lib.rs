@@ -52,7 +52,9 @@ pub use alertmanager::Alertmanager;
 pub use echo::{EchoAddr, EchoServer};
 pub use fs::{append, copy_tree, file_names, mode};
 pub use golden::{assert_golden, mask_exporter_families};
-pub use http::{dead_addr, free_port, get, get_until, json_until, serve, value, DeadAddr};
+pub use http::{
+    dead_addr, free_port, get, get_until, json_until, read_response, serve, value, DeadAddr,
+};
 pub use poll::wait_for;
 pub use process::{start_logs, wait_exit, Running};
 pub use recorder::{Received, Recorder};

@@ -273,7 +273,8 @@ fn the_readme_examples_load_in_probe_and_watch() {
         .skip(1)
         .map(|b| b.split("```").next().unwrap())
         .collect();
-    assert_eq!(blocks.len(), 2, "{section}");
+    // The example, the silences, and the Notifiers subsection's.
+    assert_eq!(blocks.len(), 3, "{section}");
     for yaml in blocks {
         let (probe, warnings) = onionwatch_probe::Config::from_yaml(yaml, "README").unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
