@@ -237,6 +237,33 @@ fn many_circuits_stay_within_the_cap_and_an_active_abuser_is_not_evicted() {
 }
 
 #[test]
+fn idle_circuits_are_forgotten_once_their_window_and_cool_down_are_over() {
+    // One new circuit a second for 10,000 s (as scripts/soak sends), the
+    // abuser 7 acted on at 2 and back during its cool-down at 250.
+    let mut p = policy(2, 60, 300);
+    assert_eq!(deciding(&mut p, 7, &[0, 1, 2]), vec![2]);
+    for t in 3..10_000i64 {
+        if t == 250 {
+            // Still remembered: suppressed, not decided again.
+            assert_eq!(deciding(&mut p, 7, &[250, 250, 250]), NONE);
+        }
+        p.observe(CircuitId(1_000 + t as u32), t);
+        assert!(p.recency.len() == p.circuits.len());
+        // Only the circuits of the last window (and 7 until its cool-down
+        // ends at 550) are kept, far below max_tracked_circuits.
+        assert!(
+            p.circuits.len() <= 64,
+            "{} tracked at {t}",
+            p.circuits.len()
+        );
+    }
+    assert_eq!(p.counters().suppressed_by_cooldown, 1);
+    assert!(!p.circuits.contains_key(&7));
+    assert_eq!(p.counters().evicted_circuits, 0);
+    assert!(p.counters().tracked_circuits <= 64);
+}
+
+#[test]
 fn hostile_sequences_never_panic_and_never_decide_twice_per_window() {
     // A small deterministic generator: ids from a tiny and a huge range,
     // times jumping anywhere.
