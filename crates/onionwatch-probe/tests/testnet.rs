@@ -1424,11 +1424,14 @@ impl Drop for Stopped {
 /// still take the introduction, but the onion service never comes to the
 /// rendezvous point. With a 1 s `http_connect_timeout` the stream does not
 /// open in time: `connect_timeout`, and the detail says what tor's
-/// circuits for the service were doing (CIRC events; tor expires an
+/// circuits for the service were doing (CIRC events). Tor itself expires an
 /// acknowledged rendezvous circuit only after three circuit build timeouts
-/// plus a second, checked on whole seconds, so not before our deadline).
+/// plus a second, but the rendezvous point may destroy the circuit sooner
+/// (seen in CI: `FAILED DESTROYED (remote DESTROYED)` within the second):
+/// then the stage is `rendezvous_failed`, as truthfully. Either is a real
+/// failure classified from tor's events; anything else fails the test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_onion_service_tor_gives_a_connect_timeout_explained_by_circuits() {
+async fn a_stopped_onion_service_tor_gives_a_connect_timeout_or_rendezvous_failure_explained_by_circuits() {
     let o = onions();
     let yaml = |timeout: u32| {
         format!(
@@ -1467,17 +1470,25 @@ async fn a_stopped_onion_service_tor_gives_a_connect_timeout_explained_by_circui
 
     let r = &after[0];
     assert!(r.descriptor_reachable && !r.passed, "{r:?}");
-    assert_eq!(r.failure_stage, Some(FailureStage::ConnectTimeout), "{r:?}");
     assert_eq!(r.error.as_deref(), Some("connection_timeout"), "{r:?}");
     let detail = r.error_detail.as_deref().unwrap_or("");
     assert!(
         detail.contains("(tor's circuits: "),
         "tor's circuits for the onion service were seen: {detail}"
     );
+    let stage = r.failure_stage.expect("a failed probe has a stage");
+    match stage {
+        FailureStage::ConnectTimeout => {}
+        FailureStage::RendezvousFailed => assert!(
+            detail.contains("the rendezvous circuit ended FAILED"),
+            "rendezvous_failed only from a failed rendezvous circuit: {r:?}"
+        ),
+        other => panic!("stage {other:?}, not connect_timeout or rendezvous_failed: {r:?}"),
+    }
     assert_eq!(
         prober.metrics().get(
             "onionwatch_probe_failures",
-            &["stalled", &o.stalled_tor, "connect_timeout"]
+            &["stalled", &o.stalled_tor, stage.as_str()]
         ),
         Some(1.0)
     );
