@@ -1431,7 +1431,8 @@ impl Drop for Stopped {
 /// then the stage is `rendezvous_failed`, as truthfully. Either is a real
 /// failure classified from tor's events; anything else fails the test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_onion_service_tor_gives_a_connect_timeout_or_rendezvous_failure_explained_by_circuits() {
+async fn a_stopped_onion_service_tor_gives_a_connect_timeout_or_rendezvous_failure_explained_by_circuits(
+) {
     let o = onions();
     let yaml = |timeout: u32| {
         format!(
