@@ -372,9 +372,44 @@ def report(a):
         print("soak: cmd=%s minutes=%s rss_start_kib=%s rss_end_kib=%s rss_max_kib=%d fds_start=%s fds_end=%s state_bytes=%s" % (
             n, a.minutes, start[n + "_rss_kib"], end[n + "_rss_kib"], max(int(r[n + "_rss_kib"]) for r in live),
             start[n + "_fds"], end[n + "_fds"], end[n + "_state_bytes"]))
+    if rows:
+        table(rows, names)
     if a.png and rows:
         plot(a.csv, a.png, names, a.title)
     return 0 if ok else 1
+
+
+def table(rows, names):
+    """RELIABILITY.md's table: RSS at 1, 5, 10, 30 minutes and the end,
+    fds, threads, mean CPU after the first minute; then the load's rates
+    per 10 s sample (mean, min, max)."""
+    def at(t):
+        return next((r for r in rows if float(r["t_s"]) >= t), rows[-1])
+    end = float(rows[-1]["t_s"])
+    marks = [m for m in (60, 300, 600, 1800) if m < end] + [end]
+    print("| process | RSS (MiB) at %s min | max | open fds | threads | CPU (%% of a core) | state bytes |" % " / ".join(
+        "%g" % round(m / 60, 1) for m in marks))
+    print("| --- | --- | ---: | --- | --- | ---: | ---: |")
+    for n in names:
+        live = [r for r in rows if r[n + "_rss_kib"] != ""]
+        if not live:
+            continue
+        after = [r for r in live if float(r["t_s"]) >= 60] or live
+        rss = " / ".join("%.1f" % (int(at(m)[n + "_rss_kib"] or 0) / 1024) for m in marks)
+        fds = [int(r[n + "_fds"]) for r in after]
+        th = [int(r[n + "_threads"]) for r in after]
+        t0, t1 = after[0], live[-1]
+        dt = float(t1["t_s"]) - float(t0["t_s"])
+        cpu = (float(t1[n + "_cpu_s"]) - float(t0[n + "_cpu_s"])) / dt * 100 if dt > 0 else 0
+        print("| %s | %s | %.1f | %d–%d | %d–%d | %.1f | %s |" % (
+            n, rss, max(int(r[n + "_rss_kib"]) for r in live) / 1024, min(fds), max(fds), min(th), max(th), cpu,
+            t1[n + "_state_bytes"]))
+    tor = [int(r["tor_rss_kib"]) for r in rows]
+    print("soak: tors' RSS (sum, MiB): %.0f at 1 min, %.0f at the end, %.0f at most" % (
+        int(at(60)["tor_rss_kib"]) / 1024, tor[-1] / 1024, max(tor) / 1024))
+    for c in LOAD_COLUMNS:
+        v = [float(r[c]) for r in rows[1:]] or [0.0]
+        print("soak: %s mean %.1f min %.1f max %.1f" % (c, sum(v) / len(v), min(v), max(v)))
 
 
 def plot(csv_path, png, names, title):
@@ -411,7 +446,7 @@ def plot(csv_path, png, names, title):
         ("polls_ok_per_s", "#9467bd", "polls answered/s (right)", "y2"),
     ]]
     script = """
-set terminal pngcairo size 900,1300 font ',9'
+set terminal png size 800,1100 font ',8'
 set output '{png}'
 set datafile separator ','
 set key autotitle columnhead
