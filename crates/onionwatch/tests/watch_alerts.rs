@@ -176,7 +176,10 @@ fn a_scrape_target_down_is_notified_once_across_a_restart_then_resolved() {
         support::wait_for(std::time::Duration::from_secs(60), || (scrapes(addr) >= 6)
             .then_some(()))
         .is_some(),
-        "watch scrapes"
+        "watch scrapes: {} scrapes; targets {}; its log:\n{}",
+        scrapes(addr),
+        support::get(addr, "/api/v1/targets"),
+        std::fs::read_to_string(&log2).unwrap_or_default()
     );
     stop(child);
 
