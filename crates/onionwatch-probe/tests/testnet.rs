@@ -299,6 +299,7 @@ async fn one_round_gives_the_right_results_metrics_and_json() {
 /// the HSDirs, its introduction points are gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_backend_and_a_stopped_onion_service_tor_have_their_stage() {
+    let _one_at_a_time = DISTURBING.lock().await;
     let o = onions();
     let yaml = format!(
         "{FAST}endpoints:\n  stoppable:\n    address: {b}\n    protocol: http\n    port: 80\n  killed:\n    address: {k}\n    protocol: http\n    port: 80\n",
@@ -1433,6 +1434,7 @@ impl Drop for Stopped {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_onion_service_tor_gives_a_connect_timeout_or_rendezvous_failure_explained_by_circuits(
 ) {
+    let _one_at_a_time = DISTURBING.lock().await;
     let o = onions();
     let yaml = |timeout: u32| {
         format!(

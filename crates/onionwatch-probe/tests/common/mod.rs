@@ -73,6 +73,12 @@ pub async fn stop_backend() {
 
 /// Requests for `/loop/…` the redirecting backend answered.
 pub static LOOP_REQUESTS: AtomicU32 = AtomicU32::new(0);
+
+/// Held by the tests that kill or stop an onion-service tor of the shared
+/// network, one at a time: a stopped tor slows the network's circuits for
+/// the other's round (seen: a killed service's probe waiting out its
+/// 60 s connect timeout while another test held `hs2` stopped).
+pub static DISTURBING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// Connections the refusing backend accepted (and closed).
 pub static REFUSER_ACCEPTED: AtomicU32 = AtomicU32::new(0);
 /// The body marker behind the redirects.
