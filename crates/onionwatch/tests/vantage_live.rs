@@ -259,9 +259,13 @@ fn the_quorum_alert_fires_for_an_onion_service_two_vantage_points_cannot_reach()
     );
     assert_eq!(firing["labels"]["name"], "stopped", "{firing}");
     assert_eq!(firing["labels"]["severity"], "critical", "{firing}");
+    // Fired for the stopped onion service only. A round lost to the other
+    // one on a loaded machine may make its alert pending (seen in CI);
+    // pending is not fired.
     assert!(
         alerts()
             .iter()
+            .filter(|a| a["state"] == "firing")
             .all(|a| a["labels"]["address"] == stopped.address.as_str()),
         "only the stopped onion service: {:?}",
         alerts()
