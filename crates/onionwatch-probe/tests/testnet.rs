@@ -350,9 +350,14 @@ async fn a_stopped_backend_and_a_stopped_onion_service_tor_have_their_stage() {
                 FailureStage::IntroductionFailed
                     | FailureStage::DescriptorNotFound
                     | FailureStage::DescriptorTimeout
+                    // Since the network has a third onion-service tor, tor's
+                    // client has in some runs kept retrying the killed
+                    // service past the 60 s connect timeout (seen in CI; alone
+                    // the test gets an introduction stage): a real outcome.
+                    | FailureStage::ConnectTimeout
             )
         ),
-        "a descriptor or introduction stage: {k:?}"
+        "a descriptor, introduction or connect-timeout stage: {k:?}"
     );
     let m = prober.metrics();
     assert_eq!(
