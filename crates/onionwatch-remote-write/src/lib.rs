@@ -41,7 +41,7 @@ pub mod config;
 pub mod proto;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -202,6 +202,7 @@ impl RemoteWrite {
                 buffer: Mutex::new(buffer),
                 wake: Notify::new(),
                 stats: stats.clone(),
+                last_timestamp_ms: AtomicI64::new(i64::MIN),
             });
             shared.update_gauges();
             let interval = config
@@ -289,6 +290,10 @@ struct Shared {
     buffer: Mutex<Buffer>,
     wake: Notify,
     stats: Arc<Stats>,
+    /// Timestamp of the last collection: the next is later, even when two
+    /// collections fall in one millisecond (the one at a stop right after a
+    /// tick), since a receiver refuses a second value at one timestamp.
+    last_timestamp_ms: AtomicI64,
 }
 
 impl Shared {
@@ -320,7 +325,10 @@ impl Shared {
         let mut families: Vec<Family> = Vec::new();
         source.collect(&mut families);
         let families = merge(families);
-        let (series, skipped) = batch::series(&families, now_ms());
+        let previous = self.last_timestamp_ms.load(Relaxed);
+        let timestamp = now_ms().max(previous.saturating_add(1));
+        self.last_timestamp_ms.store(timestamp, Relaxed);
+        let (series, skipped) = batch::series(&families, timestamp);
         self.stats
             .dropped
             .fetch_add(skipped.invalid + skipped.duplicate, Relaxed);
@@ -497,5 +505,53 @@ impl Collect for Metrics {
             );
         }
         out.extend([samples, bytes, retries, buffer_bytes, buffer_samples, last]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A counter that moves at every collection, as a probe's does.
+    struct Moving(AtomicU64);
+
+    impl Collect for Moving {
+        fn collect(&self, out: &mut Vec<Family>) {
+            let mut c = Family::counter("moving_total", "Collections.");
+            c.push(&[], (self.0.fetch_add(1, Relaxed) + 1) as f64);
+            out.push(c);
+        }
+    }
+
+    #[test]
+    fn collections_in_one_millisecond_get_distinct_timestamps() {
+        // Prometheus answers 400 to a second value at one timestamp, which
+        // drops the batch: seen when the collection at a stop followed a tick.
+        let shared = Shared {
+            name: "t".into(),
+            target: "t".into(),
+            buffer: Mutex::new(Buffer::memory(1 << 20)),
+            wake: Notify::new(),
+            stats: Arc::default(),
+            last_timestamp_ms: AtomicI64::new(i64::MIN),
+        };
+        let source = Moving(AtomicU64::new(0));
+        for _ in 0..200 {
+            shared.collect_once(&source, 100);
+        }
+        let mut stamps = Vec::new();
+        loop {
+            let (front, _) = shared.buffer().front();
+            let Some((id, _, body)) = front else { break };
+            for s in batch::decode_body(&body).unwrap() {
+                stamps.extend(s.samples.iter().map(|&(_, t)| t));
+            }
+            shared.buffer().remove(id);
+        }
+        assert_eq!(stamps.len(), 200);
+        assert!(
+            stamps.windows(2).all(|w| w[0] < w[1]),
+            "timestamps not strictly increasing: {stamps:?}"
+        );
     }
 }
