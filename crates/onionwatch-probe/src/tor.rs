@@ -2,7 +2,7 @@
 //! tor launched with a temporary DataDirectory, and the routing of HS_DESC
 //! and onion-service CIRC events to the probes waiting for them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -103,6 +103,49 @@ struct Router {
     /// Numbers the control connections; a subscription belongs to the one
     /// live when it was made.
     generation: AtomicU64,
+    /// The circuits of each subscribed onion service seen so far: a later
+    /// subscription ignores them (circuits of earlier probes, which may
+    /// close or change state during a later one).
+    seen: Mutex<SeenCircuits>,
+}
+
+/// Most circuit ids remembered per onion service: an attempt builds a few,
+/// and an earlier probe's joined rendezvous circuit is also recognised by
+/// its `SOCKS_USERNAME`.
+const SEEN_PER_SERVICE: usize = 1024;
+/// Most onion services whose circuits are remembered (least recently
+/// subscribed forgotten first): `/probe?target=` lets a scraper name any.
+const SEEN_SERVICES: usize = 4096;
+
+/// Circuit ids by onion service id, with the subscription number that last
+/// used each service.
+#[derive(Default)]
+struct SeenCircuits(HashMap<String, (u64, VecDeque<u32>)>);
+
+impl SeenCircuits {
+    fn record(&mut self, service: &str, id: u32) {
+        if let Some((_, ids)) = self.0.get_mut(service) {
+            if !ids.contains(&id) {
+                if ids.len() >= SEEN_PER_SERVICE {
+                    ids.pop_front();
+                }
+                ids.push_back(id);
+            }
+        }
+    }
+
+    /// The circuits seen for `service` so far; marks it used by `sub`.
+    fn snapshot(&mut self, service: &str, sub: u64) -> HashSet<u32> {
+        if !self.0.contains_key(service) && self.0.len() >= SEEN_SERVICES {
+            let oldest = self.0.iter().min_by_key(|(_, (used, _))| *used);
+            if let Some(key) = oldest.map(|(k, _)| k.clone()) {
+                self.0.remove(&key);
+            }
+        }
+        let (used, ids) = self.0.entry(service.to_owned()).or_default();
+        *used = sub;
+        ids.iter().copied().collect()
+    }
 }
 
 impl Router {
@@ -135,20 +178,55 @@ impl Router {
             },
             _ => return,
         };
-        if let Some(list) = self.lock().get(&key) {
+        let subs = self.lock();
+        if let Some(list) = subs.get(&key) {
+            if let Event::Circ(c) = &event {
+                // Under the subscribers' lock: a subscription made now
+                // either gets this event or counts the circuit as earlier.
+                self.seen().record(&key, c.id);
+            }
             for (_, _, tx) in list {
                 let _ = tx.send(event.clone());
             }
         }
     }
 
+    fn seen(&self) -> std::sync::MutexGuard<'_, SeenCircuits> {
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Events about `service_id` (56 chars) from now on, until the current
+    /// control connection closes.
+    /// See [`Tor::subscribe`].
+    fn subscribe(self: &Arc<Self>, service_id: &str) -> Subscription {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let generation = self.generation.load(Ordering::SeqCst);
+        let mut subs = self.lock();
+        subs.entry(service_id.to_owned())
+            .or_default()
+            .push((id, generation, tx));
+        let earlier = self.seen().snapshot(service_id, id);
+        drop(subs);
+        Subscription {
+            rx,
+            router: self.clone(),
+            key: service_id.to_owned(),
+            id,
+            earlier,
+        }
+    }
+
     /// The connection `generation` closed: its subscribers learn it at once
     /// (`recv` gives `None`) instead of waiting out their timeout.
     fn closed(&self, generation: u64) {
-        self.lock().retain(|_, list| {
+        let mut subs = self.lock();
+        subs.retain(|_, list| {
             list.retain(|(_, g, _)| *g > generation);
             !list.is_empty()
         });
+        // A restarted tor numbers its circuits from 1 again.
+        self.seen().0.clear();
     }
 }
 
@@ -158,6 +236,8 @@ pub struct Subscription {
     router: Arc<Router>,
     key: String,
     id: u64,
+    /// The service's circuits seen before this subscription.
+    earlier: HashSet<u32>,
 }
 
 impl Subscription {
@@ -171,6 +251,14 @@ impl Subscription {
     /// waiting.
     pub fn try_recv(&mut self) -> Option<Event> {
         self.rx.try_recv().ok()
+    }
+
+    /// Whether `c` may be a circuit of the stream isolated by `username`
+    /// opened after this subscription: not a circuit of the service seen
+    /// before it (an earlier probe's), and not one whose `SOCKS_USERNAME`
+    /// (set once a stream is attached) names another stream.
+    pub fn is_attempt_circuit(&self, c: &Circuit, username: &str) -> bool {
+        !self.earlier.contains(&c.id) && c.other.get("SOCKS_USERNAME").is_none_or(|u| u == username)
     }
 }
 
@@ -553,20 +641,7 @@ impl Tor {
     /// Events about `service_id` (56 chars) from now on, until the current
     /// control connection closes.
     pub fn subscribe(&self, service_id: &str) -> Subscription {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let id = self.router.next.fetch_add(1, Ordering::Relaxed);
-        let generation = self.router.generation.load(Ordering::SeqCst);
-        self.router
-            .lock()
-            .entry(service_id.to_owned())
-            .or_default()
-            .push((id, generation, tx));
-        Subscription {
-            rx,
-            router: self.router.clone(),
-            key: service_id.to_owned(),
-            id,
-        }
+        self.router.subscribe(service_id)
     }
 
     /// Kill the launched tor now (also happens on drop).
@@ -755,6 +830,58 @@ impl LaunchedTor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_attempt_counts_its_own_circuits_not_an_earlier_probes() {
+        let q = "abcdefghijklmnopabcdefghijklmnopabcdefghijklmnopabcdefgh";
+        let router = Arc::new(Router::default());
+        let circ = |line: &str| Circuit::parse(line).unwrap();
+        let earlier = router.subscribe(q);
+        // An earlier probe's rendezvous circuit, joined, its stream attached.
+        let old = format!(
+            "7 BUILT $A~a PURPOSE=HS_CLIENT_REND HS_STATE=HSCR_JOINED REND_QUERY={q} SOCKS_USERNAME=\"old-1\""
+        );
+        router.route(Event::Circ(circ(&old)));
+        // An earlier probe's introduction circuit, never attached.
+        router.route(Event::Circ(circ(&format!(
+            "8 LAUNCHED PURPOSE=HS_CLIENT_INTRO REND_QUERY={q}"
+        ))));
+        drop(earlier);
+
+        let mut now = router.subscribe(q);
+        let closing = format!(
+            "7 CLOSED $A~a PURPOSE=HS_CLIENT_REND HS_STATE=HSCR_JOINED REND_QUERY={q} SOCKS_USERNAME=\"old-1\" REASON=DESTROYED REMOTE_REASON=CHANNEL_CLOSED"
+        );
+        router.route(Event::Circ(circ(&closing)));
+        for line in [
+            format!("8 FAILED PURPOSE=HS_CLIENT_INTRO REND_QUERY={q} REASON=TIMEOUT"),
+            format!("9 LAUNCHED PURPOSE=HS_CLIENT_INTRO REND_QUERY={q}"),
+            format!("10 BUILT $A~a PURPOSE=HS_CLIENT_REND HS_STATE=HSCR_JOINED REND_QUERY={q} SOCKS_USERNAME=\"new-1\""),
+            // A concurrent probe's stream of the same service.
+            format!("11 BUILT $A~a PURPOSE=HS_CLIENT_REND HS_STATE=HSCR_JOINED REND_QUERY={q} SOCKS_USERNAME=\"other-1\""),
+        ] {
+            router.route(Event::Circ(circ(&line)));
+        }
+        let mut mine = Vec::new();
+        while let Some(e) = now.try_recv() {
+            match e {
+                Event::Circ(c) if now.is_attempt_circuit(&c, "new-1") => mine.push(c.id),
+                _ => {}
+            }
+        }
+        assert_eq!(mine, [9, 10]);
+
+        // After the control connection closed (a restarted tor numbers its
+        // circuits from 1 again), no id is "earlier".
+        router.closed(u64::MAX);
+        let again = router.subscribe(q);
+        assert!(again.is_attempt_circuit(
+            &circ(&format!(
+                "7 LAUNCHED PURPOSE=HS_CLIENT_INTRO REND_QUERY={q}"
+            )),
+            "x"
+        ));
+    }
 
     #[test]
     fn onion_service_circuit_events_reach_that_service_only() {

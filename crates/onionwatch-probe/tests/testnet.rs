@@ -1501,3 +1501,89 @@ async fn a_stopped_onion_service_tor_gives_a_connect_timeout_or_rendezvous_failu
         Some(1.0)
     );
 }
+
+/// One HTTP request through the client tor's SOCKS port with `isolation`:
+/// its own rendezvous circuit, joined once the answer comes.
+async fn get_through_tor(host: &str, isolation: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let iso = onionwatch_tor::socks::Isolation::new(isolation);
+    let mut s = onionwatch_tor::socks::connect(net().client.socks, host, 80, Some(&iso))
+        .await
+        .expect("a stream to the healthy onion service");
+    s.write_all(format!("GET / HTTP/1.0\r\nHost: {host}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut body = Vec::new();
+    s.read_to_end(&mut body).await.unwrap();
+    assert!(body.starts_with(b"HTTP/1."), "{body:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_probes_circuit_closing_during_an_attempt_is_not_its_evidence() {
+    // An earlier probe's joined rendezvous circuit that closes during a
+    // later attempt (an onion-service tor killed in between, here closed by
+    // the control port) once showed in the later failure as "the rendezvous
+    // circuit joined", which kept its stage from being corrected.
+    let info = net();
+    let tor = onionwatch_probe::Tor::connect(
+        &onionwatch_tor::control::ControlAddr::Tcp(info.client.control),
+        onionwatch_tor::control::Auth::Cookie {
+            path: Some(info.client.cookie.clone()),
+        },
+        info.client.socks,
+    )
+    .await
+    .unwrap();
+    let host = onions().healthy;
+    let id = host.trim_end_matches(".onion").to_owned();
+
+    let earlier = tor.subscribe(&id);
+    get_through_tor(&host, "onionwatch-test-earlier").await;
+    let control = tor.control().await.unwrap();
+    let old = control
+        .circuit_status()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| {
+            c.rend_query.as_deref() == Some(id.as_str())
+                && c.purpose.as_deref() == Some("HS_CLIENT_REND")
+                && c.other.get("SOCKS_USERNAME").map(String::as_str)
+                    == Some("onionwatch-test-earlier")
+        })
+        .expect("tor names the earlier stream's rendezvous circuit by SOCKS_USERNAME");
+    drop(earlier);
+
+    let mut now = tor.subscribe(&id);
+    control.close_circuit(old.id).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match now.recv().await.expect("the control connection stays") {
+                onionwatch_tor::control::Event::Circ(c)
+                    if c.id == old.id && c.status.as_str() == "CLOSED" =>
+                {
+                    return c
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the earlier circuit's CLOSED event");
+    assert!(
+        !now.is_attempt_circuit(&closed, "onionwatch-test-now"),
+        "an earlier probe's circuit counted: {closed:?}"
+    );
+
+    // The attempt's own circuits count.
+    get_through_tor(&host, "onionwatch-test-now").await;
+    let mut evidence = onionwatch_probe::probe::CircEvidence::default();
+    while let Some(e) = now.try_recv() {
+        if let onionwatch_tor::control::Event::Circ(c) = e {
+            if now.is_attempt_circuit(&c, "onionwatch-test-now") {
+                evidence.observe(&c);
+            }
+        }
+    }
+    assert!(evidence.joined, "{evidence:?}");
+}

@@ -48,6 +48,12 @@ impl Isolation {
             password: token,
         }
     }
+
+    /// The SOCKS username: what tor's `CIRC` events give as
+    /// `SOCKS_USERNAME` once a stream with it is attached.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
 }
 
 fn truncate_to(s: &mut String, max: usize) {

@@ -22,7 +22,7 @@ use crate::tor::Tor;
 
 pub(crate) use result::now;
 pub use result::{ProbeResult, TlsSummary};
-pub use stage::FailureStage;
+pub use stage::{CircEvidence, FailureStage};
 pub use steps::DescriptorOutcome;
 pub(crate) use steps::{Connection, Failure};
 

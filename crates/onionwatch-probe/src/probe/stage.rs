@@ -25,7 +25,8 @@
 //!
 //! **Tor's circuits.** During each connection attempt the prober collects
 //! the client tor's `CIRC`/`CIRC_MINOR` events of the service's
-//! introduction and rendezvous circuits ([`CircEvidence`]); they correct
+//! introduction and rendezvous circuits ([`CircEvidence`]), its own only
+//! ([`crate::tor::Subscription::is_attempt_circuit`]); they correct
 //! the stage of failures that do not say where they stopped (our connect
 //! timeout, SOCKS replies outside `0xF0`–`0xF7`), never an extended reply,
 //! and the error detail says what they showed (see

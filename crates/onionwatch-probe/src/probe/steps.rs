@@ -316,7 +316,7 @@ impl Prober {
             let mut events = self.tor.subscribe(t.address.service_id());
             c.last = conn::attempt(&req).await;
             c.circ = match &c.last.error {
-                Some(err) => circuit_evidence(&mut events, err).await,
+                Some(err) => circuit_evidence(&mut events, err, req.isolation.username()).await,
                 None => CircEvidence::default(),
             };
             let status_ok = match (c.last.status, allowed) {
@@ -356,23 +356,31 @@ const CIRC_GRACE: std::time::Duration = std::time::Duration::from_millis(500);
 /// that they may correct (see [`CircEvidence::refine`]) while they say
 /// nothing decisive yet, those arriving within [`CIRC_GRACE`]. After our
 /// own connect timeout only what happened before it counts: the probe
-/// gave up then.
-async fn circuit_evidence(events: &mut crate::tor::Subscription, err: &ConnError) -> CircEvidence {
+/// gave up then. Only the attempt's circuits count (see
+/// [`crate::tor::Subscription::is_attempt_circuit`]): an earlier probe's
+/// rendezvous circuit closing now says nothing about this one.
+async fn circuit_evidence(
+    events: &mut crate::tor::Subscription,
+    err: &ConnError,
+    username: &str,
+) -> CircEvidence {
     let mut circ = CircEvidence::default();
-    let take = |circ: &mut CircEvidence, ev: Event| {
+    let take = |circ: &mut CircEvidence, events: &crate::tor::Subscription, ev: Event| {
         if let Event::Circ(c) = ev {
-            circ.observe(&c);
+            if events.is_attempt_circuit(&c, username) {
+                circ.observe(&c);
+            }
         }
     };
     while let Some(ev) = events.try_recv() {
-        take(&mut circ, ev);
+        take(&mut circ, events, ev);
     }
     let socks_reply = matches!(err, ConnError::Socks(_));
     if socks_reply && CircEvidence::may_correct(err) && !circ.decisive() {
         let deadline = tokio::time::Instant::now() + CIRC_GRACE;
         while !circ.decisive() && circ.events < super::stage::MAX_CIRC_EVENTS {
             match tokio::time::timeout_at(deadline, events.recv()).await {
-                Ok(Some(ev)) => take(&mut circ, ev),
+                Ok(Some(ev)) => take(&mut circ, events, ev),
                 _ => break,
             }
         }
