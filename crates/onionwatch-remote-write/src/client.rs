@@ -23,8 +23,9 @@ const ERROR_BODY_BYTES: usize = 1024;
 pub(crate) enum Outcome {
     /// 2xx.
     Sent,
-    /// 5xx, 429 or a network error: try again later.
-    Retry(String),
+    /// 5xx, 429 or a network error: try again later, not before the
+    /// receiver's `Retry-After` if it sent one.
+    Retry(String, Option<Duration>),
     /// Any other status: the receiver will never take this batch.
     Rejected(String),
 }
@@ -110,14 +111,14 @@ impl Client {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(e)) => {
                 self.conn = None;
-                Outcome::Retry(e)
+                Outcome::Retry(e, None)
             }
             Err(_) => {
                 self.conn = None;
-                Outcome::Retry(format!(
-                    "no answer within {:?} (timeout_seconds)",
-                    self.timeout
-                ))
+                Outcome::Retry(
+                    format!("no answer within {:?} (timeout_seconds)", self.timeout),
+                    None,
+                )
             }
         }
     }
@@ -142,6 +143,11 @@ impl Client {
             .await
             .map_err(|e| format!("HTTP error: {e}"))?;
         let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry_after(v, std::time::SystemTime::now()));
         // Read the body (bounded) so the connection can be used again.
         let text = match Limited::new(resp.into_body(), ERROR_BODY_BYTES)
             .collect()
@@ -160,7 +166,7 @@ impl Client {
         Ok(if status.is_success() {
             Outcome::Sent
         } else if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-            Outcome::Retry(what())
+            Outcome::Retry(what(), retry_after)
         } else {
             Outcome::Rejected(what())
         })
@@ -313,5 +319,39 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
         provider()
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// A `Retry-After` value (delay-seconds or an HTTP-date) as a wait from
+/// `now`; `None` when it does not parse.
+fn retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        assert_eq!(retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        // A date gone by: at once.
+        assert_eq!(
+            retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        for bad in ["", "-1", "soon", "1.5", "99999999999999999999999"] {
+            assert_eq!(retry_after(bad, now), None, "{bad:?}");
+        }
     }
 }

@@ -18,7 +18,8 @@
 //! onionwatch), else in memory (an outage only). Batches are sent one at a
 //! time, oldest first, so every series reaches the receiver in time order
 //! as Prometheus requires. A 5xx, a 429 or a network error is retried
-//! with exponential backoff (0.1 s doubling to 5 s) and blocks the queue; any
+//! with exponential backoff (0.1 s doubling to 5 s, or the receiver's
+//! `Retry-After` when longer, up to 5 minutes) and blocks the queue; any
 //! other non-2xx status means the receiver will never take the batch: it
 //! is dropped and counted as `failed`, as Prometheus does. When the
 //! buffer is full the oldest batches are dropped and counted as `dropped`.
@@ -57,8 +58,10 @@ pub use config::{BasicAuth, ConfigError, RemoteWriteConfig, TlsConfig};
 
 /// First wait after a failed request; doubled up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
-/// Longest wait between two attempts.
+/// Longest wait between two attempts, unless the receiver asks for more.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// The longest wait a receiver's `Retry-After` can ask for.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// remote_write could not start.
 #[derive(Debug, thiserror::Error)]
@@ -430,8 +433,11 @@ async fn send_loop(
                 }
                 shared.update_gauges();
             }
-            client::Outcome::Retry(why) => {
+            client::Outcome::Retry(why, retry_after) => {
                 shared.stats.retries.fetch_add(1, Relaxed);
+                // The receiver's Retry-After, when longer than our backoff,
+                // bounded so a hostile value cannot stop the pushing.
+                let wait = retry_after.map_or(backoff, |a| a.min(MAX_RETRY_AFTER).max(backoff));
                 if !failing {
                     tracing::warn!(
                         "remote_write {} ({}): {why}; retrying with backoff, samples stay buffered",
@@ -446,7 +452,7 @@ async fn send_loop(
                     return;
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = stop.wait_for(|s| *s) => {}
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);

@@ -27,10 +27,19 @@ impl Collect for One {
 struct Seen {
     /// (status answered, request head, body)
     requests: Vec<(u16, String, Vec<u8>)>,
+    /// When each request arrived.
+    at: Vec<Instant>,
 }
 
 /// Serve HTTP/1.1 on 127.0.0.1, answering `script` in order, then 200.
 async fn scripted(script: Vec<u16>) -> (std::net::SocketAddr, Arc<Mutex<Seen>>) {
+    scripted_with(script.into_iter().map(|s| (s, "")).collect()).await
+}
+
+/// [`scripted`], each status with extra header lines (`Name: value\r\n`).
+async fn scripted_with(
+    script: Vec<(u16, &'static str)>,
+) -> (std::net::SocketAddr, Arc<Mutex<Seen>>) {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -73,9 +82,14 @@ async fn scripted(script: Vec<u16>) -> (std::net::SocketAddr, Arc<Mutex<Seen>>) 
                     }
                     let body = buf[head_end..head_end + len].to_vec();
                     buf.drain(..head_end + len);
-                    let status = script.lock().unwrap().next().unwrap_or(200);
-                    seen.lock().unwrap().requests.push((status, head, body));
-                    let reply = format!("HTTP/1.1 {status} X\r\nContent-Length: 4\r\n\r\nnope");
+                    let (status, extra) = script.lock().unwrap().next().unwrap_or((200, ""));
+                    {
+                        let mut s = seen.lock().unwrap();
+                        s.requests.push((status, head, body));
+                        s.at.push(Instant::now());
+                    }
+                    let reply =
+                        format!("HTTP/1.1 {status} X\r\n{extra}Content-Length: 4\r\n\r\nnope");
                     if c.write_all(reply.as_bytes()).await.is_err() {
                         return;
                     }
@@ -183,4 +197,31 @@ async fn other_client_errors_drop_the_batch_and_the_queue_goes_on() {
     assert_eq!(stats.failed.load(Relaxed), 2);
     assert_eq!(stats.sent.load(Relaxed), 0);
     assert_eq!(seen.lock().unwrap().requests.len(), 2);
+}
+
+#[tokio::test]
+async fn a_receivers_retry_after_is_waited_for() {
+    // Our backoff starts at 0.1 s: without Retry-After the second request
+    // would follow at once.
+    let (addr, seen) = scripted_with(vec![(503, "Retry-After: 2\r\n")]).await;
+    let rw = RemoteWrite::start(
+        &[config(addr)],
+        Arc::new(One),
+        Options {
+            state_dir: None,
+            default_interval: Duration::from_secs(3600),
+        },
+    )
+    .unwrap();
+    let stats = rw.stats()[0].1.clone();
+    wait_until("the batch sent after the 503", || {
+        stats.sent.load(Relaxed) > 0
+    })
+    .await;
+    rw.stop(Duration::from_secs(1)).await;
+    let s = seen.lock().unwrap();
+    assert_eq!(s.requests[0].0, 503);
+    assert_eq!(s.requests[1].0, 200);
+    let waited = s.at[1] - s.at[0];
+    assert!(waited >= Duration::from_secs(2), "retried after {waited:?}");
 }
