@@ -150,6 +150,10 @@ fn main() -> ExitCode {
             Command::Manpages(a) => cmd::completions::manpages(a),
         }
     });
+    // Dropping the runtime would wait without end for a blocking task
+    // (a file read, a bcrypt check) still running: the command has finished,
+    // so it exits within a second whatever such a task does.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(code) => code,
         // Whoever read our output stopped (`| head`): not worth a message.
