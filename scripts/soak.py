@@ -51,7 +51,10 @@ def write_logs(a):
     1 % of the lines from 5 busy circuits (over any per-minute policy limit
     of 100); every ROTATE seconds every file is rotated, by rename (the
     file moves to FILE.1 and a new one is created) and by copytruncate
-    (copied to FILE.1, then truncated) alternately."""
+    (copied to FILE.1, then truncated) alternately. With --truncate-settle S
+    no line is written for S seconds before a copytruncate, so the readers
+    have read every line when the file is truncated: the run that shows what
+    copytruncate alone loses (a reader's unread tail goes only to the copy)."""
     files = a.logs
     handles = [open(f, "a") for f in files]
     start = time.monotonic()
@@ -79,6 +82,8 @@ def write_logs(a):
                     handles[i] = open(f, "a")
                 else:
                     handles[i].flush()
+                    if i == 0 and a.truncate_settle > 0:
+                        time.sleep(a.truncate_settle)
                     shutil.copyfile(f, f + ".1")
                     os.truncate(f, 0)
             counts["rotations"] += 1
@@ -499,6 +504,7 @@ def main():
     s.add_argument("--rate", type=float, default=2000)
     s.add_argument("--circuits", type=int, default=100000)
     s.add_argument("--rotate", type=float, default=60)
+    s.add_argument("--truncate-settle", type=float, default=0)
     s.add_argument("logs", nargs="+")
     s = sub.add_parser("gateway")
     s.add_argument("--count", required=True)
