@@ -18,6 +18,7 @@ macro_rules! outln {
 
 mod cmd;
 mod logging;
+mod memory;
 mod notify;
 mod signals;
 
@@ -122,6 +123,7 @@ fn main() -> ExitCode {
     // Before any thread starts: it takes NOTIFY_SOCKET out of the
     // environment, so the tors we launch do not notify in our name.
     notify::init();
+    memory::init();
     logging::init(cli.verbose, cli.log_format);
     onionwatch_server::exporter::set_build(
         env!("ONIONWATCH_REVISION"),
@@ -136,6 +138,7 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        memory::spawn_trim();
         match cli.command {
             Command::Testnet(c) => cmd::testnet::run(c).await,
             Command::Demo(a) => cmd::demo::run(a).await,
