@@ -253,15 +253,19 @@ HZ = os.sysconf("SC_CLK_TCK")
 
 
 def proc_sample(pid):
-    """(rss KiB, cpu seconds, open fds, threads) of a live process, or None."""
+    """(rss KiB, cpu seconds, open fds, threads) of a live process, or None
+    (gone, or a zombie)."""
     try:
         status = open("/proc/%d/status" % pid).read()
         stat = open("/proc/%d/stat" % pid).read()
         fds = len(os.listdir("/proc/%d/fd" % pid))
     except OSError:
         return None
-    rss = int(re.search(r"^VmRSS:\s+(\d+)", status, re.M).group(1))
-    threads = int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))
+    rss = re.search(r"^VmRSS:\s+(\d+)", status, re.M)
+    threads = re.search(r"^Threads:\s+(\d+)", status, re.M)
+    if not rss or not threads:
+        return None  # a zombie (a tor just killed) has no memory left
+    rss, threads = int(rss.group(1)), int(threads.group(1))
     fields = stat.rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / HZ
     return rss, cpu, fds, threads
