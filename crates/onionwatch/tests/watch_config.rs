@@ -50,14 +50,17 @@ fn flags_add_targets_and_override_listen_and_interval() {
     );
 
     // With the YAML's interval news would be scraped once an hour: two
-    // scrapes mean --interval won.
+    // scrapes mean --interval won. Blog's first scrape may end after news's
+    // second (or time out under load, 0.5 s): wait for every answer.
     let json = support::json_until(listen, "/api/v1/targets", |json| {
         let targets = json["targets"].as_array();
-        let news_scrapes = targets
-            .and_then(|ts| ts.iter().find(|t| t["project"] == "news"))
+        let target = |p: &str| targets.and_then(|ts| ts.iter().find(|t| t["project"] == p));
+        let news_scrapes = target("news")
             .and_then(|t| t["scrapes"].as_u64())
             .unwrap_or(0);
-        targets.is_some_and(|ts| ts.len() == 3) && news_scrapes >= 2
+        let answered = target("blog").is_some_and(|t| t["health"] == "up")
+            && target("shop").is_some_and(|t| t["health"] == "down");
+        targets.is_some_and(|ts| ts.len() == 3) && news_scrapes >= 2 && answered
     });
     let targets = json["targets"].as_array().unwrap();
     let mut summary: Vec<(String, String, String)> = targets
