@@ -195,8 +195,6 @@ impl Router {
         self.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Events about `service_id` (56 chars) from now on, until the current
-    /// control connection closes.
     /// See [`Tor::subscribe`].
     fn subscribe(self: &Arc<Self>, service_id: &str) -> Subscription {
         let (tx, rx) = mpsc::unbounded_channel();

@@ -8,15 +8,14 @@
 //! "Soak"). Two arenas, and what is free handed back to the system every
 //! minute, keep the resident size near what is in use.
 
-use std::time::Duration;
-
 /// Arenas unless `MALLOC_ARENA_MAX` says otherwise: one for the runtime's
 /// workers to share with the main thread, one to spare contention.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const ARENAS: libc::c_int = 2;
 
 /// How often free memory goes back to the system.
-const TRIM_EVERY: Duration = Duration::from_secs(60);
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Limit malloc's arenas. Call before any thread starts (arenas are made
 /// as threads first allocate); an operator's `MALLOC_ARENA_MAX` wins.
