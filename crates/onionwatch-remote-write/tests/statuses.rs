@@ -111,6 +111,19 @@ async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// One receiver, one collection an hour (the first at once).
+fn start(c: RemoteWriteConfig) -> RemoteWrite {
+    RemoteWrite::start(
+        &[c],
+        Arc::new(One),
+        Options {
+            state_dir: None,
+            default_interval: Duration::from_secs(3600),
+        },
+    )
+    .unwrap()
+}
+
 fn config(addr: std::net::SocketAddr) -> RemoteWriteConfig {
     let mut c = RemoteWriteConfig::from_url(format!("http://{addr}/push?tenant=x"));
     c.interval_seconds = Some(3600.0);
@@ -126,15 +139,7 @@ async fn throttling_and_server_errors_are_retried_in_order() {
     let mut c = config(addr);
     c.bearer_token_file = Some(token);
     c.headers.insert("X-Scope-OrgID".into(), "probes".into());
-    let rw = RemoteWrite::start(
-        &[c],
-        Arc::new(One),
-        Options {
-            state_dir: None,
-            default_interval: Duration::from_secs(3600),
-        },
-    )
-    .unwrap();
+    let rw = start(c);
     let stats = rw.stats()[0].1.clone();
     wait_until("the fourth attempt accepted", || {
         stats.sent.load(Relaxed) == 1
@@ -177,15 +182,7 @@ async fn throttling_and_server_errors_are_retried_in_order() {
 #[tokio::test]
 async fn other_client_errors_drop_the_batch_and_the_queue_goes_on() {
     let (addr, seen) = scripted(vec![413, 400]).await;
-    let rw = RemoteWrite::start(
-        &[config(addr)],
-        Arc::new(One),
-        Options {
-            state_dir: None,
-            default_interval: Duration::from_secs(3600),
-        },
-    )
-    .unwrap();
+    let rw = start(config(addr));
     let stats = rw.stats()[0].1.clone();
     wait_until("the first batch refused", || {
         stats.failed.load(Relaxed) == 1
@@ -204,15 +201,7 @@ async fn a_receivers_retry_after_is_waited_for() {
     // Our backoff starts at 0.1 s: without Retry-After the second request
     // would follow at once.
     let (addr, seen) = scripted_with(vec![(503, "Retry-After: 2\r\n")]).await;
-    let rw = RemoteWrite::start(
-        &[config(addr)],
-        Arc::new(One),
-        Options {
-            state_dir: None,
-            default_interval: Duration::from_secs(3600),
-        },
-    )
-    .unwrap();
+    let rw = start(config(addr));
     let stats = rw.stats()[0].1.clone();
     wait_until("the batch sent after the 503", || {
         stats.sent.load(Relaxed) > 0
