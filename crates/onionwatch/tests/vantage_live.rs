@@ -242,34 +242,28 @@ fn the_quorum_alert_fires_for_an_onion_service_two_vantage_points_cannot_reach()
     onionwatch_testnet::with_shared_network(|net| net.kill_node(&stopped.tor))
         .expect("the shared network runs")
         .expect("the stopped onion service's tor is killed");
+    // Firing for the stopped onion service, and for it only. The three
+    // vantage points share the network's one client tor, so a spell of
+    // failures there can fail the other service everywhere at once and fire
+    // its alert too (seen in CI); it resolves once its rounds pass again,
+    // while the stopped one's stays.
     let firing = wait_for(NETWORK_LIMIT, || {
-        alerts().into_iter().find(|a| a["state"] == "firing")
+        let f: Vec<serde_json::Value> = alerts()
+            .into_iter()
+            .filter(|a| a["state"] == "firing")
+            .collect();
+        (f.len() == 1 && f[0]["labels"]["address"] == stopped.address.as_str())
+            .then(|| f[0].clone())
     })
     .unwrap_or_else(|| {
         panic!(
-            "the quorum alert never fired: {:?}\nreachable: {:?}",
+            "the quorum alert never fired for the stopped onion service alone: {:?}\nreachable: {:?}",
             prometheus.api("/api/v1/alerts"),
             prometheus.query("onion_service_reachable")
         )
     });
-    assert_eq!(
-        firing["labels"]["address"],
-        stopped.address.as_str(),
-        "{firing}"
-    );
     assert_eq!(firing["labels"]["name"], "stopped", "{firing}");
     assert_eq!(firing["labels"]["severity"], "critical", "{firing}");
-    // Fired for the stopped onion service only. A round lost to the other
-    // one on a loaded machine may make its alert pending (seen in CI);
-    // pending is not fired.
-    assert!(
-        alerts()
-            .iter()
-            .filter(|a| a["state"] == "firing")
-            .all(|a| a["labels"]["address"] == stopped.address.as_str()),
-        "only the stopped onion service: {:?}",
-        alerts()
-    );
     drop(probers);
 }
 
