@@ -1532,16 +1532,7 @@ async fn an_earlier_probes_circuit_closing_during_an_attempt_is_not_its_evidence
     // later attempt (an onion-service tor killed in between, here closed by
     // the control port) once showed in the later failure as "the rendezvous
     // circuit joined", which kept its stage from being corrected.
-    let info = net();
-    let tor = onionwatch_probe::Tor::connect(
-        &onionwatch_tor::control::ControlAddr::Tcp(info.client.control),
-        onionwatch_tor::control::Auth::Cookie {
-            path: Some(info.client.cookie.clone()),
-        },
-        info.client.socks,
-    )
-    .await
-    .unwrap();
+    let tor = client_tor().await;
     let host = onions().healthy;
     let id = host.trim_end_matches(".onion").to_owned();
 

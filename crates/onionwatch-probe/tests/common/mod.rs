@@ -616,12 +616,10 @@ pub fn endpoints_yaml(with_tcp: bool) -> String {
 /// Options every test config shares: fast, deterministic, bounded.
 pub const FAST: &str = "launch_tor: false\nshuffle: false\nrandomize: false\ninterval: 0\nsleep: 0\ndescriptor_max_retries: 2\ndescriptor_timeout: 60\nhttp_connect_timeout: 60\nhttp_read_timeout: 30\nhttp_connect_max_retries: 2\ntls_connect_max_retries: 0\n";
 
-/// A prober on the network's client tor.
-pub async fn prober(yaml: &str) -> (Arc<Prober>, Vec<onionwatch_probe::Target>) {
+/// The network's client tor, through its control port and SOCKS port.
+pub async fn client_tor() -> Tor {
     let info = net();
-    let (config, _) = Config::from_yaml(yaml, "test").unwrap();
-    let targets = config.targets().unwrap();
-    let tor = Tor::connect(
+    Tor::connect(
         &ControlAddr::Tcp(info.client.control),
         Auth::Cookie {
             path: Some(info.client.cookie.clone()),
@@ -629,9 +627,15 @@ pub async fn prober(yaml: &str) -> (Arc<Prober>, Vec<onionwatch_probe::Target>) 
         info.client.socks,
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// A prober on the network's client tor.
+pub async fn prober(yaml: &str) -> (Arc<Prober>, Vec<onionwatch_probe::Target>) {
+    let (config, _) = Config::from_yaml(yaml, "test").unwrap();
+    let targets = config.targets().unwrap();
     let p = Prober::new(
-        Arc::new(tor),
+        Arc::new(client_tor().await),
         Arc::new(ProbeMetrics::new()),
         Settings::from_config(&config),
     );
