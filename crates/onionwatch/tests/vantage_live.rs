@@ -233,11 +233,11 @@ fn the_quorum_alert_fires_for_an_onion_service_two_vantage_points_cannot_reach()
         )
     });
     let alerts = || results_alerts(&prometheus.api("/api/v1/alerts").unwrap_or_default());
-    assert!(
-        alerts().is_empty(),
-        "no quorum alert while both are up: {:?}",
-        alerts()
-    );
+    // No quorum alert while both are up. A round the shared client tor
+    // loses for every vantage point at once can make one pending (seen in
+    // CI); it clears as the rounds pass.
+    wait_for(NETWORK_LIMIT, || alerts().is_empty().then_some(()))
+        .unwrap_or_else(|| panic!("a quorum alert while both are up: {:?}", alerts()));
 
     onionwatch_testnet::with_shared_network(|net| net.kill_node(&stopped.tor))
         .expect("the shared network runs")
